@@ -1,0 +1,59 @@
+"""Model cards (README.md in each model folder), generated from config and metrics alone."""
+from __future__ import annotations
+
+from .models import ModelConfig
+from .registry import ModelEntry
+
+CITATION = """@article{yu2021hannet,
+  title   = {Householder-Absolute Neural Layers For High Variability and Deep Trainability},
+  author  = {Yu, Yueyao and Zhang, Yin},
+  journal = {arXiv preprint arXiv:2106.04088},
+  year    = {2021}
+}"""
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
+    m, sel = metrics["metric"], metrics["selected"]
+    seeds = metrics["seeds_at_selected"]
+    lines = [
+        "---", "library_name: hanzoo", "tags: [hannet, householder, tiny-model]", "license: mit", "---", "",
+        f"# {entry.id}", "", entry.description, "",
+        f"Task: **{entry.task}**. Architecture: {config.depth} hidden layers x width {config.width} "
+        f"({entry.arch}), {config.num_params} parameters, activation ratio {100 * config.activation_ratio:.2f}%. "
+        f"Init: `{sel['init']}`.", "",
+        "## Measured", "",
+        f"| split | {m} (selected run) | {m}, mean +- std over {len(seeds['test']['values'])} seeds |",
+        "| --- | ---: | ---: |",
+    ]
+    for split in ("train", "test"):
+        vals = seeds[split]
+        lines.append(f"| {split} | {_fmt(sel[split][m])} | {_fmt(vals['mean'])} +- {_fmt(vals['std'])} |")
+    paper = entry.paper
+    lines += [
+        "",
+        f"The paper reports ({paper.get('table', '-')}): train {paper.get('train_accuracy', '-')}, "
+        f"test {paper.get('test_accuracy', '-')} (mean +- std over 5 runs, with the best of 10 learning rates "
+        f"picked on the test set).", "",
+        "## How it was trained and selected", "",
+        f"- Protocol: {metrics['protocol_text']}",
+        f"- Selection (no test data): {metrics['selection_rule']}",
+        f"- Selected: init `{sel['init']}`, LR {sel['lr']}, seed {sel['seed']}, checkpoint at iteration "
+        f"{sel['best_iteration']}; validation {m} {_fmt(sel['val'][m])}.",
+        f"- Per-seed test {m} at the selected init and LR: "
+        + ", ".join(f"{v:.2f}" for v in seeds["test"]["values"]) + ".",
+        f"- Failed runs in the sweep (diverged or collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
+        f"- Wall time {metrics['wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
+        f"({metrics['iterations_per_second']:.1f} stacked iterations/s), torch {metrics['versions']['torch']}, "
+        f"{metrics['machine']}.",
+        "",
+        "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
+        "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]", "```", "",
+        "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
+        "evaluation by the test suite.", "",
+        "## Citation", "", "```bibtex", CITATION, "```", "",
+    ]
+    return "\n".join(lines)

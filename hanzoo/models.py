@@ -1,0 +1,157 @@
+"""Model configs and the torch modules built from them.
+
+A config is plain data (it round-trips through config.json); `build` turns it into a module.
+Every net is: hidden blocks (Dense or Han, each with its activation), then a linear head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .errors import HanzooError
+from .layers import ACTIVATIONS, Dense, HanLayer
+
+INITS = ("han-normal", "han-authors", "kaiming")
+
+
+@dataclass(frozen=True)
+class Block:
+    """`repeat` consecutive hidden layers of one kind ("fc" or "han"), width and activation."""
+
+    kind: str
+    width: int
+    act: str = "abs"
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    in_features: int
+    out_features: int
+    blocks: tuple[Block, ...]
+    init: str = "kaiming"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(b if isinstance(b, Block) else Block(**b) for b in self.blocks))
+        if self.init not in INITS:
+            raise HanzooError(f"unknown init {self.init!r}; expected one of {INITS}")
+        n = self.in_features
+        for b in self.blocks:
+            if b.kind not in ("fc", "han"):
+                raise HanzooError(f"unknown block kind {b.kind!r}; expected 'fc' or 'han'")
+            if b.act not in ACTIVATIONS:
+                raise HanzooError(f"unknown activation {b.act!r}; expected one of {sorted(ACTIVATIONS)}")
+            if b.kind == "han" and b.width != n:
+                raise HanzooError(f"a Han block keeps its width: got width {b.width} after width {n}")
+            if b.width < 1 or b.repeat < 1:
+                raise HanzooError(f"block {b} needs a positive width and repeat")
+            n = b.width
+
+    # Derived figures; nothing here is stored, so it can never disagree with the blocks.
+    def layers(self) -> list[tuple[str, int, int, str]]:
+        """Hidden layers unrolled as (kind, n_in, n_out, act)."""
+        out, n = [], self.in_features
+        for b in self.blocks:
+            for _ in range(b.repeat):
+                out.append((b.kind, n, b.width, b.act))
+                n = b.width
+        return out
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers())
+
+    @property
+    def width(self) -> int:
+        return max((b.width for b in self.blocks), default=0)
+
+    @property
+    def num_params(self) -> int:
+        hidden = sum(2 * o if k == "han" else i * o + o for k, i, o, _ in self.layers())
+        last = self.layers()[-1][2] if self.blocks else self.in_features
+        return hidden + last * self.out_features + self.out_features
+
+    @property
+    def num_activations(self) -> int:
+        return sum(o for _, _, o, _ in self.layers())
+
+    @property
+    def activation_ratio(self) -> float:
+        """AR = hidden activations / parameters (paper, Section 1.4)."""
+        return self.num_activations / self.num_params
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"] = [asdict(b) for b in self.blocks]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise HanzooError(f"bad model config: {e}") from None
+
+
+class Net(nn.Module):
+    """Hidden layers, then a linear head. Input [batch, in_features] -> output [batch, out_features]."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList(
+            HanLayer(o, act) if kind == "han" else Dense(i, o, act) for kind, i, o, act in config.layers()
+        )
+        last = config.layers()[-1][2] if config.blocks else config.in_features
+        self.head = nn.Linear(last, config.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+def build(config: ModelConfig, seed: int | None = None) -> Net:
+    """Build a module and initialise it with `config.init` (seeded when `seed` is given)."""
+    gen_state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        net = Net(config)
+        initialize(net, config.init)
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(gen_state)
+    return net
+
+
+@torch.no_grad()
+def initialize(net: Net, init: str) -> None:
+    """The three inits measured for this zoo.
+
+    - kaiming: FCNets, as in the paper (kaiming_normal_ weights, PyTorch's default biases).
+    - han-authors: the authors' code: every Linear orthogonal, u a random unit vector,
+      Han bias U(+-1/sqrt(n)).
+    - han-normal: every Linear orthogonal, u ~ N(0, I) so ||u|| ~ sqrt(n), Han bias 0. The gradient
+      on u scales as 1/||u||, so the larger norm makes high learning rates stable.
+    """
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    for lin in linears:
+        # PyTorch's default bias init, re-drawn here so the draw order depends on the config alone.
+        bound = 1 / math.sqrt(lin.in_features)
+        nn.init.uniform_(lin.bias, -bound, bound)
+        if init == "kaiming":
+            nn.init.kaiming_normal_(lin.weight)
+        else:
+            nn.init.orthogonal_(lin.weight)
+    for han in (m for m in net.modules() if isinstance(m, HanLayer)):
+        if init == "han-authors":
+            nn.init.orthogonal_(han.u.view(-1, 1))
+            bound = 1 / math.sqrt(han.width)
+            nn.init.uniform_(han.bias, -bound, bound)
+        else:
+            nn.init.normal_(han.u)
+            nn.init.zeros_(han.bias)

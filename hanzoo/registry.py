@@ -1,0 +1,137 @@
+"""The one list of models. Everything else (trainer, CLI, cards, tests) reads it from here.
+
+An entry is the model's identity: id, task, config and the paper's figures for it. What was measured
+(metrics) and what is shipped (files) live in the model folder `pretrained/<id>/` and are read from
+there, so a figure is never typed twice.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HanzooError
+from .models import Block, ModelConfig
+
+PRETRAINED_DIR = Path(os.environ.get("HANZOO_PRETRAINED", Path(__file__).resolve().parent.parent / "pretrained"))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    task: str
+    family: str  # "hannet" or "fcnet": a HanNet's baselines are the FCNets of its task
+    config: ModelConfig
+    description: str
+    paper: dict = field(default_factory=dict)  # the paper's own figures, for side-by-side reports
+
+    @property
+    def dir(self) -> Path:
+        return PRETRAINED_DIR / self.id
+
+    @property
+    def shipped(self) -> bool:
+        return (self.dir / "model.safetensors").is_file()
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else []
+
+    @property
+    def metrics(self) -> dict:
+        path = self.dir / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def arch(self) -> str:
+        c = self.config
+        return f"{c.depth}x{c.width}" if c.depth else f"linear {c.in_features}->{c.out_features}"
+
+
+def _hannet(n_in: int, n_out: int, width: int, han: int, fc_before: int = 1, fc_after: int = 0,
+            act: str = "abs", init: str = "han-normal") -> ModelConfig:
+    blocks = [Block("fc", width, act, fc_before), Block("han", width, act, han)]
+    if fc_after:
+        blocks.append(Block("fc", width, act, fc_after))
+    return ModelConfig(n_in, n_out, tuple(blocks), init)
+
+
+def _fcnet(n_in: int, n_out: int, depth: int, width: int, act: str = "relu") -> ModelConfig:
+    return ModelConfig(n_in, n_out, (Block("fc", width, act, depth),), "kaiming")
+
+
+_T3 = "Table 3"
+_T4 = "Table 4 (20x30 ablation)"
+_T5 = "Table 5 / Figure 6"
+
+_ENTRIES = [
+    # Checkerboard (paper 3.2.1): 2 outputs trained toward the 0/1 label with MSE.
+    ModelEntry("checkerboard-hannet-20x30", "checkerboard", "hannet", _hannet(2, 2, 30, 17, fc_before=2, fc_after=1),
+               "HanNet: 2 FC, 17 Han-layers, 1 FC, width 30, ABS.",
+               {"table": _T3, "params": 3032, "ar": 19.78, "train_accuracy": "99.98 +- 0.02",
+                "test_accuracy": "99.52 +- 0.27"}),
+    ModelEntry("checkerboard-fcnet-6x100", "checkerboard", "fcnet", _fcnet(2, 2, 6, 100),
+               "FCNet1: 6 hidden FC layers of width 100, ReLU.",
+               {"table": _T3, "params": 51002, "ar": 1.17, "train_accuracy": "99.97 +- 0.03",
+                "test_accuracy": "85.27 +- 0.35"}),
+    ModelEntry("checkerboard-fcnet-10x100", "checkerboard", "fcnet", _fcnet(2, 2, 10, 100),
+               "FCNet2: 10 hidden FC layers of width 100, ReLU.",
+               {"table": _T3, "params": 91402, "ar": 1.96, "train_accuracy": "99.98 +- 0.02",
+                "test_accuracy": "85.34 +- 0.38"}),
+    ModelEntry("checkerboard-fcnet-6x300", "checkerboard", "fcnet", _fcnet(2, 2, 6, 300),
+               "FCNet3: 6 hidden FC layers of width 300, ReLU.",
+               {"table": _T3, "params": 453002, "ar": 0.39, "train_accuracy": "100.0 +- 0.00",
+                "test_accuracy": "85.61 +- 0.17"}),
+    ModelEntry("checkerboard-hannet-relu-20x30", "checkerboard", "hannet",
+               _hannet(2, 2, 30, 17, fc_before=2, fc_after=1, act="relu"),
+               "Ablation (b): the HanNet-20x30 frame with ReLU instead of ABS.",
+               {"table": _T4, "params": 3032, "test_accuracy": "76.8"}),
+    ModelEntry("checkerboard-fcnet-abs-20x30", "checkerboard", "fcnet", _fcnet(2, 2, 20, 30, act="abs"),
+               "Ablation (c): 20 FC layers of width 30 with ABS.",
+               {"table": _T4, "params": 17822, "test_accuracy": "82.6"}),
+    ModelEntry("checkerboard-fcnet-relu-20x30", "checkerboard", "fcnet", _fcnet(2, 2, 20, 30),
+               "Ablation (d): 20 FC layers of width 30 with ReLU.",
+               {"table": _T4, "params": 17822, "test_accuracy": "82.3"}),
+    # Regression (paper 3.2.2): 1 output, MSE, Adam.
+    ModelEntry("elevators-hannet-20x200", "elevators", "hannet", _hannet(18, 1, 200, 19),
+               "HanNet: FC(18->200), 19 Han-layers of width 200, ABS.",
+               {"table": _T5, "params": 11601, "ar": 34.47}),
+    ModelEntry("elevators-fcnet-5x50", "elevators", "fcnet", _fcnet(18, 1, 5, 50),
+               "FCNet1: 5 hidden FC layers of width 50, ReLU.", {"table": _T5, "params": 11201, "ar": 2.23}),
+    ModelEntry("elevators-fcnet-5x200", "elevators", "fcnet", _fcnet(18, 1, 5, 200),
+               "FCNet2: 5 hidden FC layers of width 200, ReLU.", {"table": _T5, "params": 164801, "ar": 0.60}),
+    ModelEntry("calhousing-hannet-20x200", "calhousing", "hannet", _hannet(8, 1, 200, 19),
+               "HanNet: FC(8->200), 19 Han-layers of width 200, ABS.",
+               {"table": _T5, "params": 9601, "ar": 41.66}),
+    ModelEntry("calhousing-fcnet-5x50", "calhousing", "fcnet", _fcnet(8, 1, 5, 50),
+               "FCNet1: 5 hidden FC layers of width 50, ReLU.", {"table": _T5, "params": 10701, "ar": 2.33}),
+    ModelEntry("calhousing-fcnet-5x200", "calhousing", "fcnet", _fcnet(8, 1, 5, 200),
+               "FCNet2: 5 hidden FC layers of width 200, ReLU.", {"table": _T5, "params": 162801, "ar": 0.61}),
+    # CIFAR-10 classifier heads on 2048-d backbone features (paper 3.2.3).
+    ModelEntry("cifar10-head-hannet", "cifar10-features", "hannet", _hannet(2048, 10, 30, 3),
+               "HanNet head: FC(2048->30)+ABS, 3 Han-layers of width 30, FC(30->10).",
+               {"table": "Table 6", "params": 61960, "top1_error": "0.89 +- 0.02"}),
+    ModelEntry("cifar10-head-fc", "cifar10-features", "fcnet", ModelConfig(2048, 10, (), "kaiming"),
+               "The backbone's own last layer: FC(2048->10).",
+               {"table": "Table 6", "params": 20490, "top1_error": "0.99 +- 0.02"}),
+]
+
+MODELS: dict[str, ModelEntry] = {e.id: e for e in _ENTRIES}
+
+
+def get(model_id: str) -> ModelEntry:
+    """The registry entry for `model_id`; an unknown id names the closest known ones."""
+    try:
+        return MODELS[model_id]
+    except KeyError:
+        close = difflib.get_close_matches(model_id, MODELS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `hanzoo list` to see them"
+        raise HanzooError(f"unknown model id {model_id!r}{hint}") from None
+
+
+def baselines(model_id: str) -> list[ModelEntry]:
+    """A HanNet's FCNet baselines: the FCNets of the same task."""
+    entry = get(model_id)
+    return [e for e in MODELS.values() if e.task == entry.task and e.family == "fcnet" and e.id != model_id]

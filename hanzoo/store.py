@@ -1,0 +1,137 @@
+"""Model folders: config.json, model.safetensors, metrics.json and a README.md card.
+
+The layout follows huggingface_hub's PyTorchModelHubMixin. Writes are atomic (a temporary sibling
+folder renamed into place), so an interrupted save never leaves a half-written model behind.
+Weights are safetensors only: nothing a user downloads is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import HanzooError
+from .layers import check_reflection_vector
+from .models import ModelConfig, Net, build
+from .registry import MODELS, get
+
+FORMAT_VERSION = 1
+
+
+def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, state: dict[str, torch.Tensor],
+                 metrics: dict, card: str, extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write a complete model folder at `dest`, replacing any folder there only once all is written."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
+                "task": task, "architecture": config.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt", "hanzoo_id": model_id})
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "README.md").write_text(card)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def resolve(source: str | Path) -> Path:
+    """A registry id or a model folder -> the folder that holds its files."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if str(source) in MODELS:
+        entry = get(str(source))
+        if not entry.shipped:
+            raise HanzooError(f"model {entry.id!r} has no shipped weights; train them with `hanzoo train {entry.id}`")
+        return entry.dir
+    if os.sep in str(source) or path.suffix:
+        raise HanzooError(f"model folder {source} does not exist")
+    get(str(source))  # raises the unknown-id error with suggestions
+    raise AssertionError("unreachable")
+
+
+def read_config(folder: Path) -> dict:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HanzooError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or "architecture" not in meta or "task" not in meta:
+        raise HanzooError(f"{path} is not a hanzoo config (needs 'architecture' and 'task')")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise HanzooError(f"{path} has format_version {version!r}; this hanzoo {__version__} reads "
+                          f"format_version {FORMAT_VERSION}. Upgrade hanzoo or re-export the model.")
+    return meta
+
+
+def read_metrics(folder: Path) -> dict:
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HanzooError(f"{path} is not valid JSON: {e}") from None
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise HanzooError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
+    """Keys, shapes and values must all fit the architecture; say exactly what does not."""
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise HanzooError(f"{where} does not match the architecture: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise HanzooError(f"{where}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+        if not torch.isfinite(v).all():
+            raise HanzooError(f"{where}: tensor {k} has non-finite values")
+        if k.endswith(".u"):
+            check_reflection_vector(v, k)
+
+
+def load(source: str | Path) -> Net:
+    """Load a model from a registry id or a model folder, in eval mode, with `.meta` and `.metrics`."""
+    folder = resolve(source)
+    meta = read_config(folder)
+    net = build(ModelConfig.from_dict(meta["architecture"]))
+    weights = folder / "model.safetensors"
+    state = load_state(weights)
+    check_state(net, state, str(weights))
+    net.load_state_dict(state)
+    net.eval()
+    net.meta = meta
+    net.metrics = read_metrics(folder)
+    net.folder = folder
+    return net

@@ -1,0 +1,145 @@
+"""Tasks: the data, the loss and the metrics of each problem in the paper.
+
+A task turns a model's raw output into its metrics, so the trainer, `hanzoo eval` and the tests all
+score a model the same way.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import HanzooError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Float32 inputs [N, d] and targets [N, k], for the train and test parts of a dataset."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def verified_bytes(path: Path, sha256: str) -> bytes:
+    """Read a vendored file and refuse it if it is missing or its checksum is off."""
+    if not path.is_file():
+        raise HanzooError(f"data file {path} is missing")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise HanzooError(f"data file {path} is corrupted: sha256 {actual}, expected {sha256}")
+    return data
+
+
+class Task:
+    name: str
+    n_in: int
+    n_out: int
+    metric: str  # the headline metric
+    higher_is_better: bool
+
+    def split(self) -> Split:
+        raise HanzooError(f"task {self.name!r} has no data loader in this version of hanzoo")
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean over the sample and output dims; leading dims (stacked runs) are kept."""
+        return ((out - y) ** 2).mean(dim=(-2, -1))
+
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class Checkerboard(Task):
+    """12x12 blocks on an 81x81 grid over [-1, 1]^2 (paper 3.1), with the authors' own split.
+
+    The authors train 2 outputs toward the 0/1 label with MSE and predict (mean of outputs > 0.5).
+    """
+
+    name, n_in, n_out, metric, higher_is_better = "checkerboard", 2, 2, "accuracy", True
+    file = DATA_DIR / "checkerboard-official-split.csv.gz"
+    sha256 = "e085d48ab24d808482ebb6a38c54e31b0b3a5637a6b7b253119770aea331c3b1"
+
+    def split(self) -> Split:
+        return _official_checkerboard()
+
+    @staticmethod
+    def predict(out: torch.Tensor) -> torch.Tensor:
+        return (out.mean(dim=-1) > 0.5).to(torch.int64)
+
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        acc = (self.predict(out) == y[..., 0].to(torch.int64)).to(torch.float64).mean(dim=-1) * 100
+        return {"accuracy": acc, "mse": self.loss(out, y)}
+
+
+@lru_cache(maxsize=1)
+def _official_checkerboard() -> Split:
+    text = gzip.decompress(verified_bytes(Checkerboard.file, Checkerboard.sha256)).decode()
+    rows = [line.split(",") for line in text.splitlines()[1:]]
+    x = np.array([[float(r[0]), float(r[1])] for r in rows], dtype=np.float32)
+    label = np.array([int(r[2]) for r in rows], dtype=np.float32)
+    y = np.repeat(label[:, None], 2, axis=1)
+    train = np.array([r[3] == "train" for r in rows])
+    return Split(x[train], y[train], x[~train], y[~train])
+
+
+def checkerboard_grid() -> tuple[np.ndarray, np.ndarray]:
+    """All 6561 grid points and their labels, from the rule in PROVENANCE.md.
+
+    Grid index i = round((x1 + 1) * 40); a border of 4 points is label 0; inside, 6x6-point blocks
+    alternate: label = ((i - 4) // 6 + (j - 4) // 6) % 2.
+    """
+    idx = np.arange(81)
+    i, j = np.meshgrid(idx, idx, indexing="ij")
+    inside = (i >= 4) & (i <= 75) & (j >= 4) & (j <= 75)
+    label = np.where(inside, ((i - 4) // 6 + (j - 4) // 6) % 2, 0)
+    x = np.stack([i.ravel() / 40 - 1, j.ravel() / 40 - 1], axis=1).astype(np.float32)
+    return x, label.ravel().astype(np.float32)
+
+
+def checkerboard_label(x: np.ndarray) -> np.ndarray:
+    """The label of grid points given by coordinates (the inverse of `checkerboard_grid`)."""
+    i = np.rint((x[:, 0] + 1) * 40).astype(int)
+    j = np.rint((x[:, 1] + 1) * 40).astype(int)
+    inside = (i >= 4) & (i <= 75) & (j >= 4) & (j <= 75)
+    return np.where(inside, ((i - 4) // 6 + (j - 4) // 6) % 2, 0).astype(np.float32)
+
+
+def random_checkerboard_split(seed: int, train_fraction: float = 0.25) -> Split:
+    """A fresh random split of the grid, as in the paper's 'other random 25%-75% splittings'."""
+    x, label = checkerboard_grid()
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n = int(round(train_fraction * len(x)))
+    y = np.repeat(label[:, None], 2, axis=1)
+    return Split(x[perm[:n]], y[perm[:n]], x[perm[n:]], y[perm[n:]])
+
+
+class _Pending(Task):
+    """A task of the paper whose data loader lands in a later issue; its models are in the registry."""
+
+    def __init__(self, name: str, n_in: int, n_out: int, metric: str, higher_is_better: bool) -> None:
+        self.name, self.n_in, self.n_out, self.metric, self.higher_is_better = (
+            name, n_in, n_out, metric, higher_is_better)
+
+
+TASKS: dict[str, Task] = {
+    "checkerboard": Checkerboard(),
+    "elevators": _Pending("elevators", 18, 1, "nrmse", False),
+    "calhousing": _Pending("calhousing", 8, 1, "nrmse", False),
+    "cifar10-features": _Pending("cifar10-features", 2048, 10, "top1_error", False),
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise HanzooError(f"unknown task {name!r}; expected one of {sorted(TASKS)}") from None

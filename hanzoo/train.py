@@ -1,0 +1,415 @@
+"""The paper's training protocol, with every run of a sweep (learning rates x seeds) trained at once.
+
+On nets this small, Python and dispatch overhead dominate, not flops. So the R runs of a sweep are
+one computation: every parameter carries a leading run dimension and each layer is one batched
+matmul (`baddbmm`) over all runs. A step costs about as many torch ops as one plain run's step.
+
+Selection never looks at the test split. A validation split is carved from the training split
+(seeded, `val_fraction`). Within a run the checkpoint with the best validation score is kept
+(metric first, then validation loss). The learning rate with the best mean validation score over
+seeds is chosen, and among its seeds the run with the best validation score is shipped.
+The test split is scored once, at the end, for the record.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .errors import HanzooError
+from .layers import ACTIVATIONS
+from .models import ModelConfig, Net, build
+from .tasks import Split, Task
+
+
+@dataclass(frozen=True)
+class Protocol:
+    iterations: int = 40000
+    batch_size: int = 100
+    lrs: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    momentum: float = 0.9
+    milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # fractions of training where the LR is ...
+    gamma: float = 0.2  # ... multiplied by this (the paper's "annealed by a factor of 5")
+    val_fraction: float = 0.1
+    eval_every: int = 200
+    split_seed: int = 1234
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROTOCOLS = {"checkerboard": Protocol()}  # paper Table 2: SGD, momentum 0.9, batch 100, 40000 iterations
+
+
+def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
+    """Split the training part into fit and validation parts; the test part is passed through."""
+    n = len(split.x_train)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fraction * n))
+    val, fit = perm[:n_val], perm[n_val:]
+    return Split(split.x_train[fit], split.y_train[fit], split.x_test, split.y_test), split.x_train[val], split.y_train[val]
+
+
+class StackedNet:
+    """R copies of one architecture with independent parameters, run as one computation.
+
+    Parameters are plain leaf tensors with a leading run dimension; `state_dict(r)` gives run r in
+    the key layout of `models.Net`, so a trained run loads into the ordinary module.
+    """
+
+    def __init__(self, config: ModelConfig, nets: list[Net]) -> None:
+        self.config = config
+        self.names = list(nets[0].state_dict())
+        self.params = [torch.stack([n.state_dict()[k] for n in nets]).detach().clone().requires_grad_(True)
+                       for k in self.names]
+        self.acts = [ACTIVATIONS[act] for _, _, _, act in config.layers()]
+        self.kinds = [kind for kind, _, _, _ in config.layers()]
+
+    @property
+    def runs(self) -> int:
+        return self.params[0].shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [R, B, in] -> [R, B, out]."""
+        p = iter(self.params)
+        for kind, act in zip(self.kinds, self.acts):
+            if kind == "fc":
+                w, b = next(p), next(p)
+                x = act(torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
+            else:
+                u, b = next(p), next(p)
+                v = u * (2.0 / (u * u).sum(-1, keepdim=True))
+                # Elementwise rather than bmm: batched matrix-vector products are slow on the CPU.
+                s = (x * u.unsqueeze(1)).sum(-1, keepdim=True)  # [R, B, 1]: one dot product per sample
+                x = act(torch.addcmul(x + b.unsqueeze(1), s, v.unsqueeze(1), value=-1.0))
+        w, b = next(p), next(p)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    def state_dict(self, r: int, params: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        return {k: t[r].detach().clone() for k, t in zip(self.names, params or self.params)}
+
+
+class StackedSGD:
+    """SGD with momentum and a learning rate per run, in three foreach ops per step.
+
+    Scaling run r's loss by lr_r makes its gradient lr_r * g, so the momentum buffer holds lr_r * buf
+    and the update is p -= buf. When the LR is annealed the buffers are scaled by the same factor,
+    which keeps this exactly equal to torch.optim.SGD with a per-run MultiStepLR.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, momentum: float) -> None:
+        self.params, self.lrs, self.momentum = params, lrs.clone(), momentum
+        self.bufs: list[torch.Tensor] | None = None
+
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        with torch.no_grad():
+            if self.bufs is None:
+                self.bufs = [g.clone() for g in grads]
+            else:
+                torch._foreach_mul_(self.bufs, self.momentum)
+                torch._foreach_add_(self.bufs, grads)
+            torch._foreach_sub_(self.params, self.bufs)
+        for p in self.params:
+            p.grad = None
+
+    def scale_lr(self, factor: float | torch.Tensor) -> None:
+        self.lrs *= factor
+        if self.bufs is not None:
+            with torch.no_grad():
+                f = torch.as_tensor(factor, dtype=self.bufs[0].dtype)
+                for b in self.bufs:
+                    b.mul_(f.view(-1, *[1] * (b.dim() - 1)) if f.dim() else f)
+
+
+@dataclass
+class RunResult:
+    init: str
+    lr: float
+    seed: int
+    status: str  # "ok", "diverged" (non-finite loss) or "collapsed" (constant prediction)
+    best_iteration: int
+    fit: dict = field(default_factory=dict)  # the training split less the validation part
+    val: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+
+
+@dataclass
+class SweepResult:
+    runs: list[RunResult]
+    selected: int  # index into runs
+    state_dict: dict[str, torch.Tensor]
+    seconds: float
+    iterations_per_second: float
+
+
+def batch_indices(n: int, batch: int, seeds: list[int], iterations: int) -> "BatchStream":
+    return BatchStream(n, batch, seeds, iterations)
+
+
+class BatchStream:
+    """Per-seed epoch shuffles: runs that share a seed see the same minibatches, whatever their LR."""
+
+    def __init__(self, n: int, batch: int, seeds: list[int], iterations: int) -> None:
+        self.n, self.batch = n, batch
+        self.unique = sorted(set(seeds))
+        self.row = torch.tensor([self.unique.index(s) for s in seeds])
+        self.gens = [torch.Generator().manual_seed(10_000 + s) for s in self.unique]
+        self.order = None
+        self.pos = n
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch > self.n:
+            self.order = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
+            self.pos = 0
+        idx = self.order[:, self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx[self.row]  # [R, B]
+
+
+def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor,
+                  protocol: Protocol, seeds: list[int], evaluate=None, progress=None):
+    """Train every run of `net` in place. `evaluate(params, it)` is called every eval_every iterations
+    and at the end; returns (per-run divergence flags)."""
+    opt = StackedSGD(net.params, lrs, protocol.momentum)
+    stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
+    milestones = {math.floor(f * protocol.iterations) for f in protocol.milestones}
+    alive = torch.ones(net.runs, dtype=torch.bool)
+    initial = [p.detach().clone() for p in net.params]
+    for it in range(protocol.iterations):
+        if it in milestones:
+            opt.scale_lr(protocol.gamma)
+        idx = stream.next()
+        loss = task.loss(net.forward(x[idx]), y[idx])  # [R]
+        bad = ~torch.isfinite(loss.detach()) & alive
+        if bad.any():
+            # A diverged run is parked at its init with LR 0, so it costs nothing and harms no other run.
+            alive &= ~bad
+            with torch.no_grad():
+                for p, p0 in zip(net.params, initial):
+                    p[bad] = p0[bad]
+            opt.lrs[bad] = 0
+            if opt.bufs is not None:
+                for b in opt.bufs:
+                    b[bad] = 0
+            loss = task.loss(net.forward(x[idx]), y[idx])
+        (loss * opt.lrs.to(loss.dtype)).sum().backward()
+        opt.step()
+        if evaluate is not None and ((it + 1) % protocol.eval_every == 0 or it + 1 == protocol.iterations):
+            evaluate(it + 1)
+        if progress is not None:
+            progress(it + 1)
+    return ~alive
+
+
+def _better(acc: torch.Tensor, loss: torch.Tensor, best_acc: torch.Tensor, best_loss: torch.Tensor,
+            higher_is_better: bool) -> torch.Tensor:
+    """Per run: is (metric, loss) better than the best so far? Metric first, loss breaks ties."""
+    gain = acc > best_acc if higher_is_better else acc < best_acc
+    return gain | ((acc == best_acc) & (loss < best_loss))
+
+
+@torch.no_grad()
+def _stacked_metrics(net: StackedNet, task: Task, params: list[torch.Tensor], x: torch.Tensor,
+                     y: torch.Tensor) -> dict[str, torch.Tensor]:
+    saved, net.params = net.params, params
+    try:
+        out = net.forward(x.expand(net.runs, *x.shape))
+    finally:
+        net.params = saved
+    m = task.metrics(out, y)
+    m["constant"] = out.std(dim=1).amax(dim=-1) < 1e-6  # a collapsed run predicts one value everywhere
+    return m
+
+
+def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, inits: list[str] | None = None,
+          dtype: torch.dtype = torch.float32, progress: bool = True) -> SweepResult:
+    """Train every (init, lr, seed) as one stacked computation, then select without the test set."""
+    fit, x_val_np, y_val_np = carve_validation(split, protocol.val_fraction, protocol.split_seed)
+    as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    x, y, x_val, y_val = as_t(fit.x_train), as_t(fit.y_train), as_t(x_val_np), as_t(y_val_np)
+    grid = [(init, lr, seed) for init in inits or [config.init] for lr in protocol.lrs for seed in protocol.seeds]
+    nets = [build(replace(config, init=init), seed=seed).to(dtype) for init, _, seed in grid]
+    net = StackedNet(config, nets)
+    lrs = torch.tensor([lr for _, lr, _ in grid], dtype=dtype)
+    seeds = [seed for _, _, seed in grid]
+
+    best = [p.detach().clone() for p in net.params]
+    worst = -math.inf if task.higher_is_better else math.inf
+    best_acc = torch.full((net.runs,), worst, dtype=torch.float64)
+    best_loss = torch.full((net.runs,), math.inf, dtype=torch.float64)
+    best_it = torch.zeros(net.runs, dtype=torch.int64)
+
+    def evaluate(it: int) -> None:
+        m = _stacked_metrics(net, task, net.params, x_val, y_val)
+        acc, loss = m[task.metric].double(), m["mse"].double()
+        better = _better(acc, loss, best_acc, best_loss, task.higher_is_better) & torch.isfinite(loss)
+        best_acc[better], best_loss[better], best_it[better] = acc[better], loss[better], it
+        for b, p in zip(best, net.params):
+            b[better] = p.detach()[better]
+
+    _tune_allocator()
+    bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
+    start = time.perf_counter()
+    with bar:
+        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance)
+    seconds = time.perf_counter() - start
+
+    splits = {"fit": (x, y), "val": (x_val, y_val), "train": (as_t(split.x_train), as_t(split.y_train)),
+              "test": (as_t(split.x_test), as_t(split.y_test))}
+    scored = {k: _stacked_metrics(net, task, best, *xy) for k, xy in splits.items()}
+    runs = []
+    for r, (init, lr, seed) in enumerate(grid):
+        status = "diverged" if diverged[r] else "collapsed" if scored["fit"]["constant"][r] else "ok"
+        runs.append(RunResult(init, lr, seed, status, int(best_it[r]),
+                              **{k: {n: float(v[r]) for n, v in s.items() if n != "constant"} for k, s in scored.items()}))
+    selected = select(runs, task)
+    return SweepResult(runs, selected, net.state_dict(selected, best), seconds,
+                       protocol.iterations / seconds)
+
+
+def select(runs: list[RunResult], task: Task) -> int:
+    """Choose the hyperparameters (init, LR), then the run, from validation scores alone.
+
+    (init, LR): fewest failed runs (diverged or collapsed), then the best mean validation metric
+    over its seeds, then the lowest mean validation loss. Run: among those runs' healthy seeds, the
+    best validation metric, validation loss breaking ties.
+    """
+    sign = 1 if task.higher_is_better else -1
+    ok = [r for r in runs if r.status == "ok"]
+    if not ok:
+        raise HanzooError("every run of the sweep diverged or collapsed; nothing to select")
+
+    def lr_key(hp: tuple[str, float]) -> tuple[float, float, float]:
+        mine = [r for r in ok if (r.init, r.lr) == hp]
+        failed = sum((r.init, r.lr) == hp for r in runs) - len(mine)
+        return (-failed, float(np.mean([sign * r.val[task.metric] for r in mine])),
+                -float(np.mean([r.val["mse"] for r in mine])))
+
+    hp = max({(r.init, r.lr) for r in ok}, key=lr_key)
+    candidates = [i for i, r in enumerate(runs) if (r.init, r.lr) == hp and r.status == "ok"]
+    return max(candidates, key=lambda i: (sign * runs[i].val[task.metric], -runs[i].val["mse"]))
+
+
+def _tune_allocator() -> None:
+    """Keep glibc from returning every freed activation buffer to the OS: on these small stacked
+    tensors (~0.5 MB) the mmap/munmap and page faults per op cost about 10% of a step."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _progress_bar(total: int, label: str, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    class Bar:
+        def __init__(self) -> None:
+            self.p = Progress(TextColumn("[bold]train[/] " + label), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
+            self.task = self.p.add_task("train", total=total)
+            self.n = 0
+
+        def __enter__(self):
+            self.p.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+        def advance(self, it: int) -> None:
+            if it % 50 == 0 or it == total:  # rich's refresh is not free at thousands of steps/s
+                self.p.update(self.task, completed=it)
+
+    return Bar()
+
+
+SELECTION_RULE = ("validation split of {pct:.0f}% carved from the training split (seed {seed}); per run the "
+                  "checkpoint with the best validation {metric} (loss breaks ties, checked every {every} iterations); "
+                  "init and LR by fewest failed runs, then best mean validation {metric} over seeds; the shipped run "
+                  "is the best seed on validation at that init and LR.")
+
+
+def _versions() -> dict:
+    import platform
+
+    from . import __version__
+    return {"hanzoo": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _git_commit() -> str | None:
+    import subprocess
+    from pathlib import Path
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _machine() -> str:
+    import os
+    import platform
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, protocol: Protocol | None = None,
+                progress: bool = True):
+    """Run the paper's sweep for a registry model and write its model folder; returns the folder."""
+    from pathlib import Path
+
+    from . import card, registry, store
+    from .evaluate import evaluate
+    from .models import Net
+    from .tasks import get_task
+
+    entry = registry.get(model_id)
+    task = get_task(entry.task)
+    if task.name not in PROTOCOLS and protocol is None:
+        raise HanzooError(f"no training protocol for task {task.name!r} in this version of hanzoo")
+    protocol = protocol or PROTOCOLS[task.name]
+    split = task.split()
+    result = sweep(entry.config, task, split, protocol, inits=inits, progress=progress)
+    sel = result.runs[result.selected]
+    config = replace(entry.config, init=sel.init)
+
+    # The card's figures come from the plain module, through the same code as `hanzoo eval`.
+    net = Net(config)
+    net.load_state_dict(result.state_dict)
+    net.eval()
+    final = evaluate(net, task, split)
+    m = task.metric
+    peers = [r for r in result.runs if (r.init, r.lr) == (sel.init, sel.lr) and r.status == "ok"]
+    seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
+    for v in seeds.values():
+        v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
+    metrics = {
+        "model_id": entry.id, "task": task.name, "metric": m,
+        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed, "best_iteration": sel.best_iteration,
+                     "train": final["train"], "val": sel.val, "test": final["test"]},
+        "seeds_at_selected": seeds,
+        "selection_rule": SELECTION_RULE.format(pct=100 * protocol.val_fraction, seed=protocol.split_seed,
+                                                metric=m, every=protocol.eval_every),
+        "protocol": protocol.to_dict(),
+        "protocol_text": (f"SGD momentum {protocol.momentum}, batch {protocol.batch_size}, {protocol.iterations} "
+                          f"iterations, LR x{protocol.gamma} at {list(protocol.milestones)} of training, "
+                          f"LRs {list(protocol.lrs)}, inits {sorted({r.init for r in result.runs})}, "
+                          f"seeds {list(protocol.seeds)}; MSE loss."),
+        "failed_runs": sum(r.status != "ok" for r in result.runs),
+        "sweep": [asdict(r) for r in result.runs],
+        "wall_seconds": result.seconds, "iterations_per_second": result.iterations_per_second,
+        "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
+    }
+    dest = Path(out_dir) if out_dir else entry.dir
+    return store.write_folder(dest, entry.id, task.name, config, result.state_dict, metrics,
+                              card.render(entry, config, metrics))
