@@ -328,6 +328,11 @@ def _progress_bar(total: int, label: str, enabled: bool):
         def advance(self, it: int) -> None:
             if it % 50 == 0 or it == total:  # rich's refresh is not free at thousands of steps/s
                 self.p.update(self.task, completed=it)
+            if enabled and not self.p.console.is_terminal and (it * 20 % total < 20 or it == total):
+                # Logs (nohup, CI) get a plain line every 5%, since a live bar only draws on a terminal.
+                t = self.p.tasks[0]
+                eta = f", about {t.time_remaining:.0f} s left" if t.time_remaining else ""
+                print(f"train {label}: {it}/{total} iterations, {t.elapsed:.0f} s{eta}", flush=True)
 
     return Bar()
 
