@@ -7,7 +7,7 @@ from .registry import ModelEntry
 CITATION = """@article{yu2021hannet,
   title   = {Householder-Absolute Neural Layers For High Variability and Deep Trainability},
   author  = {Yu, Yueyao and Zhang, Yin},
-  journal = {arXiv preprint arXiv:2106.04088},
+  journal = {arXiv preprint arXiv:2106.04088 (v1; later versions are titled "A Lightweight and Gradient-Stable Neural Layer")},
   year    = {2021}
 }"""
 
@@ -57,3 +57,17 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         "## Citation", "", "```bibtex", CITATION, "```", "",
     ]
     return "\n".join(lines)
+
+
+def render_imported(entry: ModelEntry, metrics: dict) -> str:
+    m, ev = metrics["metric"], metrics["evaluation"]
+    return "\n".join([
+        f"# {entry.id} (the paper authors' checkpoint)", "",
+        f"Imported by `hanzoo import-official` from `{metrics['source']['file']}` "
+        f"(sha256 `{metrics['source']['sha256']}`), {metrics['source']['origin']}.", "",
+        f"| split | {m} |", "| --- | ---: |",
+        f"| train | {ev['train'][m]:.2f} |", f"| test | {ev['test'][m]:.2f} |", "",
+        "The authors picked this checkpoint by its test accuracy during training, so its test figure is "
+        "not an honest estimate; hanzoo's own models are selected on validation data.", "",
+        "## Citation", "", "```bibtex", CITATION, "```", "",
+    ])

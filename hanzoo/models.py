@@ -132,19 +132,23 @@ def build(config: ModelConfig, seed: int | None = None) -> Net:
 def initialize(net: Net, init: str) -> None:
     """The three inits measured for this zoo.
 
-    - kaiming: FCNets, as in the paper (kaiming_normal_ weights, PyTorch's default biases).
+    - kaiming: FCNets, as in the paper (kaiming_normal_ weights, PyTorch's default biases), with
+      the gain of the layer's activation: the authors' ReLU gain on an ABS net doubles the
+      activations' second moment at every layer, so a 20-layer FC-ABS net would overflow.
     - han-authors: the authors' code: every Linear orthogonal, u a random unit vector,
       Han bias U(+-1/sqrt(n)).
     - han-normal: every Linear orthogonal, u ~ N(0, I) so ||u|| ~ sqrt(n), Han bias 0. The gradient
       on u scales as 1/||u||, so the larger norm makes high learning rates stable.
     """
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    for lin in linears:
+    # Each Linear with the activation after it (the head has none, and keeps the authors' ReLU gain).
+    linears = [(m.linear, m.act_name) for m in net.layers if isinstance(m, Dense)] + [(net.head, "relu")]
+    for lin, act in linears:
         # PyTorch's default bias init, re-drawn here so the draw order depends on the config alone.
         bound = 1 / math.sqrt(lin.in_features)
         nn.init.uniform_(lin.bias, -bound, bound)
         if init == "kaiming":
-            nn.init.kaiming_normal_(lin.weight)
+            # He init keeps E[x^2] through the layer: gain sqrt(2) for ReLU, 1 for ABS (|z|^2 = z^2).
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu" if act == "relu" else "linear")
         else:
             nn.init.orthogonal_(lin.weight)
     for han in (m for m in net.modules() if isinstance(m, HanLayer)):

@@ -1,0 +1,175 @@
+"""The `hanzoo` command line. Every command takes --json; every failure is one line and exit 1."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import registry
+from .errors import HanzooError
+
+# Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
+console = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _headline(entry: registry.ModelEntry) -> dict | None:
+    """The shipped test metric of a model: selected run and mean +- std over seeds."""
+    m = entry.metrics
+    if not m.get("selected"):
+        return None
+    seeds = m["seeds_at_selected"]["test"]
+    return {"metric": m["metric"], "test": m["selected"]["test"][m["metric"]], "mean": seeds["mean"], "std": seeds["std"]}
+
+
+def _entry_dict(e: registry.ModelEntry) -> dict:
+    c = e.config
+    return {"id": e.id, "task": e.task, "family": e.family, "arch": e.arch, "params": c.num_params,
+            "activation_ratio": round(c.activation_ratio, 6), "shipped": e.shipped, "test_metric": _headline(e)}
+
+
+def cmd_list(args) -> dict:
+    rows = [_entry_dict(e) for e in registry.MODELS.values()]
+    if not args.json:
+        t = Table(title="hanzoo models")
+        for col in ("id", "task", "depth x width", "params", "AR %", "test metric (selected; mean +- std)", "weights"):
+            t.add_column(col, justify="right" if col in ("params", "AR %") else "left")
+        for r in rows:
+            h = r["test_metric"]
+            metric = f"{h['metric']} {h['test']:.2f} ({h['mean']:.2f} +- {h['std']:.2f})" if h else "-"
+            t.add_row(r["id"], r["task"], r["arch"], str(r["params"]), f"{100 * r['activation_ratio']:.2f}",
+                      metric, "shipped" if r["shipped"] else "-")
+        console.print(t)
+    return {"models": rows}
+
+
+def cmd_info(args) -> dict:
+    e = registry.get(args.model)
+    info = _entry_dict(e) | {"description": e.description, "config": e.config.to_dict(), "paper": e.paper,
+                             "files": e.files, "folder": str(e.dir)}
+    if not args.json:
+        for k in ("id", "description", "task", "arch", "params", "activation_ratio", "shipped", "folder", "files"):
+            console.print(f"[bold]{k}[/]: {info[k]}")
+        console.print(f"[bold]blocks[/]: " + ", ".join(
+            f"{b['repeat']}x {b['kind']}({b['width']}, {b['act']})" for b in info["config"]["blocks"])
+            + f", head -> {e.config.out_features}; init {e.config.init}")
+        console.print(f"[bold]paper[/]: {e.paper}")
+        if info["test_metric"]:
+            console.print(f"[bold]measured[/]: {info['test_metric']}")
+    return info
+
+
+def cmd_eval(args) -> dict:
+    from .evaluate import evaluate
+    from .store import load
+    from .tasks import get_task
+
+    net = load(args.model)
+    task = get_task(net.meta["task"])
+    scores = evaluate(net, task, task.split())
+    card = net.metrics.get("selected") or net.metrics.get("evaluation") or {}
+    out = {"model": net.meta["model_id"], "folder": str(net.folder), "task": task.name, "metric": task.metric,
+           "scores": scores, "card": {s: card[s][task.metric] for s in ("train", "test") if s in card}}
+    if not args.json:
+        t = Table(title=f"{out['model']} on {task.name} ({net.folder})")
+        for col in ("split", task.metric, "on the card"):
+            t.add_column(col, justify="right")
+        for s in ("train", "test"):
+            c = out["card"].get(s)
+            t.add_row(s, f"{scores[s][task.metric]:.2f}", f"{c:.2f}" if c is not None else "-")
+        console.print(t)
+    return out
+
+
+def cmd_train(args) -> dict:
+    import torch
+
+    from .train import PROTOCOLS, Protocol, train_model
+
+    entry = registry.get(args.model)
+    base = PROTOCOLS.get(entry.task)
+    if base is None:
+        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
+    over = {k: v for k, v in (("iterations", args.iterations), ("seeds", args.seeds), ("lrs", args.lrs)) if v}
+    protocol = Protocol(**(base.to_dict() | over))
+    torch.set_num_threads(args.threads)
+    folder = train_model(entry.id, args.out, inits=args.init, protocol=protocol, progress=not args.json)
+    result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
+    if not args.json:
+        sel = result["metrics"]["selected"]
+        console.print(f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
+                      f"test {result['metrics']['metric']} {sel['test'][result['metrics']['metric']]:.2f}")
+    return {k: v for k, v in result.items() if k != "metrics"} | {"selected": result["metrics"]["selected"]}
+
+
+def cmd_import_official(args) -> dict:
+    from .official import import_official
+
+    folder = import_official(Path(args.src), Path(args.dest), args.model)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if not args.json:
+        console.print(f"wrote {folder}; run `hanzoo eval {folder}` to score it")
+    return {"folder": str(folder), "evaluation": metrics["evaluation"]}
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(v) for v in text.split(",") if v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
+    p.add_argument("--version", action="version", version=f"hanzoo {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, description=help)
+        s.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        s.set_defaults(fn=fn)
+        return s
+
+    add("list", cmd_list, "List every model in the registry.")
+    add("info", cmd_info, "Show one registry entry.").add_argument("model", help="model id")
+    add("eval", cmd_eval, "Evaluate a shipped model (by id) or a model folder on its task.").add_argument(
+        "model", help="model id or folder")
+    t = add("train", cmd_train, "Train a registry model with the paper's protocol (all runs stacked).")
+    t.add_argument("model", help="model id")
+    t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
+    t.add_argument("--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)")
+    t.add_argument("--iterations", type=int, help="override the protocol's iteration count")
+    t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
+    t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
+    i.add_argument("src", help="the authors' .safetensors file")
+    i.add_argument("dest", help="model folder to write")
+    i.add_argument("--model", required=True, help="the registry id whose architecture it has")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = args.fn(args)
+    except HanzooError as e:
+        print(f"hanzoo: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hanzoo: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+from hanzoo import registry
+from hanzoo.cli import main
+
+from .test_registry import PAPER_PARAMS
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_json_has_every_model_with_exact_params(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    rows = {m["id"]: m for m in json.loads(out)["models"]}
+    assert {k: v["params"] for k, v in rows.items()} == PAPER_PARAMS
+    for model_id, row in rows.items():
+        assert row["shipped"] == registry.get(model_id).shipped
+
+
+def test_list_table_and_info(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "checkerboard-hannet-20x30" in out and "453002" in out
+    code, out, _ = run(capsys, "info", "elevators-hannet-20x200", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["params"] == 11601 and info["config"]["blocks"][1]["repeat"] == 19
+
+
+def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
+    for argv in (["info", "nope"], ["eval", "checkerboard-fcnet-6x300"], ["eval", str(tmp_path / "missing")],
+                 ["train", "elevators-hannet-20x200"],
+                 ["import-official", str(tmp_path / "x.safetensors"), str(tmp_path / "d"), "--model", "checkerboard-hannet-20x30"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 1, argv
+        assert err.count("\n") == 1 and err.startswith("hanzoo: error: "), (argv, err)
+        assert "Traceback" not in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("[]")
+    code, _, err = run(capsys, "eval", str(tmp_path / "bad"))
+    assert code == 1 and "not a hanzoo config" in err
+
+
+def test_console_script_entry_point():
+    """The installed `hanzoo` script is this CLI (run as a subprocess, as a user would)."""
+    proc = subprocess.run([sys.executable, "-m", "hanzoo.cli", "info", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "hanzoo: error: unknown model id 'nope'; run `hanzoo list` to see them")
+
+
+def test_readme_model_table_is_generated_from_the_registry():
+    from hanzoo import docs
+
+    text = docs.README.read_text()
+    assert docs.render(text) == text, "README's model table is stale: run `make docs`"

@@ -1,0 +1,57 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from hanzoo import HanzooError
+from hanzoo.tasks import Checkerboard, checkerboard_grid, checkerboard_label, get_task, random_checkerboard_split
+
+
+def test_official_split_shapes_and_balance():
+    s = get_task("checkerboard").split()
+    assert s.x_train.shape == (1640, 2) and s.x_test.shape == (4921, 2)
+    assert s.y_train.shape == (1640, 2) and (s.y_train[:, 0] == s.y_train[:, 1]).all()
+    assert set(np.unique(s.y_train)) == {0.0, 1.0}
+    # Train and test are disjoint and together the whole 81x81 grid.
+    pts = {tuple(p) for p in np.round(np.concatenate([s.x_train, s.x_test]) * 40).astype(int)}
+    assert len(pts) == 6561
+
+
+def test_generator_reproduces_every_vendored_label():
+    s = get_task("checkerboard").split()
+    for x, y in ((s.x_train, s.y_train), (s.x_test, s.y_test)):
+        assert (checkerboard_label(x) == y[:, 0]).all()
+    x, label = checkerboard_grid()
+    assert x.shape == (6561, 2) and (checkerboard_label(x) == label).all()
+    # 12x12 blocks alternate: the inside is half ones, the 4-point border is all zeros.
+    assert label.sum() == 72 * 72 / 2
+
+
+def test_random_splits_are_seeded_and_disjoint():
+    a, b, c = random_checkerboard_split(1), random_checkerboard_split(1), random_checkerboard_split(2)
+    assert len(a.x_train) == 1640 and len(a.x_test) == 4921
+    assert (a.x_train == b.x_train).all() and not (a.x_train == c.x_train).all()
+    train = {tuple(p) for p in a.x_train}
+    assert not any(tuple(p) in train for p in a.x_test)
+    assert (checkerboard_label(a.x_train) == a.y_train[:, 0]).all()
+
+
+def test_corrupted_or_missing_data_file_is_refused(tmp_path, monkeypatch):
+    from hanzoo import tasks
+
+    bad = tmp_path / "split.csv.gz"
+    shutil.copy(Checkerboard.file, bad)
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(HanzooError, match="corrupted: sha256"):
+        tasks.verified_bytes(bad, Checkerboard.sha256)
+    with pytest.raises(HanzooError, match="missing"):
+        tasks.verified_bytes(tmp_path / "nope.csv.gz", Checkerboard.sha256)
+
+
+def test_pending_tasks_say_so():
+    with pytest.raises(HanzooError, match="no data loader"):
+        get_task("elevators").split()
+    with pytest.raises(HanzooError, match="unknown task"):
+        get_task("mnist")

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from hanzoo import HanLayer, HanzooError
+from hanzoo.layers import check_reflection_vector
+
+
+
+def eye(n: int) -> torch.Tensor:
+    return torch.eye(n, dtype=torch.float64)
+
+
+def dense_householder(u: torch.Tensor) -> torch.Tensor:
+    return eye(len(u)) - 2 * torch.outer(u, u) / u.dot(u)
+
+
+def test_householder_is_orthogonal_involutive_and_norm_preserving():
+    u = torch.randn(30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    h = dense_householder(u)
+    assert torch.allclose(h @ h.T, eye(30), atol=1e-12)
+    assert torch.allclose(h @ h, eye(30), atol=1e-12)
+    x = torch.randn(100, 30, dtype=torch.float64)
+    assert torch.allclose((x @ h).norm(dim=1), x.norm(dim=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["abs", "relu"])
+def test_rank_one_form_matches_dense_formula(act):
+    layer = HanLayer(30, act).double()
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(64, 30, dtype=torch.float64)
+    z = x @ dense_householder(layer.u.detach()) + layer.bias.detach()
+    expected = z.abs() if act == "abs" else z.relu()
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+def test_layer_holds_two_n_parameters_and_no_matrix():
+    layer = HanLayer(200)
+    shapes = sorted(tuple(p.shape) for p in layer.parameters())
+    assert shapes == [(200,), (200,)]
+
+
+def test_deep_stack_keeps_gradient_norm():
+    """Paper, Proposition 1: the G-matrix of a pure Han stack with ABS is orthogonal, so the
+    gradient w.r.t. the input has the norm of the gradient at the output, at any depth."""
+    torch.manual_seed(0)
+    stack = torch.nn.Sequential(*[HanLayer(30).double() for _ in range(200)])
+    for layer in stack:
+        torch.nn.init.normal_(layer.bias)
+    x = torch.randn(30, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(30, dtype=torch.float64)
+    stack(x).backward(g)
+    assert x.grad.norm().item() == pytest.approx(g.norm().item(), rel=1e-10)
+    # The Jacobian itself is orthogonal, not only norm-preserving along one direction.
+    jac = torch.autograd.functional.jacobian(stack, x.detach())
+    assert torch.allclose(jac @ jac.T, eye(30), atol=1e-9)
+
+
+@pytest.mark.parametrize("bad, message", [(torch.zeros(30), "zero norm"),
+                                          (torch.full((30,), float("nan")), "non-finite")])
+def test_degenerate_vectors_are_refused_on_load(bad, message):
+    layer = HanLayer(30)
+    with pytest.raises(HanzooError, match=message):
+        layer.load_state_dict({"u": bad, "bias": torch.zeros(30)})
+    with pytest.raises(HanzooError, match=message):
+        check_reflection_vector(bad)
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(HanzooError, match="unknown activation"):
+        HanLayer(4, "tanh")

@@ -1,0 +1,82 @@
+import pytest
+
+from hanzoo import HanzooError, create_model, registry
+from hanzoo.models import Block, ModelConfig
+
+# The paper's figures (Tables 3-6 and the issue's ablation frame), typed here on purpose: the
+# registry must reproduce them from the configs, not copy them.
+PAPER_PARAMS = {
+    "checkerboard-hannet-20x30": 3032,
+    "checkerboard-fcnet-6x100": 51002,
+    "checkerboard-fcnet-10x100": 91402,
+    "checkerboard-fcnet-6x300": 453002,
+    "checkerboard-hannet-relu-20x30": 3032,
+    "checkerboard-fcnet-abs-20x30": 17822,
+    "checkerboard-fcnet-relu-20x30": 17822,
+    "elevators-hannet-20x200": 11601,
+    "elevators-fcnet-5x50": 11201,
+    "elevators-fcnet-5x200": 164801,
+    "calhousing-hannet-20x200": 9601,
+    "calhousing-fcnet-5x50": 10701,
+    "calhousing-fcnet-5x200": 162801,
+    "cifar10-head-hannet": 61960,
+    "cifar10-head-fc": 20490,
+}
+# AR (%) as printed in the paper, which truncates; FCNet2's 1.96 is a misprint (1000/51002), so it is left out.
+PAPER_AR = {"checkerboard-hannet-20x30": 19.78, "checkerboard-fcnet-6x100": 1.17, "checkerboard-fcnet-6x300": 0.39,
+            "elevators-hannet-20x200": 34.47, "elevators-fcnet-5x50": 2.23, "elevators-fcnet-5x200": 0.60,
+            "calhousing-hannet-20x200": 41.66, "calhousing-fcnet-5x50": 2.33, "calhousing-fcnet-5x200": 0.61}
+
+
+def test_every_paper_model_is_registered():
+    assert set(registry.MODELS) == set(PAPER_PARAMS)
+
+
+@pytest.mark.parametrize("model_id", sorted(PAPER_PARAMS))
+def test_param_count_matches_paper_and_module(model_id):
+    entry = registry.get(model_id)
+    assert entry.config.num_params == PAPER_PARAMS[model_id]
+    net = create_model(model_id, seed=0)
+    assert sum(p.numel() for p in net.parameters()) == PAPER_PARAMS[model_id]
+
+
+@pytest.mark.parametrize("model_id", sorted(PAPER_AR))
+def test_activation_ratio_matches_paper(model_id):
+    ar = 100 * registry.get(model_id).config.activation_ratio
+    assert ar == pytest.approx(PAPER_AR[model_id], abs=0.011)
+
+
+def test_hannet_ar_and_shape():
+    c = registry.get("checkerboard-hannet-20x30").config
+    assert (c.depth, c.width, round(100 * c.activation_ratio, 2)) == (20, 30, 19.79)
+    assert [k for k, *_ in c.layers()] == ["fc", "fc"] + ["han"] * 17 + ["fc"]
+
+
+def test_unknown_id_suggests_close_ones():
+    with pytest.raises(HanzooError, match="did you mean checkerboard-hannet-20x30"):
+        registry.get("checkerboard-hannet-20x3")
+
+
+def test_baselines_are_the_fcnets_of_the_task():
+    ids = {e.id for e in registry.baselines("checkerboard-hannet-20x30")}
+    assert ids == {"checkerboard-fcnet-6x100", "checkerboard-fcnet-10x100", "checkerboard-fcnet-6x300",
+                   "checkerboard-fcnet-abs-20x30", "checkerboard-fcnet-relu-20x30"}
+
+
+def test_config_round_trips_and_rejects_nonsense():
+    c = registry.get("elevators-hannet-20x200").config
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(HanzooError, match="keeps its width"):
+        ModelConfig(2, 2, (Block("fc", 30), Block("han", 20)))
+    with pytest.raises(HanzooError, match="unknown init"):
+        ModelConfig(2, 2, (Block("fc", 30),), init="xavier")
+    with pytest.raises(HanzooError, match="bad model config"):
+        ModelConfig.from_dict({"in_features": 2})
+
+
+def test_same_seed_same_init():
+    a = create_model("checkerboard-hannet-20x30", seed=3).state_dict()
+    b = create_model("checkerboard-hannet-20x30", seed=3).state_dict()
+    c = create_model("checkerboard-hannet-20x30", seed=4).state_dict()
+    assert all((a[k] == b[k]).all() for k in a)
+    assert any((a[k] != c[k]).any() for k in a)

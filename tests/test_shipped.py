@@ -1,0 +1,56 @@
+"""Every shipped model must still give the figures on its card."""
+import json
+
+import numpy as np
+import pytest
+
+from hanzoo import card, load, registry
+from hanzoo.evaluate import evaluate
+from hanzoo.tasks import get_task
+
+SHIPPED = [e for e in registry.MODELS.values() if e.shipped]
+REQUIRED = {"checkerboard-hannet-20x30", "checkerboard-fcnet-6x100"}
+
+
+def test_required_models_are_shipped():
+    assert REQUIRED <= {e.id for e in SHIPPED}
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
+def test_reevaluation_matches_metrics_and_card(entry):
+    net = load(entry.id)
+    task = get_task(entry.task)
+    scores = evaluate(net, task, task.split())
+    m = json.loads((entry.dir / "metrics.json").read_text())
+    metric = m["metric"]
+    for split in ("train", "test"):
+        assert scores[split][metric] == pytest.approx(m["selected"][split][metric], abs=1e-9)
+    seeds = m["seeds_at_selected"]["test"]
+    assert seeds["mean"] == pytest.approx(np.mean(seeds["values"]))
+    assert seeds["std"] == pytest.approx(np.std(seeds["values"]))
+    # The card is exactly what the generator makes from these metrics, so its figures are these.
+    text = (entry.dir / "README.md").read_text()
+    assert text == card.render(entry, net.config, m)
+    assert f"| test | {scores['test'][metric]:.2f} | {seeds['mean']:.2f} +- {seeds['std']:.2f} |" in text
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
+def test_selection_did_not_use_test(entry):
+    """Re-run the selection rule on the recorded sweep with the test figures scrambled."""
+    from hanzoo.train import RunResult, select
+
+    m = json.loads((entry.dir / "metrics.json").read_text())
+    runs = [RunResult(**r) for r in m["sweep"]]
+    chosen = runs[select(runs, get_task(entry.task))]
+    for r in runs:
+        r.test = {k: -v for k, v in r.test.items()}
+    again = runs[select(runs, get_task(entry.task))]
+    sel = m["selected"]
+    assert (chosen.init, chosen.lr, chosen.seed) == (again.init, again.lr, again.seed) == (sel["init"], sel["lr"], sel["seed"])
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
+def test_shipped_config_is_the_registry_architecture(entry):
+    net = load(entry.id)
+    assert net.config.layers() == entry.config.layers()
+    assert sum(p.numel() for p in net.parameters()) == entry.config.num_params

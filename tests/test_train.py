@@ -1,0 +1,120 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hanzoo import HanzooError, build, registry
+from hanzoo.train import BatchStream, Protocol, RunResult, StackedNet, select, train_model, train_stacked
+from hanzoo.tasks import get_task
+
+TASK = get_task("checkerboard")
+
+
+def _data(dtype=torch.float64):
+    s = TASK.split()
+    return torch.as_tensor(s.x_train, dtype=dtype), torch.as_tensor(s.y_train, dtype=dtype)
+
+
+@pytest.mark.parametrize("model_id, init", [("checkerboard-hannet-20x30", "han-normal"),
+                                            ("checkerboard-hannet-20x30", "han-authors"),
+                                            ("checkerboard-fcnet-abs-20x30", "kaiming")])
+def test_stacked_trainer_matches_plain_loop(model_id, init):
+    """Every run of a stack must follow exactly the trajectory of torch.optim.SGD + MultiStepLR on
+    an ordinary module: float64, 300 steps, crossing LR milestones."""
+    config = registry.get(model_id).config
+    from dataclasses import replace
+    config = replace(config, init=init)
+    x, y = _data()
+    protocol = Protocol(iterations=300, milestones=(0.5, 0.7, 0.9), eval_every=10**9)
+    lrs, seeds = [0.01, 0.05, 0.1], [0, 1, 0]  # the authors' init diverges at 0.1
+    nets = [build(config, seed=s).double() for s in seeds]
+    stacked = StackedNet(config, nets)
+    diverged = train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
+
+    assert not diverged.all()
+    stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
+    batches = [stream.next() for _ in range(protocol.iterations)]
+    for r, (net, lr) in enumerate(zip(nets, lrs)):
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [150, 210, 270], gamma=0.2)
+        finite = True
+        for idx in batches:
+            opt.zero_grad()
+            loss = ((net(x[idx[r]]) - y[idx[r]]) ** 2).mean()
+            finite &= bool(torch.isfinite(loss))
+            loss.backward()
+            opt.step()
+            sched.step()
+        assert diverged[r] == (not finite), r  # divergence is detected exactly where the plain loop blows up
+        if diverged[r]:
+            continue
+        ref = net.state_dict()
+        got = stacked.state_dict(r)
+        assert ref.keys() == got.keys()
+        for k in ref:
+            assert torch.allclose(got[k], ref[k], rtol=1e-8, atol=1e-9), (r, k, (got[k] - ref[k]).abs().max())
+
+
+def test_diverged_run_is_parked_and_does_not_harm_others():
+    config = registry.get("checkerboard-hannet-20x30").config
+    x, y = _data(torch.float32)
+    nets = [build(config, seed=0), build(config, seed=0)]
+    stacked = StackedNet(config, nets)
+    protocol = Protocol(iterations=60, eval_every=10**9)
+    diverged = train_stacked(stacked, TASK, x, y, torch.tensor([1e6, 0.01]), protocol, [0, 0])
+    assert diverged.tolist() == [True, False]
+    assert all(torch.isfinite(p).all() for p in stacked.params)
+
+    solo = StackedNet(config, [build(config, seed=0)])
+    train_stacked(solo, TASK, x, y, torch.tensor([0.01]), protocol, [0])
+    for k, v in solo.state_dict(0).items():
+        assert torch.allclose(stacked.state_dict(1)[k], v, atol=1e-6)
+
+
+def _run(init, lr, seed, val, test, status="ok", val_loss=0.1):
+    return RunResult(init, lr, seed, status, 0, val={"accuracy": val, "mse": val_loss}, test={"accuracy": test})
+
+
+def test_selection_never_reads_the_test_split():
+    runs = [_run("a", 0.1, 0, val=99.0, test=90.0), _run("a", 0.1, 1, val=98.0, test=99.9),
+            _run("a", 1.0, 0, val=97.0, test=100.0), _run("a", 1.0, 1, val=90.0, test=100.0)]
+    assert select(runs, TASK) == 0
+    # Perturbing test figures changes nothing.
+    for r in runs:
+        r.test["accuracy"] = -r.test["accuracy"]
+    assert select(runs, TASK) == 0
+
+
+def test_selection_prefers_healthy_lrs_and_breaks_ties_on_loss():
+    runs = [_run("a", 0.1, 0, 100.0, 0, status="diverged"), _run("a", 0.1, 1, 100.0, 0),
+            _run("a", 0.01, 0, 99.0, 0), _run("a", 0.01, 1, 99.0, 0, val_loss=0.05)]
+    assert select(runs, TASK) == 3
+    with pytest.raises(HanzooError, match="every run"):
+        select([_run("a", 0.1, 0, 1, 1, status="collapsed")], TASK)
+
+
+def test_train_model_writes_a_complete_folder(tmp_path):
+    protocol = Protocol(iterations=40, lrs=(0.01, 0.05), seeds=(0, 1), eval_every=20)
+    folder = train_model("checkerboard-hannet-20x30", tmp_path / "m", inits=["han-normal", "han-authors"],
+                         protocol=protocol, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    import json
+    m = json.loads((folder / "metrics.json").read_text())
+    assert len(m["sweep"]) == 8 and m["selected"]["init"] in ("han-normal", "han-authors")
+    assert math.isclose(m["seeds_at_selected"]["test"]["mean"],
+                        float(np.mean(m["seeds_at_selected"]["test"]["values"])))
+    assert list(tmp_path.iterdir()) == [folder]
+
+
+def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
+    from hanzoo import store
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "save_file", boom)
+    protocol = Protocol(iterations=5, lrs=(0.01,), seeds=(0,), eval_every=5)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False)
+    assert list(tmp_path.iterdir()) == []
