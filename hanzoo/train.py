@@ -172,11 +172,42 @@ class BatchStream:
         return idx[self.row]  # [R, B]
 
 
+def compiled_loss(net: StackedNet, task: Task, compile: bool = True):
+    """The per-run training loss as a function of a batch, compiled by inductor when possible.
+
+    Eager PyTorch makes one pass over memory per op; inductor fuses each Han-layer's dot product,
+    rank-one update, bias and |.| (and their backward) into a few loops, which is most of a step.
+    Without a working C++ toolchain it falls back to eager, with a warning.
+    """
+    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return task.loss(net.forward(xb), yb)
+
+    if not compile:
+        return loss
+    fast = torch.compile(loss, dynamic=False)
+
+    def guarded(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        nonlocal fast
+        if fast is not loss:
+            try:
+                return fast(xb, yb)
+            except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager
+                import warnings
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
+                fast = loss
+        return loss(xb, yb)
+
+    return guarded
+
+
 def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor,
-                  protocol: Protocol, seeds: list[int], evaluate=None, progress=None):
-    """Train every run of `net` in place. `evaluate(params, it)` is called every eval_every iterations
-    and at the end; returns (per-run divergence flags)."""
+                  protocol: Protocol, seeds: list[int], evaluate=None, progress=None, compile: bool = False):
+    """Train every run of `net` in place; returns a bool tensor [R], True for runs that diverged.
+
+    `evaluate(it)` is called every eval_every iterations and at the end, `progress(it)` every step.
+    """
     opt = StackedSGD(net.params, lrs, protocol.momentum)
+    step_loss = compiled_loss(net, task, compile)
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
     milestones = {math.floor(f * protocol.iterations) for f in protocol.milestones}
     alive = torch.ones(net.runs, dtype=torch.bool)
@@ -185,7 +216,7 @@ def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor,
         if it in milestones:
             opt.scale_lr(protocol.gamma)
         idx = stream.next()
-        loss = task.loss(net.forward(x[idx]), y[idx])  # [R]
+        loss = step_loss(x[idx], y[idx])  # [R]
         bad = ~torch.isfinite(loss.detach()) & alive
         if bad.any():
             # A diverged run is parked at its init with LR 0, so it costs nothing and harms no other run.
@@ -197,7 +228,7 @@ def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor,
             if opt.bufs is not None:
                 for b in opt.bufs:
                     b[bad] = 0
-            loss = task.loss(net.forward(x[idx]), y[idx])
+            loss = step_loss(x[idx], y[idx])
         (loss * opt.lrs.to(loss.dtype)).sum().backward()
         opt.step()
         if evaluate is not None and ((it + 1) % protocol.eval_every == 0 or it + 1 == protocol.iterations):
@@ -228,7 +259,7 @@ def _stacked_metrics(net: StackedNet, task: Task, params: list[torch.Tensor], x:
 
 
 def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, inits: list[str] | None = None,
-          dtype: torch.dtype = torch.float32, progress: bool = True) -> SweepResult:
+          dtype: torch.dtype = torch.float32, progress: bool = True, compile: bool = True) -> SweepResult:
     """Train every (init, lr, seed) as one stacked computation, then select without the test set."""
     fit, x_val_np, y_val_np = carve_validation(split, protocol.val_fraction, protocol.split_seed)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
@@ -257,7 +288,7 @@ def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, ini
     bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
     start = time.perf_counter()
     with bar:
-        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance)
+        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance, compile=compile)
     seconds = time.perf_counter() - start
 
     splits = {"fit": (x, y), "val": (x_val, y_val), "train": (as_t(split.x_train), as_t(split.y_train)),
