@@ -359,7 +359,7 @@ def _progress_bar(total: int, label: str, enabled: bool):
         def advance(self, it: int) -> None:
             if it % 50 == 0 or it == total:  # rich's refresh is not free at thousands of steps/s
                 self.p.update(self.task, completed=it)
-            if enabled and not self.p.console.is_terminal and (it * 20 % total < 20 or it == total):
+            if enabled and not self.p.console.is_terminal and it * 20 // total > (it - 1) * 20 // total:
                 # Logs (nohup, CI) get a plain line every 5%, since a live bar only draws on a terminal.
                 t = self.p.tasks[0]
                 eta = f", about {t.time_remaining:.0f} s left" if t.time_remaining else ""
@@ -400,7 +400,7 @@ def _machine() -> str:
 
 
 def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, protocol: Protocol | None = None,
-                progress: bool = True):
+                progress: bool = True, compile: bool = True):
     """Run the paper's sweep for a registry model and write its model folder; returns the folder."""
     from pathlib import Path
 
@@ -415,7 +415,7 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         raise HanzooError(f"no training protocol for task {task.name!r} in this version of hanzoo")
     protocol = protocol or PROTOCOLS[task.name]
     split = task.split()
-    result = sweep(entry.config, task, split, protocol, inits=inits, progress=progress)
+    result = sweep(entry.config, task, split, protocol, inits=inits, progress=progress, compile=compile)
     sel = result.runs[result.selected]
     config = replace(entry.config, init=sel.init)
 

@@ -16,12 +16,13 @@ def _data(dtype=torch.float64):
     return torch.as_tensor(s.x_train, dtype=dtype), torch.as_tensor(s.y_train, dtype=dtype)
 
 
-@pytest.mark.parametrize("model_id, init", [("checkerboard-hannet-20x30", "han-normal"),
-                                            ("checkerboard-hannet-20x30", "han-authors"),
-                                            ("checkerboard-fcnet-abs-20x30", "kaiming")])
-def test_stacked_trainer_matches_plain_loop(model_id, init):
-    """Every run of a stack must follow exactly the trajectory of torch.optim.SGD + MultiStepLR on
-    an ordinary module: float64, 300 steps, crossing LR milestones."""
+@pytest.mark.parametrize("model_id, init, compile", [("checkerboard-hannet-20x30", "han-normal", False),
+                                                     ("checkerboard-hannet-20x30", "han-authors", False),
+                                                     ("checkerboard-fcnet-abs-20x30", "kaiming", False),
+                                                     ("checkerboard-hannet-20x30", "han-normal", True)])
+def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
+    """Every run of a stack must follow the trajectory of torch.optim.SGD + MultiStepLR on an
+    ordinary module: float64, 300 steps, crossing LR milestones; eager and inductor-compiled."""
     config = registry.get(model_id).config
     from dataclasses import replace
     config = replace(config, init=init)
@@ -30,7 +31,8 @@ def test_stacked_trainer_matches_plain_loop(model_id, init):
     lrs, seeds = [0.01, 0.05, 0.1], [0, 1, 0]  # the authors' init diverges at 0.1
     nets = [build(config, seed=s).double() for s in seeds]
     stacked = StackedNet(config, nets)
-    diverged = train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
+    diverged = train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds,
+                             compile=compile)
 
     assert not diverged.all()
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
@@ -97,7 +99,7 @@ def test_selection_prefers_healthy_lrs_and_breaks_ties_on_loss():
 def test_train_model_writes_a_complete_folder(tmp_path):
     protocol = Protocol(iterations=40, lrs=(0.01, 0.05), seeds=(0, 1), eval_every=20)
     folder = train_model("checkerboard-hannet-20x30", tmp_path / "m", inits=["han-normal", "han-authors"],
-                         protocol=protocol, progress=False)
+                         protocol=protocol, progress=False, compile=False)
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
     import json
     m = json.loads((folder / "metrics.json").read_text())
@@ -116,5 +118,5 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "save_file", boom)
     protocol = Protocol(iterations=5, lrs=(0.01,), seeds=(0,), eval_every=5)
     with pytest.raises(KeyboardInterrupt):
-        train_model("checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False)
+        train_model("checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False, compile=False)
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,85 @@
+"""Lower a trained Net to the rank-one arrays every exporter builds its graph from.
+
+Both the ONNX and the TFLite graph are written from this one plan, so the formats cannot drift
+apart. A Han-layer is never a dense matrix here. With v = 2u/||u||^2 precomputed (no norm or
+division at inference), a run of Han-layers carries a constant-1 column next to the features:
+
+    x' = [x, 1]                                     width n + 1
+    [s, 1] = x' @ P,   P = [[v, 0], [0, 1]]         (n+1) x 2: the dot product, and the 1 passed on
+    z'     = x' + [s, 1] @ Q,  Q = [[-u, 0], [b, 0]]    2 x (n+1): the scaled update and the bias
+    y'     = |z'|                                   |1| = 1 keeps the column
+
+so each Han-layer is three ops (MatMul, Gemm with C = x', Abs) and 2(n+1) + 2(n+1) constants.
+The Dense layer before the run emits the 1 (a zero weight row, bias 1: act(1) = 1 for ABS and
+ReLU), and the Dense layer after it takes its bias from that column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers import Dense, HanLayer
+from .models import Net
+
+
+@dataclass
+class DenseStep:
+    weight: np.ndarray  # [out, in]
+    bias: np.ndarray | None  # [out], or None when the bias rides in a constant-1 input column
+    act: str | None  # "abs", "relu" or None (the head)
+
+
+@dataclass
+class HanStep:
+    p: np.ndarray  # [n+1, 2]
+    q: np.ndarray  # [2, n+1]
+    act: str
+
+
+def lower(net: Net) -> list[DenseStep | HanStep]:
+    f32 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
+    layers = list(net.layers)
+    steps: list[DenseStep | HanStep] = []
+    ones = False  # does the current activation carry a trailing constant-1 column?
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Dense):
+            w, b = f32(layer.linear.weight), f32(layer.linear.bias)
+            if ones:  # the bias moves into the weight's column for the constant 1
+                w, b = np.concatenate([w, b[:, None]], axis=1), None
+            if isinstance(nxt, HanLayer):  # emit the constant-1 column for the Han run that follows
+                w = np.concatenate([w, np.zeros((1, w.shape[1]))], axis=0)
+                b = np.concatenate([b, [1.0]]) if b is not None else None
+                if b is None:
+                    w[-1, -1] = 1.0
+                ones = True
+            else:
+                ones = False
+            steps.append(DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), layer.act_name))
+        else:
+            u, b = f32(layer.u), f32(layer.bias)
+            n = len(u)
+            v = 2.0 * u / u.dot(u)
+            p = np.zeros((n + 1, 2))
+            p[:n, 0], p[n, 1] = v, 1.0
+            q = np.zeros((2, n + 1))
+            q[0, :n], q[1, :n] = -u, b
+            steps.append(HanStep(p.astype(np.float32), q.astype(np.float32), layer.act_name))
+    w, b = f32(net.head.weight), f32(net.head.bias)
+    if ones:
+        w, b = np.concatenate([w, b[:, None]], axis=1), None
+    steps.append(DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), None))
+    return steps
+
+
+def run_plan(steps: list[DenseStep | HanStep], x: np.ndarray) -> np.ndarray:
+    """The plan in numpy, as the reference that the graph builders are tested against."""
+    act = {"abs": np.abs, "relu": lambda z: np.maximum(z, 0), None: lambda z: z}
+    for s in steps:
+        if isinstance(s, DenseStep):
+            x = x @ s.weight.T + (0 if s.bias is None else s.bias)
+        else:
+            x = x + (x @ s.p) @ s.q
+        x = act[s.act](x)
+    return x
