@@ -41,14 +41,15 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         "## How it was trained and selected", "",
         f"- Protocol: {metrics['protocol_text']}",
         f"- Selection (no test data): {metrics['selection_rule']}",
-        f"- Selected: init `{sel['init']}`, LR {sel['lr']}, seed {sel['seed']}, checkpoint at iteration "
-        f"{sel['best_iteration']}; validation {m} {_fmt(sel['val'][m])}.",
-        f"- Per-seed test {m} at the selected init and LR: "
-        + ", ".join(f"{v:.2f}" for v in seeds["test"]["values"]) + ".",
-        f"- Failed runs in the sweep (diverged or collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
-        f"- Wall time {metrics['wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
-        f"({metrics['iterations_per_second']:.1f} stacked iterations/s), torch {metrics['versions']['torch']}, "
-        f"{metrics['machine']}.",
+        f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
+        f"{_fmt(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
+        f"of {len(metrics['sweep'])}.",
+        f"- Stage 2 shipped seed {sel['seed']} (final iterate, iteration {sel['iterations']}). Test {m} of "
+        "every refit seed: " + ", ".join(f"{v:.2f}" for v in seeds["test"]["values"]) + ".",
+        f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
+        f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
+        f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
+        f"{metrics['versions']['torch']}, {metrics['machine']}.",
         "",
         "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
         "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]", "```", "",

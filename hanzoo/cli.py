@@ -97,7 +97,7 @@ def cmd_train(args) -> dict:
     protocol = Protocol(**(base.to_dict() | over))
     torch.set_num_threads(args.threads)
     folder = train_model(entry.id, args.out, inits=args.init, protocol=protocol, progress=not args.json,
-                         compile=not args.no_compile)
+                         compile=not args.no_compile, reuse_sweep=args.reuse_sweep)
     result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
     if not args.json:
         sel = result["metrics"]["selected"]
@@ -151,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
     t.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
+    t.add_argument("--reuse-sweep", action="store_true",
+                   help="skip stage 1: reselect from the sweep recorded in the model folder, then refit")
     i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
     i.add_argument("src", help="the authors' .safetensors file")
     i.add_argument("dest", help="model folder to write")

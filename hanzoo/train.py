@@ -148,10 +148,6 @@ class SweepResult:
     iterations_per_second: float
 
 
-def batch_indices(n: int, batch: int, seeds: list[int], iterations: int) -> "BatchStream":
-    return BatchStream(n, batch, seeds, iterations)
-
-
 class BatchStream:
     """Per-seed epoch shuffles: runs that share a seed see the same minibatches, whatever their LR."""
 
@@ -327,6 +323,43 @@ def select(runs: list[RunResult], task: Task) -> int:
     return max(candidates, key=lambda i: (sign * runs[i].val[task.metric], -runs[i].val["mse"]))
 
 
+def refit(config: ModelConfig, task: Task, split: Split, protocol: Protocol, init: str, lr: float,
+          dtype: torch.dtype = torch.float32, progress: bool = True, compile: bool = True) -> SweepResult:
+    """Stage 2: retrain every seed at the chosen (init, LR) on the whole training split.
+
+    The paper's protocol trains on all of it; the validation part only served to choose the
+    hyperparameters. With no held-out data left, each run keeps its final iterate (the schedule ends
+    annealed), and the run with the lowest training loss is shipped.
+    """
+    as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    x, y = as_t(split.x_train), as_t(split.y_train)
+    seeds = list(protocol.seeds)
+    net = StackedNet(config, [build(replace(config, init=init), seed=s).to(dtype) for s in seeds])
+    _tune_allocator()
+    start = time.perf_counter()
+    with _progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
+        diverged = train_stacked(net, task, x, y, torch.full((net.runs,), lr, dtype=dtype), protocol, seeds,
+                                 None, bar.advance, compile=compile)
+    seconds = time.perf_counter() - start
+    scored = {k: _stacked_metrics(net, task, net.params, *xy)
+              for k, xy in {"train": (x, y), "test": (as_t(split.x_test), as_t(split.y_test))}.items()}
+    runs = []
+    for r, seed in enumerate(seeds):
+        status = "diverged" if diverged[r] else "collapsed" if scored["train"]["constant"][r] else "ok"
+        m = {k: {n: float(v[r]) for n, v in sc.items() if n != "constant"} for k, sc in scored.items()}
+        runs.append(RunResult(init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]))
+    selected = select_refit(runs)
+    return SweepResult(runs, selected, net.state_dict(selected), seconds, protocol.iterations / seconds)
+
+
+def select_refit(runs: list[RunResult]) -> int:
+    """The healthy refit run with the lowest training loss."""
+    ok = [i for i, r in enumerate(runs) if r.status == "ok"]
+    if not ok:
+        raise HanzooError("every refit run diverged or collapsed; nothing to ship")
+    return min(ok, key=lambda i: runs[i].train["mse"])
+
+
 def _tune_allocator() -> None:
     """Keep glibc from returning every freed activation buffer to the OS: on these small stacked
     tensors (~0.5 MB) the mmap/munmap and page faults per op cost about 10% of a step."""
@@ -368,10 +401,11 @@ def _progress_bar(total: int, label: str, enabled: bool):
     return Bar()
 
 
-SELECTION_RULE = ("validation split of {pct:.0f}% carved from the training split (seed {seed}); per run the "
-                  "checkpoint with the best validation {metric} (loss breaks ties, checked every {every} iterations); "
-                  "init and LR by fewest failed runs, then best mean validation {metric} over seeds; the shipped run "
-                  "is the best seed on validation at that init and LR.")
+SELECTION_RULE = ("stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each "
+                  "run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
+                  "{every} iterations); the init and LR are those with the fewest failed runs, then the best mean "
+                  "validation {metric} over seeds. Stage 2: every seed is retrained at that init and LR on the "
+                  "whole training split, keeping its final iterate; the run with the lowest training loss is shipped.")
 
 
 def _versions() -> dict:
@@ -400,8 +434,13 @@ def _machine() -> str:
 
 
 def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, protocol: Protocol | None = None,
-                progress: bool = True, compile: bool = True):
-    """Run the paper's sweep for a registry model and write its model folder; returns the folder."""
+                progress: bool = True, compile: bool = True, reuse_sweep: bool = False):
+    """Run the paper's sweep for a registry model, refit, and write its model folder; returns the folder.
+
+    With `reuse_sweep`, stage 1 is not run again: its records are read from the model folder's
+    metrics.json and the same selection rule is applied to them.
+    """
+    import json
     from pathlib import Path
 
     from . import card, registry, store
@@ -415,37 +454,55 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         raise HanzooError(f"no training protocol for task {task.name!r} in this version of hanzoo")
     protocol = protocol or PROTOCOLS[task.name]
     split = task.split()
-    result = sweep(entry.config, task, split, protocol, inits=inits, progress=progress, compile=compile)
-    sel = result.runs[result.selected]
+    dest = Path(out_dir) if out_dir else entry.dir
+    if reuse_sweep:
+        old = store.read_metrics(dest)
+        if not old.get("sweep"):
+            raise HanzooError(f"--reuse-sweep needs a metrics.json with a sweep in {dest}")
+        if old.get("protocol") != json.loads(json.dumps(protocol.to_dict())):  # tuples come back as lists
+            raise HanzooError(f"the sweep in {dest / 'metrics.json'} was run with another protocol")
+        runs = [RunResult(**r) for r in old["sweep"]]
+        sweep_seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
+    else:
+        stage1 = sweep(entry.config, task, split, protocol, inits=inits, progress=progress, compile=compile)
+        runs, sweep_seconds = stage1.runs, stage1.seconds
+    chosen = runs[select(runs, task)]
+    stage2 = refit(entry.config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
+    sel = stage2.runs[stage2.selected]
     config = replace(entry.config, init=sel.init)
 
     # The card's figures come from the plain module, through the same code as `hanzoo eval`.
     net = Net(config)
-    net.load_state_dict(result.state_dict)
+    net.load_state_dict(stage2.state_dict)
     net.eval()
     final = evaluate(net, task, split)
     m = task.metric
-    peers = [r for r in result.runs if (r.init, r.lr) == (sel.init, sel.lr) and r.status == "ok"]
+    peers = [r for r in stage2.runs if r.status == "ok"]
     seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
     for v in seeds.values():
         v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
     metrics = {
         "model_id": entry.id, "task": task.name, "metric": m,
-        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed, "best_iteration": sel.best_iteration,
-                     "train": final["train"], "val": sel.val, "test": final["test"]},
+        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed, "iterations": protocol.iterations,
+                     "train": final["train"], "test": final["test"]},
+        "stage1": {"init": chosen.init, "lr": chosen.lr,
+                   "val_mean": float(np.mean([r.val[m] for r in runs
+                                              if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"]))},
         "seeds_at_selected": seeds,
         "selection_rule": SELECTION_RULE.format(pct=100 * protocol.val_fraction, seed=protocol.split_seed,
                                                 metric=m, every=protocol.eval_every),
         "protocol": protocol.to_dict(),
         "protocol_text": (f"SGD momentum {protocol.momentum}, batch {protocol.batch_size}, {protocol.iterations} "
                           f"iterations, LR x{protocol.gamma} at {list(protocol.milestones)} of training, "
-                          f"LRs {list(protocol.lrs)}, inits {sorted({r.init for r in result.runs})}, "
+                          f"LRs {list(protocol.lrs)}, inits {sorted({r.init for r in runs})}, "
                           f"seeds {list(protocol.seeds)}; MSE loss."),
-        "failed_runs": sum(r.status != "ok" for r in result.runs),
-        "sweep": [asdict(r) for r in result.runs],
-        "wall_seconds": result.seconds, "iterations_per_second": result.iterations_per_second,
+        "failed_runs": sum(r.status != "ok" for r in runs),
+        "sweep": [asdict(r) for r in runs],
+        "refit": [asdict(r) for r in stage2.runs],
+        "sweep_wall_seconds": sweep_seconds, "refit_wall_seconds": stage2.seconds,
+        "wall_seconds": sweep_seconds + stage2.seconds,
+        "sweep_iterations_per_second": protocol.iterations / sweep_seconds,
         "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
     }
-    dest = Path(out_dir) if out_dir else entry.dir
-    return store.write_folder(dest, entry.id, task.name, config, result.state_dict, metrics,
+    return store.write_folder(dest, entry.id, task.name, config, stage2.state_dict, metrics,
                               card.render(entry, config, metrics))
