@@ -36,17 +36,21 @@ def test_reevaluation_matches_metrics_and_card(entry):
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
 def test_selection_did_not_use_test(entry):
-    """Re-run the selection rule on the recorded sweep with the test figures scrambled."""
-    from hanzoo.train import RunResult, select
+    """Re-run both selection stages on the recorded runs with the test figures scrambled."""
+    from hanzoo.train import RunResult, select, select_refit
 
     m = json.loads((entry.dir / "metrics.json").read_text())
-    runs = [RunResult(**r) for r in m["sweep"]]
-    chosen = runs[select(runs, get_task(entry.task))]
-    for r in runs:
-        r.test = {k: -v for k, v in r.test.items()}
-    again = runs[select(runs, get_task(entry.task))]
+    sweep = [RunResult(**r) for r in m["sweep"]]
+    refit = [RunResult(**r) for r in m["refit"]]
+    for runs in (sweep, refit):
+        for r in runs:
+            r.test = {k: -v for k, v in r.test.items()}
+    chosen = sweep[select(sweep, get_task(entry.task))]
+    shipped = refit[select_refit(refit)]
     sel = m["selected"]
-    assert (chosen.init, chosen.lr, chosen.seed) == (again.init, again.lr, again.seed) == (sel["init"], sel["lr"], sel["seed"])
+    assert (chosen.init, chosen.lr) == (sel["init"], sel["lr"]) == (m["stage1"]["init"], m["stage1"]["lr"])
+    assert shipped.seed == sel["seed"]
+    assert all((r.init, r.lr) == (chosen.init, chosen.lr) for r in refit)
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
