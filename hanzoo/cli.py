@@ -74,7 +74,7 @@ def cmd_eval(args) -> dict:
     out = {"model": net.meta["model_id"], "folder": str(net.folder), "task": task.name, "metric": task.metric,
            "scores": scores, "card": {s: card[s][task.metric] for s in ("train", "test") if s in card}}
     if not args.json:
-        t = Table(title=f"{out['model']} on {task.name} ({net.folder})")
+        t = Table(title=f"{out['model']} on {task.name}", caption=str(net.folder))
         for col in ("split", task.metric, "on the card"):
             t.add_column(col, justify="right")
         for s in ("train", "test"):
