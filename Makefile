@@ -2,24 +2,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test docs clean
 
-demo: $(STAMP)  ## set up, then evaluate the bundled default model against its card
+demo: $(VENV)/.demo  ## set up, then evaluate the bundled default model against its card
 	$(BIN)/hanzoo eval checkerboard-hannet-20x30
 
-test: $(STAMP)  ## set up, then run the test suite
+test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite
 	$(BIN)/python -m pytest
 
-docs: $(STAMP)  ## regenerate README's model table from the registry
+docs: $(VENV)/.test  ## regenerate README's model table and the generated docs
 	$(BIN)/python -m hanzoo.docs
 
 # torch is pinned and installed first: an unpinned resolve would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) torch==2.13.0
+	touch $@
+
+$(VENV)/.demo: pyproject.toml $(VENV)/.torch
+	$(PIP) -e '.[onnx]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.torch
+	$(PIP) -e '.[test]'
 	touch $@
 
 clean:

@@ -116,6 +116,57 @@ def cmd_import_official(args) -> dict:
     return {"folder": str(folder), "evaluation": metrics["evaluation"]}
 
 
+def cmd_export(args) -> dict:
+    from .export import export, parse_formats
+
+    formats = parse_formats(args.format)
+    ids = list(_shipped_ids()) if args.all else [args.model]
+    if not ids or ids == [None]:
+        raise HanzooError("name a model id or folder, or pass --all")
+    if args.out and len(ids) > 1:
+        raise HanzooError("--out takes one model; drop --all or --out")
+    done = []
+    for model in ids:
+        folder = export(model, formats, Path(args.out) if args.out else None)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        done.append({"model": model, "folder": str(folder), "files": manifest["files"], "parity": manifest["parity"]})
+        if not args.json:
+            sizes = ", ".join(f"{k} {v['bytes']} B" for k, v in manifest["files"].items() if k.startswith("model."))
+            console.print(f"wrote {folder}: {sizes} ({manifest['params']} params)")
+    return {"exports": done}
+
+
+def _shipped_ids():
+    return (e.id for e in registry.MODELS.values() if e.shipped)
+
+
+def cmd_verify(args) -> dict:
+    from .runtimes import get_runtime
+    from .verify import failures, verify
+
+    runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
+    ids = list(_shipped_ids()) if args.all else [args.model]
+    if not ids or ids == [None]:
+        raise HanzooError("name a model id, or pass --all")
+    reports = [verify(m, runtimes) for m in ids]
+    if not args.json:
+        for rep in reports:
+            ref = rep["reference"]
+            t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32",
+                      caption=f"tolerance: max abs error <= {rep['tolerance_abs']:g} and the same {ref['metric']}")
+            for col in ("runtime", "max abs err", "max rel err", ref["metric"], "parity"):
+                t.add_column(col, justify="right")
+            t.add_row("torch (reference)", "-", "-", f"{ref['value']:.2f}", "-")
+            for name, r in rep["runtimes"].items():
+                t.add_row(name, f"{r['max_abs_err']:.2e}", f"{r['max_rel_err']:.2e}", f"{r['metric']:.2f}",
+                          "[green]ok[/]" if r["ok"] else "[red]FAIL[/]")
+            console.print(t)
+    bad = [line for rep in reports for line in failures(rep)]
+    if bad:
+        raise HanzooError("parity failed: " + "; ".join(bad))
+    return {"reports": reports}
+
+
 def _csv(kind):
     def parse(text: str):
         try:
@@ -153,6 +204,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
     t.add_argument("--reuse-sweep", action="store_true",
                    help="skip stage 1: reselect from the sweep recorded in the model folder, then refit")
+    e = add("export", cmd_export, "Export a model to ONNX, ORT and TFLite in rank-one form, with test data and a manifest.")
+    e.add_argument("model", nargs="?", help="model id or folder")
+    e.add_argument("--all", action="store_true", help="every shipped model")
+    e.add_argument("--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)")
+    e.add_argument("--out", help="export folder (default: export/<id>)")
+    v = add("verify", cmd_verify, "Check every exported artifact against the torch fp32 reference on the whole test split.")
+    v.add_argument("model", nargs="?", help="model id")
+    v.add_argument("--all", action="store_true", help="every shipped model")
+    v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
     i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
     i.add_argument("src", help="the authors' .safetensors file")
     i.add_argument("dest", help="model folder to write")

@@ -7,6 +7,7 @@ deterministic and holds nothing but these constants.
 """
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -18,7 +19,9 @@ OPSET = 17
 ACT_OPS = {"abs": "Abs", "relu": "Relu"}
 
 
-def build_onnx(net: Net, model_id: str, task: str, extra_outputs=None, metadata: dict | None = None) -> onnx.ModelProto:
+def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None) -> onnx.ModelProto:
+    """The ONNX graph of `net`: input "input" [batch, n_in] float32; output "output" [batch, n_out]
+    in task units, plus "decision" [batch] int64 (mean of the outputs > 0.5) for Checkerboard."""
     steps = lower(net)
     nodes, inits = [], []
     x = "input"
@@ -26,11 +29,10 @@ def build_onnx(net: Net, model_id: str, task: str, extra_outputs=None, metadata:
         pre = f"l{i}"
         if isinstance(s, DenseStep):
             inits.append(numpy_helper.from_array(s.weight, f"{pre}.weight"))
-            inputs = [x, f"{pre}.weight"]
+            inputs = [x, f"{pre}.weight"] + ([f"{pre}.bias"] if s.bias is not None else [])
             if s.bias is not None:
                 inits.append(numpy_helper.from_array(s.bias, f"{pre}.bias"))
-                inputs.append(f"{pre}.bias")
-            out = "output" if s.act is None and i == len(steps) - 1 else f"{pre}.z"
+            out = "output" if i == len(steps) - 1 else f"{pre}.z"
             nodes.append(helper.make_node("Gemm", inputs, [out], name=f"{pre}.gemm", transB=1))
         else:
             inits += [numpy_helper.from_array(s.p, f"{pre}.p"), numpy_helper.from_array(s.q, f"{pre}.q")]
@@ -43,6 +45,12 @@ def build_onnx(net: Net, model_id: str, task: str, extra_outputs=None, metadata:
         x = out
     n_out = steps[-1].weight.shape[0]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])]
+    if task == "checkerboard":
+        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
+        nodes += [helper.make_node("ReduceMean", ["output"], ["mean"], name="decision.mean", axes=[1], keepdims=0),
+                  helper.make_node("Greater", ["mean", "half"], ["above"], name="decision.greater"),
+                  helper.make_node("Cast", ["above"], ["decision"], name="decision.cast", to=TensorProto.INT64)]
+        outputs.append(helper.make_tensor_value_info("decision", TensorProto.INT64, ["batch"]))
     graph = helper.make_graph(nodes, model_id, [helper.make_tensor_value_info(
         "input", TensorProto.FLOAT, ["batch", net.config.in_features])], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

@@ -31,6 +31,7 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is as readable as any checkout
     try:
         meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
                 "task": task, "architecture": config.to_dict()}

@@ -1,0 +1,127 @@
+"""`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite,
+test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, store
+from .errors import HanzooError
+from .registry import PRETRAINED_DIR
+from .tasks import get_task
+
+EXPORT_DIR = PRETRAINED_DIR.parent / "export"
+FORMATS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
+TEST_ROWS = 256  # rows of the test split kept as test_data_set_0: enough to catch a wrong graph, small to ship
+
+
+def parse_formats(text: str | list[str]) -> list[str]:
+    names = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise HanzooError(f"unknown format {', '.join(bad) or '(none)'}; expected some of {', '.join(FORMATS)}")
+    if "ort" in names and "onnx" not in names:
+        names.append("onnx")  # the ORT file is converted from the ONNX graph
+    return [f for f in FORMATS if f in names]
+
+
+def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
+    """ONNX Runtime's own conversion (what tools.convert_onnx_models_to_ort does), with basic
+    optimisations only, so the file runs on any mobile build."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(ort_path)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
+def _tensor_pb(array: np.ndarray, name: str) -> bytes:
+    from onnx import numpy_helper
+    return numpy_helper.from_array(array, name).SerializeToString()
+
+
+def export(source: str | Path, formats: list[str] | None = None, out: Path | None = None) -> Path:
+    """Export a shipped model (id) or a model folder; returns the export folder."""
+    formats = parse_formats(formats or list(FORMATS))
+    model_dir = store.resolve(source)
+    net = store.load(model_dir)
+    model_id, task_name = net.meta["model_id"], net.meta["task"]
+    dest = Path(out) if out else EXPORT_DIR / model_id
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+        tmp.chmod(0o755)
+    except OSError as e:
+        raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
+    try:
+        meta = {"input_names": "x1,x2" if task_name == "checkerboard" else ""}
+        if "onnx" in formats:
+            import onnx
+
+            from .export_onnx import build_onnx
+            onnx.save(build_onnx(net, model_id, task_name, meta), str(tmp / FORMATS["onnx"]))
+        if "ort" in formats:
+            onnx_to_ort(tmp / FORMATS["onnx"], tmp / FORMATS["ort"])
+        if "tflite" in formats:
+            from .export_tflite import build_tflite
+            (tmp / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, meta))
+
+        split = get_task(task_name).split()
+        from .runtimes import RUNTIMES
+        reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
+        x = split.x_test[:TEST_ROWS]
+        ref = reference(x)
+        data = tmp / "test_data_set_0"
+        data.mkdir()
+        (data / "input_0.pb").write_bytes(_tensor_pb(x, "input"))
+        for i, (name, arr) in enumerate(ref.items()):
+            (data / f"output_{i}.pb").write_bytes(_tensor_pb(arr, name))
+
+        from .verify import verify_folder
+        parity = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
+                                                 in {FORMATS[f] for f in formats}])
+        manifest = _manifest(net, tmp, formats, parity)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            data = p.read_bytes()
+            files[str(p.relative_to(folder))] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    ops = {}
+    if "onnx" in formats:
+        import onnx
+        from .export_onnx import OPSET
+        m = onnx.load(str(folder / FORMATS["onnx"]))
+        ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
+        io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
+    if "tflite" in formats:
+        from .export_tflite import op_types
+        ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
+    return {"model_id": net.meta["model_id"], "task": net.meta["task"], "hanzoo_version": __version__,
+            "params": net.config.num_params, "onnx_opset": OPSET if "onnx" in formats else None,
+            **(io if "onnx" in formats else {}), "files": files, "ops": ops, "parity": parity}
+
+
+def _io(v) -> dict:
+    from onnx import TensorProto
+    dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+    return {"name": v.name, "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(), "shape": dims}

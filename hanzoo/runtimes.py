@@ -1,0 +1,109 @@
+"""Each inference runtime behind one small interface: load an artifact, run a float32 batch.
+
+`RUNTIMES[name].load(model_dir, export_dir, threads)` returns a callable
+x [batch, n_in] -> {output name: array}; torch reads the model folder, the others their artifact.
+The exporters write the artifacts; `verify` and `predict` only ever go through this table.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import HanzooError
+
+Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    artifact: str  # the file it runs, in an export folder ("" for the torch reference)
+    description: str
+    load: Callable[[Path, Path, int], Predictor]
+
+
+def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
+    import torch
+
+    from .store import load
+
+    torch.set_num_threads(threads)
+    net = load(model_dir)
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+        res = {"output": out}
+        if net.meta["task"] == "checkerboard":
+            res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
+        return res
+    return run
+
+
+def _ort_session(path: Path, threads: int, mobile: bool):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise HanzooError("this runtime needs onnxruntime: pip install onnxruntime") from None
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing; run `hanzoo export` first")
+    if path.suffix == ".onnx":
+        import onnx
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+        except Exception as e:  # noqa: BLE001 - the checker and the protobuf parser raise different types
+            raise HanzooError(f"{path} fails onnx.checker: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if mobile:
+        # What an ONNX Runtime Mobile app does: load the pre-optimised ORT-format file as it is.
+        so.add_session_config_entry("session.load_model_format", "ORT")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        raise HanzooError(f"onnxruntime cannot load {path}: {e}") from None
+    names = [o.name for o in sess.get_outputs()]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, sess.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})))
+    return run
+
+
+def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
+    path = export_dir / "model.tflite"
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing; run `hanzoo export` first")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise HanzooError("this runtime needs LiteRT: pip install 'hanzoo[tflite]'") from None
+    interp = Interpreter(model_path=str(path), num_threads=threads)  # XNNPACK is the default CPU delegate
+    runner = interp.get_signature_runner("serving_default")
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return runner(input=np.ascontiguousarray(x, dtype=np.float32))
+    return run
+
+
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in [
+    Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
+    Runtime("onnxruntime", "model.onnx", "ONNX Runtime, CPU provider", lambda m, e, t: _ort_session(e / "model.onnx", t, False)),
+    Runtime("ort-mobile", "model.ort", "ONNX Runtime on the ORT-format file, as a mobile app loads it",
+            lambda m, e, t: _ort_session(e / "model.ort", t, True)),
+    Runtime("litert", "model.tflite", "LiteRT interpreter with XNNPACK", _litert),
+]}
+
+
+def get_runtime(name: str) -> Runtime:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise HanzooError(f"unknown runtime {name!r}; expected one of {sorted(RUNTIMES)}") from None

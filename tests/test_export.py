@@ -1,0 +1,197 @@
+"""The graph contract, parity and determinism of every shipped model's exports."""
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from hanzoo import HanzooError, load, registry
+from hanzoo.export import EXPORT_DIR, FORMATS, export, parse_formats
+from hanzoo.export_tflite import op_types, read_metadata
+from hanzoo.runtimes import RUNTIMES
+from hanzoo.verify import ABS_TOL, verify
+
+SHIPPED = [e for e in registry.MODELS.values() if e.shipped]
+ids = lambda e: e.id  # noqa: E731
+TFLITE_BUILTINS = {"FULLY_CONNECTED", "ADD", "ABS", "RELU", "MEAN", "GREATER", "CAST"}
+
+
+def han_layers(entry):
+    return [(i, n) for i, (kind, _, n, _) in enumerate(entry.config.layers()) if kind == "han"]
+
+
+def test_every_shipped_model_is_exported():
+    for e in SHIPPED:
+        assert {"manifest.json", *FORMATS.values()} <= {p.name for p in (EXPORT_DIR / e.id).iterdir()}, e.id
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_manifest_matches_files(entry):
+    folder = EXPORT_DIR / entry.id
+    m = json.loads((folder / "manifest.json").read_text())
+    for name, f in m["files"].items():
+        data = (folder / name).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (f["sha256"], f["bytes"]), name
+    assert m["params"] == entry.config.num_params
+    assert m["ops"]["onnx"] == dict(Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node))
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_onnx_graph_contract(entry):
+    model = onnx.load(str(EXPORT_DIR / entry.id / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    n_han = 0
+    for i, n in han_layers(entry):
+        n_han += 1
+        # Three nodes per Han-layer (MatMul, Gemm, Abs), and only O(n) constants: v as an [n+1, 2] column pair.
+        nodes = [nd.op_type for nd in model.graph.node if nd.name.startswith(f"l{i}.")]
+        assert nodes == ["MatMul", "Gemm", "Abs"], (i, nodes)
+        assert consts[f"l{i}.p"].shape == (n + 1, 2) and consts[f"l{i}.q"].shape == (2, n + 1)
+    width = entry.config.width
+    if n_han:
+        assert not any(a.ndim == 2 and a.shape[0] >= width and a.shape[1] >= width and name.startswith(
+            tuple(f"l{i}." for i, _ in han_layers(entry))) for name, a in consts.items())
+    total = sum(a.size for a in consts.values())
+    # Each Han-layer stores 4(n+1) floats instead of its 2n parameters (v precomputed, the bias riding
+    # in the Gemm); the Dense layers around a Han run carry one extra row for the constant-1 column.
+    layers = entry.config.layers()
+    first = han_layers(entry)[0][0] if n_han else None
+    extra = sum(2 * n + 4 for _, n in han_layers(entry)) + (layers[first - 1][1] + 1 if n_han else 0) + 1
+    assert entry.config.num_params <= total <= entry.config.num_params + extra
+    size = (EXPORT_DIR / entry.id / "model.onnx").stat().st_size
+    assert size <= 4 * total + 8192, "the file is about its constants' bytes plus a small overhead"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["hanzoo_id"] == entry.id and props["task"] == entry.task and "hanzoo_version" in props
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_tflite_builtins_only_and_metadata(entry):
+    flat = (EXPORT_DIR / entry.id / "model.tflite").read_bytes()
+    ops = op_types(flat)
+    assert set(ops) <= TFLITE_BUILTINS, set(ops) - TFLITE_BUILTINS
+    counts = Counter(ops)
+    h = len(han_layers(entry))
+    assert counts["ADD"] == h  # one ADD per Han-layer: x' + [s, 1] @ Q
+    assert read_metadata(flat)["hanzoo_id"] == entry.id
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_content=flat)
+    sig = interp.get_signature_list()["serving_default"]
+    assert sig["inputs"] == ["input"] and "output" in sig["outputs"]
+    runner = interp.get_signature_runner("serving_default")
+    assert list(runner.get_input_details()["input"]["shape_signature"]) == [-1, entry.config.in_features]
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+@pytest.mark.parametrize("runtime", ["onnxruntime", "ort-mobile", "litert"])
+def test_dynamic_batch(entry, runtime):
+    run = RUNTIMES[runtime].load(entry.dir, EXPORT_DIR / entry.id, 1)
+    ref = RUNTIMES["torch"].load(entry.dir, EXPORT_DIR / entry.id, 1)
+    rng = np.random.default_rng(0)
+    for batch in (1, 7, 1024):
+        x = rng.uniform(-1, 1, size=(batch, entry.config.in_features)).astype(np.float32)
+        got, want = run(x), ref(x)
+        assert got["output"].shape == (batch, entry.config.out_features)
+        assert np.abs(got["output"] - want["output"]).max() <= ABS_TOL
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_parity_on_the_whole_test_split(entry):
+    rep = verify(entry.id)
+    assert set(rep["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}
+    for name, r in rep["runtimes"].items():
+        assert r["ok"], (name, r)
+    recorded = json.loads((EXPORT_DIR / entry.id / "manifest.json").read_text())["parity"]
+    assert recorded["reference"]["value"] == rep["reference"]["value"]
+    for name, r in rep["runtimes"].items():
+        assert recorded["runtimes"][name]["metric"] == r["metric"]
+        assert recorded["runtimes"][name]["max_abs_err"] == pytest.approx(r["max_abs_err"], rel=0.5, abs=1e-6)
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_test_data_set_round_trips(entry):
+    folder = EXPORT_DIR / entry.id
+    x = numpy_helper.to_array(onnx.load_tensor(str(folder / "test_data_set_0" / "input_0.pb")))
+    want = numpy_helper.to_array(onnx.load_tensor(str(folder / "test_data_set_0" / "output_0.pb")))
+    got = RUNTIMES["onnxruntime"].load(entry.dir, folder, 1)(x)["output"]
+    assert np.abs(got - want).max() <= ABS_TOL
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_reexport_is_deterministic(entry, tmp_path):
+    """Exporting the shipped weights again gives the checked-in bytes; changed weights fail here."""
+    out = export(entry.id, out=tmp_path / "again")
+    shipped = json.loads((EXPORT_DIR / entry.id / "manifest.json").read_text())["files"]
+    fresh = json.loads((out / "manifest.json").read_text())["files"]
+    for name in ("model.onnx", "model.tflite", "test_data_set_0/input_0.pb", "test_data_set_0/output_0.pb"):
+        assert fresh[name]["sha256"] == shipped[name]["sha256"], f"{name} of {entry.id} is stale: run `hanzoo export --all`"
+    # ONNX Runtime lays out an ORT file's flatbuffer in hash-map order, so its bytes differ run to run;
+    # the same size and bit-identical outputs are what a re-export can promise.
+    assert fresh["model.ort"]["bytes"] == shipped["model.ort"]["bytes"]
+    x = np.random.default_rng(1).uniform(-1, 1, size=(64, entry.config.in_features)).astype(np.float32)
+    a = RUNTIMES["ort-mobile"].load(entry.dir, EXPORT_DIR / entry.id, 1)(x)
+    b = RUNTIMES["ort-mobile"].load(entry.dir, out, 1)(x)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_error_paths(tmp_path, monkeypatch):
+    with pytest.raises(HanzooError, match="unknown format png"):
+        parse_formats("onnx,png")
+    assert parse_formats("ort") == ["onnx", "ort"]
+    # Root writes through permission bits, so the unwritable path is one with a file in the way.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(HanzooError, match="cannot write"):
+        export("checkerboard-hannet-20x30", ["onnx"], blocker / "x")
+
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tf(name, *a, **k):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("no tensorflow")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tf)
+    with pytest.raises(HanzooError, match=r"pip install 'hanzoo\[tflite\]'"):
+        export("checkerboard-hannet-20x30", ["tflite"], tmp_path / "t")
+    monkeypatch.undo()
+    assert not (tmp_path / "t").exists()
+
+
+def test_corrupt_onnx_is_named(tmp_path):
+    folder = tmp_path / "e"
+    shutil.copytree(EXPORT_DIR / "checkerboard-hannet-20x30", folder)
+    model = onnx.load(str(folder / "model.onnx"))
+    next(n for n in model.graph.node if n.op_type == "MatMul").input[1] = "no_such_tensor"
+    onnx.save(model, str(folder / "model.onnx"))
+    with pytest.raises(HanzooError, match="fails onnx.checker"):
+        RUNTIMES["onnxruntime"].load(registry.get("checkerboard-hannet-20x30").dir, folder, 1)
+    (folder / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(HanzooError, match="fails onnx.checker"):
+        RUNTIMES["onnxruntime"].load(registry.get("checkerboard-hannet-20x30").dir, folder, 1)
+
+
+def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsys):
+    from hanzoo import export as export_mod, verify as verify_mod
+    from hanzoo.cli import main
+
+    broken = tmp_path / "export"
+    shutil.copytree(EXPORT_DIR, broken)
+    model = onnx.load(str(broken / "checkerboard-hannet-20x30" / "model.onnx"))
+    for init in model.graph.initializer:
+        if init.name == "l5.q":  # flip one Han-layer's bias sign: a plausible exporter bug
+            a = numpy_helper.to_array(init).copy()
+            a[1] = -a[1]
+            init.CopyFrom(numpy_helper.from_array(a, init.name))
+    onnx.save(model, str(broken / "checkerboard-hannet-20x30" / "model.onnx"))
+    monkeypatch.setattr(export_mod, "EXPORT_DIR", broken)
+    assert main(["verify", "checkerboard-hannet-20x30", "--runtime", "onnxruntime", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "parity failed: onnxruntime on checkerboard-hannet-20x30" in err and "worst input row" in err
