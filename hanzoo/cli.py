@@ -167,6 +167,24 @@ def cmd_verify(args) -> dict:
     return {"reports": reports}
 
 
+def cmd_predict(args) -> dict:
+    from .predict import predict, read_inputs, to_csv, write_outputs
+    from .store import read_config, resolve
+    from .tasks import get_task
+
+    features = get_task(read_config(resolve(args.model))["task"]).features
+    x = read_inputs(Path(args.input), features)
+    out = predict(args.model, x, args.runtime, args.threads)
+    if args.output:
+        write_outputs(out, Path(args.output))
+        if not args.json:
+            console.print(f"wrote {len(x)} predictions to {args.output} ({args.runtime})")
+    elif not args.json:
+        sys.stdout.write(to_csv(out))
+    return {"runtime": args.runtime, "rows": len(x), "output": args.output,
+            "predictions": {k: v.tolist() for k, v in out.items()} if not args.output else None}
+
+
 def _csv(kind):
     def parse(text: str):
         try:
@@ -213,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("model", nargs="?", help="model id")
     v.add_argument("--all", action="store_true", help="every shipped model")
     v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
+    pr = add("predict", cmd_predict, "Run a shipped model on raw inputs from CSV (with a header) or .npy.")
+    pr.add_argument("model", help="model id or folder")
+    pr.add_argument("--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]")
+    pr.add_argument("--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch")
+    pr.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
+    pr.add_argument("--threads", type=int, default=1)
     i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
     i.add_argument("src", help="the authors' .safetensors file")
     i.add_argument("dest", help="model folder to write")

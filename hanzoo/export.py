@@ -63,7 +63,7 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
     except OSError as e:
         raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
     try:
-        meta = {"input_names": "x1,x2" if task_name == "checkerboard" else ""}
+        meta = {"input_names": ",".join(get_task(task_name).features)}
         if "onnx" in formats:
             import onnx
 
@@ -116,7 +116,10 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
     if "tflite" in formats:
         from .export_tflite import op_types
         ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
+    from .docs import _version
+    versions = {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")}
     return {"model_id": net.meta["model_id"], "task": net.meta["task"], "hanzoo_version": __version__,
+            "versions": versions,
             "params": net.config.num_params, "onnx_opset": OPSET if "onnx" in formats else None,
             **(io if "onnx" in formats else {}), "files": files, "ops": ops, "parity": parity}
 

@@ -42,6 +42,7 @@ def verified_bytes(path: Path, sha256: str) -> bytes:
 
 class Task:
     name: str
+    features: tuple[str, ...] = ()  # input column names, as a user's CSV carries them
     n_in: int
     n_out: int
     metric: str  # the headline metric
@@ -65,6 +66,7 @@ class Checkerboard(Task):
     """
 
     name, n_in, n_out, metric, higher_is_better = "checkerboard", 2, 2, "accuracy", True
+    features = ("x1", "x2")
     file = DATA_DIR / "checkerboard-official-split.csv.gz"
     sha256 = "e085d48ab24d808482ebb6a38c54e31b0b3a5637a6b7b253119770aea331c3b1"
 

@@ -195,3 +195,26 @@ def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsy
     assert main(["verify", "checkerboard-hannet-20x30", "--runtime", "onnxruntime", "--json"]) == 1
     err = capsys.readouterr().err
     assert "parity failed: onnxruntime on checkerboard-hannet-20x30" in err and "worst input row" in err
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_manifest_tensor_specs_are_the_artifacts_own(entry):
+    """docs/mobile.md is generated from these specs, so they must be what each file really declares."""
+    folder = EXPORT_DIR / entry.id
+    m = json.loads((folder / "manifest.json").read_text())
+    from ai_edge_litert.interpreter import Interpreter
+    runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
+    dtypes = {"float": np.float32, "int64": np.int64}
+    for spec, details in ((m["inputs"], runner.get_input_details()), (m["outputs"], runner.get_output_details())):
+        assert {v["name"] for v in spec} == set(details)
+        for v in spec:
+            d = details[v["name"]]
+            assert d["dtype"] == dtypes[v["dtype"]]
+            assert list(d["shape_signature"]) == [-1 if x == "batch" else x for x in v["shape"]]
+    for spec, real in ((m["inputs"], onnx.load(str(folder / "model.onnx")).graph.input),
+                       (m["outputs"], onnx.load(str(folder / "model.onnx")).graph.output)):
+        assert [v["name"] for v in spec] == [r.name for r in real]
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(folder / "model.ort"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == [v["name"] for v in m["inputs"]]
+    assert [o.name for o in sess.get_outputs()] == [v["name"] for v in m["outputs"]]
