@@ -4,16 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test docs clean
+.PHONY: demo test docs bench clean
 
-demo: $(VENV)/.demo  ## set up, then evaluate the bundled default model against its card
-	$(BIN)/hanzoo eval checkerboard-hannet-20x30
+demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
+	$(BIN)/hanzoo verify checkerboard-hannet-20x30
 
 test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite
 	$(BIN)/python -m pytest
 
-docs: $(VENV)/.test  ## regenerate README's model table and the generated docs
+docs: $(VENV)/.test  ## regenerate README's model table and docs/export.md, docs/mobile.md
 	$(BIN)/python -m hanzoo.docs
+
+bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this machine
+	$(BIN)/hanzoo bench --all --report docs
 
 # torch is pinned and installed first: an unpinned resolve would pull a multi-GB CUDA build.
 $(VENV)/.torch:
@@ -22,7 +25,7 @@ $(VENV)/.torch:
 	touch $@
 
 $(VENV)/.demo: pyproject.toml $(VENV)/.torch
-	$(PIP) -e '.[onnx]'
+	$(PIP) -e '.[onnx,litert]'
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(VENV)/.torch

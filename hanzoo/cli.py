@@ -149,22 +149,49 @@ def cmd_verify(args) -> dict:
     if not ids or ids == [None]:
         raise HanzooError("name a model id, or pass --all")
     reports = [verify(m, runtimes) for m in ids]
+    bad = [line for rep in reports for line in failures(rep)]
+    if not args.no_latency and not bad:
+        from . import bench
+        for rep in reports:
+            rt = [r for r in rep["runtimes"]] + ["torch"]
+            timing = bench.bench([rep["model_id"]], rt, (1, 1024), 1, rounds=7)
+            rep["latency"] = [c for c in timing["cells"]]
     if not args.json:
         for rep in reports:
-            ref = rep["reference"]
-            t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32",
-                      caption=f"tolerance: max abs error <= {rep['tolerance_abs']:g} and the same {ref['metric']}")
-            for col in ("runtime", "max abs err", "max rel err", ref["metric"], "parity"):
-                t.add_column(col, justify="right")
-            t.add_row("torch (reference)", "-", "-", f"{ref['value']:.2f}", "-")
-            for name, r in rep["runtimes"].items():
-                t.add_row(name, f"{r['max_abs_err']:.2e}", f"{r['max_rel_err']:.2e}", f"{r['metric']:.2f}",
-                          "[green]ok[/]" if r["ok"] else "[red]FAIL[/]")
-            console.print(t)
-    bad = [line for rep in reports for line in failures(rep)]
+            _verify_table(rep)
     if bad:
         raise HanzooError("parity failed: " + "; ".join(bad))
     return {"reports": reports}
+
+
+def _verify_table(rep: dict) -> None:
+    ref = rep["reference"]
+    lat = {(c["model"], c["runtime"], c["batch"]): c for c in rep.get("latency", [])}
+    base = next((c["model"] for c in rep.get("latency", []) if c["model"] != rep["model_id"]), None)
+    t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
+                    + (f", and latency against {base} (1 thread)" if base else ""),
+              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} and the same {ref['metric']}; "
+                      "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)")
+    cols = ["runtime", "max abs err", ref["metric"], "parity"]
+    if base:
+        cols += ["batch 1 us", "FCNet us", "ratio", "batch 1024 us", "FCNet us ", "ratio "]
+    for col in cols:
+        t.add_column(col, justify="right")
+
+    def timing(runtime: str) -> list[str]:
+        if not base:
+            return []
+        row = []
+        for b in (1, 1024):
+            h, f = lat[(rep["model_id"], runtime, b)], lat[(base, runtime, b)]
+            row += [f"{h['median_us']:.1f}", f"{f['median_us']:.1f}", f"{h['median_us'] / f['median_us']:.2f}x"]
+        return row
+
+    t.add_row("torch (reference)", "-", f"{ref['value']:.2f}", "-", *timing("torch"))
+    for name, r in rep["runtimes"].items():
+        t.add_row(name, f"{r['max_abs_err']:.2e}", f"{r['metric']:.2f}", "[green]ok[/]" if r["ok"] else "[red]FAIL[/]",
+                  *timing(name))
+    console.print(t)
 
 
 def cmd_predict(args) -> dict:
@@ -183,6 +210,41 @@ def cmd_predict(args) -> dict:
         sys.stdout.write(to_csv(out))
     return {"runtime": args.runtime, "rows": len(x), "output": args.output,
             "predictions": {k: v.tolist() for k, v in out.items()} if not args.output else None}
+
+
+def cmd_bench(args) -> dict:
+    from . import bench
+
+    ids = bench.shipped_ids() if args.all or not args.models else args.models
+    ids = [m for m in ids if registry.get(m).family == "hannet"] or ids  # baselines come with their HanNet
+    runtimes = args.runtime.split(",") if args.runtime else None
+    batches = tuple(args.batch) if args.batch else ((1, 1024) if args.quick else bench.BATCHES)
+    rounds = 5 if args.quick else args.rounds
+    with console.status("timing") as status:
+        report = bench.bench(ids, runtimes, batches, args.threads, rounds, progress=lambda m: status.update(m))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        bounds = bench.lower_bounds(args.threads)
+        report["lower_bounds"] = bounds
+        (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+        bench.plot(report, out / "benchmarks.png")
+        (out / "benchmarks.md").write_text(bench.report_md(report, bounds))
+        if not args.json:
+            console.print(f"wrote {out / 'benchmarks.md'}, benchmarks.json and benchmarks.png")
+    if args.markdown:
+        sys.stdout.write(bench.markdown(report))
+    elif not args.json:
+        t = Table(title=f"latency, {args.threads} thread(s); ratio = HanNet / baseline (below 1: HanNet faster)")
+        for col in ("model", "runtime", "batch", "median us", "p90 us", "samples/s", "ratio", "metric", "artifact B"):
+            t.add_column(col, justify="left" if col in ("model", "runtime", "ratio") else "right")
+        for c in report["cells"]:
+            ratio = ", ".join(f"{v:.2f}x {k}" for k, v in c.get("ratio_vs", {}).items()) or ""
+            metric = f"{c['metric']['name']} {c['metric']['test']:.2f}" if c["metric"] else "-"
+            t.add_row(c["model"], c["runtime"], str(c["batch"]), f"{c['median_us']:.1f}", f"{c['p90_us']:.1f}",
+                      f"{c['samples_per_s']:.0f}", ratio, metric, str(c["artifact_bytes"] or "-"))
+        console.print(t)
+    return report
 
 
 def _csv(kind):
@@ -231,6 +293,17 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("model", nargs="?", help="model id")
     v.add_argument("--all", action="store_true", help="every shipped model")
     v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
+    v.add_argument("--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline")
+    b = add("bench", cmd_bench, "Time models in every runtime beside their FCNet baselines (interleaved, medians).")
+    b.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
+    b.add_argument("--all", action="store_true", help="every shipped model")
+    b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert")
+    b.add_argument("--batch", type=_csv(int), help="batch sizes (default 1,64,1024)")
+    b.add_argument("--threads", type=int, default=1, help="threads per runtime (default 1, as on a phone)")
+    b.add_argument("--rounds", type=int, default=21, help="interleaved rounds per cell (default 21)")
+    b.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
+    b.add_argument("--markdown", action="store_true", help="print the markdown table")
+    b.add_argument("--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder")
     pr = add("predict", cmd_predict, "Run a shipped model on raw inputs from CSV (with a header) or .npy.")
     pr.add_argument("model", help="model id or folder")
     pr.add_argument("--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]")
