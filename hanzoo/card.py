@@ -12,44 +12,75 @@ CITATION = """@article{yu2021hannet,
 }"""
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.2f}"
+def fmt(metric: str, x: float) -> str:
+    """Accuracies in %, with 2 decimals; NRMSE and R^2 with 4; RMSE with 4 significant digits."""
+    return f"{x:.2f}" if metric == "accuracy" else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
 
 
 def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     m, sel = metrics["metric"], metrics["selected"]
     seeds = metrics["seeds_at_selected"]
+    f = lambda x: fmt(m, x)  # noqa: E731
     lines = [
         "---", "library_name: hanzoo", "tags: [hannet, householder, tiny-model]", "license: mit", "---", "",
         f"# {entry.id}", "", entry.description, "",
         f"Task: **{entry.task}**. Architecture: {config.depth} hidden layers x width {config.width} "
         f"({entry.arch}), {config.num_params} parameters, activation ratio {100 * config.activation_ratio:.2f}%. "
         f"Init: `{sel['init']}`.", "",
+    ]
+    if "split" in metrics:
+        sp = metrics["split"]
+        lines += [f"Data: a seeded split (seed {sp['split_seed']}) with {100 * sp['train_fraction']:.0f}% for "
+                  f"training ({sp['train_rows']} rows) and the rest for test ({sp['test_rows']} rows). Inputs are raw "
+                  "features and the output is the target in its own units: the standardization statistics of the "
+                  "training split are in config.json and applied inside the model.", ""]
+    lines += [
         "## Measured", "",
         f"| split | {m} (selected run) | {m}, mean +- std over {len(seeds['test']['values'])} seeds |",
         "| --- | ---: | ---: |",
     ]
     for split in ("train", "test"):
         vals = seeds[split]
-        lines.append(f"| {split} | {_fmt(sel[split][m])} | {_fmt(vals['mean'])} +- {_fmt(vals['std'])} |")
+        lines.append(f"| {split} | {f(sel[split][m])} | {f(vals['mean'])} +- {f(vals['std'])} |")
+    extra = [k for k in ("rmse", "r2") if k in sel["test"]]
+    if extra:
+        lines += ["", "Selected run on test: " + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} "
+                                                          f"{fmt(k, sel['test'][k])}" for k in extra) + "."]
     paper = entry.paper
+    if "test_accuracy" in paper:
+        lines += ["", f"The paper reports ({paper['table']}): train {paper.get('train_accuracy', '-')}, test "
+                  f"{paper['test_accuracy']} (mean +- std over 5 runs, with the best of 10 learning rates picked "
+                  "on the test set)."]
+    else:
+        lines += ["", f"The paper reports this model's test NRMSE only as curves ({paper.get('table', '-')}), "
+                  "with no table of values; see docs/reproduction.md for the comparison."]
     lines += [
-        "",
-        f"The paper reports ({paper.get('table', '-')}): train {paper.get('train_accuracy', '-')}, "
-        f"test {paper.get('test_accuracy', '-')} (mean +- std over 5 runs, with the best of 10 learning rates "
-        f"picked on the test set).", "",
-        "## How it was trained and selected", "",
+        "", "## How it was trained and selected", "",
         f"- Protocol: {metrics['protocol_text']}",
         f"- Selection (no test data): {metrics['selection_rule']}",
-        f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
-        f"{_fmt(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
-        f"of {len(metrics['sweep'])}.",
-        f"- Stage 2 shipped seed {sel['seed']} (final iterate, iteration {sel['iterations']}). Test {m} of "
-        "every refit seed: " + ", ".join(f"{v:.2f}" for v in seeds["test"]["values"]) + ".",
-        f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
-        f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
-        f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
-        f"{metrics['versions']['torch']}, {metrics['machine']}.",
+    ]
+    if metrics["refit"]:
+        lines += [
+            f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
+            f"{f(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
+            f"of {len(metrics['sweep'])}.",
+            f"- Stage 2 shipped seed {sel['seed']} (final iterate, iteration {sel['iterations']}). Test {m} of "
+            "every refit seed: " + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
+            f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at "
+            f"once ({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
+            f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
+            f"{metrics['versions']['torch']}, {metrics['machine']}.",
+        ]
+    else:
+        lines += [
+            f"- Shipped seed {sel['seed']}: its checkpoint at iteration {sel['iterations']}, chosen on validation "
+            f"(validation {m} {f(metrics['stage1']['val_mean'])} averaged over seeds). Test {m} of every seed: "
+            + ", ".join(f(v) for v in seeds["test"]["values"]) + f". Failed runs: {metrics['failed_runs']}.",
+            f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} seeds at once "
+            f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s); torch "
+            f"{metrics['versions']['torch']}, {metrics['machine']}.",
+        ]
+    lines += [
         "",
         "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
         "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]", "```", "",

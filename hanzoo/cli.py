@@ -39,7 +39,9 @@ def cmd_list(args) -> dict:
             t.add_column(col, justify="right" if col in ("params", "AR %") else "left")
         for r in rows:
             h = r["test_metric"]
-            metric = f"{h['metric']} {h['test']:.2f} ({h['mean']:.2f} +- {h['std']:.2f})" if h else "-"
+            from .card import fmt
+            f = (lambda x: fmt(h["metric"], x)) if h else None  # noqa: E731
+            metric = f"{h['metric']} {f(h['test'])} ({f(h['mean'])} +- {f(h['std'])})" if h else "-"
             t.add_row(r["id"], r["task"], r["arch"], str(r["params"]), f"{100 * r['activation_ratio']:.2f}",
                       metric, "shipped" if r["shipped"] else "-")
         console.print(t)
@@ -79,7 +81,8 @@ def cmd_eval(args) -> dict:
             t.add_column(col, justify="right")
         for s in ("train", "test"):
             c = out["card"].get(s)
-            t.add_row(s, f"{scores[s][task.metric]:.2f}", f"{c:.2f}" if c is not None else "-")
+            from .card import fmt
+            t.add_row(s, fmt(task.metric, scores[s][task.metric]), fmt(task.metric, c) if c is not None else "-")
         console.print(t)
     return out
 
@@ -93,7 +96,10 @@ def cmd_train(args) -> dict:
     base = PROTOCOLS.get(entry.task)
     if base is None:
         raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
-    over = {k: v for k, v in (("iterations", args.iterations), ("seeds", args.seeds), ("lrs", args.lrs)) if v}
+    over = {k: v for k, v in (("iterations", args.iterations), ("epochs", args.epochs), ("seeds", args.seeds),
+                              ("lrs", args.lrs)) if v}
+    if args.iterations and not args.epochs:
+        over["epochs"] = 0  # an explicit iteration count replaces an epoch-based one
     protocol = Protocol(**(base.to_dict() | over))
     torch.set_num_threads(args.threads)
     folder = train_model(entry.id, args.out, inits=args.init, protocol=protocol, progress=not args.json,
@@ -101,8 +107,10 @@ def cmd_train(args) -> dict:
     result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
     if not args.json:
         sel = result["metrics"]["selected"]
+        from .card import fmt
+        metric = result["metrics"]["metric"]
         console.print(f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
-                      f"test {result['metrics']['metric']} {sel['test'][result['metrics']['metric']]:.2f}")
+                      f"test {metric} {fmt(metric, sel['test'][metric])}")
     return {k: v for k, v in result.items() if k != "metrics"} | {"selected": result["metrics"]["selected"]}
 
 
@@ -278,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
     t.add_argument("--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)")
     t.add_argument("--iterations", type=int, help="override the protocol's iteration count")
+    t.add_argument("--epochs", type=int, help="override the protocol's epoch count (regression)")
     t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
     t.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

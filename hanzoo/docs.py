@@ -22,7 +22,9 @@ def model_table() -> str:
         ours = "not trained yet"
         if m.get("selected"):
             s, metric = m["seeds_at_selected"]["test"], m["metric"]
-            ours = f"{metric} {m['selected']['test'][metric]:.2f} ({s['mean']:.2f} +- {s['std']:.2f})"
+            from .card import fmt
+            f = lambda x: fmt(metric, x)  # noqa: E731
+            ours = f"{metric} {f(m['selected']['test'][metric])} ({f(s['mean'])} +- {f(s['std'])})"
         paper = e.paper.get("test_accuracy") or e.paper.get("top1_error") or "Figure 6 (NRMSE)"
         rows.append(f"| `{e.id}` | {e.task} | {e.arch} | {e.config.num_params} | "
                     f"{100 * e.config.activation_ratio:.2f} | {paper} | {ours} |")

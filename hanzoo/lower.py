@@ -38,14 +38,21 @@ class HanStep:
 
 
 def lower(net: Net) -> list[DenseStep | HanStep]:
+    """The plan of `net`. A regression net's input standardization is folded into the first Dense
+    layer and its output de-standardization into the head, so the graph takes raw features and
+    returns the target in its units at no extra op."""
     f32 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
     layers = list(net.layers)
+    sc = {k: np.asarray(v, dtype=np.float64) for k, v in (net.scaling or {}).items()}
     steps: list[DenseStep | HanStep] = []
     ones = False  # does the current activation carry a trailing constant-1 column?
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, Dense):
             w, b = f32(layer.linear.weight), f32(layer.linear.bias)
+            if i == 0 and sc:  # W ((x - m) / s) + b = (W / s) x + (b - W (m / s))
+                b = b - w @ (sc["x_mean"] / sc["x_std"])
+                w = w / sc["x_std"]
             if ones:  # the bias moves into the weight's column for the constant 1
                 w, b = np.concatenate([w, b[:, None]], axis=1), None
             if isinstance(nxt, HanLayer):  # emit the constant-1 column for the Han run that follows
@@ -67,6 +74,11 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
             q[0, :n], q[1, :n] = -u, b
             steps.append(HanStep(p.astype(np.float32), q.astype(np.float32), layer.act_name))
     w, b = f32(net.head.weight), f32(net.head.bias)
+    if not layers and sc:
+        b = b - w @ (sc["x_mean"] / sc["x_std"])
+        w = w / sc["x_std"]
+    if sc:  # (W h + b) * s + m
+        w, b = w * sc["y_std"][:, None], b * sc["y_std"] + sc["y_mean"]
     if ones:
         w, b = np.concatenate([w, b[:, None]], axis=1), None
     steps.append(DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), None))

@@ -108,10 +108,23 @@ class Net(nn.Module):
         last = config.layers()[-1][2] if config.blocks else config.in_features
         self.head = nn.Linear(last, config.out_features)
 
+        self.scaling: dict[str, list[float]] | None = None
+
+    def set_scaling(self, scaling: dict[str, list[float]] | None) -> None:
+        """Raw-unit inputs and outputs: x -> (x - x_mean) / x_std before the layers, y * y_std + y_mean
+        after the head. The statistics come from the training split and live in config.json."""
+        self.scaling = scaling
+        for k in ("x_mean", "x_std", "y_mean", "y_std"):
+            value = torch.tensor(scaling[k], dtype=torch.float32) if scaling else None
+            self.register_buffer(k, value, persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scaling:
+            x = (x - self.x_mean) / self.x_std
         for layer in self.layers:
             x = layer(x)
-        return self.head(x)
+        x = self.head(x)
+        return x * self.y_std + self.y_mean if self.scaling else x
 
 
 def build(config: ModelConfig, seed: int | None = None) -> Net:

@@ -26,7 +26,8 @@ FORMAT_VERSION = 1
 
 
 def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, state: dict[str, torch.Tensor],
-                 metrics: dict, card: str, extra_files: dict[str, bytes] | None = None) -> Path:
+                 metrics: dict, card: str, extra_files: dict[str, bytes] | None = None,
+                 scaling: dict[str, list[float]] | None = None) -> Path:
     """Write a complete model folder at `dest`, replacing any folder there only once all is written."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,8 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
     try:
         meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
                 "task": task, "architecture": config.to_dict()}
+        if scaling:
+            meta["preprocessing"] = scaling
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "hanzoo_id": model_id})
@@ -131,8 +134,24 @@ def load(source: str | Path) -> Net:
     state = load_state(weights)
     check_state(net, state, str(weights))
     net.load_state_dict(state)
+    net.set_scaling(_scaling(meta, folder))
     net.eval()
     net.meta = meta
     net.metrics = read_metrics(folder)
     net.folder = folder
     return net
+
+
+def _scaling(meta: dict, folder: Path) -> dict[str, list[float]] | None:
+    scaling = meta.get("preprocessing")
+    if scaling is None:
+        return None
+    n_in, n_out = meta["architecture"]["in_features"], meta["architecture"]["out_features"]
+    want = {"x_mean": n_in, "x_std": n_in, "y_mean": n_out, "y_std": n_out}
+    for k, n in want.items():
+        v = scaling.get(k)
+        if not isinstance(v, list) or len(v) != n or not all(isinstance(a, (int, float)) for a in v):
+            raise HanzooError(f"{folder / 'config.json'}: preprocessing.{k} must be {n} numbers")
+        if k.endswith("std") and not all(a > 0 for a in v):
+            raise HanzooError(f"{folder / 'config.json'}: preprocessing.{k} must be positive")
+    return {k: [float(a) for a in scaling[k]] for k in want}

@@ -47,6 +47,7 @@ class Task:
     n_out: int
     metric: str  # the headline metric
     higher_is_better: bool
+    standardize: bool = False  # train on standardized inputs and targets (stats from the training split)
 
     def split(self) -> Split:
         raise HanzooError(f"task {self.name!r} has no data loader in this version of hanzoo")
@@ -55,7 +56,7 @@ class Task:
         """Mean over the sample and output dims; leading dims (stacked runs) are kept."""
         return ((out - y) ** 2).mean(dim=(-2, -1))
 
-    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -77,7 +78,7 @@ class Checkerboard(Task):
     def predict(out: torch.Tensor) -> torch.Tensor:
         return (out.mean(dim=-1) > 0.5).to(torch.int64)
 
-    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         acc = (self.predict(out) == y[..., 0].to(torch.int64)).to(torch.float64).mean(dim=-1) * 100
         return {"accuracy": acc, "mse": self.loss(out, y)}
 
@@ -124,6 +125,54 @@ def random_checkerboard_split(seed: int, train_fraction: float = 0.25) -> Split:
     return Split(x[perm[:n]], y[perm[:n]], x[perm[n:]], y[perm[n:]])
 
 
+class Regression(Task):
+    """A tabular regression task (paper 3.2.2): one output, MSE on standardized data, scored in target units.
+
+    The train/test split is a seeded permutation at `train_fraction`. NRMSE = RMSE / (y_max - y_min),
+    with the range taken over the whole dataset, so that figures on different splits compare.
+    """
+
+    metric, higher_is_better, standardize = "nrmse", False, True
+
+    def __init__(self, name: str, file: str, sha256: str, target: str, train_fraction: float = 0.8,
+                 split_seed: int = 0) -> None:
+        self.name, self.file, self.sha256, self.target = name, DATA_DIR / file, sha256, target
+        self.train_fraction, self.split_seed = train_fraction, split_seed
+        header = gzip.decompress(verified_bytes(self.file, sha256)).split(b"\n", 1)[0].decode().strip().split(",")
+        self.features = tuple(h for h in header if h != target)
+        self.n_in, self.n_out = len(self.features), 1
+
+    def split(self) -> Split:
+        x, y = _table(self.file, self.sha256, self.target)
+        perm = np.random.default_rng(self.split_seed).permutation(len(x))
+        n = int(round(self.train_fraction * len(x)))
+        tr, te = perm[:n], perm[n:]
+        return Split(x[tr], y[tr], x[te], y[te])
+
+    @property
+    def y_range(self) -> float:
+        _, y = _table(self.file, self.sha256, self.target)
+        return float(y.max() - y.min())
+
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        err = (out.double() - y.double())[..., 0]
+        mse = (err ** 2).mean(dim=-1)
+        rmse = mse.sqrt()
+        yd = y.double()[..., 0]
+        sst = ((yd - yd.mean(dim=-1, keepdim=True)) ** 2).sum(dim=-1)
+        return {"nrmse": rmse / self.y_range, "rmse": rmse, "r2": 1 - (err ** 2).sum(dim=-1) / sst, "mse": mse}
+
+
+@lru_cache(maxsize=4)
+def _table(file: Path, sha256: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+    lines = gzip.decompress(verified_bytes(file, sha256)).decode().splitlines()
+    header = lines[0].split(",")
+    data = np.array([[float(v) for v in line.split(",")] for line in lines[1:]], dtype=np.float64)
+    t = header.index(target)
+    x = np.delete(data, t, axis=1).astype(np.float32)
+    return x, data[:, t:t + 1].astype(np.float32)
+
+
 class _Pending(Task):
     """A task of the paper whose data loader lands in a later issue; its models are in the registry."""
 
@@ -134,8 +183,10 @@ class _Pending(Task):
 
 TASKS: dict[str, Task] = {
     "checkerboard": Checkerboard(),
-    "elevators": _Pending("elevators", 18, 1, "nrmse", False),
-    "calhousing": _Pending("calhousing", 8, 1, "nrmse", False),
+    "elevators": Regression("elevators", "elevators.csv.gz",
+                            "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61", "Goal"),
+    "calhousing": Regression("calhousing", "cal_housing.csv.gz",
+                             "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302", "medianHouseValue"),
     "cifar10-features": _Pending("cifar10-features", 2048, 10, "top1_error", False),
 }
 

@@ -35,14 +35,22 @@ class Protocol:
     milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # fractions of training where the LR is ...
     gamma: float = 0.2  # ... multiplied by this (the paper's "annealed by a factor of 5")
     val_fraction: float = 0.1
-    eval_every: int = 200
+    eval_every: int = 200  # iterations between validation checks; 0: once per epoch
     split_seed: int = 1234
+    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam"
+    epochs: int = 0  # when set, iterations = epochs x (training rows // batch_size)
+    refit: bool = True  # stage 2: retrain the chosen init and LR on the whole training split
+    record_curves: bool = False  # keep each run's validation and test metric at every check, for plots
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-PROTOCOLS = {"checkerboard": Protocol()}  # paper Table 2: SGD, momentum 0.9, batch 100, 40000 iterations
+# Paper Table 2 (SGD, momentum 0.9, batch 100, 40000 iterations) and Section 3.1 (Adam, LR 1e-3,
+# batch 100, 300 epochs, for the regression sets; the epoch is chosen on validation, so no refit).
+_REGRESSION = Protocol(lrs=(0.001,), milestones=(), optimizer="adam", epochs=300, eval_every=0, refit=False,
+                       record_curves=True)
+PROTOCOLS = {"checkerboard": Protocol(), "elevators": _REGRESSION, "calhousing": _REGRESSION}
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
@@ -117,6 +125,15 @@ class StackedSGD:
         for p in self.params:
             p.grad = None
 
+    def loss_weights(self) -> torch.Tensor:
+        return self.lrs
+
+    def park(self, bad: torch.Tensor) -> None:
+        self.lrs[bad] = 0
+        if self.bufs is not None:
+            for b in self.bufs:
+                b[bad] = 0
+
     def scale_lr(self, factor: float | torch.Tensor) -> None:
         self.lrs *= factor
         if self.bufs is not None:
@@ -124,6 +141,47 @@ class StackedSGD:
                 f = torch.as_tensor(factor, dtype=self.bufs[0].dtype)
                 for b in self.bufs:
                     b.mul_(f.view(-1, *[1] * (b.dim() - 1)) if f.dim() else f)
+
+
+class StackedAdam:
+    """Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8, bias correction) with an LR per run.
+    Adam is elementwise, so a leading run dimension changes nothing in the update."""
+
+    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lrs, self.betas, self.eps = params, lrs.clone(), betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+        self.alive = torch.ones(len(lrs), dtype=lrs.dtype)
+
+    def loss_weights(self) -> torch.Tensor:
+        return self.alive
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        grads = [p.grad for p in self.params]
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(1 - b2 ** self.t))
+        torch._foreach_add_(denom, self.eps)
+        step = (self.lrs / (1 - b1 ** self.t)).to(self.params[0].dtype)
+        for p, m, d in zip(self.params, self.m, denom):
+            p.addcdiv_(m * step.view(-1, *[1] * (p.dim() - 1)), d, value=-1)
+            p.grad = None
+
+    def scale_lr(self, factor: float) -> None:
+        self.lrs *= factor
+
+    def park(self, bad: torch.Tensor) -> None:
+        self.lrs[bad] = 0
+        self.alive[bad] = 0
+        for m, v in zip(self.m, self.v):
+            m[bad] = 0
+            v[bad] = 0
 
 
 @dataclass
@@ -137,6 +195,7 @@ class RunResult:
     val: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
+    curve: dict | None = None  # validation and test metric at every check (regression), for plots
 
 
 @dataclass
@@ -146,6 +205,8 @@ class SweepResult:
     state_dict: dict[str, torch.Tensor]
     seconds: float
     iterations_per_second: float
+    protocol: Protocol | None = None  # as run (iterations resolved from epochs)
+    scaling: dict | None = None  # standardization statistics, for regression tasks
 
 
 class BatchStream:
@@ -202,7 +263,7 @@ def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor,
 
     `evaluate(it)` is called every eval_every iterations and at the end, `progress(it)` every step.
     """
-    opt = StackedSGD(net.params, lrs, protocol.momentum)
+    opt = StackedSGD(net.params, lrs, protocol.momentum) if protocol.optimizer == "sgd" else StackedAdam(net.params, lrs)
     step_loss = compiled_loss(net, task, compile)
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
     milestones = {math.floor(f * protocol.iterations) for f in protocol.milestones}
@@ -220,12 +281,9 @@ def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor,
             with torch.no_grad():
                 for p, p0 in zip(net.params, initial):
                     p[bad] = p0[bad]
-            opt.lrs[bad] = 0
-            if opt.bufs is not None:
-                for b in opt.bufs:
-                    b[bad] = 0
+            opt.park(bad)
             loss = step_loss(x[idx], y[idx])
-        (loss * opt.lrs.to(loss.dtype)).sum().backward()
+        (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
         opt.step()
         if evaluate is not None and ((it + 1) % protocol.eval_every == 0 or it + 1 == protocol.iterations):
             evaluate(it + 1)
@@ -243,42 +301,71 @@ def _better(acc: torch.Tensor, loss: torch.Tensor, best_acc: torch.Tensor, best_
 
 @torch.no_grad()
 def _stacked_metrics(net: StackedNet, task: Task, params: list[torch.Tensor], x: torch.Tensor,
-                     y: torch.Tensor) -> dict[str, torch.Tensor]:
+                     y: torch.Tensor, unscale=None) -> dict[str, torch.Tensor]:
     saved, net.params = net.params, params
     try:
         out = net.forward(x.expand(net.runs, *x.shape))
     finally:
         net.params = saved
-    m = task.metrics(out, y)
+    m = task.metrics(unscale(out) if unscale else out, y)
     m["constant"] = out.std(dim=1).amax(dim=-1) < 1e-6  # a collapsed run predicts one value everywhere
     return m
 
 
+def fit_scaling(split: Split) -> dict[str, list[float]]:
+    """Standardization statistics from the training split alone (a constant column keeps std 1)."""
+    def stats(a: np.ndarray) -> tuple[list[float], list[float]]:
+        mean, std = a.astype(np.float64).mean(axis=0), a.astype(np.float64).std(axis=0)
+        return mean.tolist(), np.where(std > 0, std, 1.0).tolist()
+    (xm, xs), (ym, ys) = stats(split.x_train), stats(split.y_train)
+    return {"x_mean": xm, "x_std": xs, "y_mean": ym, "y_std": ys}
+
+
 def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, inits: list[str] | None = None,
           dtype: torch.dtype = torch.float32, progress: bool = True, compile: bool = True) -> SweepResult:
-    """Train every (init, lr, seed) as one stacked computation, then select without the test set."""
+    """Train every (init, lr, seed) as one stacked computation, then select without the test set.
+
+    Regression tasks train on standardized data (statistics from the training split) and are scored
+    in target units."""
     fit, x_val_np, y_val_np = carve_validation(split, protocol.val_fraction, protocol.split_seed)
+    scaling = fit_scaling(split) if task.standardize else None
+    sc = {k: torch.tensor(v, dtype=dtype) for k, v in (scaling or {}).items()}
     as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    x, y, x_val, y_val = as_t(fit.x_train), as_t(fit.y_train), as_t(x_val_np), as_t(y_val_np)
+    xin = lambda a: (as_t(a) - sc["x_mean"]) / sc["x_std"] if sc else as_t(a)  # noqa: E731
+    yin = lambda a: (as_t(a) - sc["y_mean"]) / sc["y_std"] if sc else as_t(a)  # noqa: E731
+    unscale = (lambda out: out * sc["y_std"] + sc["y_mean"]) if sc else None
+    x, y = xin(fit.x_train), yin(fit.y_train)
+    steps = len(x) // protocol.batch_size
+    if protocol.epochs:
+        protocol = replace(protocol, iterations=protocol.epochs * steps)
+    if protocol.eval_every == 0:
+        protocol = replace(protocol, eval_every=steps)
     grid = [(init, lr, seed) for init in inits or [config.init] for lr in protocol.lrs for seed in protocol.seeds]
     nets = [build(replace(config, init=init), seed=seed).to(dtype) for init, _, seed in grid]
     net = StackedNet(config, nets)
     lrs = torch.tensor([lr for _, lr, _ in grid], dtype=dtype)
     seeds = [seed for _, _, seed in grid]
+    splits = {"fit": (x, as_t(fit.y_train)), "val": (xin(x_val_np), as_t(y_val_np)),
+              "train": (xin(split.x_train), as_t(split.y_train)), "test": (xin(split.x_test), as_t(split.y_test))}
 
     best = [p.detach().clone() for p in net.params]
     worst = -math.inf if task.higher_is_better else math.inf
     best_acc = torch.full((net.runs,), worst, dtype=torch.float64)
     best_loss = torch.full((net.runs,), math.inf, dtype=torch.float64)
     best_it = torch.zeros(net.runs, dtype=torch.int64)
+    curves: dict[str, list] = {"iterations": [], "val": [], "test": []}
 
     def evaluate(it: int) -> None:
-        m = _stacked_metrics(net, task, net.params, x_val, y_val)
+        m = _stacked_metrics(net, task, net.params, *splits["val"], unscale)
         acc, loss = m[task.metric].double(), m["mse"].double()
         better = _better(acc, loss, best_acc, best_loss, task.higher_is_better) & torch.isfinite(loss)
         best_acc[better], best_loss[better], best_it[better] = acc[better], loss[better], it
         for b, p in zip(best, net.params):
             b[better] = p.detach()[better]
+        if protocol.record_curves:  # the test curve is recorded for plots only; selection never reads it
+            curves["iterations"].append(it)
+            curves["val"].append(acc.tolist())
+            curves["test"].append(_stacked_metrics(net, task, net.params, *splits["test"], unscale)[task.metric].tolist())
 
     _tune_allocator()
     bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
@@ -287,17 +374,17 @@ def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, ini
         diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance, compile=compile)
     seconds = time.perf_counter() - start
 
-    splits = {"fit": (x, y), "val": (x_val, y_val), "train": (as_t(split.x_train), as_t(split.y_train)),
-              "test": (as_t(split.x_test), as_t(split.y_test))}
-    scored = {k: _stacked_metrics(net, task, best, *xy) for k, xy in splits.items()}
+    scored = {k: _stacked_metrics(net, task, best, *xy, unscale) for k, xy in splits.items()}
     runs = []
     for r, (init, lr, seed) in enumerate(grid):
         status = "diverged" if diverged[r] else "collapsed" if scored["fit"]["constant"][r] else "ok"
-        runs.append(RunResult(init, lr, seed, status, int(best_it[r]),
+        curve = ({"iterations": curves["iterations"], "val": [v[r] for v in curves["val"]],
+                  "test": [v[r] for v in curves["test"]]} if protocol.record_curves else None)
+        runs.append(RunResult(init, lr, seed, status, int(best_it[r]), curve=curve,
                               **{k: {n: float(v[r]) for n, v in s.items() if n != "constant"} for k, s in scored.items()}))
     selected = select(runs, task)
     return SweepResult(runs, selected, net.state_dict(selected, best), seconds,
-                       protocol.iterations / seconds)
+                       protocol.iterations / seconds, protocol, scaling)
 
 
 def select(runs: list[RunResult], task: Task) -> int:
@@ -408,6 +495,12 @@ SELECTION_RULE = ("stage 1: a validation split of {pct:.0f}% is carved from the 
                   "whole training split, keeping its final iterate; the run with the lowest training loss is shipped.")
 
 
+SELECTION_RULE_NO_REFIT = ("a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each run "
+                           "keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
+                           "{every} iterations, i.e. once an epoch); the shipped run is the seed with the best "
+                           "validation {metric}.")
+
+
 def _versions() -> dict:
     import platform
 
@@ -455,6 +548,9 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     protocol = protocol or PROTOCOLS[task.name]
     split = task.split()
     dest = Path(out_dir) if out_dir else entry.dir
+    if reuse_sweep and not protocol.refit:
+        raise HanzooError(f"--reuse-sweep needs a protocol with a refit stage; {task.name} ships its stage-1 run")
+    stage1 = None
     if reuse_sweep:
         old = store.read_metrics(dest)
         if not old.get("sweep"):
@@ -465,44 +561,57 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         sweep_seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
     else:
         stage1 = sweep(entry.config, task, split, protocol, inits=inits, progress=progress, compile=compile)
-        runs, sweep_seconds = stage1.runs, stage1.seconds
+        runs, sweep_seconds, protocol = stage1.runs, stage1.seconds, stage1.protocol
     chosen = runs[select(runs, task)]
-    stage2 = refit(entry.config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
-    sel = stage2.runs[stage2.selected]
+    if protocol.refit:
+        stage2 = refit(entry.config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
+        final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
+        sel = stage2.runs[stage2.selected]
+    else:  # the stage-1 run chosen on validation is the one shipped
+        final_runs = [r for r in runs if (r.init, r.lr) == (chosen.init, chosen.lr)]
+        state, refit_seconds, sel = stage1.state_dict, 0.0, chosen
     config = replace(entry.config, init=sel.init)
+    scaling = stage1.scaling if stage1 is not None else None
 
     # The card's figures come from the plain module, through the same code as `hanzoo eval`.
     net = Net(config)
-    net.load_state_dict(stage2.state_dict)
+    net.load_state_dict(state)
+    net.set_scaling(scaling)
     net.eval()
     final = evaluate(net, task, split)
     m = task.metric
-    peers = [r for r in stage2.runs if r.status == "ok"]
+    peers = [r for r in final_runs if r.status == "ok"]
     seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
     for v in seeds.values():
         v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
+    optimizer = (f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam")
+    schedule = (f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else "")
+    length = f"{protocol.epochs} epochs ({protocol.iterations} iterations)" if protocol.epochs else f"{protocol.iterations} iterations"
     metrics = {
-        "model_id": entry.id, "task": task.name, "metric": m,
-        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed, "iterations": protocol.iterations,
+        "model_id": entry.id, "task": task.name, "metric": m, "higher_is_better": task.higher_is_better,
+        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed,
+                     "iterations": protocol.iterations if protocol.refit else sel.best_iteration,
                      "train": final["train"], "test": final["test"]},
         "stage1": {"init": chosen.init, "lr": chosen.lr,
                    "val_mean": float(np.mean([r.val[m] for r in runs
                                               if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"]))},
         "seeds_at_selected": seeds,
-        "selection_rule": SELECTION_RULE.format(pct=100 * protocol.val_fraction, seed=protocol.split_seed,
-                                                metric=m, every=protocol.eval_every),
+        "selection_rule": (SELECTION_RULE if protocol.refit else SELECTION_RULE_NO_REFIT).format(
+            pct=100 * protocol.val_fraction, seed=protocol.split_seed, metric=m, every=protocol.eval_every),
         "protocol": protocol.to_dict(),
-        "protocol_text": (f"SGD momentum {protocol.momentum}, batch {protocol.batch_size}, {protocol.iterations} "
-                          f"iterations, LR x{protocol.gamma} at {list(protocol.milestones)} of training, "
-                          f"LRs {list(protocol.lrs)}, inits {sorted({r.init for r in runs})}, "
-                          f"seeds {list(protocol.seeds)}; MSE loss."),
+        "protocol_text": (f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
+                          f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}; MSE loss"
+                          + (" on standardized inputs and targets (statistics of the training split)." if scaling else ".")),
         "failed_runs": sum(r.status != "ok" for r in runs),
         "sweep": [asdict(r) for r in runs],
-        "refit": [asdict(r) for r in stage2.runs],
-        "sweep_wall_seconds": sweep_seconds, "refit_wall_seconds": stage2.seconds,
-        "wall_seconds": sweep_seconds + stage2.seconds,
+        "refit": [asdict(r) for r in stage2.runs] if protocol.refit else [],
+        "sweep_wall_seconds": sweep_seconds, "refit_wall_seconds": refit_seconds,
+        "wall_seconds": sweep_seconds + refit_seconds,
         "sweep_iterations_per_second": protocol.iterations / sweep_seconds,
         "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
     }
-    return store.write_folder(dest, entry.id, task.name, config, stage2.state_dict, metrics,
-                              card.render(entry, config, metrics))
+    if hasattr(task, "train_fraction"):
+        metrics["split"] = {"train_fraction": task.train_fraction, "split_seed": task.split_seed,
+                            "train_rows": len(split.x_train), "test_rows": len(split.x_test)}
+    return store.write_folder(dest, entry.id, task.name, config, state, metrics,
+                              card.render(entry, config, metrics), scaling=scaling)
