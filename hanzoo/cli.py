@@ -178,7 +178,7 @@ def _verify_table(rep: dict) -> None:
     base = next((c["model"] for c in rep.get("latency", []) if c["model"] != rep["model_id"]), None)
     t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
                     + (f", and latency against {base} (1 thread)" if base else ""),
-              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} and the same {ref['metric']}; "
+              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale) and the same {ref['metric']}; "
                       "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)")
     cols = ["runtime", "max abs err", ref["metric"], "parity"]
     if base:
@@ -255,6 +255,25 @@ def cmd_bench(args) -> dict:
     return report
 
 
+def cmd_reproduce(args) -> dict:
+    from . import reproduce
+    from .train import train_model
+
+    if args.retrain:
+        ids = reproduce.COVERED
+        known = [registry.get(m).metrics.get("wall_seconds") for m in ids]
+        estimate = sum(k for k in known if k)
+        console.print(f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
+                      f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)")
+        for i, m in enumerate(ids, 1):
+            console.print(f"[{i}/{len(ids)}] {m}")
+            train_model(m, progress=not args.json)
+    paths = reproduce.write()
+    if not args.json:
+        console.print("wrote " + ", ".join(str(p) for p in paths))
+    return {"files": [str(p) for p in paths]}
+
+
 def _csv(kind):
     def parse(text: str):
         try:
@@ -313,6 +332,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
     b.add_argument("--markdown", action="store_true", help="print the markdown table")
     b.add_argument("--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder")
+    rp = add("reproduce", cmd_reproduce, "Regenerate docs/reproduction.md (paper Tables 3-5, Figures 1 and 6) from the shipped models.")
+    rp.add_argument("--retrain", action="store_true", help="first retrain every model the report covers (hours)")
     pr = add("predict", cmd_predict, "Run a shipped model on raw inputs from CSV (with a header) or .npy.")
     pr.add_argument("model", help="model id or folder")
     pr.add_argument("--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]")

@@ -52,6 +52,37 @@ def test_corrupted_or_missing_data_file_is_refused(tmp_path, monkeypatch):
 
 def test_pending_tasks_say_so():
     with pytest.raises(HanzooError, match="no data loader"):
-        get_task("elevators").split()
+        get_task("cifar10-features").split()
     with pytest.raises(HanzooError, match="unknown task"):
         get_task("mnist")
+
+
+@pytest.mark.parametrize("name, rows, n_in, target_range", [("elevators", 16599, 18, (0.012, 0.078)),
+                                                             ("calhousing", 20640, 8, (14999.0, 500001.0))])
+def test_regression_data(name, rows, n_in, target_range):
+    task = get_task(name)
+    s = task.split()
+    assert len(s.x_train) + len(s.x_test) == rows and len(s.x_train) == round(0.8 * rows)
+    assert s.x_train.shape[1] == n_in == task.n_in == len(task.features) and s.y_train.shape[1] == 1
+    y = np.concatenate([s.y_train, s.y_test])
+    assert (float(y.min()), float(y.max())) == pytest.approx(target_range)
+    assert task.y_range == pytest.approx(target_range[1] - target_range[0])
+    assert (task.split().x_train == s.x_train).all()  # the split is seeded
+
+
+def test_standardization_round_trip():
+    import torch
+
+    from hanzoo import create_model
+    from hanzoo.train import fit_scaling
+
+    s = get_task("calhousing").split()
+    sc = fit_scaling(s)
+    z = (s.x_train - np.array(sc["x_mean"])) / np.array(sc["x_std"])
+    assert np.allclose(z.mean(axis=0), 0, atol=1e-6) and np.allclose(z.std(axis=0), 1, atol=1e-6)
+    # A net with identity layers maps raw -> standardized -> raw units again.
+    net = create_model("calhousing-fcnet-5x50", seed=0)
+    net.set_scaling(sc)
+    with torch.no_grad():
+        raw = net(torch.as_tensor(s.x_test[:4]))
+    assert raw.shape == (4, 1) and abs(float(raw.mean()) - sc["y_mean"][0]) < 5 * sc["y_std"][0]
