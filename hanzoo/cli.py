@@ -195,10 +195,11 @@ def _verify_table(rep: dict) -> None:
             row += [f"{h['median_us']:.1f}", f"{f['median_us']:.1f}", f"{h['median_us'] / f['median_us']:.2f}x"]
         return row
 
-    t.add_row("torch (reference)", "-", f"{ref['value']:.2f}", "-", *timing("torch"))
+    from .card import fmt
+    t.add_row("torch (reference)", "-", fmt(ref["metric"], ref["value"]), "-", *timing("torch"))
     for name, r in rep["runtimes"].items():
-        t.add_row(name, f"{r['max_abs_err']:.2e}", f"{r['metric']:.2f}", "[green]ok[/]" if r["ok"] else "[red]FAIL[/]",
-                  *timing(name))
+        t.add_row(name, f"{r['max_abs_err']:.2e}", fmt(ref["metric"], r["metric"]),
+                  "[green]ok[/]" if r["ok"] else "[red]FAIL[/]", *timing(name))
     console.print(t)
 
 

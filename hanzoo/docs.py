@@ -103,8 +103,10 @@ def export_md() -> str:
     for m in manifests:
         p = m["parity"]
         for name, r in p["runtimes"].items():
+            from .card import fmt
+            metric = p["reference"]["metric"]
             lines.append(f"| `{m['model_id']}` | {name} | {r['max_abs_err']:.2e} | {r['max_rel_err']:.2e} | "
-                         f"{p['reference']['metric']} {r['metric']:.2f} | {p['reference']['value']:.2f} | "
+                         f"{metric} {fmt(metric, r['metric'])} | {fmt(metric, p['reference']['value'])} | "
                          f"{'ok' if r['ok'] else 'FAIL'} |")
     for m in manifests[:1]:
         lines += ["", "Exported and measured with " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
@@ -136,8 +138,11 @@ def mobile_md() -> str:
 
         ins = "<br>".join(spec(v) for v in m["inputs"])
         outs = "<br>".join(spec(v) for v in m["outputs"])
+        from .tasks import get_task
+        task = get_task(m["task"])
         meaning = ("input columns x1, x2 in [-1, 1]; `output`: the 2 scores; `decision`: 1 if their mean > 0.5, "
-                   "else 0" if m["task"] == "checkerboard" else "see the model card")
+                   "else 0" if m["task"] == "checkerboard" else
+                   f"input columns, raw: {', '.join(task.features)}; `output`: {task.target} in its own units")
         lines.append(f"| `{m['model_id']}` | {f['model.tflite']['bytes']} / {f['model.ort']['bytes']} | {ins} | "
                      f"{outs} | {meaning} |")
     v = manifests[0]["versions"] if manifests else {}

@@ -47,13 +47,13 @@ def figure1(path: Path) -> None:
             with torch.no_grad():
                 pred = (load(mid)(torch.as_tensor(x)).mean(dim=1) > 0.5).numpy()
             panels.append((mid, pred, e.metrics["selected"]["test"]["accuracy"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 4.0))
     for ax, (title, z, acc) in zip(np.atleast_1d(axes), panels):
         ax.imshow(z.reshape(81, 81).T, origin="lower", extent=(-1, 1, -1, 1), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title if acc is None else f"{title}\ntest accuracy {acc:.2f}%", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
 
