@@ -49,9 +49,10 @@ def test_onnx_graph_contract(entry):
     n_han = 0
     for i, n in han_layers(entry):
         n_han += 1
-        # Three nodes per Han-layer (MatMul, Gemm, Abs), and only O(n) constants: v as an [n+1, 2] column pair.
+        # Three nodes per Han-layer (MatMul, Gemm, Abs or the ablation's Relu), and only O(n) constants.
+        act = {"abs": "Abs", "relu": "Relu"}[entry.config.layers()[i][3]]
         nodes = [nd.op_type for nd in model.graph.node if nd.name.startswith(f"l{i}.")]
-        assert nodes == ["MatMul", "Gemm", "Abs"], (i, nodes)
+        assert nodes == ["MatMul", "Gemm", act], (i, nodes)
         assert consts[f"l{i}.p"].shape == (n + 1, 2) and consts[f"l{i}.q"].shape == (2, n + 1)
     width = entry.config.width
     if n_han:
