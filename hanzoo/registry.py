@@ -28,6 +28,11 @@ class ModelEntry:
     paper: dict = field(default_factory=dict)  # the paper's own figures, for side-by-side reports
 
     @property
+    def ablation(self) -> bool:
+        """Table 4's controls: trained for the report, never anyone's baseline or benchmark subject."""
+        return self.paper.get("table", "").startswith("Table 4") and self.id != "checkerboard-hannet-20x30"
+
+    @property
     def dir(self) -> Path:
         return PRETRAINED_DIR / self.id
 
@@ -132,6 +137,7 @@ def get(model_id: str) -> ModelEntry:
 
 
 def baselines(model_id: str) -> list[ModelEntry]:
-    """A HanNet's FCNet baselines: the FCNets of the same task."""
+    """A HanNet's FCNet baselines: the FCNets of the same task (the ablation controls excepted)."""
     entry = get(model_id)
-    return [e for e in MODELS.values() if e.task == entry.task and e.family == "fcnet" and e.id != model_id]
+    return [e for e in MODELS.values()
+            if e.task == entry.task and e.family == "fcnet" and e.id != model_id and not e.ablation]

@@ -59,8 +59,8 @@ def test_unknown_id_suggests_close_ones():
 
 def test_baselines_are_the_fcnets_of_the_task():
     ids = {e.id for e in registry.baselines("checkerboard-hannet-20x30")}
-    assert ids == {"checkerboard-fcnet-6x100", "checkerboard-fcnet-10x100", "checkerboard-fcnet-6x300",
-                   "checkerboard-fcnet-abs-20x30", "checkerboard-fcnet-relu-20x30"}
+    assert ids == {"checkerboard-fcnet-6x100", "checkerboard-fcnet-10x100", "checkerboard-fcnet-6x300"}
+    assert {e.id for e in registry.baselines("elevators-hannet-20x200")} == {"elevators-fcnet-5x50", "elevators-fcnet-5x200"}
 
 
 def test_config_round_trips_and_rejects_nonsense():
