@@ -135,7 +135,7 @@ def load(source: str | Path) -> Net:
     check_state(net, state, str(weights))
     net.load_state_dict(state)
     net.set_scaling(_scaling(meta, folder))
-    net.eval()
+    net.eval().requires_grad_(False)  # an inference module: outputs carry no autograd graph
     net.meta = meta
     net.metrics = read_metrics(folder)
     net.folder = folder
