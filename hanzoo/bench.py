@@ -138,9 +138,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shipped_ids() -> list[str]:
-    return [e.id for e in registry.MODELS.values() if e.shipped]
-
 
 
 

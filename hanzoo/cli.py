@@ -128,7 +128,7 @@ def cmd_export(args) -> dict:
     from .export import export, parse_formats
 
     formats = parse_formats(args.format)
-    ids = list(_shipped_ids()) if args.all else [args.model]
+    ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
         raise HanzooError("name a model id or folder, or pass --all")
     if args.out and len(ids) > 1:
@@ -144,16 +144,12 @@ def cmd_export(args) -> dict:
     return {"exports": done}
 
 
-def _shipped_ids():
-    return (e.id for e in registry.MODELS.values() if e.shipped)
-
-
 def cmd_verify(args) -> dict:
     from .runtimes import get_runtime
     from .verify import failures, verify
 
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
-    ids = list(_shipped_ids()) if args.all else [args.model]
+    ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
         raise HanzooError("name a model id, or pass --all")
     reports = [verify(m, runtimes) for m in ids]
@@ -224,7 +220,7 @@ def cmd_predict(args) -> dict:
 def cmd_bench(args) -> dict:
     from . import bench
 
-    ids = bench.shipped_ids() if args.all or not args.models else args.models
+    ids = registry.shipped() if args.all or not args.models else args.models
     if args.all or not args.models:  # baselines come with their HanNet; Table 4's controls are not timed
         ids = [m for m in ids if registry.get(m).family == "hannet" and not registry.get(m).ablation]
     runtimes = args.runtime.split(",") if args.runtime else None

@@ -141,3 +141,8 @@ def baselines(model_id: str) -> list[ModelEntry]:
     entry = get(model_id)
     return [e for e in MODELS.values()
             if e.task == entry.task and e.family == "fcnet" and e.id != model_id and not e.ablation]
+
+
+def shipped() -> list[str]:
+    """Ids of every model with weights in pretrained/."""
+    return [e.id for e in MODELS.values() if e.shipped]
