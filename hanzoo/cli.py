@@ -55,7 +55,7 @@ def cmd_info(args) -> dict:
     if not args.json:
         for k in ("id", "description", "task", "arch", "params", "activation_ratio", "shipped", "folder", "files"):
             console.print(f"[bold]{k}[/]: {info[k]}")
-        console.print(f"[bold]blocks[/]: " + ", ".join(
+        console.print("[bold]blocks[/]: " + ", ".join(
             f"{b['repeat']}x {b['kind']}({b['width']}, {b['act']})" for b in info["config"]["blocks"])
             + f", head -> {e.config.out_features}; init {e.config.init}")
         console.print(f"[bold]paper[/]: {e.paper}")

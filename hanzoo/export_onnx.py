@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
-from .lower import DenseStep, HanStep, lower
+from .lower import DenseStep, lower
 from .models import Net
 
 OPSET = 17

@@ -59,7 +59,7 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
 
 def verify(model_id: str, runtimes: list[str] | None = None, threads: int = 1) -> dict:
     from . import store
-    from .export import EXPORT_DIR, FORMATS
+    from .export import EXPORT_DIR
     from .runtimes import RUNTIMES
 
     model_dir = store.resolve(model_id)

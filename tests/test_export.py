@@ -3,14 +3,13 @@ import hashlib
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from hanzoo import HanzooError, load, registry
+from hanzoo import HanzooError, registry
 from hanzoo.export import EXPORT_DIR, FORMATS, export, parse_formats
 from hanzoo.export_tflite import op_types, read_metadata
 from hanzoo.runtimes import RUNTIMES
@@ -180,7 +179,7 @@ def test_corrupt_onnx_is_named(tmp_path):
 
 
 def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsys):
-    from hanzoo import export as export_mod, verify as verify_mod
+    from hanzoo import export as export_mod
     from hanzoo.cli import main
 
     broken = tmp_path / "export"
