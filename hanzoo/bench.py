@@ -21,6 +21,7 @@ from .runtimes import RUNTIMES, Predictor
 
 BATCHES = (1, 64, 1024)
 CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert")
+ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda",)
 
 
 def _block(fn: Predictor, x: np.ndarray, n: int) -> float:
@@ -85,7 +86,8 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
                     cell = {"model": m, "runtime": runtime, "batch": batch, "median_us": med[m] * 1e6,
                             "p90_us": float(np.percentile(s, 90)) * 1e6, "samples_per_s": batch / med[m],
                             "rounds": rounds, "params": registry.get(m).config.num_params,
-                            "artifact_bytes": _artifact_bytes(m, runtime), "metric": _metric(m)}
+                            "artifact_bytes": _artifact_bytes(m, runtime), "metric": _metric(m),
+                            "path": getattr(fns[m], "path", None)}
                     if m == group[0] and len(group) > 1:
                         cell["ratio_vs"] = {b: med[m] / med[b] for b in group[1:]}
                     cells.append(cell)
@@ -97,10 +99,14 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
 
 def available_runtimes() -> list[str]:
     out = []
-    for r in CPU_RUNTIMES:
+    for r in ALL_RUNTIMES:
         try:
             if r in ("onnxruntime", "ort-mobile"):
                 import onnxruntime  # noqa: F401
+            elif r == "torch-cuda":
+                import torch
+                if not torch.cuda.is_available():
+                    continue
             elif r == "litert":
                 import ai_edge_litert  # noqa: F401
             out.append(r)

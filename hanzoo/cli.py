@@ -194,7 +194,7 @@ def _verify_table(rep: dict) -> None:
     from .card import fmt
     t.add_row("torch (reference)", "-", fmt(ref["metric"], ref["value"]), "-", *timing("torch"))
     for name, r in rep["runtimes"].items():
-        t.add_row(name, f"{r['max_abs_err']:.2e}", fmt(ref["metric"], r["metric"]),
+        t.add_row(name + (f" ({r['path']})" if r.get("path") else ""), f"{r['max_abs_err']:.2e}", fmt(ref["metric"], r["metric"]),
                   "[green]ok[/]" if r["ok"] else "[red]FAIL[/]", *timing(name))
     console.print(t)
 
@@ -323,7 +323,7 @@ def parser() -> argparse.ArgumentParser:
     b = add("bench", cmd_bench, "Time models in every runtime beside their FCNet baselines (interleaved, medians).")
     b.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
     b.add_argument("--all", action="store_true", help="every shipped model")
-    b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert")
+    b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
     b.add_argument("--batch", type=_csv(int), help="batch sizes (default 1,64,1024)")
     b.add_argument("--threads", type=int, default=1, help="threads per runtime (default 1, as on a phone)")
     b.add_argument("--rounds", type=int, default=21, help="interleaved rounds per cell (default 21)")

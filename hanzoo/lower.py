@@ -37,22 +37,38 @@ class HanStep:
     act: str
 
 
+def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first layer's and the head's (weight, bias) in float64 with a regression net's
+    standardization folded in, so they take raw features and return the target in its units:
+
+        W ((x - m) / s) + b = (W / s) x + (b - W (m / s))       (W h + b) * s + m
+    """
+    f64 = lambda t: t.detach().double().numpy()  # noqa: E731
+    sc = {k: np.asarray(v, dtype=np.float64) for k, v in (net.scaling or {}).items()}
+    first = net.layers[0].linear if len(net.layers) else net.head
+    w_in, b_in = f64(first.weight), f64(first.bias)
+    w_head, b_head = f64(net.head.weight), f64(net.head.bias)
+    if sc:
+        b_in = b_in - w_in @ (sc["x_mean"] / sc["x_std"])
+        w_in = w_in / sc["x_std"]
+        if not len(net.layers):  # a linear model: the head is also the first layer
+            w_head, b_head = w_in, b_in
+        w_head, b_head = w_head * sc["y_std"][:, None], b_head * sc["y_std"] + sc["y_mean"]
+    return w_in, b_in, w_head, b_head
+
+
 def lower(net: Net) -> list[DenseStep | HanStep]:
-    """The plan of `net`. A regression net's input standardization is folded into the first Dense
-    layer and its output de-standardization into the head, so the graph takes raw features and
-    returns the target in its units at no extra op."""
+    """The plan of `net`, with a regression net's standardization folded into its ends (`fold_scaling`),
+    so the graph takes raw features and returns the target in its units at no extra op."""
     f32 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
     layers = list(net.layers)
-    sc = {k: np.asarray(v, dtype=np.float64) for k, v in (net.scaling or {}).items()}
+    w_in, b_in, w_head, b_head = fold_scaling(net)
     steps: list[DenseStep | HanStep] = []
     ones = False  # does the current activation carry a trailing constant-1 column?
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, Dense):
-            w, b = f32(layer.linear.weight), f32(layer.linear.bias)
-            if i == 0 and sc:  # W ((x - m) / s) + b = (W / s) x + (b - W (m / s))
-                b = b - w @ (sc["x_mean"] / sc["x_std"])
-                w = w / sc["x_std"]
+            w, b = (w_in, b_in) if i == 0 else (f32(layer.linear.weight), f32(layer.linear.bias))
             if ones:  # the bias moves into the weight's column for the constant 1
                 w, b = np.concatenate([w, b[:, None]], axis=1), None
             if isinstance(nxt, HanLayer):  # emit the constant-1 column for the Han run that follows
@@ -73,12 +89,7 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
             q = np.zeros((2, n + 1))
             q[0, :n], q[1, :n] = -u, b
             steps.append(HanStep(p.astype(np.float32), q.astype(np.float32), layer.act_name))
-    w, b = f32(net.head.weight), f32(net.head.bias)
-    if not layers and sc:
-        b = b - w @ (sc["x_mean"] / sc["x_std"])
-        w = w / sc["x_std"]
-    if sc:  # (W h + b) * s + m
-        w, b = w * sc["y_std"][:, None], b * sc["y_std"] + sc["y_mean"]
+    w, b = w_head, b_head
     if ones:
         w, b = np.concatenate([w, b[:, None]], axis=1), None
     steps.append(DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), None))

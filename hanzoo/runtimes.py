@@ -44,6 +44,65 @@ def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     return run
 
 
+def cuda_graphed(net, x_shape: tuple[int, ...]):
+    """`net` captured as one CUDA graph for inputs of `x_shape`: one launch replays every kernel.
+
+    Returns (run, static_input, static_output); copy into static_input, call run(), read static_output."""
+    import torch
+
+    static_x = torch.zeros(x_shape, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():  # warm up off the capture stream, as CUDA graphs require
+        for _ in range(3):
+            net(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        static_out = net(static_x)
+    return graph.replay, static_x, static_out
+
+
+def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
+    """On an NVIDIA GPU: a HanNet through the fused Triton kernel (one launch for the whole net), anything
+    else, or a HanNet without Triton, as CUDA-graph eager. `run.path` says which one runs."""
+    import torch
+
+    from . import fused
+    from .store import load
+
+    if not torch.cuda.is_available():
+        raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
+    net = load(model_dir).cuda()
+    why_not = fused.available()
+    kernel = None
+    if why_not is None:
+        try:
+            kernel = fused.prepare(net, device="cuda")
+        except HanzooError as e:
+            why_not = str(e)
+    graphs: dict[tuple[int, ...], tuple] = {}
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
+        if kernel is not None:
+            out = kernel(xt)
+        else:
+            if xt.shape not in graphs:
+                graphs[xt.shape] = cuda_graphed(net, tuple(xt.shape))
+            replay, static_x, static_out = graphs[xt.shape]
+            static_x.copy_(xt)
+            replay()
+            out = static_out
+        out = out.cpu().numpy()
+        res = {"output": out}
+        if net.meta["task"] == "checkerboard":
+            res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
+        return res
+    run.path = "fused triton kernel" if kernel is not None else f"CUDA-graph eager ({why_not})"
+    return run
+
+
 def _ort_session(path: Path, threads: int, mobile: bool):
     try:
         import onnxruntime as ort
@@ -99,6 +158,8 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in [
     Runtime("ort-mobile", "model.ort", "ONNX Runtime on the ORT-format file, as a mobile app loads it",
             lambda m, e, t: _ort_session(e / "model.ort", t, True)),
     Runtime("litert", "model.tflite", "LiteRT interpreter with XNNPACK", _litert),
+    Runtime("torch-cuda", "", "PyTorch on an NVIDIA GPU: the fused Triton kernel for HanNets, else CUDA graphs",
+            _torch_cuda),
 ]}
 
 

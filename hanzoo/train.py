@@ -50,7 +50,8 @@ class Protocol:
 # batch 100, 300 epochs, for the regression sets; the epoch is chosen on validation, so no refit).
 _REGRESSION = Protocol(lrs=(0.001,), milestones=(), optimizer="adam", epochs=300, eval_every=0, refit=False,
                        record_curves=True)
-PROTOCOLS = {"checkerboard": Protocol(), "elevators": _REGRESSION, "calhousing": _REGRESSION}
+PROTOCOLS = {"checkerboard": Protocol(), "elevators": _REGRESSION, "calhousing": _REGRESSION,
+             "elevators-20pct": _REGRESSION, "calhousing-20pct": _REGRESSION}
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:

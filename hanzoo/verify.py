@@ -49,8 +49,10 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
         value = _metric(task, out["output"], split.y_test)
         same_decisions = all(np.array_equal(out[k], ref[k]) for k in ref if k != "output")
         same_metric = value == ref_metric if task.higher_is_better else abs(value - ref_metric) <= METRIC_RTOL * abs(ref_metric)
+        fn = RUNTIMES[name].load(model_dir, export_dir, threads)
+        out = fn(split.x_test)
         report["runtimes"][name] = {
-            "max_abs_err": float(err.max()), "max_rel_err": float(err.max() / scale), "worst_row": worst,
+            "path": getattr(fn, "path", None), "max_abs_err": float(err.max()), "max_rel_err": float(err.max() / scale), "worst_row": worst,
             "worst_input": [float(v) for v in split.x_test[worst]], "metric": value,
             "tolerance_abs": ABS_TOL * max(1.0, scale),
             "ok": bool(err.max() <= ABS_TOL * max(1.0, scale) and same_metric and same_decisions)}
@@ -68,6 +70,8 @@ def verify(model_id: str, runtimes: list[str] | None = None, threads: int = 1) -
         raise HanzooError(f"{export_dir} does not exist; run `hanzoo export {model_id}` first")
     if runtimes is None:
         runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
+        if torch.cuda.is_available():
+            runtimes.append("torch-cuda")
     return verify_folder(model_dir, export_dir, runtimes, threads) | {"model_id": model_id}
 
 

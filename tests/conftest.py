@@ -1,6 +1,12 @@
+import os
 
 import pytest
 import torch
+
+# Without a GPU, the fused Triton kernel runs in Triton's interpreter. The switch is read when
+# triton is first imported, so it is set here, before any test module imports it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -28,8 +28,20 @@ PAPER_AR = {"checkerboard-hannet-20x30": 19.78, "checkerboard-fcnet-6x100": 1.17
             "calhousing-hannet-20x200": 41.66, "calhousing-fcnet-5x50": 2.33, "calhousing-fcnet-5x200": 0.61}
 
 
+# Figure 6's 20%-training models: the same architectures as the 80% ones, trained on fewer rows.
+PAPER_PARAMS |= {f"{m}-20pct": PAPER_PARAMS[m] for m in list(PAPER_PARAMS) if m.startswith(("elevators", "calhousing"))}
+
+
 def test_every_paper_model_is_registered():
     assert set(registry.MODELS) == set(PAPER_PARAMS)
+
+
+def test_20pct_models_train_on_a_fifth_of_the_same_rows():
+    from hanzoo.tasks import get_task
+    full, fifth = get_task("elevators").split(), get_task("elevators-20pct").split()
+    n = len(full.x_train) + len(full.x_test)
+    assert len(fifth.x_train) == round(0.2 * n) and len(fifth.x_train) + len(fifth.x_test) == n
+    assert registry.get("elevators-hannet-20x200-20pct").config == registry.get("elevators-hannet-20x200").config
 
 
 @pytest.mark.parametrize("model_id", sorted(PAPER_PARAMS))

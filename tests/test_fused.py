@@ -1,0 +1,104 @@
+"""The fused HanNet kernel against the torch module, for every HanNet in the registry.
+
+On CI (no GPU) the kernel runs in Triton's interpreter (see conftest.py); on a GPU machine the
+same tests run the compiled kernel.
+"""
+import numpy as np
+import pytest
+import torch
+
+from hanzoo import build, registry
+from hanzoo.errors import HanzooError
+from hanzoo.models import Block, ModelConfig
+from hanzoo.verify import ABS_TOL
+
+triton = pytest.importorskip("triton")
+fused = pytest.importorskip("hanzoo.fused")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HANNETS = [e.id for e in registry.MODELS.values() if e.family == "hannet"]
+
+
+def _net(model_id: str):
+    entry = registry.get(model_id)
+    if entry.shipped:
+        from hanzoo.store import load
+        return load(model_id)
+    net = build(entry.config, seed=0).eval()
+    with torch.no_grad():  # fresh biases are zero; perturb every parameter so each one is exercised
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return net
+
+
+def _inputs(model_id: str, batch: int) -> torch.Tensor:
+    """Rows from the task's test split where the task has data (raw units), else standard normal."""
+    from hanzoo.tasks import get_task
+    task = get_task(registry.get(model_id).task)
+    if hasattr(task, "split") and not type(task).__name__.startswith("_"):
+        x = task.split().x_test
+        idx = np.random.default_rng(batch).choice(len(x), size=batch, replace=False)
+        return torch.as_tensor(x[idx])
+    return torch.randn(batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch))
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+@pytest.mark.parametrize("model_id", HANNETS)
+def test_kernel_matches_torch(model_id, batch):
+    net = _net(model_id)
+    x = _inputs(model_id, batch)
+    with torch.no_grad():
+        ref = net(x).double()
+    # the column loop everywhere, and tl.dot as well where the net has W x W Dense layers
+    square = fused.prepare(net)
+    modes = [False, True] if square.n_pre + square.n_post else [False]
+    for dot in modes:
+        kernel = fused.prepare(net.to(DEVICE), device=DEVICE, dot=dot)
+        out = kernel(x.to(DEVICE)).cpu().double()
+        assert out.shape == ref.shape
+        err = float((out - ref).abs().max())
+        assert err <= ABS_TOL * max(1.0, float(ref.abs().max())), (model_id, batch, dot, err)
+
+
+def test_padding_columns_stay_zero_and_rows_are_independent():
+    """A row's output must not depend on the other rows of its tile, nor on the batch size."""
+    net = _net("checkerboard-hannet-20x30")
+    kernel = fused.prepare(net)
+    x = _inputs("checkerboard-hannet-20x30", 7)
+    alone = torch.cat([kernel(x[i:i + 1]) for i in range(7)])
+    assert torch.allclose(alone, kernel(x), atol=1e-6)
+
+
+def test_kernel_catches_a_wrong_weight():
+    """The parity test can fail: one Han-layer's v with the wrong sign is far outside the tolerance."""
+    net = _net("checkerboard-hannet-20x30")
+    kernel = fused.prepare(net)
+    kernel.weights["v"][5] *= -1
+    x = _inputs("checkerboard-hannet-20x30", 7)
+    with torch.no_grad():
+        assert float((kernel(x) - net(x)).abs().max()) > 10 * ABS_TOL
+
+
+def test_prepare_folds_the_regression_scaling():
+    net = _net("elevators-hannet-20x200")
+    assert net.scaling, "the shipped regression nets carry their standardization"
+    x = _inputs("elevators-hannet-20x200", 7)
+    with torch.no_grad():
+        ref = net(x)
+    assert torch.allclose(fused.prepare(net)(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_layouts_and_inputs_are_refused():
+    mixed = build(ModelConfig(2, 2, (Block("fc", 8, "abs", 1), Block("han", 8, "relu", 2)), "kaiming"))
+    with pytest.raises(HanzooError, match="one activation"):
+        fused.prepare(mixed)
+    kernel = fused.prepare(_net("checkerboard-hannet-20x30"))
+    with pytest.raises(HanzooError, match=r"shape \[batch, 2\]"):
+        kernel(torch.zeros(3, 5))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_runtime_says_no_gpu():
+    from hanzoo.runtimes import RUNTIMES
+    entry = registry.get("checkerboard-hannet-20x30")
+    with pytest.raises(HanzooError, match="needs a CUDA GPU"):
+        RUNTIMES["torch-cuda"].load(entry.dir, entry.dir, 1)
