@@ -72,13 +72,20 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
             f"{metrics['versions']['torch']}, {metrics['machine']}.",
         ]
     else:
+        rerun = metrics.get("stage1_rerun")
         lines += [
-            f"- Shipped seed {sel['seed']}: its checkpoint at iteration {sel['iterations']}, chosen on validation "
-            f"(validation {m} {f(metrics['stage1']['val_mean'])} averaged over seeds). Test {m} of every seed: "
-            + ", ".join(f(v) for v in seeds["test"]["values"]) + f". Failed runs: {metrics['failed_runs']}.",
-            f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} seeds at once "
+            f"- Chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
+            f"{f(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
+            f"of {len(metrics['sweep'])}.",
+            f"- Shipped seed {sel['seed']}: its checkpoint at iteration {sel['iterations']}, the best validation {m} "
+            f"among that init and LR's seeds. Test {m} of every seed: "
+            + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
+            f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
             f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s); torch "
-            f"{metrics['versions']['torch']}, {metrics['machine']}.",
+            f"{metrics['versions']['torch']}, {metrics['machine']}."
+            + (f" The chosen init and LR's seeds were rerun for their weights ({rerun['seconds']:.0f} s); they "
+               f"reproduced the recorded validation {m} to within {f(rerun['max_val_diff_vs_record'])}."
+               if rerun else ""),
         ]
     lines += [
         "",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,9 +65,26 @@ def cmd_info(args) -> dict:
     return info
 
 
+def cmd_download(args) -> dict:
+    from . import hub
+    paths = hub.download(args.model, args.format, args.revision)
+    if not args.json:
+        for name, path in paths.items():
+            console.print(f"{name}: {path}")
+    return {"model": args.model, "format": args.format, "files": {k: str(v) for k, v in paths.items()}}
+
+
+def cmd_push(args) -> dict:
+    from . import hub
+    commit = hub.push(args.model, args.repo, token=args.token, private=args.private)
+    if not args.json:
+        console.print(f"pushed {args.model} to {args.repo} at commit {commit}")
+    return {"model": args.model, "repo": args.repo, "commit": commit}
+
+
 def cmd_eval(args) -> dict:
     from .evaluate import evaluate
-    from .store import load
+    from .hub import load
     from .tasks import get_task
 
     net = load(args.model)
@@ -286,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
     p.add_argument("--version", action="version", version=f"hanzoo {__version__}")
+    p.add_argument("--offline", action="store_true", help="make no network call (as HF_HUB_OFFLINE=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn, help: str) -> argparse.ArgumentParser:
@@ -338,6 +357,15 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch")
     pr.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
     pr.add_argument("--threads", type=int, default=1)
+    d = add("download", cmd_download, "Fetch a model's files from the Hub into the HF cache, checked by sha256.")
+    d.add_argument("model", help="model id")
+    d.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
+    d.add_argument("--revision", help="Hub revision (default: the pinned one)")
+    pu = add("push", cmd_push, "Upload a shipped model to a Hub repo in hanzoo's layout.")
+    pu.add_argument("model", help="model id")
+    pu.add_argument("--repo", required=True, help="ORG/NAME")
+    pu.add_argument("--token", help="Hub token (default: the one huggingface_hub has stored)")
+    pu.add_argument("--private", action="store_true")
     i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
     i.add_argument("src", help="the authors' .safetensors file")
     i.add_argument("dest", help="model folder to write")
@@ -347,6 +375,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         result = args.fn(args)
     except HanzooError as e:

@@ -13,10 +13,10 @@ import numpy as np
 
 from . import __version__, store
 from .errors import HanzooError
-from .registry import PRETRAINED_DIR
+from .registry import _bundle
 from .tasks import get_task
 
-EXPORT_DIR = PRETRAINED_DIR.parent / "export"
+EXPORT_DIR = _bundle("HANZOO_EXPORT", "export", "exported")
 FORMATS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
 TEST_ROWS = 256  # rows of the test split kept as test_data_set_0: enough to catch a wrong graph, small to ship
 

@@ -89,11 +89,36 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise HanzooError(f"bad model config: {e}") from None
+    def from_dict(cls, d: dict, where: str = "architecture") -> "ModelConfig":
+        """Strictly: every key known, every value of its type, named in the error when it is not."""
+        _check_fields(d, where, {"in_features": int, "out_features": int, "blocks": list, "init": str},
+                      required=("in_features", "out_features", "blocks"))
+        for name in ("in_features", "out_features"):
+            if d[name] < 1 or d[name] > 1 << 20:
+                raise HanzooError(f"{where}.{name} must be between 1 and {1 << 20}, got {d[name]}")
+        blocks = []
+        for i, b in enumerate(d["blocks"]):
+            _check_fields(b, f"{where}.blocks[{i}]", {"kind": str, "width": int, "act": str, "repeat": int},
+                          required=("kind", "width"))
+            if not 1 <= b["width"] <= 1 << 16 or not 1 <= b.get("repeat", 1) <= 1024:
+                raise HanzooError(f"{where}.blocks[{i}]: width must be 1..65536 and repeat 1..1024")
+            blocks.append(Block(**b))
+        return cls(d["in_features"], d["out_features"], tuple(blocks), d.get("init", "kaiming"))
+
+
+def _check_fields(d: object, where: str, types: dict[str, type], required: tuple[str, ...]) -> None:
+    if not isinstance(d, dict):
+        raise HanzooError(f"{where} must be an object, got {type(d).__name__}")
+    for key in d:
+        if key not in types:
+            raise HanzooError(f"{where}.{key} is not a known field (known: {', '.join(types)})")
+    for key in required:
+        if key not in d:
+            raise HanzooError(f"{where}.{key} is missing")
+    for key, value in d.items():
+        # bool is an int in Python; a config that says `"width": true` is still wrong
+        if not isinstance(value, types[key]) or (types[key] is int and isinstance(value, bool)):
+            raise HanzooError(f"{where}.{key} must be {types[key].__name__}, got {type(value).__name__} {value!r:.40}")
 
 
 class Net(nn.Module):

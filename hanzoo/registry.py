@@ -15,7 +15,19 @@ from pathlib import Path
 from .errors import HanzooError
 from .models import Block, ModelConfig
 
-PRETRAINED_DIR = Path(os.environ.get("HANZOO_PRETRAINED", Path(__file__).resolve().parent.parent / "pretrained"))
+def _bundle(env: str, checkout_name: str, package_name: str) -> Path:
+    """Where shipped files live: $env if set; in a source checkout, the repo's folder; in an
+    installed wheel, the copy packaged inside hanzoo/ (pyproject maps one onto the other)."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    here = Path(__file__).resolve().parent
+    checkout = here.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / checkout_name).is_dir():
+        return checkout / checkout_name
+    return here / package_name
+
+
+PRETRAINED_DIR = _bundle("HANZOO_PRETRAINED", "pretrained", "pretrained")
 
 
 @dataclass(frozen=True)

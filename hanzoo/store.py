@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,6 +89,19 @@ def read_config(folder: Path) -> dict:
     if version != FORMAT_VERSION:
         raise HanzooError(f"{path} has format_version {version!r}; this hanzoo {__version__} reads "
                           f"format_version {FORMAT_VERSION}. Upgrade hanzoo or re-export the model.")
+    known = {"format_version": int, "hanzoo_version": str, "model_id": str, "task": str, "architecture": dict,
+             "preprocessing": dict}
+    for key, value in meta.items():
+        if key not in known:
+            raise HanzooError(f"{path}: {key!r} is not a known field (known: {', '.join(known)})")
+        if not isinstance(value, known[key]):
+            raise HanzooError(f"{path}: {key} must be {known[key].__name__}, got {type(value).__name__}")
+    if "model_id" in meta and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", meta["model_id"]):
+        raise HanzooError(f"{path}: model_id {meta['model_id']!r} is not a valid model id")
+    from .tasks import TASKS
+    if meta["task"] not in TASKS:
+        raise HanzooError(f"{path}: task {meta['task']!r} is unknown; expected one of {sorted(TASKS)}")
+    meta["architecture"] = ModelConfig.from_dict(meta["architecture"], where=f"{path}: architecture").to_dict()
     return meta
 
 
@@ -106,7 +120,7 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         raise HanzooError(f"{path} is missing")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
         raise HanzooError(f"{path} is not a readable safetensors file ({e})") from None
 
 
@@ -117,6 +131,8 @@ def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
     if missing or unexpected:
         raise HanzooError(f"{where} does not match the architecture: missing {missing[:4]}, unexpected {unexpected[:4]}")
     for k, v in state.items():
+        if v.dtype != torch.float32:
+            raise HanzooError(f"{where}: tensor {k} has dtype {str(v.dtype).removeprefix('torch.')}, expected float32")
         if tuple(v.shape) != tuple(expected[k].shape):
             raise HanzooError(f"{where}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
         if not torch.isfinite(v).all():

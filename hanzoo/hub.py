@@ -1,0 +1,306 @@
+"""Getting models: `hanzoo.load(ID)` and friends, through a local folder, the installed package, or the Hub.
+
+Resolution order for a model id (or a path):
+1. an explicit local folder;
+2. the weights bundled with the installed package (`pretrained/`, `export/`);
+3. the Hugging Face Hub, through `hf_hub_download`, into the standard HF cache.
+
+Every Hub file is pinned twice: by the revision in `hub_manifest.json` and by its sha256 there. A
+downloaded file whose hash differs is evicted from the cache and never used. Offline
+(`HF_HUB_OFFLINE=1` or `hanzoo --offline`) means no network call at all: only the bundle and the
+cache are read. Settings are read when a call is made, not when hanzoo is imported, so
+`HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE` can change within a process.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from . import registry
+from .errors import HanzooError
+
+MANIFEST = Path(__file__).resolve().parent / "hub_manifest.json"
+DEFAULT_ORG = "hanzoo"
+FORMATS = {"torch": ["config.json", "model.safetensors", "metrics.json", "README.md"],
+           "onnx": ["onnx/model.onnx"], "tflite": ["tflite/model.tflite"], "ort": ["ort/model.ort"]}
+EXPORT_FILES = {"onnx/model.onnx": "model.onnx", "tflite/model.tflite": "model.tflite", "ort/model.ort": "model.ort"}
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+# --- settings, read at call time ---------------------------------------------------------------
+
+def offline(flag: bool | None = None) -> bool:
+    return bool(flag) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def cache_dir() -> str:
+    if "HF_HUB_CACHE" in os.environ:
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    return os.path.join(home, "hub")
+
+
+def timeout() -> float:
+    return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "10"))
+
+
+# --- names and the manifest -------------------------------------------------------------------
+
+def check_repo(repo: str) -> str:
+    """A Hub repo name, checked before it goes near a path or a URL: no traversal, no stray characters."""
+    if not isinstance(repo, str) or not _REPO.match(repo) or ".." in repo:
+        raise HanzooError(f"invalid Hub repo name {repo!r}; expected ORG/NAME with letters, digits, '-', '_' or '.'")
+    return repo
+
+
+def repo_for(model_id: str) -> str:
+    entry = registry.get(model_id)  # validates the id: only registry ids get this far
+    return check_repo(f"{os.environ.get('HANZOO_HUB_ORG', DEFAULT_ORG)}/{entry.id}")
+
+
+def manifest() -> dict:
+    if not MANIFEST.is_file():
+        return {}
+    return json.loads(MANIFEST.read_text())
+
+
+def pin(model_id: str) -> dict:
+    """The pinned revision and the sha256 of every file of a model on the Hub."""
+    entry = registry.get(model_id)
+    pinned = manifest().get(entry.id)
+    if not pinned:
+        raise HanzooError(f"model {entry.id!r} has no Hub pin in {MANIFEST.name}; it has not been published")
+    return pinned
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hub_card(model_id: str) -> str:
+    """The model's card with Hugging Face front matter: library, tags, license, datasets and model-index."""
+    entry = registry.get(model_id)
+    m = entry.metrics
+    card = (entry.dir / "README.md").read_text()
+    task_type = "tabular-regression" if entry.task.startswith(("elevators", "calhousing")) else "tabular-classification"
+    results = []
+    if m.get("selected"):
+        for name, value in m["selected"]["test"].items():
+            results.append({"type": name, "value": round(float(value), 6), "name": f"test {name} (shipped run)"})
+        s = m["seeds_at_selected"]["test"]
+        results.append({"type": f"{m['metric']}_mean_over_seeds", "value": round(float(s["mean"]), 6),
+                        "name": f"test {m['metric']}, mean over {len(s['values'])} seeds"})
+    front = {
+        "library_name": "hanzoo", "license": "mit", "tags": ["hannet", "householder", entry.family, entry.task, "onnx", "tflite"],
+        "datasets": [entry.task.removesuffix("-20pct")],
+        "model-index": [{"name": entry.id, "results": [{"task": {"type": task_type},
+                                                        "dataset": {"name": entry.task, "type": entry.task},
+                                                        "metrics": results}]}],
+    }
+    return "---\n" + json.dumps(front, indent=1) + "\n---\n\n" + card  # JSON is valid YAML
+
+
+def hub_files(model_id: str) -> dict[str, bytes | Path]:
+    """The Hub repo layout of a shipped model: repo path -> local file (or generated bytes)."""
+    from .export import EXPORT_DIR
+    entry = registry.get(model_id)
+    if not entry.shipped:
+        raise HanzooError(f"model {entry.id!r} has no shipped weights to publish")
+    files: dict[str, bytes | Path] = {n: entry.dir / n for n in ("config.json", "model.safetensors", "metrics.json")}
+    files["README.md"] = hub_card(entry.id).encode()
+    for repo_path, name in EXPORT_FILES.items():
+        if (EXPORT_DIR / entry.id / name).is_file():
+            files[repo_path] = EXPORT_DIR / entry.id / name
+    return files
+
+
+def stage(model_id: str, dest: Path) -> dict[str, str]:
+    """Write the Hub layout into `dest`; returns repo path -> sha256."""
+    hashes = {}
+    for repo_path, src in hub_files(model_id).items():
+        out = dest / repo_path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(src if isinstance(src, bytes) else src.read_bytes())
+        hashes[repo_path] = sha256(out)
+    return hashes
+
+
+def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str] | None = None) -> Path:
+    """Record the sha256 of every Hub file of each shipped model (keeping known revisions)."""
+    import tempfile
+    old = manifest()
+    out = {}
+    for mid in model_ids or registry.shipped():
+        with tempfile.TemporaryDirectory() as tmp:
+            files = stage(mid, Path(tmp))
+        rev = (revisions or {}).get(mid) or old.get(mid, {}).get("revision", "main")
+        out[mid] = {"repo_name": mid, "revision": rev, "files": files}
+    tmp_path = MANIFEST.with_suffix(".json.tmp")
+    tmp_path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    tmp_path.replace(MANIFEST)
+    return MANIFEST
+
+
+# --- download ---------------------------------------------------------------------------------
+
+def _evict(path: str) -> None:
+    """Remove a cached file and the blob it points to, so a bad download is never served again."""
+    p = Path(path)
+    blob = p.resolve() if p.is_symlink() else None
+    for f in (p, blob):
+        try:
+            if f is not None:
+                f.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def fetch(model_id: str, files: list[str], revision: str | None = None, offline_flag: bool | None = None,
+          repo: str | None = None) -> dict[str, Path]:
+    """Download (or find in the cache) `files` of a model's Hub repo, each checked against its pinned sha256."""
+    try:
+        import huggingface_hub as hf
+        from huggingface_hub import errors as hf_errors
+    except ImportError:
+        raise HanzooError("downloading needs huggingface_hub: pip install 'hanzoo[hub]'") from None
+    pinned = pin(model_id)
+    repo = check_repo(repo) if repo else repo_for(model_id)
+    rev = revision or pinned["revision"]
+    off = offline(offline_flag)
+    out = {}
+    for name in files:
+        expected = pinned["files"].get(name)
+        if expected is None:
+            raise HanzooError(f"{repo} has no pinned file {name!r}; pinned files: {sorted(pinned['files'])}")
+        where = f"{name} from {repo} at revision {rev}"
+        if off:  # a pure cache lookup: no HTTP client is even created
+            path = hf.try_to_load_from_cache(repo, name, cache_dir=cache_dir(), revision=rev)
+            if not isinstance(path, str):
+                raise HanzooError(f"{where} is not in the cache ({cache_dir()}) and hanzoo is offline; run "
+                                  f"`hanzoo download {model_id}` with network access first, or unset HF_HUB_OFFLINE")
+        else:
+            path = _download(hf, hf_errors, repo, name, rev, where)
+        actual = sha256(Path(path))
+        if actual != expected:
+            _evict(path)
+            raise HanzooError(f"{where} failed its sha256 check (expected {expected}, got {actual}); the file "
+                              "was removed from the cache and not used")
+        out[name] = Path(path)
+    return out
+
+
+def _download(hf, hf_errors, repo: str, name: str, rev: str, where: str) -> str:
+    try:
+        return hf.hf_hub_download(repo, name, revision=rev, cache_dir=cache_dir(), endpoint=endpoint(),
+                                  etag_timeout=timeout())
+    except hf_errors.LocalEntryNotFoundError as e:
+        # the Hub could not be asked (or failed), and there is no cached copy: say what went wrong
+        cause = e.__cause__ or e.__context__
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        why = f"the Hub answered HTTP {status}" if status else f"cannot reach {endpoint()} ({type(cause).__name__ if cause else 'no response'})"
+        raise HanzooError(f"{why} for {where}, and it is not in the cache ({cache_dir()})") from None
+    except hf_errors.RevisionNotFoundError:
+        raise HanzooError(f"revision {rev!r} does not exist in {repo}") from None
+    except hf_errors.EntryNotFoundError:
+        raise HanzooError(f"{where} does not exist on the Hub (HTTP 404)") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise HanzooError(f"Hub repo {repo} does not exist or is private (HTTP 404); set HANZOO_HUB_ORG if "
+                          "the models live under another organisation") from None
+    except hf_errors.HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", "?")
+        raise HanzooError(f"the Hub answered HTTP {status} for {where}: {str(e).splitlines()[0]}") from None
+    except OSError as e:  # network errors surface as OSError subclasses or httpx errors (below)
+        raise HanzooError(f"download of {where} failed: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the HTTP client's transport errors have no common base we import
+        raise HanzooError(f"download of {where} failed: {type(e).__name__}: {e}") from None
+
+
+# --- the public entry points ------------------------------------------------------------------
+
+def model_folder(source: str | Path, revision: str | None = None, offline_flag: bool | None = None) -> Path:
+    """The folder holding a model's torch files: a local folder, the bundle, or the Hub cache."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    entry = registry.get(str(source))
+    if entry.shipped and revision is None:
+        return entry.dir
+    files = fetch(entry.id, FORMATS["torch"], revision, offline_flag)
+    return files["config.json"].parent
+
+
+def load(source: str | Path, revision: str | None = None, offline: bool | None = None):
+    """An eval-mode torch module with its card (`.card`), metrics and config attached."""
+    from . import store
+    folder = model_folder(source, revision, offline)
+    net = store.load(folder)
+    card = folder / "README.md"
+    net.card = card.read_text() if card.is_file() else ""
+    return net
+
+
+def export_path(model_id: str, fmt: str, revision: str | None = None, offline: bool | None = None) -> Path:
+    """The path of an exported artifact (onnx, tflite or ort): from the bundle, else the Hub cache."""
+    from .export import EXPORT_DIR
+    if fmt not in ("onnx", "tflite", "ort"):
+        raise HanzooError(f"unknown format {fmt!r}; expected onnx, tflite or ort")
+    entry = registry.get(model_id)
+    (repo_path,) = FORMATS[fmt]
+    local = EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
+    if local.is_file() and revision is None:
+        return local
+    return fetch(entry.id, [repo_path], revision, offline)[repo_path]
+
+
+def load_onnx(model_id: str, revision: str | None = None, offline: bool | None = None, session: bool = False):
+    """The model.onnx path, or with `session=True` a ready onnxruntime InferenceSession."""
+    path = export_path(model_id, "onnx", revision, offline)
+    if not session:
+        return path
+    import onnxruntime as ort
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def load_tflite(model_id: str, revision: str | None = None, offline: bool | None = None):
+    """The model.tflite path (give it to LiteRT's Interpreter, or ship it in an app)."""
+    return export_path(model_id, "tflite", revision, offline)
+
+
+def download(model_id: str, fmt: str = "torch", revision: str | None = None, offline: bool | None = None) -> dict[str, Path]:
+    """Fetch a model's files for one format into the HF cache (always from the Hub); returns the local paths."""
+    if fmt not in FORMATS:
+        raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
+    return fetch(model_id, FORMATS[fmt], revision, offline)
+
+
+def push(model_id: str, repo: str, token: str | None = None, private: bool = False) -> str:
+    """Upload a shipped model in the Hub layout with `HfApi.upload_folder`; returns the new commit's id."""
+    import tempfile
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise HanzooError("pushing needs huggingface_hub: pip install 'hanzoo[hub]'") from None
+    repo = check_repo(repo)
+    if offline():
+        raise HanzooError("cannot push while offline (HF_HUB_OFFLINE is set)")
+    api = HfApi(endpoint=endpoint(), token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage(model_id, Path(tmp))
+        api.create_repo(repo, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo, folder_path=tmp, commit_message=f"hanzoo push {model_id}")
+    oid = getattr(info, "oid", None) or str(info)
+    if repo == repo_for(model_id) and oid:
+        write_manifest([*manifest().keys() | {model_id}], revisions={model_id: oid})
+    return oid

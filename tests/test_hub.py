@@ -1,0 +1,184 @@
+"""Downloads through huggingface_hub against a real HTTP server on 127.0.0.1 (tests/hub_server.py)."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("huggingface_hub")
+
+from hanzoo import hub, registry  # noqa: E402
+from hanzoo.errors import HanzooError  # noqa: E402
+from hanzoo.store import load as load_bundled  # noqa: E402
+
+from .hub_server import FakeHub  # noqa: E402
+
+MODEL = "checkerboard-hannet-20x30"
+REPO = f"hanzoo/{MODEL}"
+X = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (16, 2)), dtype=torch.float32)
+with torch.no_grad():
+    REF = load_bundled(MODEL)(X)  # before any test hides the bundle
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A fresh Hub serving the shipped model at its pinned files, an empty cache, and no bundle."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HANZOO_HUB_ORG", raising=False)
+    server = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    hub.stage(MODEL, tmp_path / "stage")
+    server.commit = server.add_folder(REPO, tmp_path / "stage")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def no_bundle(tmp_path, monkeypatch):
+    """As if hanzoo were installed without its bundled weights: the Hub is the only source."""
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-bundle")
+    import hanzoo.export
+    monkeypatch.setattr(hanzoo.export, "EXPORT_DIR", tmp_path / "no-export")
+
+
+def _same_outputs(net) -> None:
+    with torch.no_grad():
+        assert torch.equal(net(X), REF)
+
+
+def test_manifest_pins_every_shipped_file():
+    """The committed hub_manifest.json holds the sha256 of exactly what `hanzoo push` would upload."""
+    pinned = hub.manifest()
+    assert sorted(pinned) == sorted(registry.shipped())
+    for mid in ["checkerboard-hannet-20x30", "elevators-fcnet-5x50"]:
+        assert pinned[mid]["files"] == hub.stage(mid, Path(__import__("tempfile").mkdtemp()))
+
+
+def test_bundled_weights_come_first_without_network(fake):
+    net = hub.load(MODEL)
+    assert net.folder == registry.get(MODEL).dir and "HanNet" in net.card
+    assert fake.requests == []
+
+
+def test_explicit_folder_comes_first(fake, tmp_path):
+    folder = shutil.copytree(registry.get(MODEL).dir, tmp_path / "mine")
+    assert hub.load(folder).folder == folder and fake.requests == []
+
+
+def test_download_and_load(fake, no_bundle):
+    net = hub.load(MODEL)
+    _same_outputs(net)
+    assert net.card.startswith("---\n") and '"library_name": "hanzoo"' in net.card
+    assert "snapshots" in str(net.folder) and any(r.startswith("GET /cdn/") for r in fake.requests)
+    onnx = hub.load_onnx(MODEL)
+    assert onnx.name == "model.onnx" and hub.sha256(onnx) == hub.pin(MODEL)["files"]["onnx/model.onnx"]
+
+
+def test_revision_pinning(fake, no_bundle, tmp_path):
+    """A later commit on main changes metrics.json: the pinned commit still loads, main fails its hash."""
+    changed = tmp_path / "stage2"
+    shutil.copytree(tmp_path / "stage", changed)
+    (changed / "metrics.json").write_text("{}")
+    fake.add_folder(REPO, changed)
+    net = hub.load(MODEL, revision=fake.commit)
+    assert fake.commit in str(net.folder)
+    _same_outputs(net)
+    with pytest.raises(HanzooError, match=r"metrics.json from hanzoo/.* failed its sha256 check"):
+        hub.load(MODEL, revision="main")
+
+
+def test_second_load_from_cache_with_server_stopped(fake, no_bundle):
+    hub.load(MODEL)
+    fake.stop()
+    _same_outputs(hub.load(MODEL))
+
+
+def test_offline_uses_the_cache_and_makes_no_call(fake, no_bundle, monkeypatch):
+    hub.load(MODEL)
+    before = len(fake.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _same_outputs(hub.load(MODEL))
+    assert len(fake.requests) == before
+
+
+def test_offline_missing_model_fails_at_once(fake, no_bundle):
+    with pytest.raises(HanzooError, match="not in the cache .* offline; run `hanzoo download"):
+        hub.load(MODEL, offline=True)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("path", ["config.json", "model.safetensors"])
+def test_corrupted_file_is_evicted_not_used(fake, no_bundle, path):
+    fake.corrupt = {path}
+    with pytest.raises(HanzooError) as err:
+        hub.load(MODEL)
+    msg = str(err.value)
+    assert path in msg and REPO in msg and hub.pin(MODEL)["files"][path] in msg and "removed from the cache" in msg
+    fake.corrupt = set()  # the Hub is fixed: nothing bad was left in the cache to be served
+    _same_outputs(hub.load(MODEL))
+
+
+def test_interrupted_transfer_resumes(fake, no_bundle):
+    fake.truncate = {"model.safetensors": 1}  # the first transfer stops halfway; the client resumes with Range
+    _same_outputs(hub.load(MODEL))
+    assert fake.truncate["model.safetensors"] == 0
+
+
+def test_transfer_that_keeps_failing_is_a_clean_error(fake, no_bundle):
+    fake.truncate = {"model.safetensors": 100}
+    with pytest.raises(HanzooError, match="download of model.safetensors from hanzoo/.* failed"):
+        hub.load(MODEL)
+    fake.truncate = {}
+    _same_outputs(hub.load(MODEL))
+
+
+def test_http_404_repo_and_file(fake, no_bundle, monkeypatch):
+    monkeypatch.setenv("HANZOO_HUB_ORG", "nobody")
+    with pytest.raises(HanzooError, match="Hub repo nobody/.* does not exist"):
+        hub.load(MODEL)
+    monkeypatch.delenv("HANZOO_HUB_ORG")
+    fake.repos[REPO]["commits"][fake.commit].pop("metrics.json")
+    with pytest.raises(HanzooError, match="metrics.json .* does not exist on the Hub"):
+        hub.load(MODEL)
+    with pytest.raises(HanzooError, match="revision 'v9' does not exist"):
+        hub.load(MODEL, revision="v9")
+
+
+def test_http_500(fake, no_bundle, monkeypatch):
+    import huggingface_hub.utils._http as http
+    monkeypatch.setattr(http.time, "sleep", lambda s: None)  # the client's own backoff; no need to wait it out
+    fake.status = {"config.json": 500}
+    with pytest.raises(HanzooError, match="HTTP 500 for config.json"):
+        hub.load(MODEL)
+
+
+def test_names_are_validated_before_any_path(fake):
+    for bad in ["../../etc", "a/b/c", "org/..", "org/na me", ""]:
+        with pytest.raises(HanzooError, match="invalid Hub repo name"):
+            hub.check_repo(bad)
+    with pytest.raises(HanzooError, match="unknown model id"):
+        hub.load("../../etc/passwd")
+    with pytest.raises(HanzooError, match="invalid Hub repo name"):
+        hub.fetch(MODEL, ["config.json"], repo="../evil")
+    assert fake.requests == []
+
+
+def test_cli_download_prints_cached_paths(fake, no_bundle, capsys, monkeypatch):
+    from hanzoo.cli import main
+    monkeypatch.setenv("HF_HUB_OFFLINE", "")  # `--offline` sets it; monkeypatch puts it back
+    assert main(["download", MODEL, "--format", "onnx", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx/model.onnx" in out and "snapshots" in out
+    assert main(["--offline", "download", MODEL, "--format", "tflite"]) == 1  # not cached, and offline
+
+
+def test_hub_card_front_matter_has_measured_metrics():
+    import json
+    card = hub.hub_card(MODEL)
+    front = json.loads(card.split("---\n")[1])
+    metrics = front["model-index"][0]["results"][0]["metrics"]
+    acc = next(m["value"] for m in metrics if m["type"] == "accuracy")
+    assert acc == round(registry.get(MODEL).metrics["selected"]["test"]["accuracy"], 6)
+    assert front["library_name"] == "hanzoo"
