@@ -72,20 +72,19 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
             f"{metrics['versions']['torch']}, {metrics['machine']}.",
         ]
     else:
-        rerun = metrics.get("stage1_rerun")
+        stage2 = metrics.get("stage2")
         lines += [
             f"- Chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
             f"{f(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
             f"of {len(metrics['sweep'])}.",
-            f"- Shipped seed {sel['seed']}: its checkpoint at iteration {sel['iterations']}, the best validation {m} "
-            f"among that init and LR's seeds. Test {m} of every seed: "
-            + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
+            (f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}" if stage2
+             else f"- Shipped seed {sel['seed']}")
+            + f": its checkpoint at iteration {sel['iterations']}, the best validation {m} among that init and LR's "
+            f"seeds. Test {m} of every seed: " + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
             f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
-            f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s); torch "
-            f"{metrics['versions']['torch']}, {metrics['machine']}."
-            + (f" The chosen init and LR's seeds were rerun for their weights ({rerun['seconds']:.0f} s); they "
-               f"reproduced the recorded validation {m} to within {f(rerun['max_val_diff_vs_record'])}."
-               if rerun else ""),
+            f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
+            + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")
+            + f"; torch {metrics['versions']['torch']}, {metrics['machine']}.",
         ]
     lines += [
         "",

@@ -77,7 +77,8 @@ def pin(model_id: str) -> dict:
     entry = registry.get(model_id)
     pinned = manifest().get(entry.id)
     if not pinned:
-        raise HanzooError(f"model {entry.id!r} has no Hub pin in {MANIFEST.name}; it has not been published")
+        raise HanzooError(f"model {entry.id!r} has no shipped weights and no Hub pin in {MANIFEST.name} (it has "
+                          f"not been published); train it with `hanzoo train {entry.id}`")
     return pinned
 
 
@@ -234,6 +235,8 @@ def model_folder(source: str | Path, revision: str | None = None, offline_flag: 
     path = Path(source)
     if path.is_dir():
         return path
+    if str(source) not in registry.MODELS and (os.sep in str(source) or path.suffix):
+        raise HanzooError(f"model folder {source} does not exist")
     entry = registry.get(str(source))
     if entry.shipped and revision is None:
         return entry.dir

@@ -45,6 +45,11 @@ class ModelEntry:
         return self.paper.get("table", "").startswith("Table 4") and self.id != "checkerboard-hannet-20x30"
 
     @property
+    def variant_of(self) -> str | None:
+        """The model this one retrains on less data (same architecture, so the same speed), if any."""
+        return self.id.removesuffix("-20pct") if self.id.endswith("-20pct") else None
+
+    @property
     def dir(self) -> Path:
         return PRETRAINED_DIR / self.id
 

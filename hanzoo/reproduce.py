@@ -19,7 +19,7 @@ TABLE4 = [("H", "ABS", "checkerboard-hannet-20x30"), ("H", "ReLU", "checkerboard
 # Table 5 / Figure 6: per task (dataset and training percentage), FCNet1, FCNet2, HanNet.
 TABLE5 = {f"{data}{suffix}": [f"{data}-fcnet-5x50{suffix}", f"{data}-fcnet-5x200{suffix}", f"{data}-hannet-20x200{suffix}"]
           for data in ("elevators", "calhousing") for suffix in ("", "-20pct")}
-COVERED = TABLE3 + [m for *_, m in TABLE4] + [m for ms in TABLE5.values() for m in ms]
+COVERED = list(dict.fromkeys(TABLE3 + [m for *_, m in TABLE4] + [m for ms in TABLE5.values() for m in ms]))
 
 
 def _percent(task: str) -> int:
@@ -132,9 +132,67 @@ def report() -> str:
               "beside ours; its claim is the ordering: the HanNet below its equal-size FCNet1, and close to "
               "FCNet2 at 80% training and better than it at 20%. The split is a seeded permutation (seed 0) of the "
               "rows: the first 80% (or 20%) train, the rest test, so the 20% models are scored on 80% of the rows.", "",
-              "## Figure 1: Checkerboard top views", "", "![Figure 1](reproduction-figure1.png)", "",
-              "## Gaps", ""] + gaps() + [""]
+              "## Figure 1: Checkerboard top views", "", "![Figure 1](reproduction-figure1.png)", ""]
+    lines += selection_section() + cost_section() + ["## Gaps", ""] + gaps() + [""]
     return "\n".join(lines)
+
+
+SELECTION_JSON = DOCS / "checkerboard-selection.json"
+
+
+def selection_section() -> list[str]:
+    """The experiment that chose Checkerboard's shipping rule, on fresh random splits (never the official test set)."""
+    import json
+    if not SELECTION_JSON.is_file():
+        return []
+    d = json.loads(SELECTION_JSON.read_text())
+    s = d["summary"]
+    splits = [r["split_seed"] for r in d["records"]]
+    seeds = len(d["records"][0]["refit"])
+    lines = ["## Which Checkerboard run to ship", "",
+             f"Every HanNet run fits the 1640 training points perfectly, so the training loss cannot tell the seeds "
+             f"apart. `experiments/checkerboard_selection.py` compared two shipping rules on {len(splits)} fresh random "
+             f"25%/75% splits of the grid (seeds {splits}; the official test set is never read), with {seeds} seeds "
+             f"each at the shipped init `{d['init']}` and LR {d['lr']}, scoring each rule by the test accuracy of the "
+             f"run it ships, over every {s['trials']}-seed subset ({d['wall_seconds'] / 60:.0f} min on this machine):", "",
+             "| rule | shipped run: mean test acc % | worst % | share >= 99.5% |", "| --- | ---: | ---: | ---: |"]
+    for rule in s["shipped_test_mean"]:
+        lines.append(f"| {rule} | {s['shipped_test_mean'][rule]:.2f} | {s['shipped_test_min'][rule]:.2f} | "
+                     f"{100 * s['shipped_at_least_99.5'][rule]:.0f}% |")
+    ship, avg = s["shipped_test_mean"], s["mean_run_test"]
+    low, val = ship["refit, lowest train loss"], ship["best validation"]
+    lines += ["", f"The average run scores {avg['refit']:.2f}% when trained on the whole training split and "
+              f"{avg['validation']:.2f}% on 90% of it. The lowest training loss picks a "
+              f"{'below' if low < avg['refit'] else 'above'}-average run ({low - avg['refit']:+.2f} points); the best "
+              f"validation accuracy picks one {val - avg['validation']:+.2f} points above its average. "
+              + ("So every Checkerboard model ships its best-validation stage-1 run, with no refit."
+                 if val > low else "So Checkerboard keeps the refit rule."), ""]
+    return lines
+
+
+def cost_section() -> list[str]:
+    """Measured training wall time of every covered model, per family, from its metrics.json."""
+    lines = ["## Training cost", "",
+             "Wall time recorded in each shipped model's `metrics.json` (both stages; one torch "
+             "thread per training on the 2-core development machine, often two trainings at once):", "",
+             "| family | models | runs | wall time (min) |", "| --- | ---: | ---: | ---: |"]
+    families: dict[str, list[float]] = {}
+    for mid in COVERED:
+        m = registry.get(mid).metrics
+        if not m.get("wall_seconds"):
+            continue
+        e = registry.get(mid)
+        fam = f"{e.task.removesuffix('-20pct')} {'20%' if e.task.endswith('-20pct') else ''} {e.family}".replace("  ", " ")
+        secs = m["wall_seconds"]
+        runs = len(m.get("sweep", [])) + len(m.get("refit", [])) + len(m.get("stage2", []))
+        acc = families.setdefault(fam, [0, 0, 0.0])
+        acc[0], acc[1], acc[2] = acc[0] + 1, acc[1] + runs, acc[2] + secs
+    for fam, (n, runs, secs) in families.items():
+        lines.append(f"| {fam} | {n} | {runs} | {secs / 60:.1f} |")
+    total = sum(v[2] for v in families.values())
+    lines += ["", f"Total: {total / 60:.0f} min of training for {sum(v[0] for v in families.values())} models "
+              "(`hanzoo reproduce --retrain` prints this estimate before it starts).", ""]
+    return lines
 
 
 def gaps() -> list[str]:
@@ -142,12 +200,15 @@ def gaps() -> list[str]:
     han = registry.get("checkerboard-hannet-20x30").metrics
     if han.get("selected"):
         s = han["seeds_at_selected"]["test"]
+        shipped = han["selected"]["test"]["accuracy"]
+        rule = ("the lowest-training-loss seed of a refit on the whole training split" if han.get("refit")
+                else "the seed with the best validation accuracy (see above)")
         out.append(f"- Checkerboard HanNet: ours {s['mean']:.2f} +- {s['std']:.2f}% over seeds, shipped run "
-                   f"{han['selected']['test']['accuracy']:.2f}%, against the paper's 99.52 +- 0.27%. The paper picked "
-                   "each run's best test-accuracy checkpoint and the LR by test accuracy; we pick on validation "
-                   "data and ship the lowest-training-loss seed of the refit, which on this split was not the best "
-                   "one on test. The paper's claim that the HanNet is near perfect where the FCNets stay near 85% "
-                   "holds in our figures.")
+                   f"{shipped:.2f}%, against the paper's 99.52 +- 0.27%. The paper picked each run's best "
+                   "test-accuracy checkpoint and the LR by test accuracy; we pick the LR on validation data and ship "
+                   f"{rule}. The shipped run {'reaches' if shipped >= 99.5 else 'does not reach'} the paper's 99.5%. "
+                   "The paper's claim that the HanNet is near perfect where the FCNets stay near 85% "
+                   f"{'holds' if s['mean'] > 95 else 'does not hold'} in our figures.")
     for task, ids in TABLE5.items():
         ms = [registry.get(m).metrics for m in ids]
         if all(m.get("selected") for m in ms):

@@ -27,6 +27,9 @@ class Split:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    # A task may hold out its own validation part (else the trainer carves one from the training part)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 def verified_bytes(path: Path, sha256: str) -> bytes:
@@ -48,6 +51,7 @@ class Task:
     metric: str  # the headline metric
     higher_is_better: bool
     standardize: bool = False  # train on standardized inputs and targets (stats from the training split)
+    loss_name: str = "mse"  # the key of `metrics` that holds the training loss (it breaks metric ties)
 
     def split(self) -> Split:
         raise HanzooError(f"task {self.name!r} has no data loader in this version of hanzoo")
@@ -171,6 +175,38 @@ def _table(file: Path, sha256: str, target: str) -> tuple[np.ndarray, np.ndarray
     t = header.index(target)
     x = np.delete(data, t, axis=1).astype(np.float32)
     return x, data[:, t:t + 1].astype(np.float32)
+
+
+class FeatureClassification(Task):
+    """Classification of precomputed feature vectors (paper 3.2.3: heads on a frozen CNN's features).
+
+    The folder holds features-{train,val,test}.npy [N, d] and labels-{train,val,test}.npy [N]; the
+    validation part is images the backbone never trained on, so it chooses the head's LR fairly.
+    Loss: cross-entropy; metric: top-1 error in %.
+    """
+
+    metric, higher_is_better, loss_name = "top1_error", False, "cross_entropy"
+
+    def __init__(self, name: str, folder: Path, n_out: int = 10) -> None:
+        self.name, self.folder, self.n_out = name, Path(folder), n_out
+        self.n_in = int(np.load(self.folder / "features-test.npy", mmap_mode="r").shape[1])
+
+    def split(self) -> Split:
+        def part(name: str) -> tuple[np.ndarray, np.ndarray]:
+            x = np.load(self.folder / f"features-{name}.npy", allow_pickle=False).astype(np.float32)
+            y = np.load(self.folder / f"labels-{name}.npy", allow_pickle=False).astype(np.float32)[:, None]
+            return x, y
+        (xt, yt), (xv, yv), (xs, ys) = part("train"), part("val"), part("test")
+        return Split(xt, yt, xs, ys, xv, yv)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(out, dim=-1)
+        target = y[..., 0].to(torch.int64).expand(out.shape[:-1])
+        return -logp.gather(-1, target.unsqueeze(-1))[..., 0].mean(dim=-1)
+
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        wrong = out.argmax(dim=-1) != y[..., 0].to(torch.int64)
+        return {"top1_error": wrong.to(torch.float64).mean(dim=-1) * 100, "cross_entropy": self.loss(out, y)}
 
 
 class _Pending(Task):

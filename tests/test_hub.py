@@ -158,8 +158,10 @@ def test_names_are_validated_before_any_path(fake):
     for bad in ["../../etc", "a/b/c", "org/..", "org/na me", ""]:
         with pytest.raises(HanzooError, match="invalid Hub repo name"):
             hub.check_repo(bad)
-    with pytest.raises(HanzooError, match="unknown model id"):
+    with pytest.raises(HanzooError, match="does not exist"):
         hub.load("../../etc/passwd")
+    with pytest.raises(HanzooError, match="unknown model id"):
+        hub.load("etc-passwd")
     with pytest.raises(HanzooError, match="invalid Hub repo name"):
         hub.fetch(MODEL, ["config.json"], repo="../evil")
     assert fake.requests == []

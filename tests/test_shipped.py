@@ -43,17 +43,19 @@ def test_selection_did_not_use_test(entry):
     m = json.loads((entry.dir / "metrics.json").read_text())
     sweep = [RunResult(**r) for r in m["sweep"]]
     refit = [RunResult(**r) for r in m["refit"]]
-    for runs in (sweep, refit):
+    stage2 = [RunResult(**r) for r in m.get("stage2", [])]
+    for runs in (sweep, refit, stage2):
         for r in runs:
             r.test = {k: -v for k, v in r.test.items()}
             if r.curve:
                 r.curve["test"] = [0.0] * len(r.curve["test"])
     chosen = sweep[select(sweep, get_task(entry.task))]
-    shipped = refit[select_refit(refit)] if refit else chosen
+    task = get_task(entry.task)
+    shipped = refit[select_refit(refit)] if refit else stage2[select(stage2, task)] if stage2 else chosen
     sel = m["selected"]
     assert (chosen.init, chosen.lr) == (sel["init"], sel["lr"]) == (m["stage1"]["init"], m["stage1"]["lr"])
     assert shipped.seed == sel["seed"]
-    assert all((r.init, r.lr) == (chosen.init, chosen.lr) for r in refit)
+    assert all((r.init, r.lr) == (chosen.init, chosen.lr) for r in refit + stage2)
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)

@@ -58,6 +58,38 @@ def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
             assert torch.allclose(got[k], ref[k], rtol=1e-8, atol=1e-9), (r, k, (got[k] - ref[k]).abs().max())
 
 
+def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
+    """The heads' protocol: cross-entropy, momentum, weight decay and milestones, against torch.optim.SGD."""
+    from hanzoo.tasks import FeatureClassification
+    rng = np.random.default_rng(0)
+    for part, n in {"train": 300, "val": 50, "test": 50}.items():
+        np.save(tmp_path / f"features-{part}.npy", rng.normal(size=(n, 6)).astype(np.float32))
+        np.save(tmp_path / f"labels-{part}.npy", rng.integers(0, 10, n).astype(np.int64))
+    task = FeatureClassification("toy", tmp_path)
+    config = registry.get("cifar10-head-hannet").config
+    from dataclasses import replace
+    config = replace(config, in_features=6)
+    x = torch.as_tensor(task.split().x_train, dtype=torch.float64)
+    y = torch.as_tensor(task.split().y_train, dtype=torch.float64)
+    protocol = Protocol(iterations=120, batch_size=32, milestones=(0.5,), weight_decay=1e-2, eval_every=10**9)
+    lrs, seeds = [0.05, 0.2], [0, 1]
+    nets = [build(config, seed=s).double() for s in seeds]
+    stacked = StackedNet(config, nets)
+    train_stacked(stacked, task, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
+    stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
+    batches = [stream.next() for _ in range(protocol.iterations)]
+    for r, (net, lr) in enumerate(zip(nets, lrs)):
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-2)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [60], gamma=0.2)
+        for idx in batches:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[idx[r]]), y[idx[r], 0].long()).backward()
+            opt.step()
+            sched.step()
+        for k, v in net.state_dict().items():
+            assert torch.allclose(stacked.state_dict(r)[k], v, rtol=1e-8, atol=1e-9), (r, k)
+
+
 def test_diverged_run_is_parked_and_does_not_harm_others():
     config = registry.get("checkerboard-hannet-20x30").config
     x, y = _data(torch.float32)
