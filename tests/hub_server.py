@@ -6,7 +6,10 @@ It implements what `hf_hub_download` uses, with the Hub's semantics:
   Content-Length; large (binary) files: 302 to a CDN host with X-Linked-Etag (the sha256),
   X-Linked-Size and X-Repo-Commit, as the Hub does for LFS files;
 - GET  /cdn/{sha256}                          the bytes, with Range support (resumed downloads);
-- errors with the Hub's X-Error-Code header: RepoNotFound, RevisionNotFound, EntryNotFound.
+- errors with the Hub's X-Error-Code header: RepoNotFound, RevisionNotFound, EntryNotFound;
+- POST /api/validate-yaml (the card's front matter must parse as a YAML mapping), /api/repos/create, /api/models/{repo}/preupload/{rev} and /api/models/{repo}/commit/{rev}:
+  uploads, with every file declared "regular" so the commit carries the bytes inline (the Hub
+  would send large files through LFS or Xet, which this server does not implement).
 
 The CDN lives on "localhost" while the API is on "127.0.0.1", so the client treats it as another
 host (it does not follow the HEAD redirect), as it would for the real CDN.
@@ -32,6 +35,7 @@ class FakeHub:
         self.truncate: dict[str, int] = {}
         self.status: dict[str, int] = {}
         self.requests: list[str] = []
+        self.validated: list[dict] = []  # model-card front matter that /api/validate-yaml accepted
         self._server: ThreadingHTTPServer | None = None
 
     def add_commit(self, repo: str, files: dict[str, bytes], ref: str = "main") -> str:
@@ -67,6 +71,9 @@ class FakeHub:
             def do_GET(self) -> None:
                 hub._handle(self, body=True)
 
+            def do_POST(self) -> None:
+                hub._post(self)
+
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -96,6 +103,67 @@ class FakeHub:
         if len(parts) >= 5 and parts[2] == "resolve":
             return self._resolve(h, "/".join(parts[:2]), parts[3], "/".join(parts[4:]), body)
         self._error(h, 404, "RepoNotFound")
+
+    # --- uploads: what HfApi.create_repo and upload_folder use, with every file sent inline ----------
+
+    def _post(self, h: BaseHTTPRequestHandler) -> None:
+        self.requests.append(f"POST {h.path}")
+        body = h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        if not h.headers.get("Authorization", "").startswith("Bearer "):
+            return self._error(h, 401, None)
+        parts = h.path.split("?")[0].strip("/").split("/")
+        if parts[:2] == ["api", "validate-yaml"]:  # the model card's front matter must parse as YAML
+            import yaml
+            content = json.loads(body)["content"]
+            try:
+                meta = yaml.safe_load(content.split("---\n")[1]) if content.startswith("---\n") else None
+                ok = isinstance(meta, dict)
+            except (yaml.YAMLError, IndexError):
+                ok = False
+            if not ok:
+                data = json.dumps({"errors": [{"message": "front matter is not a YAML mapping"}]}).encode()
+                h.send_response(400)
+                h.send_header("Content-Length", str(len(data)))
+                h.end_headers()
+                h.wfile.write(data)
+                return None
+            self.validated.append(meta)
+            return self._json(h, {"warnings": []})
+        if parts[:3] == ["api", "repos", "create"]:
+            req = json.loads(body)
+            repo = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]
+            self.repos.setdefault(repo, {"refs": {}, "commits": {}})
+            return self._json(h, {"url": f"{self.url}/{repo}", "name": repo})
+        if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] == "preupload":
+            files = json.loads(body)["files"]
+            # "regular" for every file: the commit then carries the bytes inline (no LFS or Xet upload)
+            return self._json(h, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                            for f in files]})
+        if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] == "commit":
+            import base64
+            repo, rev = "/".join(parts[2:4]), parts[5]
+            r = self.repos.get(repo)
+            if r is None:
+                return self._error(h, 404, "RepoNotFound")
+            files = dict(r["commits"].get(r["refs"].get(rev), {}))
+            for line in body.splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                elif item["key"] != "header":
+                    return self._error(h, 400, None)
+            sha = self.add_commit(repo, files, ref=rev)
+            return self._json(h, {"commitUrl": f"{self.url}/{repo}/commit/{sha}", "commitOid": sha,
+                                  "pullRequestUrl": None})
+        self._error(h, 404, None)
+
+    def _json(self, h, obj: dict) -> None:
+        data = json.dumps(obj).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
 
     def _commit(self, h, repo: str, rev: str) -> str | None:
         r = self.repos.get(repo)

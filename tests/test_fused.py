@@ -102,3 +102,24 @@ def test_cuda_runtime_says_no_gpu():
     entry = registry.get("checkerboard-hannet-20x30")
     with pytest.raises(HanzooError, match="needs a CUDA GPU"):
         RUNTIMES["torch-cuda"].load(entry.dir, entry.dir, 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_benchmark_script_says_it_needs_a_gpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
+    out = subprocess.run([sys.executable, str(script), "--out", "/dev/null"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "needs a CUDA GPU" in out.stderr
+
+
+def test_flops_per_row_counts_rank_one_han_layers():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    net = build(registry.get("checkerboard-hannet-20x30").config, seed=0)
+    # 2x30 and 2 of 30x30 Dense, 17 Han-layers of 4n, a 30x2 head: 2 flops per multiply-add
+    assert gpu.flops_per_row(net) == 2 * (2 * 30 + 2 * 30 * 30 + 30 * 2) + 17 * 4 * 30

@@ -184,3 +184,23 @@ def test_hub_card_front_matter_has_measured_metrics():
     acc = next(m["value"] for m in metrics if m["type"] == "accuracy")
     assert acc == round(registry.get(MODEL).metrics["selected"]["test"]["accuracy"], 6)
     assert front["library_name"] == "hanzoo"
+
+
+def test_push_uploads_the_hub_layout_and_pins_the_commit(fake, monkeypatch, tmp_path):
+    """`hanzoo push` against the local server, then a download of what it pushed, checked by the pins."""
+    import json
+    manifest = tmp_path / "hub_manifest.json"
+    manifest.write_text(hub.MANIFEST.read_text())
+    monkeypatch.setattr(hub, "MANIFEST", manifest)
+    monkeypatch.setenv("HANZOO_HUB_ORG", "pushed")
+    commit = hub.push(MODEL, f"pushed/{MODEL}", token="hf_test")
+    files = fake.repos[f"pushed/{MODEL}"]["commits"][commit]
+    assert set(files) == set(hub.pin(MODEL)["files"]) >= {"config.json", "model.safetensors", "metrics.json",
+                                                          "README.md", "onnx/model.onnx", "tflite/model.tflite",
+                                                          "ort/model.ort"}
+    assert json.loads(manifest.read_text())[MODEL]["revision"] == commit  # the pin is now an immutable commit
+    (card,) = fake.validated  # the front matter went through a YAML parser on the server
+    assert card["library_name"] == "hanzoo" and card["model-index"][0]["name"] == MODEL
+    assert hub.fetch(MODEL, ["model.safetensors"])["model.safetensors"].parent.name == commit
+    with pytest.raises(HanzooError, match="invalid Hub repo name"):
+        hub.push(MODEL, "../x", token="hf_test")
