@@ -12,7 +12,7 @@ demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in 
 test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite
 	$(BIN)/python -m pytest
 
-docs: $(VENV)/.test  ## regenerate README's model table and docs/export.md, docs/mobile.md
+docs: $(VENV)/.test  ## regenerate README's model table, docs/export.md, docs/mobile.md and the model cards
 	$(BIN)/python -m hanzoo.docs
 
 bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this machine

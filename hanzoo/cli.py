@@ -283,9 +283,16 @@ def cmd_reproduce(args) -> dict:
         estimate = sum(k for k in known if k)
         console.print(f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
                       f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)")
+        from dataclasses import replace
+
+        from .train import PROTOCOLS
         for i, m in enumerate(ids, 1):
+            entry = registry.get(m)
+            # today's protocol, on the LR grid the shipped model was trained with (reduced for the largest FCNets)
+            lrs = entry.metrics.get("protocol", {}).get("lrs")
+            protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
             console.print(f"[{i}/{len(ids)}] {m}")
-            train_model(m, progress=not args.json)
+            train_model(m, protocol=protocol, progress=not args.json)
     paths = reproduce.write()
     if not args.json:
         console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -214,13 +214,29 @@ def _version(dist: str) -> str:
         return "(not installed)"
 
 
+def cards() -> dict[Path, str]:
+    """Every shipped model's card, rendered from its metrics.json (so a card never drifts from its figures)."""
+    from . import card, registry, store
+    from .models import ModelConfig
+    out = {}
+    for mid in registry.shipped():
+        entry = registry.get(mid)
+        config = ModelConfig.from_dict(store.read_config(entry.dir)["architecture"])
+        out[entry.dir / "README.md"] = card.render(entry, config, entry.metrics)
+    return out
+
+
 def generated() -> dict[Path, str]:
     """Every generated file and the text it should hold."""
-    return {README: render(README.read_text()), DOCS / "export.md": export_md(), DOCS / "mobile.md": mobile_md()}
+    return {README: render(README.read_text()), DOCS / "export.md": export_md(), DOCS / "mobile.md": mobile_md(),
+            **cards()}
 
 
 if __name__ == "__main__":
     DOCS.mkdir(exist_ok=True)
     for path, text in generated().items():
-        path.write_text(text)
-        sys.stdout.write(f"wrote {path.relative_to(ROOT)}\n")
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_suffix(".md.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)  # atomic: a reader never sees half a file
+            sys.stdout.write(f"wrote {path.relative_to(ROOT)}\n")

@@ -82,7 +82,7 @@ def test_config_round_trips_and_rejects_nonsense():
         ModelConfig(2, 2, (Block("fc", 30), Block("han", 20)))
     with pytest.raises(HanzooError, match="unknown init"):
         ModelConfig(2, 2, (Block("fc", 30),), init="xavier")
-    with pytest.raises(HanzooError, match="bad model config"):
+    with pytest.raises(HanzooError, match="architecture.out_features is missing"):
         ModelConfig.from_dict({"in_features": 2})
 
 
