@@ -175,7 +175,7 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
         import huggingface_hub as hf
         from huggingface_hub import errors as hf_errors
     except ImportError:
-        raise HanzooError("downloading needs huggingface_hub: pip install 'hanzoo[hub]'") from None
+        raise HanzooError("downloading needs huggingface_hub: pip install huggingface_hub") from None
     pinned = pin(model_id)
     repo = check_repo(repo) if repo else repo_for(model_id)
     rev = revision or pinned["revision"]
@@ -294,7 +294,7 @@ def push(model_id: str, repo: str, token: str | None = None, private: bool = Fal
     try:
         from huggingface_hub import HfApi
     except ImportError:
-        raise HanzooError("pushing needs huggingface_hub: pip install 'hanzoo[hub]'") from None
+        raise HanzooError("pushing needs huggingface_hub: pip install huggingface_hub") from None
     repo = check_repo(repo)
     if offline():
         raise HanzooError("cannot push while offline (HF_HUB_OFFLINE is set)")
