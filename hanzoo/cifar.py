@@ -15,7 +15,6 @@ tarball's hash, and written atomically.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HanzooError
+from .tasks import file_sha256
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -44,14 +44,6 @@ def full_tarball() -> Path:
             return Path(c)
     raise HanzooError("the CIFAR-10 (JPEG) training images are not here: set HANZOO_CIFAR10 to the path of "
                       f"cifar10-jpeg.tar.xz (sha256 {FULL_SHA256[:16]}...)")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +90,7 @@ def load(split: str) -> tuple[np.ndarray, np.ndarray]:
             cache.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
     if not tarball.is_file():
         raise HanzooError(f"{tarball} is missing")
-    actual = _sha256(tarball)
+    actual = file_sha256(tarball)
     if actual != sha:
         raise HanzooError(f"{tarball} has sha256 {actual}, expected {sha}; the file is damaged or not the one hanzoo knows")
     x, y = decode(tarball, split)

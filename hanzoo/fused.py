@@ -20,6 +20,7 @@ before triton is imported) on CPU tensors; that is how CI checks it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -161,11 +162,10 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> 
     if len(acts) != 1:
         raise HanzooError(f"the fused kernel needs one activation throughout, got {sorted(acts)}")
     kinds = "".join("h" if isinstance(layer, HanLayer) else "d" for layer in layers)
-    n_pre = len(kinds) - len(kinds[1:].lstrip("d")) - 1
-    n_han = len(kinds[1 + n_pre:]) - len(kinds[1 + n_pre:].lstrip("h"))
-    n_post = len(kinds) - 1 - n_pre - n_han
-    if kinds != "d" * (1 + n_pre) + "h" * n_han + "d" * n_post:
+    layout = re.fullmatch(r"d(d*)(h*)(d*)", kinds)
+    if layout is None:
         raise HanzooError(f"the fused kernel supports Dense+, Han*, Dense* stacks; this net is {kinds!r} (d: Dense, h: Han)")
+    n_pre, n_han, n_post = (len(g) for g in layout.groups())
     width = net.config.width
     w_in, b_in, w_head, b_head = fold_scaling(net)
     f32 = lambda t: torch.as_tensor(t, dtype=torch.float32, device=device).contiguous()  # noqa: E731

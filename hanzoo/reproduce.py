@@ -182,7 +182,8 @@ def cost_section() -> list[str]:
         if not m.get("wall_seconds"):
             continue
         e = registry.get(mid)
-        fam = f"{e.task.removesuffix('-20pct')} {'20%' if e.task.endswith('-20pct') else ''} {e.family}".replace("  ", " ")
+        base = registry.get(e.variant_of) if e.variant_of else e
+        fam = f"{base.task} {'20% ' if e.variant_of else ''}{e.family}"
         secs = m["wall_seconds"]
         runs = len(m.get("sweep", [])) + len(m.get("refit", [])) + len(m.get("stage2", []))
         acc = families.setdefault(fam, [0, 0, 0.0])

@@ -26,6 +26,14 @@ class Runtime:
     load: Callable[[Path, Path, int], Predictor]
 
 
+def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's outputs from the module's: Checkerboard graphs also return the 0/1 decision."""
+    res = {"output": out}
+    if net.meta["task"] == "checkerboard":
+        res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
+    return res
+
+
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     import torch
 
@@ -36,11 +44,7 @@ def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            out = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-        res = {"output": out}
-        if net.meta["task"] == "checkerboard":
-            res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
-        return res
+            return _outputs(net, net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
     return run
 
 
@@ -94,11 +98,7 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
             static_x.copy_(xt)
             replay()
             out = static_out
-        out = out.cpu().numpy()
-        res = {"output": out}
-        if net.meta["task"] == "checkerboard":
-            res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
-        return res
+        return _outputs(net, out.cpu().numpy())
     run.path = "fused triton kernel" if kernel is not None else f"CUDA-graph eager ({why_not})"
     return run
 

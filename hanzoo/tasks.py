@@ -32,6 +32,15 @@ class Split:
     y_val: np.ndarray | None = None
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB chunks (downloads and tarballs can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def verified_bytes(path: Path, sha256: str) -> bytes:
     """Read a vendored file and refuse it if it is missing or its checksum is off."""
     if not path.is_file():

@@ -600,12 +600,11 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
                        inits=[chosen.init], progress=progress, compile=compile)
         final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
         sel = stage2.runs[stage2.selected]
-        stage1 = stage1 or stage2  # for the scaling statistics, which do not depend on the runs
     else:  # the stage-1 run chosen on validation is the one shipped
         final_runs = [r for r in runs if (r.init, r.lr) == (chosen.init, chosen.lr)]
         state, refit_seconds, sel = stage1.state_dict, 0.0, chosen
     config = replace(entry.config, init=sel.init)
-    scaling = stage1.scaling if stage1 is not None else None
+    scaling = fit_scaling(split) if task.standardize else None  # as every stage computed it
 
     # The card's figures come from the plain module, through the same code as `hanzoo eval`.
     net = Net(config)

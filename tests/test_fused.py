@@ -33,12 +33,12 @@ def _net(model_id: str):
 def _inputs(model_id: str, batch: int) -> torch.Tensor:
     """Rows from the task's test split where the task has data (raw units), else standard normal."""
     from hanzoo.tasks import get_task
-    task = get_task(registry.get(model_id).task)
-    if hasattr(task, "split") and not type(task).__name__.startswith("_"):
-        x = task.split().x_test
-        idx = np.random.default_rng(batch).choice(len(x), size=batch, replace=False)
-        return torch.as_tensor(x[idx])
-    return torch.randn(batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch))
+    try:
+        x = get_task(registry.get(model_id).task).split().x_test
+    except HanzooError:  # a task whose data loader has not landed (the CIFAR-10 heads)
+        return torch.randn(batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch))
+    idx = np.random.default_rng(batch).choice(len(x), size=batch, replace=False)
+    return torch.as_tensor(x[idx])
 
 
 @pytest.mark.parametrize("batch", [1, 7, 1000])

@@ -1,6 +1,5 @@
 """Downloads through huggingface_hub against a real HTTP server on 127.0.0.1 (tests/hub_server.py)."""
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,12 +47,12 @@ def _same_outputs(net) -> None:
         assert torch.equal(net(X), REF)
 
 
-def test_manifest_pins_every_shipped_file():
+def test_manifest_pins_every_shipped_file(tmp_path):
     """The committed hub_manifest.json holds the sha256 of exactly what `hanzoo push` would upload."""
     pinned = hub.manifest()
     assert sorted(pinned) == sorted(registry.shipped())
     for mid in ["checkerboard-hannet-20x30", "elevators-fcnet-5x50"]:
-        assert pinned[mid]["files"] == hub.stage(mid, Path(__import__("tempfile").mkdtemp()))
+        assert pinned[mid]["files"] == hub.stage(mid, tmp_path / mid)
 
 
 def test_bundled_weights_come_first_without_network(fake):

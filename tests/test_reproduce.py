@@ -13,3 +13,19 @@ def test_every_covered_model_has_a_row():
     text = reproduce.report()
     for model in reproduce.COVERED:
         assert f"`{model}`" in text
+
+
+def test_selection_study_summary_comes_from_its_records():
+    """The report's selection table is read from docs/checkerboard-selection.json; its summary must be
+    what the experiment's own summarize() makes of the per-run records stored beside it."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "checkerboard_selection.py"
+    spec = importlib.util.spec_from_file_location("checkerboard_selection", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    d = json.loads(reproduce.SELECTION_JSON.read_text())
+    assert study.summarize(d["records"]) == d["summary"]
+    assert f"| best validation | {d['summary']['shipped_test_mean']['best validation']:.2f} |" in reproduce.report()
