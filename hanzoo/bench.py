@@ -75,11 +75,11 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
     cells = []
     rng = np.random.default_rng(0)
     for group in groups:
-        n_in = registry.get(group[0]).config.in_features
+        shape = registry.get(group[0]).config.input_shape
         for runtime in runtimes:
             fns = {m: RUNTIMES[runtime].load(registry.get(m).dir, EXPORT_DIR / m, threads) for m in group}
             for batch in batches:
-                x = rng.uniform(-1, 1, size=(batch, n_in)).astype(np.float32)
+                x = random_input(rng, batch, shape)
                 samples = time_pair(fns, x, rounds)
                 med = {m: statistics.median(s) for m, s in samples.items()}
                 for m, s in samples.items():
@@ -93,8 +93,76 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
                     cells.append(cell)
                 if progress:
                     progress(f"{group[0]} {runtime} batch {batch}")
-    return {"machine": machine(), "threads": threads, "batches": list(batches), "runtimes": runtimes,
-            "groups": groups, "cells": cells}
+    report = {"machine": machine(), "threads": threads, "batches": list(batches), "runtimes": runtimes,
+              "groups": groups, "cells": cells}
+    images = [m for g in groups for m in g if registry.get(m).config.backbone]
+    if images:
+        report["head_share"] = head_share(images, runtimes, batches, threads, rounds, progress)
+    return report
+
+
+def random_input(rng: np.random.Generator, batch: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Timing inputs: uniform features in [-1, 1], or random uint8 images."""
+    if len(shape) == 3:
+        return rng.integers(0, 256, size=(batch, *shape), dtype=np.uint8)
+    return rng.uniform(-1, 1, size=(batch, *shape)).astype(np.float32)
+
+
+def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ...], threads: int, rounds: int,
+               progress=None) -> list[dict]:
+    """For image classifiers: the head alone (its layers on backbone features, exported the same way) timed
+    against the whole classifier, interleaved, in each runtime; share = head / whole."""
+    import tempfile
+    from dataclasses import replace
+
+    from . import store
+
+    out = []
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for mid in model_ids:
+            net = store.load(mid)
+            config = replace(net.config, backbone=())
+            state = {k: v for k, v in net.state_dict().items() if not k.startswith("backbone.")}
+            head_dir = store.write_folder(Path(tmp) / mid / "model", f"{mid}-head", "cifar10-features", config,
+                                          state, {}, "")
+            formats = [f for f, rt in (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"))
+                       if rt in runtimes]
+            head_export = Path(tmp) / mid / "export"
+            if formats:
+                _export_graphs(head_dir, head_export, formats)
+            for runtime in runtimes:
+                fns = {"whole": RUNTIMES[runtime].load(registry.get(mid).dir, EXPORT_DIR / mid, threads),
+                       "head": RUNTIMES[runtime].load(head_dir, head_export, threads)}
+                for batch in batches:
+                    xs = {"whole": random_input(rng, batch, net.config.input_shape),
+                          "head": random_input(rng, batch, (config.in_features,))}
+                    med = {k: statistics.median(time_pair({k: fns[k]}, xs[k], rounds)[k]) for k in fns}
+                    out.append({"model": mid, "runtime": runtime, "batch": batch, "whole_us": med["whole"] * 1e6,
+                                "head_us": med["head"] * 1e6, "share": med["head"] / med["whole"],
+                                "head_params": config.num_params, "params": net.config.num_params})
+                if progress:
+                    progress(f"{mid} head share {runtime}")
+    return out
+
+
+def _export_graphs(model_dir: Path, dest: Path, formats: list[str]) -> None:
+    """The bare graphs of a model folder (no test data, no parity run): for timing only."""
+    from . import store
+    from .export import FORMATS, onnx_to_ort
+
+    net = store.load(model_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    if "onnx" in formats or "ort" in formats:
+        import onnx
+
+        from .export_onnx import build_onnx
+        onnx.save(build_onnx(net, net.meta["model_id"], net.meta["task"]), str(dest / FORMATS["onnx"]))
+    if "ort" in formats:
+        onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
+    if "tflite" in formats:
+        from .export_tflite import build_tflite
+        (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, net.meta["model_id"], net.meta["task"]))
 
 
 def available_runtimes() -> list[str]:
@@ -186,8 +254,10 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
 
 
 def flops_per_sample(model_id: str) -> int:
-    """Multiply-adds x 2 of the exported graph (Han-layers as their two rank-one products)."""
-    total = 0
+    """Multiply-adds x 2 of the exported graph (Han-layers as their two rank-one products; convs included)."""
+    from .backbone import Backbone
+    backbone = registry.get(model_id).config.backbone
+    total = Backbone.flops(backbone) if backbone else 0
     for kind, n_in, n_out, _ in registry.get(model_id).config.layers():
         total += 2 * 4 * (n_out + 1) if kind == "han" else 2 * n_in * n_out
     c = registry.get(model_id).config
@@ -269,6 +339,9 @@ def analysis(report: dict, bounds: dict) -> str:
     out = ["## Where HanNet wins and where it loses, and why", ""]
     for group in report["groups"]:
         han, bases = group[0], group[1:]
+        if registry.get(han).config.backbone:
+            out += [image_analysis(report, group), ""]
+            continue
         c = registry.get(han).config
         width = c.width + 1
         n_han = sum(k == "han" for k, *_ in c.layers())
@@ -313,3 +386,27 @@ def analysis(report: dict, bounds: dict) -> str:
     out += ["torch eager is the training and reference runtime: it launches several kernels per Han-layer, "
             "so at batch 1 it is launch-bound. Apps run the exported graphs."]
     return "\n".join(out)
+
+
+def image_analysis(report: dict, group: list[str]) -> str:
+    """The CIFAR-10 classifiers: the conv backbone is most of the work, so the head's share says what the
+    HanNet head can change."""
+    from .backbone import Backbone
+    han, base = group[0], group[1]
+    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    shares = {(h["model"], h["runtime"], h["batch"]): h for h in report.get("head_share", [])}
+    c = registry.get(han).config
+    lines = [f"**`{han}` against `{base}` (whole image classifiers).** Both run the same frozen backbone "
+             f"({Backbone.flops(c.backbone) / 1e6:.1f} MFLOP per image); the heads differ: "
+             f"{c.head_params} parameters against {registry.get(base).config.head_params}. "
+             "Share = the head alone (the same layers exported the same way, on 128-d features) over the whole "
+             "classifier, timed in the same run.", "",
+             "| runtime | batch | HanNet / FC whole-model ratio | HanNet head share | FC head share |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for rt in report["runtimes"]:
+        for b in report["batches"]:
+            ratio = cell[(han, rt, b)]["ratio_vs"][base]
+            sh = [shares.get((m, rt, b)) for m in (han, base)]
+            lines.append(f"| {rt} | {b} | {ratio:.2f}x | " + " | ".join(
+                f"{100 * s['share']:.1f}%" if s else "-" for s in sh) + " |")
+    return "\n".join(lines)

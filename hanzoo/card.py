@@ -14,7 +14,7 @@ CITATION = """@article{yu2021hannet,
 
 def fmt(metric: str, x: float) -> str:
     """Accuracies in %, with 2 decimals; NRMSE and R^2 with 4; RMSE with 4 significant digits."""
-    return f"{x:.2f}" if metric == "accuracy" else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
+    return f"{x:.2f}" if metric in ("accuracy", "top1_error") else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
 
 
 def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
@@ -24,10 +24,21 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     lines = [
         "---", "library_name: hanzoo", "tags: [hannet, householder, tiny-model]", "license: mit", "---", "",
         f"# {entry.id}", "", entry.description, "",
-        f"Task: **{entry.task}**. Architecture: {config.depth} hidden layers x width {config.width} "
-        f"({entry.arch}), {config.num_params} parameters, activation ratio {100 * config.activation_ratio:.2f}%. "
-        f"Init: `{sel['init']}`.", "",
+        f"Task: **{entry.task}**. Architecture: " + (
+            f"the conv backbone of `{entry.frozen}` (widths {'-'.join(map(str, config.backbone))}, frozen), then "
+            if config.backbone else "")
+        + f"{config.depth} hidden layers x width {config.width} ({entry.arch}), {config.num_params} parameters"
+        + (f" ({config.head_params} in the head)" if config.backbone else "")
+        + f", activation ratio {100 * config.activation_ratio:.2f}%. Init: `{sel['init']}`.", "",
     ]
+    if "backbone" in metrics:
+        b = metrics["backbone"]
+        lines += [f"Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical "
+                  f"binaries cannot be had here), so these are CIFAR-10 (JPEG) figures. The head trained on the "
+                  f"{b['feature_width']}-d features of the {b['train_images']} images the backbone trained on; "
+                  f"its LR and checkpoint were chosen on the other {b['val_images']} training images; test is the "
+                  f"official {b['test_images']}-image test split. Inputs are raw uint8 pixels [batch, 32, 32, 3] "
+                  "(HWC, RGB); the normalization (statistics of the training images) is inside the model.", ""]
     if "split" in metrics:
         sp = metrics["split"]
         lines += [f"Data: a seeded split (seed {sp['split_seed']}) with {100 * sp['train_fraction']:.0f}% for "
@@ -47,7 +58,14 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         lines += ["", "Selected run on test: " + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} "
                                                           f"{fmt(k, sel['test'][k])}" for k in extra) + "."]
     paper = entry.paper
-    if "test_accuracy" in paper:
+    if "head_on_features" in metrics:
+        lines += ["", f"The same head scored on the cached features: test {m} {f(metrics['head_on_features']['test'][m])} "
+                  "(the whole classifier's figure above is computed from the images)."]
+    if "top1_error" in paper:
+        lines += ["", f"The paper reports ({paper['table']}) a top-1 test error of {paper['top1_error']}: a different, "
+                  "far stronger backbone (LaNet, 99% accuracy), so only the relative change between the two heads "
+                  "compares; see docs/reproduction.md."]
+    elif "test_accuracy" in paper:
         lines += ["", f"The paper reports ({paper['table']}): train {paper.get('train_accuracy', '-')}, test "
                   f"{paper['test_accuracy']} (mean +- std over 5 runs, with the best of 10 learning rates picked "
                   "on the test set)."]
@@ -89,7 +107,8 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     lines += [
         "",
         "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
-        "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]", "```", "",
+        ("logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]" if config.backbone
+         else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"), "```", "",
         "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
         "evaluation by the test suite.", "",
         "## Citation", "", "```bibtex", CITATION, "```", "",
@@ -108,4 +127,37 @@ def render_imported(entry: ModelEntry, metrics: dict) -> str:
         "The authors picked this checkpoint by its test accuracy during training, so its test figure is "
         "not an honest estimate; hanzoo's own models are selected on validation data.", "",
         "## Citation", "", "```bibtex", CITATION, "```", "",
+    ])
+
+
+def render_backbone(entry: ModelEntry, metrics: dict) -> str:
+    """The card of a backbone trained end to end by a fixed recipe (one seed, no selection)."""
+    sel, r = metrics["selected"], metrics["recipe"]
+    log = metrics["log"]
+    return "\n".join([
+        "---", "library_name: hanzoo", "tags: [cifar10, cnn, backbone]", "license: mit", "---", "",
+        f"# {entry.id}", "", entry.description, "",
+        f"Architecture: {entry.arch}, {entry.config.num_params} parameters (BatchNorm folded into the convs and "
+        "per-channel scale/shift after each max pool). Input: raw uint8 pixels [batch, 32, 32, 3] (HWC, RGB); the "
+        "per-channel normalization (statistics of its training images) is inside the model. Output: logits [batch, 10].", "",
+        "Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical binaries "
+        f"cannot be had here). It trained on {metrics['train_images']} of the 50000 training images; the other "
+        f"{metrics['val_images']} (seeded split) were only watched, and are the heads' validation set.", "",
+        "## Measured", "",
+        "| split | top-1 accuracy % | top-1 error % |", "| --- | ---: | ---: |",
+        *[f"| {s} | {100 - sel[s]['top1_error']:.2f} | {sel[s]['top1_error']:.2f} |" for s in ("train", "val", "test")],
+        "", f"One seed ({sel['seed']}); the last epoch is shipped, so nothing was selected on any data. Plain "
+        "forward pass, no test-time augmentation.", "",
+        "## Recipe (hanzoo.backbone; `hanzoo train cifar10-backbone`)", "",
+        f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
+        f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
+        f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop and horizontal flip.",
+        f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} images/s, "
+        f"{metrics['threads']} torch threads) on {metrics['machine']}; torch {metrics['versions']['torch']}.",
+        "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".", "",
+        "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
+        "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]", "features = net.backbone(images)  # [batch, 128]",
+        "```", "",
+        "Every figure on this card is regenerated from `metrics.json` and checked against a fresh evaluation by "
+        "the test suite.", "",
     ])

@@ -83,13 +83,15 @@ def cmd_push(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_parts
     from .hub import load
     from .tasks import get_task
 
     net = load(args.model)
     task = get_task(net.meta["task"])
-    scores = evaluate(net, task, task.split())
+    # image models score the vendored test split alone: their training images are not in the package
+    scores = (evaluate_parts(net, task, {"test": task.test_data()}) if net.config.backbone
+              else evaluate(net, task, task.split()))
     card = net.metrics.get("selected") or net.metrics.get("evaluation") or {}
     out = {"model": net.meta["model_id"], "folder": str(net.folder), "task": task.name, "metric": task.metric,
            "scores": scores, "card": {s: card[s][task.metric] for s in ("train", "test") if s in card}}
@@ -97,7 +99,7 @@ def cmd_eval(args) -> dict:
         t = Table(title=f"{out['model']} on {task.name}", caption=str(net.folder))
         for col in ("split", task.metric, "on the card"):
             t.add_column(col, justify="right")
-        for s in ("train", "test"):
+        for s in scores:
             c = out["card"].get(s)
             from .card import fmt
             t.add_row(s, fmt(task.metric, scores[s][task.metric]), fmt(task.metric, c) if c is not None else "-")
@@ -111,6 +113,17 @@ def cmd_train(args) -> dict:
     from .train import PROTOCOLS, Protocol, train_model
 
     entry = registry.get(args.model)
+    if entry.family == "backbone":
+        from dataclasses import replace
+
+        from . import backbone
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
+        recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
+        folder = backbone.train_model(entry, args.out, recipe, progress=not args.json)
+        sel = json.loads((folder / "metrics.json").read_text())["selected"]
+        if not args.json:
+            console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
+        return {"model": entry.id, "folder": str(folder), "selected": sel}
     base = PROTOCOLS.get(entry.task)
     if base is None:
         raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
@@ -119,7 +132,7 @@ def cmd_train(args) -> dict:
     if args.iterations and not args.epochs:
         over["epochs"] = 0  # an explicit iteration count replaces an epoch-based one
     protocol = Protocol(**(base.to_dict() | over))
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)
     folder = train_model(entry.id, args.out, inits=args.init, protocol=protocol, progress=not args.json,
                          compile=not args.no_compile, reuse_sweep=args.reuse_sweep)
     result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
@@ -222,8 +235,12 @@ def cmd_predict(args) -> dict:
     from .store import read_config, resolve
     from .tasks import get_task
 
-    features = get_task(read_config(resolve(args.model))["task"]).features
-    x = read_inputs(Path(args.input), features)
+    meta = read_config(resolve(args.model))
+    if meta["architecture"].get("backbone"):
+        from .predict import read_images
+        x = read_images(Path(args.input))
+    else:
+        x = read_inputs(Path(args.input), get_task(meta["task"]).features)
     out = predict(args.model, x, args.runtime, args.threads)
     if args.output:
         write_outputs(out, Path(args.output))
@@ -292,7 +309,11 @@ def cmd_reproduce(args) -> dict:
             lrs = entry.metrics.get("protocol", {}).get("lrs")
             protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
             console.print(f"[{i}/{len(ids)}] {m}")
-            train_model(m, protocol=protocol, progress=not args.json)
+            if entry.family == "backbone":  # a fixed recipe rather than a sweep; the heads after it use its features
+                from . import backbone
+                backbone.train_model(entry, progress=not args.json)
+            else:
+                train_model(m, protocol=protocol, progress=not args.json)
     paths = reproduce.write()
     if not args.json:
         console.print("wrote " + ", ".join(str(p) for p in paths))
@@ -334,7 +355,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="override the protocol's epoch count (regression)")
     t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 1 for the stacked sweeps, every core for a backbone)")
     t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
     t.add_argument("--reuse-sweep", action="store_true",
                    help="skip stage 1: reselect from the sweep recorded in the model folder, then refit")

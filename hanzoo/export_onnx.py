@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
-from .lower import DenseStep, lower
+from .lower import DenseStep, lower, lower_backbone
 from .models import Net
 
 OPSET = 17
@@ -25,6 +25,8 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
     steps = lower(net)
     nodes, inits = [], []
     x = "input"
+    if net.config.backbone:
+        x = _backbone_nodes(net, nodes, inits)
     for i, s in enumerate(steps):
         pre = f"l{i}"
         if isinstance(s, DenseStep):
@@ -51,8 +53,13 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
                   helper.make_node("Greater", ["mean", "half"], ["above"], name="decision.greater"),
                   helper.make_node("Cast", ["above"], ["decision"], name="decision.cast", to=TensorProto.INT64)]
         outputs.append(helper.make_tensor_value_info("decision", TensorProto.INT64, ["batch"]))
-    graph = helper.make_graph(nodes, model_id, [helper.make_tensor_value_info(
-        "input", TensorProto.FLOAT, ["batch", net.config.in_features])], outputs, inits)
+    if net.config.backbone:
+        nodes.append(helper.make_node("ArgMax", ["output"], ["class"], name="class.argmax", axis=1, keepdims=0))
+        outputs.append(helper.make_tensor_value_info("class", TensorProto.INT64, ["batch"]))
+        inp = helper.make_tensor_value_info("input", TensorProto.UINT8, ["batch", *net.config.input_shape])
+    else:
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", net.config.in_features])
+    graph = helper.make_graph(nodes, model_id, [inp], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="hanzoo", producer_version=__version__)
     model.ir_version = 8  # readable by every ONNX Runtime since 1.10, mobile builds included
@@ -60,3 +67,46 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
     helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _backbone_nodes(net: Net, nodes: list, inits: list) -> str:
+    """Cast, normalize and transpose uint8 HWC images, then the conv steps and the global max pool;
+    returns the name of the features tensor [batch, C]. GELU is written with Erf (opset 17 has no Gelu)."""
+    mean, std, steps = lower_backbone(net)
+    inits += [numpy_helper.from_array(mean, "pixel.mean"), numpy_helper.from_array(std, "pixel.std"),
+              numpy_helper.from_array(np.array(0.5, dtype=np.float32), "gelu.half"),
+              numpy_helper.from_array(np.array(1.0, dtype=np.float32), "gelu.one"),
+              numpy_helper.from_array(np.array(1 / np.sqrt(2), dtype=np.float32), "gelu.rsqrt2")]
+    nodes += [helper.make_node("Cast", ["input"], ["pixel.f"], name="pixel.cast", to=TensorProto.FLOAT),
+              helper.make_node("Sub", ["pixel.f", "pixel.mean"], ["pixel.c"], name="pixel.sub"),
+              helper.make_node("Div", ["pixel.c", "pixel.std"], ["pixel.n"], name="pixel.div"),
+              helper.make_node("Transpose", ["pixel.n"], ["conv.in"], name="pixel.nchw", perm=[0, 3, 1, 2])]
+    x = "conv.in"
+    for i, s in enumerate(steps):
+        pre = f"c{i}"
+        inits.append(numpy_helper.from_array(s.weight, f"{pre}.weight"))
+        inputs = [x, f"{pre}.weight"]
+        if s.bias is not None:
+            inits.append(numpy_helper.from_array(s.bias, f"{pre}.bias"))
+            inputs.append(f"{pre}.bias")
+        nodes.append(helper.make_node("Conv", inputs, [f"{pre}.conv"], name=f"{pre}.conv", kernel_shape=[3, 3],
+                                      pads=[1, 1, 1, 1]))
+        x = f"{pre}.conv"
+        if s.pool:
+            nodes.append(helper.make_node("MaxPool", [x], [f"{pre}.pool"], name=f"{pre}.pool", kernel_shape=[2, 2],
+                                          strides=[2, 2]))
+            x = f"{pre}.pool"
+        if s.scale is not None:
+            inits += [numpy_helper.from_array(s.scale[:, None, None], f"{pre}.scale"),
+                      numpy_helper.from_array(s.shift[:, None, None], f"{pre}.shift")]
+            nodes += [helper.make_node("Mul", [x, f"{pre}.scale"], [f"{pre}.scaled"], name=f"{pre}.scale"),
+                      helper.make_node("Add", [f"{pre}.scaled", f"{pre}.shift"], [f"{pre}.affine"], name=f"{pre}.shift")]
+            x = f"{pre}.affine"
+        nodes += [helper.make_node("Mul", [x, "gelu.rsqrt2"], [f"{pre}.g0"], name=f"{pre}.gelu.scale"),
+                  helper.make_node("Erf", [f"{pre}.g0"], [f"{pre}.g1"], name=f"{pre}.gelu.erf"),
+                  helper.make_node("Add", [f"{pre}.g1", "gelu.one"], [f"{pre}.g2"], name=f"{pre}.gelu.add"),
+                  helper.make_node("Mul", [x, f"{pre}.g2"], [f"{pre}.g3"], name=f"{pre}.gelu.mul"),
+                  helper.make_node("Mul", [f"{pre}.g3", "gelu.half"], [f"{pre}.y"], name=f"{pre}.gelu.half")]
+        x = f"{pre}.y"
+    nodes.append(helper.make_node("ReduceMax", [x], ["features"], name="features.max", axes=[2, 3], keepdims=0))
+    return "features"

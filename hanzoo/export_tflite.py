@@ -11,7 +11,7 @@ import json
 import os
 
 from .errors import HanzooError
-from .lower import DenseStep, HanStep, lower
+from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
 
 
@@ -35,8 +35,27 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
         else:
             consts.append((tf.constant(s.p), tf.constant(s.q)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, net.config.in_features], tf.float32, name="input")])
+    image = bool(net.config.backbone)
+    if image:
+        mean, std, conv_steps = lower_backbone(net)
+        convs = [(tf.constant(c.weight.transpose(2, 3, 1, 0)), None if c.bias is None else tf.constant(c.bias), c)
+                 for c in conv_steps]  # OIHW -> HWIO: TFLite convolves NHWC images natively
+    spec = (tf.TensorSpec([None, *net.config.input_shape], tf.uint8, name="input") if image
+            else tf.TensorSpec([None, net.config.in_features], tf.float32, name="input"))
+
+    @tf.function(input_signature=[spec])
     def serve(x):
+        if image:
+            x = (tf.cast(x, tf.float32) - mean) / std
+            for w, b, c in convs:
+                x = tf.nn.conv2d(x, w, 1, "SAME")
+                x = x if b is None else x + b
+                if c.pool:
+                    x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+                if c.scale is not None:
+                    x = x * c.scale + c.shift
+                x = tf.nn.gelu(x, approximate=False)
+            x = tf.reduce_max(x, axis=[1, 2])
         for s, (a, b) in zip(steps, consts):
             if isinstance(s, HanStep):
                 x = x + tf.matmul(tf.matmul(x, a), b)
@@ -46,6 +65,8 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
         out = {"output": x}
         if task == "checkerboard":
             out["decision"] = tf.cast(tf.reduce_mean(x, axis=1) > 0.5, tf.int64)
+        if image:
+            out["class"] = tf.argmax(x, axis=1, output_type=tf.int64)
         return out
 
     module = tf.Module()

@@ -37,6 +37,29 @@ class HanStep:
     act: str
 
 
+@dataclass
+class ConvStep:
+    """A 3x3 conv (stride 1, padding 1), an optional 2x2 max pool and per-channel scale/shift, then GELU."""
+
+    weight: np.ndarray  # [out, in, 3, 3]
+    bias: np.ndarray | None  # [out]
+    pool: bool
+    scale: np.ndarray | None  # [out], after the pool
+    shift: np.ndarray | None
+
+
+def lower_backbone(net: Net) -> tuple[np.ndarray, np.ndarray, list[ConvStep]]:
+    """An image model's input normalization (per-channel mean and std, pixel units) and conv steps; the
+    features are the global max over the last step's output."""
+    bb = net.backbone
+    f32 = lambda t: t.detach().float().numpy().copy()  # noqa: E731
+    steps = [ConvStep(f32(bb.stem.weight), f32(bb.stem.bias), False, None, None)]
+    for conv1, scale, shift, conv2 in zip(bb.conv1, bb.scale, bb.shift, bb.conv2):
+        steps.append(ConvStep(f32(conv1.weight), None, True, f32(scale), f32(shift)))
+        steps.append(ConvStep(f32(conv2.weight), f32(conv2.bias), False, None, None))
+    return f32(bb.mean), f32(bb.std), steps
+
+
 def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The first layer's and the head's (weight, bias) in float64 with a regression net's
     standardization folded in, so they take raw features and return the target in its units:

@@ -33,9 +33,16 @@ class ModelConfig:
     out_features: int
     blocks: tuple[Block, ...]
     init: str = "kaiming"
+    # Conv widths of an image backbone (hanzoo.backbone) in front of the blocks; () for a plain MLP.
+    # With one, the model takes uint8 images [batch, 32, 32, 3] and in_features is its feature width.
+    backbone: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(b if isinstance(b, Block) else Block(**b) for b in self.blocks))
+        object.__setattr__(self, "backbone", tuple(self.backbone))
+        if self.backbone and (self.backbone[-1] != self.in_features or min(self.backbone) < 1):
+            raise HanzooError(f"backbone widths {list(self.backbone)} must be positive and end at in_features "
+                              f"({self.in_features})")
         if self.init not in INITS:
             raise HanzooError(f"unknown init {self.init!r}; expected one of {INITS}")
         n = self.in_features
@@ -69,10 +76,21 @@ class ModelConfig:
         return max((b.width for b in self.blocks), default=0)
 
     @property
-    def num_params(self) -> int:
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (in_features,) floats, or (32, 32, 3) uint8 pixels with a backbone."""
+        return (32, 32, 3) if self.backbone else (self.in_features,)
+
+    @property
+    def head_params(self) -> int:
+        """Parameters after the backbone (all of them for a plain MLP)."""
         hidden = sum(2 * o if k == "han" else i * o + o for k, i, o, _ in self.layers())
         last = self.layers()[-1][2] if self.blocks else self.in_features
         return hidden + last * self.out_features + self.out_features
+
+    @property
+    def num_params(self) -> int:
+        from .backbone import Backbone
+        return self.head_params + (Backbone.num_params(self.backbone) if self.backbone else 0)
 
     @property
     def num_activations(self) -> int:
@@ -80,19 +98,23 @@ class ModelConfig:
 
     @property
     def activation_ratio(self) -> float:
-        """AR = hidden activations / parameters (paper, Section 1.4)."""
-        return self.num_activations / self.num_params
+        """AR = hidden activations / parameters (paper, Section 1.4), of the part after any backbone."""
+        return self.num_activations / self.head_params
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["blocks"] = [asdict(b) for b in self.blocks]
+        if self.backbone:
+            d["backbone"] = list(self.backbone)
+        else:
+            del d["backbone"]  # MLP configs read exactly as before
         return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "architecture") -> "ModelConfig":
         """Strictly: every key known, every value of its type, named in the error when it is not."""
-        _check_fields(d, where, {"in_features": int, "out_features": int, "blocks": list, "init": str},
-                      required=("in_features", "out_features", "blocks"))
+        _check_fields(d, where, {"in_features": int, "out_features": int, "blocks": list, "init": str,
+                                 "backbone": list}, required=("in_features", "out_features", "blocks"))
         for name in ("in_features", "out_features"):
             if d[name] < 1 or d[name] > 1 << 20:
                 raise HanzooError(f"{where}.{name} must be between 1 and {1 << 20}, got {d[name]}")
@@ -103,7 +125,11 @@ class ModelConfig:
             if not 1 <= b["width"] <= 1 << 16 or not 1 <= b.get("repeat", 1) <= 1024:
                 raise HanzooError(f"{where}.blocks[{i}]: width must be 1..65536 and repeat 1..1024")
             blocks.append(Block(**b))
-        return cls(d["in_features"], d["out_features"], tuple(blocks), d.get("init", "kaiming"))
+        backbone = d.get("backbone", [])
+        if len(backbone) > 8 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096
+                                        for w in backbone):
+            raise HanzooError(f"{where}.backbone must be at most 8 widths, each an int in 1..4096; got {backbone!r:.60}")
+        return cls(d["in_features"], d["out_features"], tuple(blocks), d.get("init", "kaiming"), tuple(backbone))
 
 
 def _check_fields(d: object, where: str, types: dict[str, type], required: tuple[str, ...]) -> None:
@@ -122,11 +148,17 @@ def _check_fields(d: object, where: str, types: dict[str, type], required: tuple
 
 
 class Net(nn.Module):
-    """Hidden layers, then a linear head. Input [batch, in_features] -> output [batch, out_features]."""
+    """Hidden layers, then a linear head. Input [batch, in_features] -> output [batch, out_features].
+
+    With `config.backbone`, a conv backbone (hanzoo.backbone) comes first: uint8 images [batch, 32, 32, 3]
+    -> features [batch, in_features] -> the layers and head as above (the logits)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        if config.backbone:
+            from .backbone import Backbone
+            self.backbone = Backbone(config.backbone)
         self.layers = nn.ModuleList(
             HanLayer(o, act) if kind == "han" else Dense(i, o, act) for kind, i, o, act in config.layers()
         )
@@ -144,6 +176,8 @@ class Net(nn.Module):
             self.register_buffer(k, value, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.backbone:
+            x = self.backbone(x)
         if self.scaling:
             x = (x - self.x_mean) / self.x_std
         for layer in self.layers:

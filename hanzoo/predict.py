@@ -62,20 +62,54 @@ def read_inputs(path: Path, features: tuple[str, ...]) -> np.ndarray:
     return x
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def read_images(path: Path) -> np.ndarray:
+    """uint8 images [N, 32, 32, 3] from a .npy array ([N, 32, 32, 3] or one [32, 32, 3]) or one image file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HanzooError(f"input file {path} does not exist")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            from PIL import Image
+        except ImportError:
+            raise HanzooError("reading image files needs Pillow: pip install 'hanzoo[cifar]'") from None
+        try:
+            with Image.open(path) as im:
+                x = np.asarray(im.convert("RGB"), dtype=np.uint8)[None]
+        except OSError as e:
+            raise HanzooError(f"{path} is not a readable image ({e})") from None
+    elif path.suffix == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise HanzooError(f"{path} is not a readable .npy array ({e})") from None
+        x = x[None] if x.ndim == 3 else x
+    else:
+        raise HanzooError(f"{path}: an image model reads a .npy of uint8 images or one of {', '.join(IMAGE_SUFFIXES)}")
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+        raise HanzooError(f"{path} holds images of shape {x.shape[1:] if x.ndim == 4 else x.shape}; this model takes "
+                          "32x32 RGB images (resize them first)")
+    if x.dtype != np.uint8:
+        raise HanzooError(f"{path} has dtype {x.dtype}; images must be uint8 pixels 0..255")
+    if len(x) == 0:
+        raise HanzooError(f"{path} has no images")
+    return x
+
+
 def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", threads: int = 1) -> dict[str, np.ndarray]:
-    """Run a shipped model (id or folder) in `runtime` on float inputs [rows, n_in]."""
+    """Run a shipped model (id or folder) in `runtime` on float inputs [rows, n_in] (or, for an image model,
+    uint8 images [rows, 32, 32, 3])."""
+    from .evaluate import check_input
     from .export import EXPORT_DIR
+    from .models import ModelConfig
     from .runtimes import get_runtime
 
     rt = get_runtime(runtime)
     model_dir = store.resolve(model)
     meta = store.read_config(model_dir)
-    n = get_task(meta["task"]).n_in
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != n:
-        raise HanzooError(f"input has shape {x.shape}; this model takes [rows, {n}]")
-    if not np.isfinite(x).all():
-        raise HanzooError("input has NaN or infinite values")
+    x = check_input(x, ModelConfig.from_dict(meta["architecture"]).input_shape)
     return rt.load(model_dir, EXPORT_DIR / meta["model_id"], threads)(x)
 
 

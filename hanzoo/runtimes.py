@@ -1,4 +1,5 @@
-"""Each inference runtime behind one small interface: load an artifact, run a float32 batch.
+"""Each inference runtime behind one small interface: load an artifact, run a batch (float32 features,
+or uint8 images for the CIFAR-10 classifiers).
 
 `RUNTIMES[name].load(model_dir, export_dir, threads)` returns a callable
 x [batch, n_in] -> {output name: array}; torch reads the model folder, the others their artifact.
@@ -31,7 +32,14 @@ def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
     res = {"output": out}
     if net.meta["task"] == "checkerboard":
         res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
+    if net.config.backbone:  # image classifiers also return the class
+        res["class"] = out.argmax(axis=1).astype(np.int64)
     return res
+
+
+def _as_input(x: np.ndarray, dtype) -> np.ndarray:
+    """Images stay uint8 pixels; features become float32."""
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
@@ -41,20 +49,21 @@ def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     torch.set_num_threads(threads)
     net = load(model_dir)
+    dtype = np.uint8 if net.config.backbone else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            return _outputs(net, net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
+            return _outputs(net, net(torch.from_numpy(_as_input(x, dtype))).numpy())
     return run
 
 
-def cuda_graphed(net, x_shape: tuple[int, ...]):
+def cuda_graphed(net, x_shape: tuple[int, ...], dtype=None):
     """`net` captured as one CUDA graph for inputs of `x_shape`: one launch replays every kernel.
 
     Returns (run, static_input, static_output); copy into static_input, call run(), read static_output."""
     import torch
 
-    static_x = torch.zeros(x_shape, device="cuda")
+    static_x = torch.zeros(x_shape, device="cuda", dtype=dtype or torch.float32)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side), torch.no_grad():  # warm up off the capture stream, as CUDA graphs require
@@ -88,12 +97,12 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     graphs: dict[tuple[int, ...], tuple] = {}
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
+        xt = torch.from_numpy(_as_input(x, np.uint8 if net.config.backbone else np.float32)).cuda()
         if kernel is not None:
             out = kernel(xt)
         else:
             if xt.shape not in graphs:
-                graphs[xt.shape] = cuda_graphed(net, tuple(xt.shape))
+                graphs[xt.shape] = cuda_graphed(net, tuple(xt.shape), xt.dtype)
             replay, static_x, static_out = graphs[xt.shape]
             static_x.copy_(xt)
             replay()
@@ -129,9 +138,10 @@ def _ort_session(path: Path, threads: int, mobile: bool):
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
         raise HanzooError(f"onnxruntime cannot load {path}: {e}") from None
     names = [o.name for o in sess.get_outputs()]
+    dtype = np.uint8 if sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(names, sess.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})))
+        return dict(zip(names, sess.run(None, {"input": _as_input(x, dtype)})))
     return run
 
 
@@ -146,9 +156,10 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
         raise HanzooError("this runtime needs LiteRT: pip install 'hanzoo[tflite]'") from None
     interp = Interpreter(model_path=str(path), num_threads=threads)  # XNNPACK is the default CPU delegate
     runner = interp.get_signature_runner("serving_default")
+    dtype = runner.get_input_details()["input"]["dtype"]
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        return runner(input=np.ascontiguousarray(x, dtype=np.float32))
+        return runner(input=_as_input(x, dtype))
     return run
 
 

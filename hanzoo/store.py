@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 
 def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, state: dict[str, torch.Tensor],
                  metrics: dict, card: str, extra_files: dict[str, bytes] | None = None,
-                 scaling: dict[str, list[float]] | None = None) -> Path:
+                 scaling: dict[str, list[float]] | None = None, preprocessing: dict | None = None) -> Path:
     """Write a complete model folder at `dest`, replacing any folder there only once all is written."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +37,8 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
     try:
         meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
                 "task": task, "architecture": config.to_dict()}
-        if scaling:
-            meta["preprocessing"] = scaling
+        if scaling or preprocessing:
+            meta["preprocessing"] = scaling or preprocessing
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "hanzoo_id": model_id})
@@ -150,12 +150,28 @@ def load(source: str | Path) -> Net:
     state = load_state(weights)
     check_state(net, state, str(weights))
     net.load_state_dict(state)
-    net.set_scaling(_scaling(meta, folder))
+    if net.config.backbone:
+        net.backbone.set_stats(*_image_stats(meta, folder))
+    else:
+        net.set_scaling(_scaling(meta, folder))
     net.eval().requires_grad_(False)  # an inference module: outputs carry no autograd graph
     net.meta = meta
     net.metrics = read_metrics(folder)
     net.folder = folder
     return net
+
+
+def _image_stats(meta: dict, folder: Path) -> tuple[list[float], list[float]]:
+    """An image model's per-channel mean and std (pixel units, from its training images)."""
+    pre = meta.get("preprocessing") or {}
+    for k in ("image_mean", "image_std"):
+        v = pre.get(k)
+        if not isinstance(v, list) or len(v) != 3 or not all(isinstance(a, (int, float)) and 0 < a < 256 for a in v):
+            raise HanzooError(f"{folder / 'config.json'}: preprocessing.{k} must be 3 numbers in (0, 256)")
+    extra = sorted(set(pre) - {"image_mean", "image_std"})
+    if extra:
+        raise HanzooError(f"{folder / 'config.json'}: preprocessing.{extra[0]} is not a field of an image model")
+    return [float(a) for a in pre["image_mean"]], [float(a) for a in pre["image_std"]]
 
 
 def _scaling(meta: dict, folder: Path) -> dict[str, list[float]] | None:

@@ -62,8 +62,15 @@ class Task:
     standardize: bool = False  # train on standardized inputs and targets (stats from the training split)
     loss_name: str = "mse"  # the key of `metrics` that holds the training loss (it breaks metric ties)
 
+    input_dtype = np.float32
+
     def split(self) -> Split:
         raise HanzooError(f"task {self.name!r} has no data loader in this version of hanzoo")
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The test part alone (what evaluation and verification need)."""
+        s = self.split()
+        return s.x_test, s.y_test
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean over the sample and output dims; leading dims (stacked runs) are kept."""
@@ -218,6 +225,33 @@ class FeatureClassification(Task):
         return {"top1_error": wrong.to(torch.float64).mean(dim=-1) * 100, "cross_entropy": self.loss(out, y)}
 
 
+class CifarImages(Task):
+    """CIFAR-10 (JPEG) classification from raw uint8 images [N, 32, 32, 3] (hanzoo.cifar).
+
+    The training part is the 45000 images the backbone trained on; the other 5000 of the official
+    training set are the validation part (hanzoo.backbone.split_indices). Metric: top-1 error in %.
+    """
+
+    name, n_in, n_out, metric, higher_is_better, loss_name = "cifar10", 3072, 10, "top1_error", False, "cross_entropy"
+    input_dtype = np.uint8
+
+    def split(self) -> Split:
+        from . import cifar
+        from .backbone import Recipe, split_indices
+        x, y = cifar.load("train")
+        tr, va = split_indices(len(x), Recipe())
+        xs, ys = self.test_data()
+        return Split(x[tr], y[tr, None].astype(np.float32), xs, ys, x[va], y[va, None].astype(np.float32))
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        from . import cifar
+        x, y = cifar.load("test")  # vendored: needs nothing outside the package
+        return x, y[:, None].astype(np.float32)
+
+    loss = FeatureClassification.loss
+    metrics = FeatureClassification.metrics
+
+
 class _Pending(Task):
     """A task of the paper whose data loader lands in a later issue; its models are in the registry."""
 
@@ -240,6 +274,7 @@ TASKS: dict[str, Task] = {
                                    "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302",
                                    "medianHouseValue", train_fraction=0.2),
     "cifar10-features": _Pending("cifar10-features", 2048, 10, "top1_error", False),
+    "cifar10": CifarImages(),
 }
 
 

@@ -57,7 +57,11 @@ _REGRESSION = Protocol(lrs=(0.001,), milestones=(), optimizer="adam", epochs=300
 # on fresh random splits of the grid (experiments/checkerboard_selection.py, which never reads the
 # official test set), the best-validation rule shipped clearly better HanNets (docs/checkerboard-selection.json).
 PROTOCOLS = {"checkerboard": Protocol(refit=False, ship_seeds=tuple(range(10))), "elevators": _REGRESSION, "calhousing": _REGRESSION,
-             "elevators-20pct": _REGRESSION, "calhousing-20pct": _REGRESSION}
+             "elevators-20pct": _REGRESSION, "calhousing-20pct": _REGRESSION,
+             # Paper 3.2.3 / Table 2 for the CIFAR-10 heads: SGD momentum 0.9, batch 1024, 20000 iterations,
+             # weight decay 1e-4, the same 10 LRs and annealing; the checkpoint and LR are chosen on the
+             # 5000 validation images the backbone never trained on.
+             "cifar10": Protocol(iterations=20000, batch_size=1024, weight_decay=1e-4, refit=False, eval_every=500)}
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
@@ -561,10 +565,16 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     from .tasks import get_task
 
     entry = registry.get(model_id)
-    task = get_task(entry.task)
-    if task.name not in PROTOCOLS and protocol is None:
-        raise HanzooError(f"no training protocol for task {task.name!r} in this version of hanzoo")
-    protocol = protocol or PROTOCOLS[task.name]
+    if entry.task not in PROTOCOLS and protocol is None:
+        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
+    protocol = protocol or PROTOCOLS[entry.task]
+    train_config, frozen = entry.config, None
+    if entry.frozen:  # only the head trains, on the frozen backbone's (cached) features
+        from .backbone import features_task
+        task, frozen = features_task(entry.frozen)
+        train_config = replace(entry.config, backbone=())
+    else:
+        task = get_task(entry.task)
     split = task.split()
     dest = Path(out_dir) if out_dir else entry.dir
     stage1 = stage2 = None
@@ -586,17 +596,17 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
             raise HanzooError("--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
                               "use a protocol with a refit or ship_seeds stage")
     else:
-        stage1 = sweep(entry.config, task, split, protocol, inits=inits, progress=progress, compile=compile)
+        stage1 = sweep(train_config, task, split, protocol, inits=inits, progress=progress, compile=compile)
         runs, sweep_seconds, protocol = stage1.runs, stage1.seconds, stage1.protocol
     chosen = runs[select(runs, task)]
     if protocol.refit:
-        stage2 = refit(entry.config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
+        stage2 = refit(train_config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
         final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
         sel = stage2.runs[stage2.selected]
     elif protocol.ship_seeds:
         # Stage 2: more seeds at the chosen init and LR, on the same fit/validation split; the best
         # validation run is shipped (experiments/checkerboard_selection.py shows why on fresh splits).
-        stage2 = sweep(entry.config, task, split, replace(protocol, lrs=(chosen.lr,), seeds=protocol.ship_seeds),
+        stage2 = sweep(train_config, task, split, replace(protocol, lrs=(chosen.lr,), seeds=protocol.ship_seeds),
                        inits=[chosen.init], progress=progress, compile=compile)
         final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
         sel = stage2.runs[stage2.selected]
@@ -608,10 +618,17 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
 
     # The card's figures come from the plain module, through the same code as `hanzoo eval`.
     net = Net(config)
-    net.load_state_dict(state)
-    net.set_scaling(scaling)
+    preprocessing = None
+    if frozen is not None:  # the whole classifier: the frozen backbone's weights, then the trained head
+        state = {f"backbone.{k}": v for k, v in frozen.backbone.state_dict().items()} | dict(state)
+        preprocessing = frozen.meta["preprocessing"]
+        net.load_state_dict(state)
+        net.backbone.set_stats(preprocessing["image_mean"], preprocessing["image_std"])
+    else:
+        net.load_state_dict(state)
+        net.set_scaling(scaling)
     net.eval()
-    final = evaluate(net, task, split)
+    final = evaluate(net, get_task(entry.task), get_task(entry.task).split()) if frozen else evaluate(net, task, split)
     m = task.metric
     peers = [r for r in final_runs if r.status == "ok"]
     seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
@@ -630,13 +647,19 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
                                               if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"]))},
         "seeds_at_selected": seeds,
         "selection_rule": (SELECTION_RULE if protocol.refit else SELECTION_RULE_SHIP_SEEDS if protocol.ship_seeds
-                           else SELECTION_RULE_NO_REFIT).format(
+                           else SELECTION_RULE_NO_REFIT).replace(
+            *(("a validation split of {pct:.0f}% is carved from the training split (seed {seed})",
+               f"the task's own validation part ({len(split.x_val)} rows the backbone never trained on) is used")
+              if split.x_val is not None else ("", ""))).format(
             pct=100 * protocol.val_fraction, seed=protocol.split_seed, metric=m, every=protocol.eval_every,
             n=len(protocol.ship_seeds)),
         "protocol": protocol.to_dict(),
         "protocol_text": (f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
-                          f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}; MSE loss"
-                          + (" on standardized inputs and targets (statistics of the training split)." if scaling else ".")),
+                          f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"
+                          + (f", weight decay {protocol.weight_decay}" if protocol.weight_decay else "")
+                          + ("; cross-entropy loss on the frozen backbone's features." if frozen else "; MSE loss")
+                          + ("" if frozen else " on standardized inputs and targets (statistics of the training split)."
+                             if scaling else ".")),
         "failed_runs": sum(r.status != "ok" for r in runs),
         "sweep": [asdict(r) for r in runs],
         "refit": [asdict(r) for r in stage2.runs] if protocol.refit else [],
@@ -650,5 +673,12 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     if hasattr(task, "train_fraction"):
         metrics["split"] = {"train_fraction": task.train_fraction, "split_seed": task.split_seed,
                             "train_rows": len(split.x_train), "test_rows": len(split.x_test)}
-    return store.write_folder(dest, entry.id, task.name, config, state, metrics,
-                              card.render(entry, config, metrics), scaling=scaling)
+    if frozen is not None:
+        from .tasks import file_sha256
+        metrics["task"] = entry.task
+        metrics["backbone"] = {"model_id": entry.frozen, "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
+                               "feature_width": task.n_in, "train_images": len(split.x_train),
+                               "val_images": len(split.x_val), "test_images": len(split.x_test)}
+        metrics["head_on_features"] = {"test": sel.test, "val": sel.val}
+    return store.write_folder(dest, entry.id, entry.task, config, state, metrics,
+                              card.render(entry, config, metrics), scaling=scaling, preprocessing=preprocessing)

@@ -1,0 +1,336 @@
+"""The CIFAR-10 (JPEG) backbone: a small CNN that hanzoo trains itself (paper 3.2.3 used LaNet's features,
+which cannot be had here).
+
+    uint8 images [N, 32, 32, 3] -> (x - mean) / std -> conv(3 -> w0) + GELU
+        -> for each next width w: conv -> maxpool 2 -> BN -> GELU -> conv -> BN -> GELU
+        -> global max pool -> features [N, w_last]
+
+Training uses BatchNorm; the shipped module (`Backbone`) has it folded: into the conv before it where the
+two are adjacent, and as a per-channel scale and shift after each max pool (a negative BN scale does not
+commute with the pool). The CPU recipe (fixed before any test figure was seen, airbench-like, scaled
+down for 2 cores): 45000/5000 train/validation images (seeded), per-channel statistics of the 45000,
+random 4-pixel reflect-crop (one offset per batch, which is cheap on a CPU) and flip, SGD Nesterov
+momentum 0.9, batch 256, weight decay 5e-4 on weights, label smoothing 0.2, peak LR 0.2 with a linear
+warm-up over 2 epochs and linear decay to 0, the last epoch shipped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import HanzooError
+
+IMAGE_SHAPE = (32, 32, 3)
+BN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.2
+    warmup_epochs: int = 2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    val_images: int = 5000
+    split_seed: int = 0
+    seed: int = 0
+
+
+def split_indices(n: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into the 50000 training images; the heads use the same split."""
+    perm = np.random.default_rng(recipe.split_seed).permutation(n)
+    return perm[recipe.val_images:], perm[:recipe.val_images]
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, in pixel units (0-255)."""
+    flat = images.reshape(-1, 3).astype(np.float64)
+    return flat.mean(0).tolist(), flat.std(0).tolist()
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x)  # exact (erf) GELU: ONNX writes it with Erf, TFLite has a GELU builtin
+
+
+class Backbone(nn.Module):
+    """The inference backbone: uint8 [N, 32, 32, 3] (HWC, as images are stored) -> features [N, widths[-1]]."""
+
+    def __init__(self, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.conv1 = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(widths, widths[1:]))
+        self.scale = nn.ParameterList(nn.Parameter(torch.ones(b)) for b in widths[1:])
+        self.shift = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in widths[1:])
+        self.conv2 = nn.ModuleList(nn.Conv2d(b, b, 3, padding=1) for b in widths[1:])
+        self.register_buffer("mean", torch.zeros(3), persistent=False)
+        self.register_buffer("std", torch.ones(3), persistent=False)
+
+    def set_stats(self, mean: list[float], std: list[float]) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32)
+        self.std = torch.tensor(std, dtype=torch.float32)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = ((images.float() - self.mean) / self.std).permute(0, 3, 1, 2)
+        x = _act(self.stem(x))
+        for conv1, scale, shift, conv2 in zip(self.conv1, self.scale, self.shift, self.conv2):
+            x = F.max_pool2d(conv1(x), 2)
+            x = _act(x * scale[:, None, None] + shift[:, None, None])
+            x = _act(conv2(x))
+        return torch.amax(x, dim=(2, 3))
+
+    @staticmethod
+    def flops(widths: tuple[int, ...]) -> int:
+        """Multiply-adds x 2 of the convs for one 32x32 image (the pools, GELUs and affines are minor)."""
+        side, total = 32, 2 * 9 * 3 * widths[0] * 32 * 32
+        for a, b in zip(widths, widths[1:]):
+            total += 2 * 9 * a * b * side * side  # conv1 runs before its pool
+            side //= 2
+            total += 2 * 9 * b * b * side * side
+        return total
+
+    @staticmethod
+    def num_params(widths: tuple[int, ...]) -> int:
+        total = 27 * widths[0] + widths[0]
+        for a, b in zip(widths, widths[1:]):
+            total += 9 * a * b + 2 * b + 9 * b * b + b
+        return total
+
+
+class _TrainBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=BN_EPS)
+        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _act(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+        return _act(self.bn2(self.conv2(x)))
+
+
+class TrainNet(nn.Module):
+    """The backbone with BatchNorm and its own linear head, on normalized NCHW float input."""
+
+    def __init__(self, widths: tuple[int, ...], classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0], eps=BN_EPS))
+        self.blocks = nn.Sequential(*[_TrainBlock(a, b) for a, b in zip(widths, widths[1:])])
+        self.head = nn.Linear(widths[-1], classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(self.blocks(_act(self.stem(x))), dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    return scale, bn.bias.double() - bn.running_mean.double() * scale
+
+
+@torch.no_grad()
+def fold(net: TrainNet) -> dict[str, torch.Tensor]:
+    """The state of `Backbone` (keys prefixed "backbone.") and of the head ("head."), BN folded."""
+    out = {}
+    s, t = _bn_affine(net.stem[1])
+    out["backbone.stem.weight"] = net.stem[0].weight.double() * s[:, None, None, None]
+    out["backbone.stem.bias"] = t
+    for i, blk in enumerate(net.blocks):
+        out[f"backbone.conv1.{i}.weight"] = blk.conv1.weight.double()
+        out[f"backbone.scale.{i}"], out[f"backbone.shift.{i}"] = _bn_affine(blk.bn1)
+        s, t = _bn_affine(blk.bn2)
+        out[f"backbone.conv2.{i}.weight"] = blk.conv2.weight.double() * s[:, None, None, None]
+        out[f"backbone.conv2.{i}.bias"] = t
+    out["head.weight"], out["head.bias"] = net.head.weight, net.head.bias
+    return {k: v.float().contiguous() for k, v in out.items()}
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dx, dy = torch.randint(0, 9, (2,), generator=g).tolist()
+    return padded[:, :, dy:dy + 32, dx:dx + 32]
+
+
+def _normalize(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    x = (torch.from_numpy(images).float() - torch.tensor(mean).float()) / torch.tensor(std).float()
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def _accuracy(net: TrainNet, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    net.eval()
+    right = sum(int((net(x[i:i + batch].contiguous(memory_format=torch.channels_last)).argmax(1)
+                     == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return 100.0 * right / len(x)
+
+
+def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
+    """Train with `recipe`, checkpointing into `workdir`; returns the record (with the folded state).
+
+    A finished checkpoint of the same recipe in `workdir` is reused rather than retrained.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from . import cifar
+
+    workdir = Path(workdir)
+    ckpt, record_path = workdir / "checkpoint.safetensors", workdir / "record.json"
+    x_all, y_all = cifar.load("train")
+    tr, va = split_indices(len(x_all), recipe)
+    mean, std = channel_stats(x_all[tr])
+    if ckpt.is_file() and record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("recipe") == json.loads(json.dumps(asdict(recipe))):
+            net = TrainNet(recipe.widths)
+            net.load_state_dict(load_file(str(ckpt)))
+            return record | {"state": fold(net.eval()), "reused_checkpoint": str(ckpt)}
+    torch.manual_seed(recipe.seed)
+    x_tr, y_tr = _normalize(x_all[tr], mean, std), torch.from_numpy(y_all[tr]).long()
+    x_va, y_va = _normalize(x_all[va], mean, std), torch.from_numpy(y_all[va]).long()
+    net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
+    steps = len(x_tr) // recipe.batch_size
+    total, warm = recipe.epochs * steps, recipe.warmup_epochs * steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    g = torch.Generator().manual_seed(recipe.seed)
+    log: list[dict] = []
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    bar = Progress(TextColumn("[bold]train[/] cifar10-backbone"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress)
+    start = time.perf_counter()
+    with bar:
+        job = bar.add_task("", total=total, status="")
+        for epoch in range(recipe.epochs):
+            net.train()
+            order = torch.randperm(len(x_tr), generator=g)
+            loss_sum = 0.0
+            for i in range(steps):
+                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+                xb = _augment(x_tr[idx], g).contiguous(memory_format=torch.channels_last)
+                loss = F.cross_entropy(net(xb), y_tr[idx], label_smoothing=recipe.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise HanzooError(f"backbone training diverged at epoch {epoch + 1}, step {i} (loss {float(loss)})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += float(loss.detach())
+                bar.advance(job)
+            log.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, "val_accuracy": _accuracy(net, x_va, y_va),
+                        "seconds": time.perf_counter() - start})
+            bar.update(job, status=f"epoch {epoch + 1}: val {log[-1]['val_accuracy']:.2f}%")
+            if not progress:
+                print(json.dumps(log[-1]), flush=True)
+    seconds = time.perf_counter() - start
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")} | {
+        k: v.float() for k, v in state.items() if k.endswith("num_batches_tracked")}, str(ckpt.with_suffix(".tmp")))
+    record = {"recipe": json.loads(json.dumps(asdict(recipe))), "image_mean": mean, "image_std": std,
+              "train_images": len(tr), "val_images": len(va), "train_seconds": seconds,
+              "images_per_second": recipe.epochs * steps * recipe.batch_size / seconds,
+              "threads": torch.get_num_threads(), "log": log}
+    ckpt.with_suffix(".tmp").replace(ckpt)
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    return record | {"state": fold(net.eval())}
+
+
+def package(entry, record: dict, dest: Path) -> Path:
+    """The trained backbone as a model folder (BN folded), scored through the same code as `hanzoo eval`."""
+    from . import card, store
+    from .evaluate import evaluate_parts
+    from .models import Net
+    from .tasks import get_task
+    from .train import _git_commit, _machine, _versions
+
+    task = get_task(entry.task)
+    net = Net(entry.config)
+    net.load_state_dict(record["state"])
+    net.backbone.set_stats(record["image_mean"], record["image_std"])
+    net.eval()
+    from . import cifar
+    recipe = record["recipe"]
+    x, y = cifar.load("train")
+    tr, va = split_indices(len(x), Recipe(**{**recipe, "widths": tuple(recipe["widths"])}))
+    label = lambda idx: y[idx, None].astype(np.float32)  # noqa: E731
+    scores = evaluate_parts(net, task, {"train": (x[tr], label(tr)), "val": (x[va], label(va)),
+                                        "test": task.test_data()})
+    metrics = {
+        "model_id": entry.id, "task": task.name, "metric": task.metric, "higher_is_better": False,
+        "selected": {"seed": recipe["seed"], "epochs": recipe["epochs"], **scores},
+        "seeds_at_selected": {s: {"values": [scores[s][task.metric]], "mean": scores[s][task.metric], "std": 0.0}
+                              for s in ("train", "test")},
+        "selection_rule": "none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)",
+        "recipe": recipe, "log": record["log"], "train_images": record["train_images"],
+        "val_images": record["val_images"], "wall_seconds": record["train_seconds"],
+        "images_per_second": record["images_per_second"], "threads": record["threads"],
+        "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
+    }
+    return store.write_folder(dest, entry.id, task.name, entry.config, record["state"], metrics,
+                              card.render_backbone(entry, metrics),
+                              preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]})
+
+
+def train_model(entry, out_dir: Path | None = None, recipe: Recipe | None = None, progress: bool = True,
+                workdir: Path | None = None) -> Path:
+    """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe) and package."""
+    from . import cifar
+    workdir = Path(workdir) if workdir else cifar.cache_dir() / f"{entry.id}-run"
+    record = train(recipe or Recipe(), workdir, progress=progress)
+    return package(entry, record, Path(out_dir) if out_dir else entry.dir)
+
+
+@torch.no_grad()
+def features(net, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The backbone's features of uint8 images, in batches (a whole split at once would need GBs)."""
+    return np.concatenate([net.backbone(torch.from_numpy(images[i:i + batch])).numpy()
+                           for i in range(0, len(images), batch)])
+
+
+def features_task(backbone_id: str):
+    """A FeatureClassification task over the frozen backbone's features of the train, validation and test
+    images, cached by the weights' sha256 (written atomically); also returns the loaded backbone model."""
+    import os
+    import shutil
+    import tempfile
+
+    from . import cifar, store
+    from .tasks import FeatureClassification, file_sha256, get_task
+
+    net = store.load(backbone_id)
+    digest = file_sha256(net.folder / "model.safetensors")[:16]
+    folder = cifar.cache_dir() / f"{backbone_id}-features-{digest}"
+    if not (folder / "labels-test.npy").is_file():
+        split = get_task("cifar10").split()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            for name, x, y in (("train", split.x_train, split.y_train), ("val", split.x_val, split.y_val),
+                               ("test", split.x_test, split.y_test)):
+                np.save(tmp / f"features-{name}.npy", features(net, x))
+                np.save(tmp / f"labels-{name}.npy", y[:, 0].astype(np.int64))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return FeatureClassification(f"{backbone_id}-features", folder), net
