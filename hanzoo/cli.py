@@ -352,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
     t.add_argument("--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)")
     t.add_argument("--iterations", type=int, help="override the protocol's iteration count")
-    t.add_argument("--epochs", type=int, help="override the protocol's epoch count (regression)")
+    t.add_argument("--epochs", type=int, help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)")
     t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
     t.add_argument("--threads", type=int, default=None,

@@ -18,6 +18,13 @@ from hanzoo.verify import ABS_TOL, verify
 SHIPPED = [e for e in registry.MODELS.values() if e.shipped]
 ids = lambda e: e.id  # noqa: E731
 TFLITE_BUILTINS = {"FULLY_CONNECTED", "ADD", "ABS", "RELU", "MEAN", "GREATER", "CAST"}
+# image classifiers add their conv backbone's ops, the normalization and the class
+TFLITE_IMAGE_BUILTINS = {"CONV_2D", "MAX_POOL_2D", "GELU", "MUL", "SUB", "REDUCE_MAX", "ARG_MAX"}
+
+
+def random_input(entry, batch, seed=0):
+    from hanzoo.bench import random_input as make
+    return make(np.random.default_rng(seed), batch, entry.config.input_shape)
 
 
 def han_layers(entry):
@@ -63,9 +70,10 @@ def test_onnx_graph_contract(entry):
     layers = entry.config.layers()
     first = han_layers(entry)[0][0] if n_han else None
     extra = sum(2 * n + 4 for _, n in han_layers(entry)) + (layers[first - 1][1] + 1 if n_han else 0) + 1
+    extra += 9 if entry.config.backbone else 0  # pixel mean and std, GELU's three scalars
     assert entry.config.num_params <= total <= entry.config.num_params + extra
     size = (EXPORT_DIR / entry.id / "model.onnx").stat().st_size
-    assert size <= 4 * total + 8192, "the file is about its constants' bytes plus a small overhead"
+    assert size <= 4 * total + 8192 + 64 * len(model.graph.node), "the file is about its constants' bytes plus a small overhead"
     props = {p.key: p.value for p in model.metadata_props}
     assert props["hanzoo_id"] == entry.id and props["task"] == entry.task and "hanzoo_version" in props
     assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
@@ -75,7 +83,8 @@ def test_onnx_graph_contract(entry):
 def test_tflite_builtins_only_and_metadata(entry):
     flat = (EXPORT_DIR / entry.id / "model.tflite").read_bytes()
     ops = op_types(flat)
-    assert set(ops) <= TFLITE_BUILTINS, set(ops) - TFLITE_BUILTINS
+    allowed = TFLITE_BUILTINS | (TFLITE_IMAGE_BUILTINS if entry.config.backbone else set())
+    assert set(ops) <= allowed, set(ops) - allowed
     counts = Counter(ops)
     h = len(han_layers(entry))
     assert counts["ADD"] == h  # one ADD per Han-layer: x' + [s, 1] @ Q
@@ -85,7 +94,7 @@ def test_tflite_builtins_only_and_metadata(entry):
     sig = interp.get_signature_list()["serving_default"]
     assert sig["inputs"] == ["input"] and "output" in sig["outputs"]
     runner = interp.get_signature_runner("serving_default")
-    assert list(runner.get_input_details()["input"]["shape_signature"]) == [-1, entry.config.in_features]
+    assert list(runner.get_input_details()["input"]["shape_signature"]) == [-1, *entry.config.input_shape]
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
@@ -93,9 +102,8 @@ def test_tflite_builtins_only_and_metadata(entry):
 def test_dynamic_batch(entry, runtime):
     run = RUNTIMES[runtime].load(entry.dir, EXPORT_DIR / entry.id, 1)
     ref = RUNTIMES["torch"].load(entry.dir, EXPORT_DIR / entry.id, 1)
-    rng = np.random.default_rng(0)
-    for batch in (1, 7, 1024):
-        x = rng.uniform(-1, 1, size=(batch, entry.config.in_features)).astype(np.float32)
+    for batch in (1, 7, 64 if entry.config.backbone else 1024):
+        x = random_input(entry, batch, seed=batch)
         got, want = run(x), ref(x)
         assert got["output"].shape == (batch, entry.config.out_features)
         assert np.abs(got["output"] - want["output"]).max() <= ABS_TOL * max(1.0, np.abs(want["output"]).max())
@@ -134,7 +142,7 @@ def test_reexport_is_deterministic(entry, tmp_path):
     # ONNX Runtime lays out an ORT file's flatbuffer in hash-map order, so its bytes differ run to run;
     # the same size and bit-identical outputs are what a re-export can promise.
     assert fresh["model.ort"]["bytes"] == shipped["model.ort"]["bytes"]
-    x = np.random.default_rng(1).uniform(-1, 1, size=(64, entry.config.in_features)).astype(np.float32)
+    x = random_input(entry, 64, seed=1)
     a = RUNTIMES["ort-mobile"].load(entry.dir, EXPORT_DIR / entry.id, 1)(x)
     b = RUNTIMES["ort-mobile"].load(entry.dir, out, 1)(x)
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -204,7 +212,7 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     m = json.loads((folder / "manifest.json").read_text())
     from ai_edge_litert.interpreter import Interpreter
     runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
-    dtypes = {"float": np.float32, "int64": np.int64}
+    dtypes = {"float": np.float32, "int64": np.int64, "uint8": np.uint8}
     for spec, details in ((m["inputs"], runner.get_input_details()), (m["outputs"], runner.get_output_details())):
         assert {v["name"] for v in spec} == set(details)
         for v in spec:

@@ -32,8 +32,19 @@ PAPER_AR = {"checkerboard-hannet-20x30": 19.78, "checkerboard-fcnet-6x100": 1.17
 PAPER_PARAMS |= {f"{m}-20pct": PAPER_PARAMS[m] for m in list(PAPER_PARAMS) if m.startswith(("elevators", "calhousing"))}
 
 
+# hanzoo's own CIFAR-10 classifiers (the paper's LaNet cannot be had): backbone 448 + 13920 + 55488 + 221568
+# = 291424 conv parameters, then FC 128->10 (1290) or the HanNet head 3870 + 3 x 60 + 310 = 4360.
+OUR_PARAMS = {"cifar10-backbone": 292714, "cifar10-fc": 292714, "cifar10-hannet": 295784}
+
+
 def test_every_paper_model_is_registered():
-    assert set(registry.MODELS) == set(PAPER_PARAMS)
+    assert set(registry.MODELS) == set(PAPER_PARAMS) | set(OUR_PARAMS)
+
+
+@pytest.mark.parametrize("model_id", sorted(OUR_PARAMS))
+def test_image_model_param_counts(model_id):
+    assert registry.get(model_id).config.num_params == OUR_PARAMS[model_id]
+    assert sum(p.numel() for p in create_model(model_id, seed=0).parameters()) == OUR_PARAMS[model_id]
 
 
 def test_20pct_models_train_on_a_fifth_of_the_same_rows():
