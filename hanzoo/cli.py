@@ -189,8 +189,10 @@ def cmd_verify(args) -> dict:
         from . import bench
         for rep in reports:
             rt = [r for r in rep["runtimes"]] + ["torch"]
-            timing = bench.bench([rep["model_id"]], rt, (1, 1024), 1, rounds=7)
+            batches = (1, 64) if registry.get(rep["model_id"]).config.backbone else (1, 1024)
+            timing = bench.bench([rep["model_id"]], rt, batches, 1, rounds=7)
             rep["latency"] = [c for c in timing["cells"]]
+            rep["latency_batches"] = list(batches)
     if not args.json:
         for rep in reports:
             _verify_table(rep)
@@ -208,8 +210,10 @@ def _verify_table(rep: dict) -> None:
               caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale) and the same {ref['metric']}; "
                       "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)")
     cols = ["runtime", "max abs err", ref["metric"], "parity"]
+    batches = rep.get("latency_batches", [1, 1024])
     if base:
-        cols += ["batch 1 us", "FCNet us", "ratio", "batch 1024 us", "FCNet us ", "ratio "]
+        for i, b in enumerate(batches):
+            cols += [f"batch {b} us", "FCNet us" + " " * i, "ratio" + " " * i]
     for col in cols:
         t.add_column(col, justify="right")
 
@@ -217,7 +221,7 @@ def _verify_table(rep: dict) -> None:
         if not base:
             return []
         row = []
-        for b in (1, 1024):
+        for b in batches:
             h, f = lat[(rep["model_id"], runtime, b)], lat[(base, runtime, b)]
             row += [f"{h['median_us']:.1f}", f"{f['median_us']:.1f}", f"{h['median_us'] / f['median_us']:.2f}x"]
         return row

@@ -503,6 +503,7 @@ def _progress_bar(total: int, label: str, enabled: bool):
     return Bar()
 
 
+CARVED = "a validation split of {pct:.0f}% is carved from the training split (seed {seed})"
 SELECTION_RULE = ("stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each "
                   "run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
                   "{every} iterations); the init and LR are those with the fewest failed runs, then the best mean "
@@ -634,6 +635,9 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
     for v in seeds.values():
         v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
+    rule = SELECTION_RULE if protocol.refit else SELECTION_RULE_SHIP_SEEDS if protocol.ship_seeds else SELECTION_RULE_NO_REFIT
+    if split.x_val is not None:  # the task holds out its own validation part (CIFAR-10: images the backbone never saw)
+        rule = rule.replace(CARVED, f"the task's own validation part ({len(split.x_val)} rows) is used")
     optimizer = (f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam")
     schedule = (f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else "")
     length = f"{protocol.epochs} epochs ({protocol.iterations} iterations)" if protocol.epochs else f"{protocol.iterations} iterations"
@@ -646,13 +650,8 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
                    "val_mean": float(np.mean([r.val[m] for r in runs
                                               if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"]))},
         "seeds_at_selected": seeds,
-        "selection_rule": (SELECTION_RULE if protocol.refit else SELECTION_RULE_SHIP_SEEDS if protocol.ship_seeds
-                           else SELECTION_RULE_NO_REFIT).replace(
-            *(("a validation split of {pct:.0f}% is carved from the training split (seed {seed})",
-               f"the task's own validation part ({len(split.x_val)} rows the backbone never trained on) is used")
-              if split.x_val is not None else ("", ""))).format(
-            pct=100 * protocol.val_fraction, seed=protocol.split_seed, metric=m, every=protocol.eval_every,
-            n=len(protocol.ship_seeds)),
+        "selection_rule": rule.format(pct=100 * protocol.val_fraction, seed=protocol.split_seed, metric=m,
+                                      every=protocol.eval_every, n=len(protocol.ship_seeds)),
         "protocol": protocol.to_dict(),
         "protocol_text": (f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
                           f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"

@@ -37,3 +37,16 @@ def test_verify_prints_parity_and_latency_in_one_table(capsys):
     assert main(["verify", "checkerboard-hannet-20x30"]) == 0
     out = capsys.readouterr().out
     assert "parity" in out and "batch 1 us" in out and "FCNet" in out and "litert" in out
+
+
+def test_image_classifiers_bench_with_the_head_share(capsys):
+    assert main(["bench", "cifar10-hannet", "--runtime", "onnxruntime,litert", "--rounds", "2", "--batch", "1,1024",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"] == [["cifar10-hannet", "cifar10-fc"]]
+    assert {c["batch"] for c in report["cells"]} == {1}  # images are timed up to batch 64
+    shares = {(h["model"], h["runtime"]): h for h in report["head_share"]}
+    assert set(shares) == {(m, rt) for m in ("cifar10-hannet", "cifar10-fc") for rt in ("onnxruntime", "litert")}
+    for h in shares.values():
+        assert 0 < h["share"] < 1 and h["head_us"] < h["whole_us"]
+    assert "head share" in bench.image_analysis(report, report["groups"][0])
