@@ -152,8 +152,8 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
         f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
         f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
         f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop and horizontal flip.",
-        f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} images/s, "
-        f"{metrics['threads']} torch threads) on {metrics['machine']}; torch {metrics['versions']['torch']}.",
+        f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} training images/s) "
+        f"on {metrics['machine']}; torch {metrics['versions']['torch']}.",
         "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".", "",
         "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
         "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]", "features = net.backbone(images)  # [batch, 128]",

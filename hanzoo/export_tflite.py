@@ -17,6 +17,13 @@ from .models import Net
 
 def _tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Triton (which torch's compiler loads) and TensorFlow both register LLVM's command-line options;
+    # loading Triton after TensorFlow aborts the process ("inconsistency in registered CommandLine
+    # options"), while the other order works. So Triton, where installed, is loaded first.
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
     try:
         import tensorflow as tf
     except ImportError:
@@ -80,6 +87,7 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
 
 
 def _with_metadata(flat: bytes, name: str, data: bytes) -> bytes:
+    _tf()
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -95,6 +103,7 @@ def _with_metadata(flat: bytes, name: str, data: bytes) -> bytes:
 
 def op_types(flat: bytes) -> list[str]:
     """The builtin op names of a TFLite file, in graph order."""
+    _tf()
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
@@ -103,6 +112,7 @@ def op_types(flat: bytes) -> list[str]:
 
 
 def read_metadata(flat: bytes, name: str = "hanzoo") -> dict:
+    _tf()
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))

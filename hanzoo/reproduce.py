@@ -5,6 +5,7 @@ regenerated without training; `--retrain` first retrains every model it covers.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,15 @@ def table6_section() -> list[str]:
     for mid, head in (("cifar10-fc", "FC 128->10"), ("cifar10-hannet", "FC 128->30 + 3 Han-layers + FC 30->10")):
         e = registry.get(mid)
         lines.append(f"| `{mid}` | {head} | {e.config.head_params} | {e.paper['top1_error']} | {_ours(mid)} |")
+    x, y, plain = _cifar_predictions("cifar10-backbone")
+    _, _, flipped = _cifar_predictions("cifar10-backbone", flip=True, logits=True)
+    _, _, straight = _cifar_predictions("cifar10-backbone", logits=True)
+    tta = 100 * float(np.mean((straight + flipped).argmax(1) == y))
+    lines += ["", f"The target set for the CPU backbone recipe was 88% test accuracy in about 30 minutes; it "
+              f"reaches {100 * float(np.mean(plain == y)):.2f}% (its validation accuracy was "
+              f"{100 - bb['selected']['val']['top1_error']:.2f}%), and {tta:.2f}% with flip averaging at test time, "
+              "which the shipped graphs do not do (it would double the backbone's cost). The GPU recipe (94% in the "
+              "issue) is not in this release: it needs a GPU session to tune and time."]
     holds = rc["change"] <= 0.5 * rc["paper"] and -rc["difference"] > 2 * rc["pooled_std"]
     lines += ["", f"Relative change of the mean test error, HanNet head against FC head: ours "
               f"{100 * rc['change']:+.1f}% ({rc['difference']:+.2f} points, against a spread over seeds of "
@@ -185,12 +195,22 @@ def table6_section() -> list[str]:
     return lines
 
 
-def _cifar_predictions(model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cifar_predictions(model_id: str, flip: bool = False, logits: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test images, labels, and the model's classes (or logits), optionally on horizontally flipped images."""
+    from .tasks import get_task
+    x, y = get_task("cifar10").test_data()
+    out = _cifar_logits(model_id, flip)
+    return x, y[:, 0].astype(int), out if logits else out.argmax(1)
+
+
+@lru_cache(maxsize=8)
+def _cifar_logits(model_id: str, flip: bool) -> np.ndarray:
+    # cached: the report and its figures score the same 10000 images several times
     from .evaluate import predict
     from .store import load
     from .tasks import get_task
-    x, y = get_task("cifar10").test_data()
-    return x, y[:, 0].astype(int), predict(load(model_id), x).argmax(1).numpy()
+    x, _ = get_task("cifar10").test_data()
+    return predict(load(model_id), np.ascontiguousarray(x[:, :, ::-1]) if flip else x).numpy()
 
 
 def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
@@ -216,14 +236,17 @@ def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(confusion_path, dpi=110, metadata={"Software": None})
     plt.close(fig)
-    wrong = np.flatnonzero(pred != y)[:40]  # the first mistakes in test order: no cherry-picking
+    # the first 4 mistakes of each true class, in test order: every class shown, and no cherry-picking
+    wrong = np.concatenate([np.flatnonzero((pred != y) & (y == c))[:4] for c in range(10)])
     fig, axes = plt.subplots(4, 10, figsize=(12, 5.6))
+    axes = axes.T  # one class per column
     for ax, i in zip(axes.ravel(), wrong):
         ax.imshow(x[i])
         ax.set_title(f"#{i}\n{CLASSES[y[i]]}->{CLASSES[pred[i]]}", fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle("cifar10-hannet: the first 40 misclassified test images (index, true -> predicted)", fontsize=9)
+    fig.suptitle("cifar10-hannet: the first 4 misclassified test images of each class (index, true -> predicted)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(misclassified_path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -8,6 +8,13 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Triton and TensorFlow both register LLVM's command-line options, and loading Triton after TensorFlow
+# aborts the process (hanzoo.export_tflite._tf has the same guard). Tests mix both, so Triton loads first.
+try:
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -5,7 +5,7 @@ import sys
 from hanzoo import registry
 from hanzoo.cli import main
 
-from .test_registry import PAPER_PARAMS
+from .test_registry import OUR_PARAMS, PAPER_PARAMS
 
 
 def run(capsys, *argv):
@@ -18,7 +18,7 @@ def test_list_json_has_every_model_with_exact_params(capsys):
     code, out, _ = run(capsys, "list", "--json")
     assert code == 0
     rows = {m["id"]: m for m in json.loads(out)["models"]}
-    assert {k: v["params"] for k, v in rows.items()} == PAPER_PARAMS
+    assert {k: v["params"] for k, v in rows.items()} == PAPER_PARAMS | OUR_PARAMS
     for model_id, row in rows.items():
         assert row["shipped"] == registry.get(model_id).shipped
 
