@@ -14,7 +14,6 @@ import numpy as np
 
 from . import store
 from .errors import HanzooError
-from .tasks import get_task
 
 
 def read_inputs(path: Path, features: tuple[str, ...]) -> np.ndarray:
