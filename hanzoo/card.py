@@ -151,7 +151,10 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
         "## Recipe (hanzoo.backbone; `hanzoo train cifar10-backbone`)", "",
         f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
         f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
-        f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop and horizontal flip.",
+        f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop "
+        f"({'one offset per image' if r.get('crop') == 'sample' else 'one offset per batch'}) and horizontal flip"
+        + (f"; an exponential moving average of the weights (decay {r['ema_decay']}) is shipped." if r.get("ema_decay")
+           else "."),
         f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} training images/s) "
         f"on {metrics['machine']}; torch {metrics['versions']['torch']}.",
         "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".", "",

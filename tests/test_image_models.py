@@ -175,3 +175,18 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     record = backbone.train(recipe, tmp_path / "run", progress=False)  # the finished checkpoint is reused
     assert "reused_checkpoint" in record
     assert all(torch.equal(record["state"][k], v) for k, v in store.load_state(folder / "model.safetensors").items())
+
+
+def test_per_image_crops_are_windows_of_the_padded_images():
+    import torch.nn.functional as F
+
+    from hanzoo.backbone import _augment
+    x = torch.randn(6, 3, 32, 32)
+    out = _augment(x, torch.Generator().manual_seed(0), per_sample=True)
+    offsets = set()
+    for i in range(6):
+        found = [(dy, dx) for img in (x[i], x[i].flip(2)) for dy in range(9) for dx in range(9)
+                 if torch.equal(F.pad(img[None], (4, 4, 4, 4), mode="reflect")[0, :, dy:dy + 32, dx:dx + 32], out[i])]
+        assert found, i
+        offsets.add(found[0])
+    assert len(offsets) > 1  # the offsets differ between images
