@@ -206,15 +206,18 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
     workdir = Path(workdir)
     ckpt, record_path = workdir / "checkpoint.safetensors", workdir / "record.json"
-    x_all, y_all = cifar.load("train")
-    tr, va = split_indices(len(x_all), recipe)
-    mean, std = channel_stats(x_all[tr])
     if ckpt.is_file() and record_path.is_file():
-        record = json.loads(record_path.read_text())
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError:
+            record = {}  # a damaged record is never trusted: train again
         if record.get("recipe") == recipe.record():
             net = TrainNet(recipe.widths)
             net.load_state_dict(load_file(str(ckpt)))
             return record | {"state": fold(net.eval()), "reused_checkpoint": str(ckpt)}
+    x_all, y_all = cifar.load("train")
+    tr, va = split_indices(len(x_all), recipe)
+    mean, std = channel_stats(x_all[tr])
     torch.manual_seed(recipe.seed)
     x_tr, y_tr = _normalize(x_all[tr], mean, std), torch.from_numpy(y_all[tr]).long()
     x_va, y_va = _normalize(x_all[va], mean, std), torch.from_numpy(y_all[va]).long()
@@ -268,15 +271,16 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
     if ema is not None:
         net = ema.module
     workdir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in net.state_dict().items()}
-    save_file({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")} | {
-        k: v.float() for k, v in state.items() if k.endswith("num_batches_tracked")}, str(ckpt.with_suffix(".tmp")))
+    # the record goes last, each file through a temporary name: a half-written pair is never reused
+    record_path.unlink(missing_ok=True)
+    save_file({k: v.float().contiguous() for k, v in net.state_dict().items()}, str(ckpt.with_suffix(".tmp")))
+    ckpt.with_suffix(".tmp").replace(ckpt)
     record = {"recipe": recipe.record(), "image_mean": mean, "image_std": std,
               "train_images": len(tr), "val_images": len(va), "train_seconds": seconds,
               "images_per_second": recipe.epochs * steps * recipe.batch_size / seconds,
               "threads": torch.get_num_threads(), "log": log}
-    ckpt.with_suffix(".tmp").replace(ckpt)
-    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    record_path.with_suffix(".tmp").write_text(json.dumps(record, indent=1) + "\n")
+    record_path.with_suffix(".tmp").replace(record_path)
     return record | {"state": fold(net.eval())}
 
 
@@ -293,13 +297,10 @@ def package(entry, record: dict, dest: Path) -> Path:
     net.load_state_dict(record["state"])
     net.backbone.set_stats(record["image_mean"], record["image_std"])
     net.eval()
-    from . import cifar
     recipe = record["recipe"]
-    x, y = cifar.load("train")
-    tr, va = split_indices(len(x), Recipe(**{**recipe, "widths": tuple(recipe["widths"])}))
-    label = lambda idx: y[idx, None].astype(np.float32)  # noqa: E731
-    scores = evaluate_parts(net, task, {"train": (x[tr], label(tr)), "val": (x[va], label(va)),
-                                        "test": task.test_data()})
+    split = task.split(Recipe(**{**recipe, "widths": tuple(recipe["widths"])}))
+    scores = evaluate_parts(net, task, {"train": (split.x_train, split.y_train), "val": (split.x_val, split.y_val),
+                                        "test": (split.x_test, split.y_test)})
     metrics = {
         "model_id": entry.id, "task": task.name, "metric": task.metric, "higher_is_better": False,
         "selected": {"seed": recipe["seed"], "epochs": recipe["epochs"], **scores},

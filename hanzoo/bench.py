@@ -125,6 +125,7 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
     from dataclasses import replace
 
     from . import store
+    from .export import write_graphs
 
     out = []
     rng = np.random.default_rng(1)
@@ -138,8 +139,8 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
             formats = [f for f, rt in (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"))
                        if rt in runtimes]
             head_export = Path(tmp) / mid / "export"
-            if formats:
-                _export_graphs(head_dir, head_export, formats)
+            head_export.mkdir()
+            write_graphs(store.load(head_dir), head_export, formats)
             for runtime in runtimes:
                 fns = {"whole": RUNTIMES[runtime].load(registry.get(mid).dir, EXPORT_DIR / mid, threads),
                        "head": RUNTIMES[runtime].load(head_dir, head_export, threads)}
@@ -153,25 +154,6 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
                 if progress:
                     progress(f"{mid} head share {runtime}")
     return out
-
-
-def _export_graphs(model_dir: Path, dest: Path, formats: list[str]) -> None:
-    """The bare graphs of a model folder (no test data, no parity run): for timing only."""
-    from . import store
-    from .export import FORMATS, onnx_to_ort
-
-    net = store.load(model_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    if "onnx" in formats or "ort" in formats:
-        import onnx
-
-        from .export_onnx import build_onnx
-        onnx.save(build_onnx(net, net.meta["model_id"], net.meta["task"]), str(dest / FORMATS["onnx"]))
-    if "ort" in formats:
-        onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
-    if "tflite" in formats:
-        from .export_tflite import build_tflite
-        (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, net.meta["model_id"], net.meta["task"]))
 
 
 def available_runtimes() -> list[str]:

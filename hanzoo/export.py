@@ -66,18 +66,7 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
     except OSError as e:
         raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
     try:
-        meta = {"input_names": ",".join(get_task(task_name).features)}
-        if "onnx" in formats:
-            import onnx
-
-            from .export_onnx import build_onnx
-            onnx.save(build_onnx(net, model_id, task_name, meta), str(tmp / FORMATS["onnx"]))
-        if "ort" in formats:
-            onnx_to_ort(tmp / FORMATS["onnx"], tmp / FORMATS["ort"])
-        if "tflite" in formats:
-            from .export_tflite import build_tflite
-            (tmp / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, meta))
-
+        write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
         from .runtimes import RUNTIMES
         reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
@@ -90,9 +79,9 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
             (data / f"output_{i}.pb").write_bytes(_tensor_pb(arr, name))
 
         from .verify import verify_folder
-        parity = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
+        report = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
                                                  in {FORMATS[f] for f in formats}]) if parity else None
-        manifest = _manifest(net, tmp, formats, parity)
+        manifest = _manifest(net, tmp, formats, report)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -101,6 +90,21 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = None) -> None:
+    """The model files alone (ONNX, ORT, TFLite) for a loaded model, into an existing folder."""
+    model_id, task_name = net.meta["model_id"], net.meta["task"]
+    if "onnx" in formats or "ort" in formats:
+        import onnx
+
+        from .export_onnx import build_onnx
+        onnx.save(build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"]))
+    if "ort" in formats:
+        onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
+    if "tflite" in formats:
+        from .export_tflite import build_tflite
+        (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, metadata))
 
 
 def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:

@@ -78,7 +78,8 @@ class ModelConfig:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """One sample's shape: (in_features,) floats, or (32, 32, 3) uint8 pixels with a backbone."""
-        return (32, 32, 3) if self.backbone else (self.in_features,)
+        from .backbone import IMAGE_SHAPE
+        return IMAGE_SHAPE if self.backbone else (self.in_features,)
 
     @property
     def head_params(self) -> int:

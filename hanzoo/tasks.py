@@ -235,11 +235,12 @@ class CifarImages(Task):
     name, n_in, n_out, metric, higher_is_better, loss_name = "cifar10", 3072, 10, "top1_error", False, "cross_entropy"
     input_dtype = np.uint8
 
-    def split(self) -> Split:
+    def split(self, recipe=None) -> Split:
+        """Train, validation and test parts; `recipe` (a backbone.Recipe) sets the validation split."""
         from . import cifar
         from .backbone import Recipe, split_indices
         x, y = cifar.load("train")
-        tr, va = split_indices(len(x), Recipe())
+        tr, va = split_indices(len(x), recipe or Recipe())
         xs, ys = self.test_data()
         return Split(x[tr], y[tr, None].astype(np.float32), xs, ys, x[va], y[va, None].astype(np.float32))
 
