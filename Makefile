@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+# Where plain `pip install torch==2.13.0` would take the multi-GB CUDA build (Linux x86-64 without a
+# local CPU wheel), point pip at PyTorch's CPU index: make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
+# torch's float32 results depend on the vector kernels it picks for the CPU (AVX-512, AVX2, SSE). The
+# golden tests run a second time with torch held to its scalar/SSE4.2 kernels, so that a figure only one
+# CPU gives fails on every machine, not just on the next user's.
+OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 
 .PHONY: demo test docs bench clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30
 
-test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite
+test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/python -m pytest
+	$(OLD_CPU) $(BIN)/python -m pytest -m golden
 
 docs: $(VENV)/.test  ## regenerate README's model table, docs/export.md, docs/mobile.md and the model cards
 	$(BIN)/python -m hanzoo.docs
@@ -21,7 +29,7 @@ bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this m
 # torch is pinned and installed first: an unpinned resolve would pull a multi-GB CUDA build.
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) torch==2.13.0
+	$(PIP) torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	touch $@
 
 $(VENV)/.demo: pyproject.toml $(VENV)/.torch

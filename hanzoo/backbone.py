@@ -286,7 +286,7 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
 def package(entry, record: dict, dest: Path) -> Path:
     """The trained backbone as a model folder (BN folded), scored through the same code as `hanzoo eval`."""
-    from . import card, store
+    from . import card, integrity, store
     from .evaluate import evaluate_parts
     from .models import Net
     from .tasks import get_task
@@ -312,9 +312,11 @@ def package(entry, record: dict, dest: Path) -> Path:
         "images_per_second": record["images_per_second"], "threads": record["threads"],
         "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
     }
-    return store.write_folder(dest, entry.id, task.name, entry.config, record["state"], metrics,
-                              card.render_backbone(entry, metrics),
-                              preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]})
+    folder = store.write_folder(dest, entry.id, task.name, entry.config, record["state"], metrics,
+                                card.render_backbone(entry, metrics),
+                                preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]})
+    integrity.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
+    return folder
 
 
 def train_model(entry, out_dir: Path | None = None, recipe: Recipe | None = None, progress: bool = True,

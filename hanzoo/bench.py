@@ -257,23 +257,59 @@ def flops_per_sample(model_id: str) -> int:
 
 
 def plot(report: dict, path: Path) -> None:
-    """Latency against batch size per runtime, HanNet solid, baselines dashed."""
+    """One panel per task: the latency ratio HanNet / baseline (log) against batch size (log), one line per
+    (runtime, baseline), with a line at 1 (below it the HanNet is faster). Each series has its own colour: a
+    hue per runtime and a shade per baseline, with a marker and line style per baseline as well."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    runtimes = report["runtimes"]
-    fig, axes = plt.subplots(1, len(runtimes), figsize=(4 * len(runtimes), 3.6), sharey=True)
-    for ax, rt in zip(np.atleast_1d(axes), runtimes):
-        for model in dict.fromkeys(c["model"] for c in report["cells"]):
-            cells = [c for c in report["cells"] if c["model"] == model and c["runtime"] == rt]
-            style = "-o" if registry.get(model).family == "hannet" else "--s"
-            ax.plot([c["batch"] for c in cells], [c["median_us"] for c in cells], style, label=model)
-        ax.set(xscale="log", yscale="log", title=rt, xlabel="batch")
-        ax.grid(True, which="both", alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("median latency per call (us)")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
-    fig.tight_layout()
+    groups = [g for g in report["groups"] if len(g) > 1]
+    if not groups:
+        return
+    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    shades = plt.get_cmap("tab20c").colors  # 5 hues x 4 shades, dark to light
+    hue = {rt: i % 5 for i, rt in enumerate(report["runtimes"])}
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
+    ratios = [r for c in report["cells"] for r in c.get("ratio_vs", {}).values()]
+    lo, hi = min(ratios + [1.0]) / 1.6, max(ratios + [1.0]) * 1.6
+    cols = 2 if len(groups) > 1 else 1
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.6 * cols, 4.4 * rows), squeeze=False, layout="constrained")
+    for ax, group in zip(axes.ravel(), groups):
+        han, bases = group[0], group[1:]
+        for j, base in enumerate(bases):
+            marker, line = styles[j % len(styles)]
+            for rt in report["runtimes"]:
+                pts = [(b, cell[(han, rt, b)]["ratio_vs"][base]) for b in report["batches"] if (han, rt, b) in cell]
+                if not pts:
+                    continue
+                short = base.removeprefix(f"{registry.get(han).task}-")
+                ax.plot(*zip(*pts), marker=marker, linestyle=line, color=shades[4 * hue[rt] + min(j, 2)],
+                        markersize=6, linewidth=1.8,
+                        label=f"{rt} vs {short} ({registry.get(base).config.num_params} params)")
+        # the label goes in the legend, so it never covers a data point
+        ax.axhline(1.0, color="black", linewidth=1.2, zorder=1, label="ratio 1: HanNet faster below")
+        ax.axhspan(lo, 1.0, color="#2ca02c", alpha=0.06, zorder=0, linewidth=0)
+        batches = sorted({b for rt in report["runtimes"] for b in report["batches"] if (han, rt, b) in cell})
+        ax.set(xscale="log", yscale="log", ylim=(lo, hi), xlabel="batch size (log)",
+               ylabel="latency ratio HanNet / baseline (log)",
+               title=f"{registry.get(han).task}: {han} ({registry.get(han).config.num_params} params)")
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.set_xlim(batches[0] / 1.6, batches[-1] * 1.6)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="major", alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[-1:] + handles[:-1], labels[-1:] + labels[:-1], fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="runtime vs baseline", title_fontsize=7)
+    for ax in axes.ravel()[len(groups):]:
+        ax.axis("off")
+    m = report["machine"]
+    fig.suptitle(f"HanNet / FCNet median latency per call, {report['threads']} thread on {m['cpu']}: below 1 the "
+                 "HanNet is faster", fontsize=10)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
@@ -290,7 +326,7 @@ def report_md(report: dict, bounds: dict) -> str:
         f"{m['gpu'] or 'none (torch-cuda not measured)'}.", "",
         "Each cell is the median (and p90) per-call latency over interleaved rounds, HanNet and baselines "
         "alternating in the same process. The ratio is HanNet / baseline: below 1 the HanNet is faster.", "",
-        "![latency against batch size](benchmarks.png)", "",
+        "![HanNet / baseline latency ratio against batch size, one panel per task](benchmarks.png)", "",
         "## Ratios at a glance", "",
         "| HanNet | baseline | runtime | " + " | ".join(f"batch {b}" for b in report["batches"]) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in report["batches"]) + " |",

@@ -17,10 +17,58 @@ def fmt(metric: str, x: float) -> str:
     return f"{x:.2f}" if metric in ("accuracy", "top1_error") else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
 
 
+WHY = {"diverged": "diverged (non-finite loss)", "collapsed": "collapsed to a constant prediction"}
+
+
+def final_runs(metrics: dict) -> list[dict]:
+    """The runs behind `seeds_at_selected`, failed ones included: the refit seeds, else the stage-2 seeds,
+    else the stage-1 runs at the chosen init and LR (as `hanzoo.train` computed them)."""
+    if metrics.get("refit"):
+        return metrics["refit"]
+    if metrics.get("stage2"):
+        return metrics["stage2"]
+    return stage1_runs(metrics)
+
+
+def stage1_runs(metrics: dict) -> list[dict]:
+    """Stage 1's runs at the init and LR it chose (their validation mean is `stage1.val_mean`)."""
+    s1 = metrics["stage1"]
+    return [r for r in metrics["sweep"] if (r["init"], r["lr"]) == (s1["init"], s1["lr"])]
+
+
+def _seeds(seeds: list[int]) -> str:
+    words = [str(s) for s in seeds]
+    return ("seed " if len(words) == 1 else "seeds ") + (
+        words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1])
+
+
+def seed_count(runs: list[dict]) -> str:
+    """'10 seeds', or '9 of 10 seeds' when some failed."""
+    kept = sum(r["status"] == "ok" for r in runs)
+    return (f"{kept} of {len(runs)}" if kept < len(runs) else f"{kept}") + (" seed" if len(runs) == 1 else " seeds")
+
+
+def excluded(runs: list[dict]) -> str:
+    """Which seeds failed and why, e.g. 'seed 5 diverged (non-finite loss) and is excluded'; '' if none did."""
+    by_status: dict[str, list[int]] = {}
+    for r in runs:
+        if r["status"] != "ok":
+            by_status.setdefault(r["status"], []).append(r["seed"])
+    if not by_status:
+        return ""
+    parts = [f"{_seeds(s)} {WHY.get(status, status)}" for status, s in by_status.items()]
+    n = sum(len(s) for s in by_status.values())
+    return " and ".join(parts) + (" and is excluded" if n == 1 else " and are excluded")
+
+
 def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     m, sel = metrics["metric"], metrics["selected"]
     seeds = metrics["seeds_at_selected"]
     f = lambda x: fmt(m, x)  # noqa: E731
+    runs, first = final_runs(metrics), stage1_runs(metrics)
+    kept = [r["seed"] for r in runs if r["status"] == "ok"]
+    per_seed = ", ".join(f"seed {s} {f(v)}" for s, v in zip(kept, seeds["test"]["values"]))
+    gone = excluded(runs)
     lines = [
         "---", "library_name: hanzoo", "tags: [hannet, householder, tiny-model]", "license: mit", "---", "",
         f"# {entry.id}", "", entry.description, "",
@@ -47,12 +95,16 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
                   "training split are in config.json and applied inside the model.", ""]
     lines += [
         "## Measured", "",
-        f"| split | {m} (selected run) | {m}, mean +- std over {len(seeds['test']['values'])} seeds |",
+        f"| split | {m} (selected run) | {m}, mean +- std over {seed_count(runs)} |",
         "| --- | ---: | ---: |",
     ]
     for split in ("train", "test"):
         vals = seeds[split]
         lines.append(f"| {split} | {f(sel[split][m])} | {f(vals['mean'])} +- {f(vals['std'])} |")
+    trained = (f"Stage 2 refit {len(runs)} seeds on the whole training split" if metrics.get("refit") else
+               f"Stage 2 trained {len(runs)} seeds" if metrics.get("stage2") else
+               f"{len(runs)} seeds were trained at the chosen init and LR")
+    lines += ["", trained + (f"; {gone} from the mean +- std." if gone else ", and every one is in the mean +- std.")]
     extra = [k for k in ("rmse", "r2") if k in sel["test"]]
     if extra:
         lines += ["", "Selected run on test: " + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} "
@@ -79,11 +131,13 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     ]
     if metrics["refit"]:
         lines += [
-            f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
-            f"{f(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
-            f"of {len(metrics['sweep'])}.",
-            f"- Stage 2 shipped seed {sel['seed']} (final iterate, iteration {sel['iterations']}). Test {m} of "
-            "every refit seed: " + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
+            f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
+            f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
+            + (f", {excluded(first)}" if excluded(first) else "") + ". Failed runs in the whole sweep (diverged or "
+            f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
+            f"- Stage 2 refit {len(runs)} seeds and shipped seed {sel['seed']} (final iterate, iteration "
+            f"{sel['iterations']}). Test {m} of every refit seed{' kept' if gone else ''}: {per_seed}"
+            + (f"; {gone}" if gone else "") + ".",
             f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at "
             f"once ({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
             f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
@@ -92,13 +146,14 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     else:
         stage2 = metrics.get("stage2")
         lines += [
-            f"- Chose init `{sel['init']}` and LR {sel['lr']} (mean validation {m} over seeds "
-            f"{f(metrics['stage1']['val_mean'])}); failed runs (diverged or collapsed): {metrics['failed_runs']} "
-            f"of {len(metrics['sweep'])}.",
+            f"- Chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
+            f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
+            + (f", {excluded(first)}" if excluded(first) else "") + ". Failed runs in the whole sweep (diverged or "
+            f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
             (f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}" if stage2
              else f"- Shipped seed {sel['seed']}")
             + f": its checkpoint at iteration {sel['iterations']}, the best validation {m} among that init and LR's "
-            f"seeds. Test {m} of every seed: " + ", ".join(f(v) for v in seeds["test"]["values"]) + ".",
+            f"seeds. Test {m} of every seed{' kept' if gone else ''}: {per_seed}" + (f"; {gone}" if gone else "") + ".",
             f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
             f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
             + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")

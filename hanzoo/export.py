@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, store
+from .atomic import staged_folder
 from .errors import HanzooError
 from .registry import _bundle
 from .tasks import get_task
+from .verify import source_hashes
 
 EXPORT_DIR = _bundle("HANZOO_EXPORT", "export", "exported")
 FORMATS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
@@ -59,13 +59,7 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
     net = store.load(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else EXPORT_DIR / model_id
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-        tmp.chmod(0o755)
-    except OSError as e:
-        raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
-    try:
+    with staged_folder(dest) as tmp:
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
         from .runtimes import RUNTIMES
@@ -77,18 +71,15 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
         (data / "input_0.pb").write_bytes(_tensor_pb(x, "input"))
         for i, (name, arr) in enumerate(ref.items()):
             (data / f"output_{i}.pb").write_bytes(_tensor_pb(arr, name))
-
-        from .verify import verify_folder
-        report = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
-                                                 in {FORMATS[f] for f in formats}]) if parity else None
-        manifest = _manifest(net, tmp, formats, report)
+        manifest = _manifest(net, tmp, formats, None) | {"source": source_hashes(model_dir)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if parity:
+            from .verify import verify_folder
+            manifest["parity"] = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
+                                                                in {FORMATS[f] for f in formats}])
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    from .integrity import repin_if_bundled
+    repin_if_bundled(dest)  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
     return dest
 
 

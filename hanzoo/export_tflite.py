@@ -76,6 +76,7 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
             out["class"] = tf.argmax(x, axis=1, output_type=tf.int64)
         return out
 
+    names = ["output"] + ["decision"] * (task == "checkerboard") + ["class"] * image  # the ONNX graph's order
     module = tf.Module()
     module.serve = serve
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
@@ -83,15 +84,26 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
     flat = converter.convert()
     from . import __version__
     meta = {"hanzoo_id": model_id, "hanzoo_version": __version__, "task": task} | (metadata or {})
-    return _with_metadata(flat, "hanzoo", json.dumps(meta, sort_keys=True).encode())
+    return _finish(flat, "hanzoo", json.dumps(meta, sort_keys=True).encode(), names)
 
 
-def _with_metadata(flat: bytes, name: str, data: bytes) -> bytes:
+def _finish(flat: bytes, name: str, data: bytes, outputs: list[str]) -> bytes:
+    """Name the graph's tensors after the signature ("input", "output", "decision"/"class"), in the ONNX
+    graph's order, and attach the metadata. The converter names them `serving_default_input:0` and
+    `PartitionedCall:N` in no fixed order, which an app reading `get_output_details()` would trip on."""
     _tf()
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    graph, (sig,) = model.subgraphs[0], model.signatureDefs
+    index = {_text(t.name): t.tensorIndex for t in sig.inputs + sig.outputs}
+    if sorted(index) != sorted(["input", *outputs]):
+        raise HanzooError(f"TFLite signature has tensors {sorted(index)}; expected input and {outputs}")
+    for key, i in index.items():
+        graph.tensors[i].name = key.encode()
+    graph.outputs = [index[k] for k in outputs]
+    sig.outputs = sorted(sig.outputs, key=lambda t: outputs.index(_text(t.name)))
     buf = schema.BufferT()
     buf.data = list(data)
     model.buffers.append(buf)
@@ -99,6 +111,10 @@ def _with_metadata(flat: bytes, name: str, data: bytes) -> bytes:
     entry.name, entry.buffer = name, len(model.buffers) - 1
     model.metadata = (model.metadata or []) + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _text(name) -> str:
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def op_types(flat: bytes) -> list[str]:

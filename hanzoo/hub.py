@@ -79,8 +79,38 @@ def pin(model_id: str) -> dict:
     pinned = manifest().get(entry.id)
     if not pinned:
         raise HanzooError(f"model {entry.id!r} has no shipped weights and no Hub pin in {MANIFEST.name} (it has "
-                          f"not been published); train it with `hanzoo train {entry.id}`")
+                          f"not been published); {train_advice(entry.id)}")
     return pinned
+
+
+# Why a task's models cannot be trained here, for the tasks that have no training protocol
+_NO_DATA = {"cifar10-features": "LaNet's 2048-d CIFAR-10 features, which hanzoo does not have"}
+
+
+def trainable(model_id: str) -> bool:
+    """Whether `hanzoo train ID` can train this model (the test cli.cmd_train applies)."""
+    from .train import PROTOCOLS
+    entry = registry.get(model_id)
+    return entry.family == "backbone" or entry.task in PROTOCOLS
+
+
+def train_advice(model_id: str) -> str:
+    """What to tell a user who asked for weights that do not exist: the train command, or, for a reference
+    config that cannot be trained here, why not and which models of the same data can be."""
+    entry = registry.get(model_id)
+    if trainable(entry.id):
+        return f"train it with `hanzoo train {entry.id}`"
+    from .tasks import get_task
+    dataset = entry.task.split("-")[0]
+    # the same family first: a HanNet head points to the trainable HanNet
+    instead = sorted((e for e in registry.MODELS.values()
+                      if e.task.split("-")[0] == dataset and e.family != "backbone" and trainable(e.id)),
+                     key=lambda e: e.family != entry.family)
+    why = _NO_DATA.get(entry.task, f"{get_task(entry.task).n_in}-d {entry.task} inputs, which hanzoo does not have")
+    advice = f"it is a reference config of the paper that needs {why}, so it cannot be trained here"
+    if instead:
+        advice += "; train a model of the same dataset instead: " + " or ".join(f"`hanzoo train {e.id}`" for e in instead)
+    return advice
 
 
 def hub_card(model_id: str) -> str:
@@ -172,6 +202,7 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
     repo = check_repo(repo) if repo else repo_for(model_id)
     rev = revision or pinned["revision"]
     off = offline(offline_flag)
+    probed = off  # offline never touches the network
     out = {}
     for name in files:
         expected = pinned["files"].get(name)
@@ -184,6 +215,11 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
                 raise HanzooError(f"{where} is not in the cache ({cache_dir()}) and hanzoo is offline; run "
                                   f"`hanzoo download {model_id}` with network access first, or unset HF_HUB_OFFLINE")
         else:
+            # a cached file is served by hf_hub_download even when the Hub is gone, at no retry cost: no probe
+            cached = hf.try_to_load_from_cache(repo, name, cache_dir=cache_dir(), revision=rev)
+            if not probed and not isinstance(cached, str):
+                _fail_fast_if_unreachable(repo, name, rev, where)
+                probed = True
             path = _download(repo, name, rev, where)
         actual = sha256(Path(path))
         if actual != expected:
@@ -192,6 +228,37 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
                               "was removed from the cache and not used")
         out[name] = Path(path)
     return out
+
+
+def _not_connected(e: BaseException) -> bool:
+    """A request that failed because no connection could be opened: the name does not resolve, the port
+    refuses, TLS fails. Matched by class name because huggingface_hub's transport is httpx2, httpx or
+    requests depending on its version; they call this ConnectError or ConnectionError."""
+    return any(c.__name__ in ("ConnectError", "ConnectionError") for c in type(e).__mro__)
+
+
+def _unreachable(cause: BaseException | None, where: str) -> str:
+    return (f"cannot reach {endpoint()} ({type(cause).__name__ if cause else 'no response'}) for {where}, "
+            f"and it is not in the cache ({cache_dir()})")
+
+
+def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> None:
+    """Raise at once when the Hub cannot be connected to, before hf_hub_download is asked for a file it lacks.
+
+    When its first HEAD fails and the file is not cached, hf_hub_download asks again through http_backoff:
+    6 tries with 1+2+4+8+8 s of sleep, ~24 s, and huggingface_hub has no setting for that (HF_HUB_ETAG_TIMEOUT
+    and HF_HUB_DOWNLOAD_TIMEOUT bound each request, not the retries). Waiting does not make a name resolve
+    or a closed port open, so one HEAD without retries (get_hf_file_metadata's documented default) tells
+    that case apart. Anything else, an answer or a transient failure (5xx, a timeout), is left to
+    hf_hub_download with its retries and its resuming of cut transfers. One HEAD per fetch, on a
+    connection hf_hub_download then reuses, and none when every file is cached.
+    """
+    import huggingface_hub as hf
+    try:
+        hf.get_hf_file_metadata(hf.hf_hub_url(repo, name, revision=rev, endpoint=endpoint()), timeout=timeout())
+    except Exception as e:  # noqa: BLE001 - only a connection that cannot be opened is decided here
+        if _not_connected(e):
+            raise HanzooError(_unreachable(e, where)) from None
 
 
 def _download(repo: str, name: str, rev: str, where: str) -> str:
@@ -204,8 +271,10 @@ def _download(repo: str, name: str, rev: str, where: str) -> str:
         # the Hub could not be asked (or failed), and there is no cached copy: say what went wrong
         cause = e.__cause__ or e.__context__
         status = getattr(getattr(cause, "response", None), "status_code", None)
-        why = f"the Hub answered HTTP {status}" if status else f"cannot reach {endpoint()} ({type(cause).__name__ if cause else 'no response'})"
-        raise HanzooError(f"{why} for {where}, and it is not in the cache ({cache_dir()})") from None
+        if status:
+            raise HanzooError(f"the Hub answered HTTP {status} for {where}, and it is not in the cache "
+                              f"({cache_dir()})") from None
+        raise HanzooError(_unreachable(cause, where)) from None
     except hf_errors.RevisionNotFoundError:
         raise HanzooError(f"revision {rev!r} does not exist in {repo}") from None
     except hf_errors.EntryNotFoundError:
@@ -256,6 +325,8 @@ def export_path(model_id: str, fmt: str, revision: str | None = None, offline: b
     (repo_path,) = FORMATS[fmt]
     local = export.EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
     if local.is_file() and revision is None:
+        from .integrity import check_artifact
+        check_artifact(local)  # a path handed out is a promise: callers open it without checking
         return local
     return fetch(entry.id, [repo_path], revision, offline)[repo_path]
 

@@ -6,17 +6,16 @@ normalises the vector, v = vector / (||vector|| + 1e-14), which is H(u) with u =
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
-from . import registry, store
+from . import integrity, registry, store
 from .errors import HanzooError
 from .evaluate import evaluate
 from .layers import Dense
 from .models import Net
-from .tasks import get_task
+from .tasks import file_sha256, get_task
 
 
 def convert(src: dict[str, torch.Tensor], net: Net) -> dict[str, torch.Tensor]:
@@ -53,8 +52,10 @@ def import_official(src: Path, dest: Path, model_id: str) -> Path:
     task = get_task(entry.task)
     scores = evaluate(net, task, task.split())
     metrics = {"model_id": entry.id, "task": task.name, "metric": task.metric, "evaluation": scores,
-               "source": {"file": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+               "source": {"file": src.name, "sha256": file_sha256(src),
                           "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)"}}
     from .card import render_imported
-    return store.write_folder(dest, entry.id, task.name, entry.config, state, metrics,
-                              render_imported(entry, metrics))
+    folder = store.write_folder(dest, entry.id, task.name, entry.config, state, metrics,
+                                render_imported(entry, metrics))
+    integrity.repin_if_bundled(folder)  # importing over a shipped model changes the files its pins describe
+    return folder

@@ -125,6 +125,9 @@ def _ort_session(path: Path, threads: int, mobile: bool):
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as e:  # noqa: BLE001 - the checker and the protobuf parser raise different types
             raise HanzooError(f"{path} fails onnx.checker: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    # after the checker, which names what is wrong in a malformed graph; the hash catches what it cannot see
+    from .integrity import check_artifact
+    check_artifact(path)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -149,6 +152,8 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     path = export_dir / "model.tflite"
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
+    from .integrity import check_artifact
+    check_artifact(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         from ai_edge_litert.interpreter import Interpreter

@@ -17,11 +17,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from . import __version__, integrity
 from .errors import HanzooError
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
 from .registry import MODELS, get
+from .tasks import file_sha256
 
 FORMAT_VERSION = 1
 
@@ -29,7 +30,8 @@ FORMAT_VERSION = 1
 def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, state: dict[str, torch.Tensor],
                  metrics: dict, card: str, extra_files: dict[str, bytes] | None = None,
                  scaling: dict[str, list[float]] | None = None, preprocessing: dict | None = None) -> Path:
-    """Write a complete model folder at `dest`, replacing any folder there only once all is written."""
+    """Write a complete model folder at `dest`, replacing any folder there only once all is written.
+    metrics.json gets the sha256 of the weights as `weights_sha256`, which `load` checks."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
@@ -42,6 +44,8 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "hanzoo_id": model_id})
+        # hashed from the written file, so loading can tell these weights from any later change to them
+        metrics = {**metrics, integrity.WEIGHTS_KEY: file_sha256(tmp / "model.safetensors")}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
         for name, data in (extra_files or {}).items():
@@ -67,7 +71,8 @@ def resolve(source: str | Path) -> Path:
     if str(source) in MODELS:
         entry = get(str(source))
         if not entry.shipped:
-            raise HanzooError(f"model {entry.id!r} has no shipped weights; train them with `hanzoo train {entry.id}`")
+            from .hub import train_advice  # lazy: hub imports store (through export)
+            raise HanzooError(f"model {entry.id!r} has no shipped weights; {train_advice(entry.id)}")
         return entry.dir
     if os.sep in str(source) or path.suffix:
         raise HanzooError(f"model folder {source} does not exist")
@@ -144,6 +149,9 @@ def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
 def load(source: str | Path) -> Net:
     """Load a model from a registry id or a model folder, in eval mode, with `.meta` and `.metrics`."""
     folder = resolve(source)
+    metrics = read_metrics(folder)
+    # before anything is parsed: config.json decides the architecture and the scaling, so it is checked too
+    integrity.check_model_folder(folder, metrics)
     meta = read_config(folder)
     net = build(ModelConfig.from_dict(meta["architecture"]))
     weights = folder / "model.safetensors"
@@ -156,7 +164,7 @@ def load(source: str | Path) -> Net:
         net.set_scaling(_scaling(meta, folder))
     net.eval().requires_grad_(False)  # an inference module: outputs carry no autograd graph
     net.meta = meta
-    net.metrics = read_metrics(folder)
+    net.metrics = metrics
     net.folder = folder
     return net
 

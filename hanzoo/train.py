@@ -560,7 +560,7 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     import json
     from pathlib import Path
 
-    from . import card, registry, store
+    from . import card, integrity, registry, store
     from .evaluate import evaluate
     from .models import Net
     from .tasks import get_task
@@ -679,5 +679,7 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
                                "feature_width": task.n_in, "train_images": len(split.x_train),
                                "val_images": len(split.x_val), "test_images": len(split.x_test)}
         metrics["head_on_features"] = {"test": sel.test, "val": sel.val}
-    return store.write_folder(dest, entry.id, entry.task, config, state, metrics,
-                              card.render(entry, config, metrics), scaling=scaling, preprocessing=preprocessing)
+    folder = store.write_folder(dest, entry.id, entry.task, config, state, metrics,
+                                card.render(entry, config, metrics), scaling=scaling, preprocessing=preprocessing)
+    integrity.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
+    return folder

@@ -15,7 +15,9 @@ The CDN lives on "localhost" while the API is on "127.0.0.1", so the client trea
 host (it does not follow the HEAD redirect), as it would for the real CDN.
 
 Faults for tests: `corrupt` (paths served with one byte flipped), `truncate` ({path: times}: close
-the connection halfway through the body that many times), `status` ({path: code}).
+the connection halfway through the body that many times), `status` ({path: code}). `ranges` records
+each (path, first byte) a client asked for with a Range header, so a test can tell a resumed
+transfer from one that started over.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class FakeHub:
         self.truncate: dict[str, int] = {}
         self.status: dict[str, int] = {}
         self.requests: list[str] = []
+        self.ranges: list[tuple[str, int]] = []
         self.validated: list[dict] = []  # model-card front matter that /api/validate-yaml accepted
         self._server: ThreadingHTTPServer | None = None
 
@@ -215,6 +218,7 @@ class FakeHub:
         rng = h.headers.get("Range")
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0] or 0)
+            self.ranges.append((path, start))
         part = data[start:]
         h.send_response(206 if start else 200)
         if start:

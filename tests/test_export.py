@@ -13,7 +13,8 @@ from hanzoo import HanzooError, registry
 from hanzoo.export import EXPORT_DIR, FORMATS, export, parse_formats
 from hanzoo.export_tflite import op_types, read_metadata
 from hanzoo.runtimes import RUNTIMES
-from hanzoo.verify import ABS_TOL, verify
+from hanzoo.tasks import get_task
+from hanzoo.verify import ABS_TOL, allowance, near_boundary, output_tolerance, verify
 
 SHIPPED = [e for e in registry.MODELS.values() if e.shipped]
 ids = lambda e: e.id  # noqa: E731
@@ -110,17 +111,24 @@ def test_dynamic_batch(entry, runtime):
         assert np.abs(got["output"] - want["output"]).max() <= ABS_TOL * max(1.0, np.abs(want["output"]).max())
 
 
+@pytest.mark.golden
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
 def test_parity_on_the_whole_test_split(entry):
     rep = verify(entry.id)
     assert set(rep["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}
     for name, r in rep["runtimes"].items():
         assert r["ok"], (name, r)
+    # The manifest's figures were measured on another CPU: they agree within verify's rule, not to the bit.
     recorded = json.loads((EXPORT_DIR / entry.id / "manifest.json").read_text())["parity"]
-    assert recorded["reference"]["value"] == rep["reference"]["value"]
+    ref, rows = rep["reference"], rep["reference"]["rows"]
+    near = max(ref["rows_near_boundary"], recorded["reference"]["rows_near_boundary"])
+    check = allowance(ref["metric"], ref["value"], recorded["reference"]["value"], near, rows)
+    assert check.ok, f"torch reference {ref['metric']} of {entry.id}: {check}"
     for name, r in rep["runtimes"].items():
-        assert recorded["runtimes"][name]["metric"] == r["metric"]
-        assert recorded["runtimes"][name]["max_abs_err"] == pytest.approx(r["max_abs_err"], rel=0.5, abs=1e-6)
+        was = recorded["runtimes"][name]
+        check = allowance(ref["metric"], r["metric"], was["metric"], near, rows)
+        assert check.ok, f"{name} {ref['metric']} of {entry.id}: {check}"
+        assert was["max_abs_err"] <= was["tolerance_abs"] and r["max_abs_err"] <= r["tolerance_abs"]
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
@@ -132,20 +140,43 @@ def test_test_data_set_round_trips(entry):
     assert np.abs(got - want).max() <= ABS_TOL * max(1.0, np.abs(want).max())
 
 
+# Files computed from the weights alone are byte-identical on every machine; the reference outputs
+# are torch's float32 results, which differ in their last bits between CPUs, so they are compared
+# numerically; the ORT flatbuffer is laid out in hash-map order (same size, same outputs).
+WEIGHTS_ONLY = ("model.onnx", "model.tflite", "test_data_set_0/input_0.pb")
+
+
+@pytest.mark.golden
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
 def test_reexport_is_deterministic(entry, tmp_path):
-    """Exporting the shipped weights again gives the checked-in bytes; changed weights fail here."""
-    # the parity run is the parity test's job; here only the bytes matter (an image model's costs a minute)
-    out = export(entry.id, out=tmp_path / "again", parity=not entry.config.backbone)
-    shipped = json.loads((EXPORT_DIR / entry.id / "manifest.json").read_text())["files"]
-    fresh = json.loads((out / "manifest.json").read_text())["files"]
-    for name in ("model.onnx", "model.tflite", "test_data_set_0/input_0.pb", "test_data_set_0/output_0.pb"):
-        assert fresh[name]["sha256"] == shipped[name]["sha256"], f"{name} of {entry.id} is stale: run `hanzoo export --all`"
-    # ONNX Runtime lays out an ORT file's flatbuffer in hash-map order, so its bytes differ run to run;
-    # the same size and bit-identical outputs are what a re-export can promise.
-    assert fresh["model.ort"]["bytes"] == shipped["model.ort"]["bytes"]
+    """Exporting the shipped weights again gives the checked-in files; changed weights fail here."""
+    # the parity run is the parity test's job (an image model's costs a minute)
+    out = export(entry.id, out=tmp_path / "again", parity=False)
+    shipped_dir = EXPORT_DIR / entry.id
+    shipped = json.loads((shipped_dir / "manifest.json").read_text())
+    fresh = json.loads((out / "manifest.json").read_text())
+    for name in WEIGHTS_ONLY:
+        assert fresh["files"][name]["sha256"] == shipped["files"][name]["sha256"], (
+            f"{name} of {entry.id} differs from the shipped one: run `hanzoo export --all`")
+    outputs = sorted(n for n in shipped["files"] if n.startswith("test_data_set_0/output_"))
+    assert outputs == sorted(n for n in fresh["files"] if n.startswith("test_data_set_0/output_"))
+    for name in outputs:
+        want = numpy_helper.to_array(onnx.load_tensor(str(shipped_dir / name)))
+        got = numpy_helper.to_array(onnx.load_tensor(str(out / name)))
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        if want.dtype.kind == "f":
+            diff, tol = float(np.abs(got - want).max()), output_tolerance(want)
+            assert diff <= tol, f"{name} of {entry.id}: torch's reference differs by {diff:.3g} (tolerance {tol:.3g})"
+        else:  # a decision or class: only rows on the boundary may flip
+            ref = numpy_helper.to_array(onnx.load_tensor(str(shipped_dir / outputs[0])))
+            flips = np.flatnonzero(got != want)
+            near = np.flatnonzero(near_boundary(get_task(entry.task), ref))
+            assert set(flips) <= set(near), f"{name} of {entry.id}: rows {flips[:5]} changed away from the boundary"
+    unmeasured = lambda m: {k: v for k, v in m.items() if k not in ("files", "parity", "versions")}  # noqa: E731
+    assert unmeasured(fresh) == unmeasured(shipped)
+    assert fresh["files"]["model.ort"]["bytes"] == shipped["files"]["model.ort"]["bytes"]
     x = random_input(entry, 64, seed=1)
-    a = RUNTIMES["ort-mobile"].load(entry.dir, EXPORT_DIR / entry.id, 1)(x)
+    a = RUNTIMES["ort-mobile"].load(entry.dir, shipped_dir, 1)(x)
     b = RUNTIMES["ort-mobile"].load(entry.dir, out, 1)(x)
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -201,6 +232,17 @@ def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsy
             a[1] = -a[1]
             init.CopyFrom(numpy_helper.from_array(a, init.name))
     onnx.save(model, str(broken / "checkerboard-hannet-20x30" / "model.onnx"))
+    # an exporter bug, not a damaged file: the manifest and the pins record the bad graph's own hash
+    from hanzoo import hub
+    from hanzoo.tasks import file_sha256
+    digest = file_sha256(broken / "checkerboard-hannet-20x30" / "model.onnx")
+    man = broken / "checkerboard-hannet-20x30" / "manifest.json"
+    m = json.loads(man.read_text())
+    m["files"]["model.onnx"]["sha256"] = digest
+    man.write_text(json.dumps(m))
+    pins = hub.manifest()
+    pins["checkerboard-hannet-20x30"]["files"]["onnx/model.onnx"] = digest
+    monkeypatch.setattr(hub, "manifest", lambda: pins)
     monkeypatch.setattr(export_mod, "EXPORT_DIR", broken)
     assert main(["verify", "checkerboard-hannet-20x30", "--runtime", "onnxruntime", "--json"]) == 1
     err = capsys.readouterr().err

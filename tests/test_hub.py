@@ -1,5 +1,9 @@
 """Downloads through huggingface_hub against a real HTTP server on 127.0.0.1 (tests/hub_server.py)."""
+import logging
+import re
 import shutil
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -119,10 +123,17 @@ def test_corrupted_file_is_evicted_not_used(fake, no_bundle, path):
     _same_outputs(hub.load(MODEL))
 
 
-def test_interrupted_transfer_resumes(fake, no_bundle):
+def test_interrupted_transfer_resumes(fake, no_bundle, monkeypatch):
+    import huggingface_hub.constants
+    # the client keeps only whole chunks of a cut transfer (10 MB by default, more than this file): smaller
+    # chunks let the cut fall after some of them, so the retry has bytes to resume from
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     fake.truncate = {"model.safetensors": 1}  # the first transfer stops halfway; the client resumes with Range
     _same_outputs(hub.load(MODEL))
     assert fake.truncate["model.safetensors"] == 0
+    size = len(fake.repos[REPO]["commits"][fake.commit]["model.safetensors"])
+    ((path, start),) = fake.ranges
+    assert path == "model.safetensors" and 0 < start <= size // 2  # resumed after what it had, not started over
 
 
 def test_transfer_that_keeps_failing_is_a_clean_error(fake, no_bundle):
@@ -151,6 +162,8 @@ def test_http_500(fake, no_bundle, monkeypatch):
     fake.status = {"config.json": 500}
     with pytest.raises(HanzooError, match="HTTP 500 for config.json"):
         hub.load(MODEL)
+    # a 5xx may be transient: it is still retried (failing fast is only for a Hub that cannot be connected to)
+    assert sum(r.startswith("HEAD") and r.endswith("/config.json") for r in fake.requests) > 2
 
 
 def test_names_are_validated_before_any_path(fake):
@@ -203,3 +216,118 @@ def test_push_uploads_the_hub_layout_and_pins_the_commit(fake, monkeypatch, tmp_
     assert hub.fetch(MODEL, ["model.safetensors"])["model.safetensors"].parent.name == commit
     with pytest.raises(HanzooError, match="invalid Hub repo name"):
         hub.push(MODEL, "../x", token="hf_test")
+
+
+# --- a Hub that cannot be connected to --------------------------------------------------------------
+
+UNREACHABLE_S = 5  # huggingface_hub alone retries a failed connection for ~24 s before giving up
+
+
+def _refusing_endpoint() -> str:
+    """A port on 127.0.0.1 that nothing listens on: bound to get a free number, then closed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture(params=["refused", "unresolvable"])
+def dead_hub(request, tmp_path, monkeypatch, no_bundle):
+    """HF_ENDPOINT at a port that refuses, or at a name that never resolves (.invalid, RFC 6761); empty cache."""
+    url = _refusing_endpoint() if request.param == "refused" else "http://hub.invalid"
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HANZOO_HUB_ORG", raising=False)
+    return url
+
+
+def test_unreachable_hub_fails_fast_with_one_clear_line(dead_hub, capfd, caplog):
+    from hanzoo.cli import main
+    clear = (rf"cannot reach {re.escape(dead_hub)} \(\w+\) for config\.json from {REPO} at revision main, "
+             r"and it is not in the cache \(")
+    start = time.monotonic()
+    with pytest.raises(HanzooError, match=clear) as err:
+        hub.load(MODEL)
+    assert time.monotonic() - start < UNREACHABLE_S
+    assert "\n" not in str(err.value)
+    capfd.readouterr()
+    start = time.monotonic()
+    assert main(["download", MODEL]) == 1
+    assert time.monotonic() - start < UNREACHABLE_S
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hanzoo: error: ") and re.search(clear, lines[0]), lines
+    # under pytest, huggingface_hub's "Retrying in 1s..." warnings land in caplog rather than on stderr
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_unreachable_hub_still_serves_what_is_cached(fake, no_bundle):
+    """Failing fast must not cost the cache: with the Hub gone, cached files load and only missing ones fail."""
+    hub.load(MODEL)
+    fake.stop()  # its port now refuses
+    start = time.monotonic()
+    _same_outputs(hub.load(MODEL))
+    with pytest.raises(HanzooError, match=r"cannot reach .* for onnx/model\.onnx .* not in the cache"):
+        hub.load_onnx(MODEL)
+    assert time.monotonic() - start < UNREACHABLE_S
+
+
+def test_a_download_asks_the_hub_once_more_at_most(fake, no_bundle):
+    """The reachability check is one HEAD per fetch, before the first file that is not cached, and none after."""
+    hub.load(MODEL)
+    heads = [r for r in fake.requests if r.startswith("HEAD")]
+    assert len(heads) <= len(hub.FORMATS["torch"]) + 1
+    before = len(fake.requests)
+    hub.load(MODEL)  # all cached: hf_hub_download's own HEADs only
+    assert len(fake.requests) - before <= len(hub.FORMATS["torch"])
+
+
+# --- advice to train ----------------------------------------------------------------------------
+
+def _trainable(model_id: str) -> bool:
+    """What `hanzoo train` accepts (cli.cmd_train): the backbone, or a task with a training protocol."""
+    from hanzoo.train import PROTOCOLS
+    entry = registry.get(model_id)
+    return entry.family == "backbone" or entry.task in PROTOCOLS
+
+
+def _advised(message: str) -> list[str]:
+    return re.findall(r"hanzoo train ([\w.-]+)", message)
+
+
+def _check_advice(model_id: str, message: str) -> None:
+    advised = _advised(message)
+    assert all(a in registry.MODELS and _trainable(a) for a in advised), message
+    if not _trainable(model_id):
+        assert model_id not in advised and advised, message  # not this one, but what can be trained instead
+
+
+def test_every_train_advice_names_a_trainable_model(monkeypatch):
+    monkeypatch.setattr(hub, "manifest", lambda: {})  # as if nothing were published: pin() gives its advice
+    assert not all(_trainable(m) for m in registry.MODELS)  # the check below has an untrainable entry to catch
+    for model_id in registry.MODELS:
+        with pytest.raises(HanzooError) as err:
+            hub.pin(model_id)
+        _check_advice(model_id, str(err.value))
+
+
+def test_reference_config_says_why_it_cannot_be_trained(monkeypatch):
+    monkeypatch.setattr(hub, "manifest", lambda: {})
+    with pytest.raises(HanzooError) as err:
+        hub.pin("cifar10-head-hannet")
+    msg = str(err.value)
+    assert "reference config" in msg and "LaNet" in msg and "2048-d" in msg, msg
+    assert _advised(msg) == ["cifar10-hannet", "cifar10-fc"], msg
+    with pytest.raises(HanzooError) as err:
+        hub.pin("cifar10-head-fc")
+    assert _advised(str(err.value)) == ["cifar10-fc", "cifar10-hannet"]
+    with pytest.raises(HanzooError, match=r"train it with `hanzoo train checkerboard-hannet-20x30`"):
+        hub.pin("checkerboard-hannet-20x30")
+
+
+def test_store_resolve_advice_names_a_trainable_model(tmp_path, monkeypatch):
+    from hanzoo import store
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-bundle")  # nothing shipped: every id gives advice
+    for model_id in registry.MODELS:
+        with pytest.raises(HanzooError) as err:
+            store.resolve(model_id)
+        _check_advice(model_id, str(err.value))

@@ -29,3 +29,23 @@ def test_selection_study_summary_comes_from_its_records():
     d = json.loads(reproduce.SELECTION_JSON.read_text())
     assert study.summarize(d["records"]) == d["summary"]
     assert f"| best validation | {d['summary']['shipped_test_mean']['best validation']:.2f} |" in reproduce.report()
+
+
+def test_shipping_rule_text_is_each_models_metrics():
+    """The report says which rule each Checkerboard model was shipped by, read from its metrics.json: a model
+    with a refit list is never said to ship without one, and every one is named under exactly one rule."""
+    from hanzoo import registry
+
+    text = reproduce.shipped_rules_text()
+    assert text in reproduce.report()
+    clauses = text.split(": ", 1)[1].split("; ")
+    for mid in reproduce.COVERED:
+        m = registry.get(mid).metrics
+        if registry.get(mid).task != "checkerboard" or not m.get("selected"):
+            continue
+        (clause,) = [c for c in clauses if f"`{mid}`" in c]
+        assert ("refit rule" in clause) == bool(m["refit"]) == m["protocol"]["refit"]
+        assert ("stage 2 of" in clause) == bool(m.get("stage2"))
+        if m.get("stage2"):
+            assert f"stage 2 of {len(m['stage2'])} seeds" in clause or f" {len(m['stage2'])} seeds" in clause
+    assert "every Checkerboard model" not in reproduce.report()

@@ -22,8 +22,13 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def copy(folder, tmp_path) -> Path:
+    """A copy without the recorded weights hash, as a hand-made or older folder has: the checks below
+    are what stands between such a folder and a wrong model (tests/test_integrity.py covers the hash)."""
     dest = tmp_path / "copy"
     shutil.copytree(folder, dest)
+    metrics = json.loads((dest / "metrics.json").read_text())
+    del metrics["weights_sha256"]
+    (dest / "metrics.json").write_text(json.dumps(metrics))
     return dest
 
 

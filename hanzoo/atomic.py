@@ -1,0 +1,96 @@
+"""Folders written all at once: a temporary sibling is filled, then renamed into place.
+
+An interrupted write (an exception, Ctrl-C, or SIGTERM from a job scheduler) removes its temporary
+folder, and a later write to the same place sweeps any left by a process that was killed outright
+(SIGKILL, power loss): the temporary name carries the writer's pid, so a live writer's is never swept.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from .errors import HanzooError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep(dest: Path) -> list[Path]:
+    """Remove temporary siblings of `dest` whose writer is gone; returns what was removed."""
+    removed = []
+    for p in Path(dest).parent.glob(f".{Path(dest).name}.tmp-*"):
+        pid = p.name.removeprefix(f".{Path(dest).name}.tmp-").split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            if p.name.endswith("-old") and not Path(dest).exists():  # killed between its two renames
+                p.rename(dest)
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Let SIGTERM unwind the stack like Ctrl-C does, so `finally` blocks clean up (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def staged_folder(dest: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces `dest` (the old one is kept until the new
+    one is in place), on any interruption it is removed and `dest` is left as it was."""
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise HanzooError(f"cannot write the folder {dest}: a file of that name exists")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep(dest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model or export folder is as readable as a checkout
+    except OSError as e:
+        blocker = next((a for a in dest.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise HanzooError(f"cannot write {dest}: {blocker} is a file, not a folder") from None
+        raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
+    try:
+        with _sigterm_raises():
+            yield tmp
+            old = None
+            if dest.exists():
+                old = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-old")
+                dest.rename(old)
+            try:
+                tmp.rename(dest)
+            except BaseException:
+                if old is not None:
+                    old.rename(dest)
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

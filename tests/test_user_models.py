@@ -1,0 +1,116 @@
+"""A user's own model goes train -> export -> verify, and an export is only ever checked against the
+weights it was made from; an interrupted export leaves nothing behind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hanzoo import HanzooError
+from hanzoo.atomic import staged_folder, sweep
+from hanzoo.cli import main
+from hanzoo.export import EXPORT_DIR, export
+from hanzoo.train import Protocol, train_model
+from hanzoo.verify import source_hashes, verify
+
+MODEL = "checkerboard-hannet-20x30"
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory):
+    """A model of the user's own: a short training, written where the user chose, and its export."""
+    root = tmp_path_factory.mktemp("user")
+    protocol = Protocol(iterations=40, lrs=(0.05,), seeds=(0,), eval_every=20, refit=False)
+    folder = train_model(MODEL, root / "mine", protocol=protocol, progress=False, compile=False)
+    exported = export(folder, ["onnx", "tflite"], root / "mine-export")
+    return folder, exported
+
+
+def test_user_folder_train_export_verify(user_model, capsys):
+    folder, exported = user_model
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["source"] == source_hashes(folder)
+    rep = verify(folder, export_dir=exported)
+    assert set(rep["runtimes"]) == {"onnxruntime", "litert"} and all(r["ok"] for r in rep["runtimes"].values())
+    assert main(["verify", str(folder), "--export", str(exported), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["reports"][0]
+    assert out["export_dir"] == str(exported) and "latency" not in out
+
+
+def test_verify_refuses_an_export_of_other_weights(user_model, capsys):
+    folder, exported = user_model
+    # the user's folder against the shipped export of the same id: two different models
+    assert main(["verify", str(folder)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was exported from another model.safetensors" in err
+    assert f"hanzoo export {folder} --out DIR" in err and str(EXPORT_DIR / MODEL) in err
+    # and the shipped model against the user's export
+    with pytest.raises(HanzooError, match="exported from another model.safetensors"):
+        verify(MODEL, export_dir=exported)
+
+
+def test_verify_refuses_an_export_without_its_source(user_model, tmp_path):
+    folder, exported = user_model
+    import shutil
+    old = shutil.copytree(exported, tmp_path / "old")
+    m = json.loads((old / "manifest.json").read_text())
+    del m["source"]
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(HanzooError, match="does not record which weights"):
+        verify(folder, export_dir=old)
+
+
+def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    from hanzoo import export as export_mod
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_mod, "_manifest", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export(MODEL, ["onnx"], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signalled_export_leaves_no_temporary_folder(tmp_path, sig):
+    """A real `hanzoo export` process, signalled while it writes: no `.NAME.tmp-*` folder survives it."""
+    dest = tmp_path / "intr"
+    proc = subprocess.Popen([sys.executable, "-m", "hanzoo.cli", "export", MODEL, "--format", "onnx,tflite",
+                             "--out", str(dest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".intr.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the export finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and b"Traceback" not in err, err.decode()
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_stale_temporary_folders_are_swept(tmp_path):
+    dest = tmp_path / "intr"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".intr.tmp-{dead.stdout.strip()}-abc"
+    stale.mkdir()
+    live = tmp_path / f".intr.tmp-{os.getpid()}-xyz"  # a writer still running: never swept
+    live.mkdir()
+    with staged_folder(dest) as tmp:
+        (tmp / "f").write_text("x")
+    assert not stale.exists() and live.exists() and (dest / "f").read_text() == "x"
+    live.rmdir()
+    assert sweep(dest) == []
+
+
+def test_staged_folder_refuses_to_replace_a_file(tmp_path):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(HanzooError, match="a file of that name exists"):
+        with staged_folder(tmp_path / "f"):
+            pass
+    with pytest.raises(HanzooError, match="is a file, not a folder"):
+        with staged_folder(tmp_path / "f" / "x"):
+            pass
+    assert (tmp_path / "f").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["f"]
