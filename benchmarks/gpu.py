@@ -2,7 +2,7 @@
 
     python benchmarks/gpu.py [--out docs/gpu.json] [--batches 1,1024,65536] [--reps 200]
 
-Needs a CUDA GPU and triton; it is the one script to run when a session is lent the device. In one
+Needs a CUDA GPU and triton; it is the one script to run on a GPU machine. In one
 process it:
 1. checks the fused kernel's parity with the torch fp32 module on the real GPU (whole test split);
 2. times, with CUDA events (medians of --reps launches, after warm-up), every shipped HanNet as

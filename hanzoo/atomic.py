@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import secrets
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -60,26 +60,24 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def staged_folder(dest: Path) -> Iterator[Path]:
+def staged_folder(dest: Path, marker: str | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces `dest` (the old one is kept until the new
-    one is in place), on any interruption it is removed and `dest` is left as it was."""
+    one is in place), on any interruption it is removed and `dest` is left as it was. With `marker`, an
+    existing `dest` is replaced only if it is empty or holds that file (hanzoo wrote it): a mistyped
+    path never deletes a user's other files."""
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise HanzooError(f"cannot write the folder {dest}: a file of that name exists")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        sweep(dest)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a model or export folder is as readable as a checkout
-    except OSError as e:
-        blocker = next((a for a in dest.parents if a.exists() and not a.is_dir()), None)
-        if blocker is not None:
-            raise HanzooError(f"cannot write {dest}: {blocker} is a file, not a folder") from None
-        raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
-    try:
-        with _sigterm_raises():
+    if marker and dest.is_dir() and not (dest / marker).exists() and any(dest.iterdir()):
+        raise HanzooError(f"{dest} already holds other files, and hanzoo replaces this folder whole; "
+                          "give a new or empty folder")
+    with _sigterm_raises():  # installed before the temporary folder exists, so no signal can orphan it
+        # named before it is made, so an interruption at any point knows what to remove
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        old = None
+        try:
+            _make_tmp(dest, tmp)
             yield tmp
-            old = None
             if dest.exists():
                 old = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-old")
                 dest.rename(old)
@@ -89,8 +87,20 @@ def staged_folder(dest: Path) -> Iterator[Path]:
                 if old is not None:
                     old.rename(dest)
                 raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_tmp(dest: Path, tmp: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep(dest)
+        tmp.mkdir()
+    except OSError as e:
+        blocker = next((a for a in dest.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise HanzooError(f"cannot write {dest}: {blocker} is a file, not a folder") from None
+        raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None

@@ -64,6 +64,8 @@ def _metric(model_id: str) -> dict | None:
 def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tuple[int, ...] = BATCHES,
           threads: int = 1, rounds: int = 21, progress=None) -> dict:
     """Time every model with its shipped FCNet baselines; returns a JSON-ready report."""
+    if threads < 1 or rounds < 1:
+        raise HanzooError(f"threads and rounds must be at least 1, got threads={threads}, rounds={rounds}")
     runtimes = list(runtimes or available_runtimes())
     for r in runtimes:
         if r not in RUNTIMES:

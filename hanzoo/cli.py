@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import registry
@@ -32,6 +33,33 @@ def _entry_dict(e: registry.ModelEntry) -> dict:
             "activation_ratio": round(c.activation_ratio, 6), "shipped": e.shipped, "test_metric": _headline(e)}
 
 
+def check_out_folder(path: str | None, flag: str, replaces: str | None = None) -> None:
+    """Refuse a folder that cannot be written before any work is done (training takes hours, and its
+    writer would only fail at the end). With `replaces`, the command swaps the folder in whole, so an
+    existing folder must be empty or one it wrote before (holding `replaces`): never a user's other files."""
+    if not path:
+        return
+    p = Path(path)
+    # os.path's tests answer False rather than raise on an unreadable parent; the write then names it
+    if os.path.lexists(p) and not os.path.isdir(p):
+        raise HanzooError(f"cannot write {flag} {p}: it is a file, not a folder")
+    if replaces and os.path.isdir(p) and not (p / replaces).exists():
+        try:
+            others = any(p.iterdir())
+        except OSError as e:
+            raise HanzooError(f"cannot read {flag} {p}: {e.strerror}") from None
+        if others:
+            raise HanzooError(f"{flag} {p} already holds other files, and hanzoo replaces this folder whole; "
+                              "give a new or empty folder")
+    base = p if os.path.isdir(p) and not replaces else p.parent
+    while not os.path.exists(base) and base != base.parent:
+        base = base.parent
+    if not os.path.isdir(base):
+        raise HanzooError(f"cannot write {flag} {p}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise HanzooError(f"cannot write {flag} {p}: no permission to write in {base}")
+
+
 def cmd_list(args) -> dict:
     rows = [_entry_dict(e) for e in registry.MODELS.values()]
     if not args.json:
@@ -49,16 +77,41 @@ def cmd_list(args) -> dict:
     return {"models": rows}
 
 
+def _exports(model_id: str) -> dict:
+    from .export import EXPORT_DIR, FORMATS
+
+    folder = EXPORT_DIR / model_id
+    files = {name: {"path": str(folder / name), "exists": (folder / name).is_file()}
+             for name in (*FORMATS.values(), "manifest.json")}
+    return {"folder": str(folder), "files": files}
+
+
+def _spec(v: dict) -> str:
+    return f"{v['name']} {v['dtype']} [{', '.join(map(str, v['shape']))}]"
+
+
 def cmd_info(args) -> dict:
+    from .predict import model_io
+
     e = registry.get(args.model)
     info = _entry_dict(e) | {"description": e.description, "config": e.config.to_dict(), "paper": e.paper,
-                             "files": e.files, "folder": str(e.dir)}
+                             "files": e.files, "folder": str(e.dir)} | model_io(e.id, e.task, e.config) | {
+        "exports": _exports(e.id)}
     if not args.json:
         for k in ("id", "description", "task", "arch", "params", "activation_ratio", "shipped", "folder", "files"):
             console.print(f"[bold]{k}[/]: {info[k]}")
         console.print("[bold]blocks[/]: " + ", ".join(
             f"{b['repeat']}x {b['kind']}({b['width']}, {b['act']})" for b in info["config"]["blocks"])
             + f", head -> {e.config.out_features}; init {e.config.init}")
+        for v in info["inputs"]:
+            console.print(f"[bold]input[/]: {escape(_spec(v))}: {escape(v['meaning'])}", highlight=False)
+            for c in v.get("columns", []):
+                console.print(f"  {escape(c['name'])}: {escape(c['unit'])}", highlight=False)
+        for v in info["outputs"]:
+            console.print(f"[bold]output[/]: {escape(_spec(v))}: {escape(v['meaning'])}", highlight=False)
+        for f in info["exports"]["files"].values():
+            state = "exists" if f["exists"] else "missing: run `hanzoo export`"
+            console.print(f"[bold]export[/]: {escape(f['path'])} ({state})", highlight=False)
         console.print(f"[bold]paper[/]: {e.paper}")
         if info["test_metric"]:
             console.print(f"[bold]measured[/]: {info['test_metric']}")
@@ -113,6 +166,7 @@ def cmd_train(args) -> dict:
     from .train import PROTOCOLS, Protocol, train_model
 
     entry = registry.get(args.model)
+    check_out_folder(args.out, "--out", replaces="config.json")
     if entry.family == "backbone":
         from dataclasses import replace
 
@@ -148,6 +202,8 @@ def cmd_train(args) -> dict:
 def cmd_import_official(args) -> dict:
     from .official import import_official
 
+    registry.get(args.model)  # an unknown id is named first
+    check_out_folder(args.dest, "dest", replaces="config.json")
     folder = import_official(Path(args.src), Path(args.dest), args.model)
     metrics = json.loads((folder / "metrics.json").read_text())
     if not args.json:
@@ -164,6 +220,7 @@ def cmd_export(args) -> dict:
         raise HanzooError("name a model id or folder, or pass --all")
     if args.out and len(ids) > 1:
         raise HanzooError("--out takes one model; drop --all or --out")
+    check_out_folder(args.out, "--out", replaces="manifest.json")
     done = []
     for model in ids:
         folder = export(model, formats, Path(args.out) if args.out else None)
@@ -182,12 +239,16 @@ def cmd_verify(args) -> dict:
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
     ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
-        raise HanzooError("name a model id, or pass --all")
-    reports = [verify(m, runtimes) for m in ids]
+        raise HanzooError("name a model id or folder, or pass --all")
+    if args.export and len(ids) > 1:
+        raise HanzooError("--export takes one model; drop --all or --export")
+    reports = [verify(m, runtimes, export_dir=Path(args.export) if args.export else None) for m in ids]
     bad = [line for rep in reports for line in failures(rep)]
+    # latency is timed for the shipped models (against their shipped baselines); a user's folder gets parity
+    timed = [rep for rep in reports if rep["model_id"] in registry.MODELS and not args.export]
     if not args.no_latency and not bad:
         from . import bench
-        for rep in reports:
+        for rep in timed:
             rt = [r for r in rep["runtimes"]] + ["torch"]
             batches = (1, 64) if registry.get(rep["model_id"]).config.backbone else (1, 1024)
             timing = bench.bench([rep["model_id"]], rt, batches, 1, rounds=7)
@@ -235,17 +296,23 @@ def _verify_table(rep: dict) -> None:
 
 
 def cmd_predict(args) -> dict:
-    from .predict import predict, read_inputs, to_csv, write_outputs
+    from .predict import check_output_path, first_row, predict, read_images, read_inputs, to_csv, write_outputs
+    from .runtimes import get_runtime
     from .store import read_config, resolve
     from .tasks import get_task
 
+    # everything that needs no model run is checked first, so a typo costs nothing
+    get_runtime(args.runtime)
+    if args.output:
+        check_output_path(Path(args.output))
     meta = read_config(resolve(args.model))
+    name, src = meta.get("model_id") or args.model, Path(args.input)
     if meta["architecture"].get("backbone"):
-        from .predict import read_images
-        x = read_images(Path(args.input))
+        x = read_images(src, name)
     else:
-        x = read_inputs(Path(args.input), get_task(meta["task"]).features)
-    out = predict(args.model, x, args.runtime, args.threads)
+        x = read_inputs(src, get_task(meta["task"]).features, name)
+    out = predict(args.model, x, args.runtime, args.threads, source=str(src), first_row=first_row(src),
+                  export_dir=Path(args.export) if args.export else None)
     if args.output:
         write_outputs(out, Path(args.output))
         if not args.json:
@@ -267,16 +334,16 @@ def cmd_bench(args) -> dict:
     runtimes = args.runtime.split(",") if args.runtime else None
     batches = tuple(args.batch) if args.batch else ((1, 1024) if args.quick else bench.BATCHES)
     rounds = 5 if args.quick else args.rounds
+    check_out_folder(args.report, "--report")  # before the timing, which takes minutes
     with console.status("timing") as status:
         report = bench.bench(ids, runtimes, batches, args.threads, rounds, progress=lambda m: status.update(m))
     if args.report:
         out = Path(args.report)
-        out.mkdir(parents=True, exist_ok=True)
         bounds = bench.lower_bounds(args.threads)
         report["lower_bounds"] = bounds
-        (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
-        bench.plot(report, out / "benchmarks.png")
-        (out / "benchmarks.md").write_text(bench.report_md(report, bounds))
+        _write_report(out, {"benchmarks.json": lambda p: p.write_text(json.dumps(report, indent=2) + "\n"),
+                            "benchmarks.png": lambda p: bench.plot(report, p),
+                            "benchmarks.md": lambda p: p.write_text(bench.report_md(report, bounds))})
         if not args.json:
             console.print(f"wrote {out / 'benchmarks.md'}, benchmarks.json and benchmarks.png")
     if args.markdown:
@@ -292,6 +359,30 @@ def cmd_bench(args) -> dict:
                       f"{c['samples_per_s']:.0f}", ratio, metric, str(c["artifact_bytes"] or "-"))
         console.print(t)
     return report
+
+
+def _write_report(folder: Path, writers: dict) -> None:
+    """Each file written under a temporary name (same suffix: matplotlib picks the format by it) and
+    renamed into place, so a failed write never leaves a truncated file beside the good ones."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HanzooError(f"cannot write --report {folder}: {e.strerror or e}") from None
+    for name, write in writers.items():
+        dest, tmp = folder / name, None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=folder)
+            os.close(fd)
+            write(Path(tmp))
+            os.chmod(tmp, 0o644)  # mkstemp's file is private; a report is as readable as any other
+            os.replace(tmp, dest)
+        except OSError as e:
+            raise HanzooError(f"cannot write {dest}: {e.strerror or e}") from None
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def cmd_reproduce(args) -> dict:
@@ -324,6 +415,17 @@ def cmd_reproduce(args) -> dict:
     return {"files": [str(p) for p in paths]}
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1: a thread count, round count, batch size or iteration count."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _csv(kind):
     def parse(text: str):
         try:
@@ -333,10 +435,20 @@ def _csv(kind):
     return parse
 
 
+class UsageError(HanzooError):
+    """A command line argparse cannot parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits 2; hanzoo's contract is one line and exit 1 for every failure
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
+    p = _Parser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
     p.add_argument("--version", action="version", version=f"hanzoo {__version__}")
     p.add_argument("--offline", action="store_true", help="make no network call (as HF_HUB_OFFLINE=1)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -355,11 +467,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("model", help="model id")
     t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
     t.add_argument("--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)")
-    t.add_argument("--iterations", type=int, help="override the protocol's iteration count")
-    t.add_argument("--epochs", type=int, help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)")
+    t.add_argument("--iterations", type=_positive, help="override the protocol's iteration count")
+    t.add_argument("--epochs", type=_positive, help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)")
     t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
-    t.add_argument("--threads", type=int, default=None,
+    t.add_argument("--threads", type=_positive, default=None,
                    help="torch threads (default: 1 for the stacked sweeps, every core for a backbone)")
     t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
     t.add_argument("--reuse-sweep", action="store_true",
@@ -370,17 +482,19 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)")
     e.add_argument("--out", help="export folder (default: export/<id>)")
     v = add("verify", cmd_verify, "Check every exported artifact against the torch fp32 reference on the whole test split.")
-    v.add_argument("model", nargs="?", help="model id")
+    v.add_argument("model", nargs="?", help="model id, or a model folder (from `hanzoo train --out`)")
     v.add_argument("--all", action="store_true", help="every shipped model")
+    v.add_argument("--export", help="the export folder to check (default: the bundled export of the model's id); "
+                                    "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote")
     v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
     v.add_argument("--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline")
     b = add("bench", cmd_bench, "Time models in every runtime beside their FCNet baselines (interleaved, medians).")
     b.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
     b.add_argument("--all", action="store_true", help="every shipped model")
     b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
-    b.add_argument("--batch", type=_csv(int), help="batch sizes (default 1,64,1024)")
-    b.add_argument("--threads", type=int, default=1, help="threads per runtime (default 1, as on a phone)")
-    b.add_argument("--rounds", type=int, default=21, help="interleaved rounds per cell (default 21)")
+    b.add_argument("--batch", type=_csv(_positive), help="batch sizes (default 1,64,1024)")
+    b.add_argument("--threads", type=_positive, default=1, help="threads per runtime (default 1, as on a phone)")
+    b.add_argument("--rounds", type=_positive, default=21, help="interleaved rounds per cell (default 21)")
     b.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
     b.add_argument("--markdown", action="store_true", help="print the markdown table")
     b.add_argument("--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder")
@@ -391,7 +505,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]")
     pr.add_argument("--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch")
     pr.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
-    pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument("--export", help="the export folder to run (default: the bundled export of the model's id); "
+                                     "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote")
+    pr.add_argument("--threads", type=_positive, default=1, help="runtime threads (default 1)")
     d = add("download", cmd_download, "Fetch a model's files from the Hub into the HF cache, checked by sha256.")
     d.add_argument("model", help="model id")
     d.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
@@ -408,15 +524,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fail(message: str) -> int:
+    # one line, whatever the message (a runtime's own error text can span several)
+    print("hanzoo: error: " + " ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as e:
+        return _fail(str(e))
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         result = args.fn(args)
     except HanzooError as e:
-        print(f"hanzoo: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(str(e))
+    except OSError as e:
+        # The commands turn the failures they expect into HanzooErrors that say what to do; this is the
+        # last resort for one they did not foresee (a file vanishing mid-run), still one line naming it.
+        return _fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e) or type(e).__name__)
     except KeyboardInterrupt:
         print("hanzoo: interrupted", file=sys.stderr)
         return 130

@@ -59,7 +59,7 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
     net = store.load(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else EXPORT_DIR / model_id
-    with staged_folder(dest) as tmp:
+    with staged_folder(dest, marker="manifest.json") as tmp:
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
         from .runtimes import RUNTIMES

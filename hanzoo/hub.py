@@ -162,11 +162,14 @@ def stage(model_id: str, dest: Path) -> dict[str, str]:
 
 
 def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str] | None = None) -> Path:
-    """Record the sha256 of every Hub file of each shipped model (keeping known revisions)."""
+    """Pin (re-hash) the Hub files of `model_ids` (default: every shipped model), keeping known revisions.
+    Other shipped models keep their pins as they are, so re-pinning one model never blesses another's
+    changed files; models no longer shipped are dropped."""
     import tempfile
     old = manifest()
-    out = {}
-    for mid in model_ids or registry.shipped():
+    shipped = registry.shipped()
+    out = {mid: old[mid] for mid in shipped if mid in old}
+    for mid in model_ids or shipped:
         with tempfile.TemporaryDirectory() as tmp:
             files = stage(mid, Path(tmp))
         rev = (revisions or {}).get(mid) or old.get(mid, {}).get("revision", "main")
@@ -369,5 +372,5 @@ def push(model_id: str, repo: str, token: str | None = None, private: bool = Fal
         info = api.upload_folder(repo_id=repo, folder_path=tmp, commit_message=f"hanzoo push {model_id}")
     oid = getattr(info, "oid", None) or str(info)
     if repo == repo_for(model_id) and oid:
-        write_manifest([*manifest().keys() | {model_id}], revisions={model_id: oid})
+        write_manifest([model_id], revisions={model_id: oid})
     return oid

@@ -108,26 +108,13 @@ def check_artifact(path: Path) -> None:
 
 
 def repin_if_bundled(folder: Path) -> bool:
-    """After hanzoo rewrote a bundled model folder or export, re-pin that model in hub_manifest.json (every
-    pinned model keeps its revision); without this the next load would refuse the new files. Returns
-    whether it re-pinned."""
-    import tempfile
-
+    """After hanzoo rewrote a bundled model folder or export, re-pin that model alone in hub_manifest.json
+    (keeping its revision); without this the next load would refuse the new files. Returns whether it
+    re-pinned."""
     from . import export, hub
 
     model_id = _bundled_id(folder, registry.PRETRAINED_DIR) or _bundled_id(folder, export.EXPORT_DIR)
     if not model_id or not registry.get(model_id).shipped:
         return False  # a scratch folder, or an export of a model without bundled weights: no pin to keep
-    pinned = hub.manifest()
-    # write_manifest re-hashes every model it lists, so a damaged file of another model would be pinned
-    # as good: refuse unless the others still match their pins
-    with tempfile.TemporaryDirectory() as tmp:
-        drifted = [m for m in sorted(pinned) if m != model_id
-                   and hub.stage(m, Path(tmp) / m) != pinned[m].get("files")]
-    if drifted:
-        raise HanzooError(f"{folder} was written, but its pins in {hub.MANIFEST.name} were not refreshed: the bundled "
-                          f"files of {', '.join(drifted)} no longer match their pins and re-pinning would bless "
-                          "them; restore those files, or if the change is intended re-pin every model with "
-                          "`python -c 'from hanzoo import hub; hub.write_manifest()'`")
-    hub.write_manifest(sorted(pinned.keys() | {model_id}))
+    hub.write_manifest([model_id])
     return True

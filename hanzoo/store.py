@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__, integrity
+from .atomic import staged_folder
 from .errors import HanzooError
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
@@ -33,10 +32,7 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
     """Write a complete model folder at `dest`, replacing any folder there only once all is written.
     metrics.json gets the sha256 of the weights as `weights_sha256`, which `load` checks."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is as readable as any checkout
-    try:
+    with staged_folder(dest, marker="config.json") as tmp:
         meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
                 "task": task, "architecture": config.to_dict()}
         if scaling or preprocessing:
@@ -50,16 +46,6 @@ def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, stat
         (tmp / "README.md").write_text(card)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            dest.rename(old)
-        tmp.rename(dest)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 
@@ -74,6 +60,8 @@ def resolve(source: str | Path) -> Path:
             from .hub import train_advice  # lazy: hub imports store (through export)
             raise HanzooError(f"model {entry.id!r} has no shipped weights; {train_advice(entry.id)}")
         return entry.dir
+    if path.is_file():
+        raise HanzooError(f"{source} is a file; give the model folder that holds it (config.json, model.safetensors)")
     if os.sep in str(source) or path.suffix:
         raise HanzooError(f"model folder {source} does not exist")
     get(str(source))  # raises the unknown-id error with suggestions
@@ -82,12 +70,14 @@ def resolve(source: str | Path) -> Path:
 
 def read_config(folder: Path) -> dict:
     path = Path(folder) / "config.json"
-    if not path.is_file():
+    if not path.exists():
         raise HanzooError(f"{path} is missing")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HanzooError(f"{path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise HanzooError(f"cannot read {path}: {e.strerror}") from None
     if not isinstance(meta, dict) or "architecture" not in meta or "task" not in meta:
         raise HanzooError(f"{path} is not a hanzoo config (needs 'architecture' and 'task')")
     version = meta.get("format_version")
@@ -116,8 +106,10 @@ def read_metrics(folder: Path) -> dict:
         return {}
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise HanzooError(f"{path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise HanzooError(f"cannot read {path}: {e.strerror}") from None
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -55,6 +57,9 @@ def verified_bytes(path: Path, sha256: str) -> bytes:
 class Task:
     name: str
     features: tuple[str, ...] = ()  # input column names, as a user's CSV carries them
+    # Units of input columns and targets, only where ../shared/data/PROVENANCE.md states them; a column
+    # without one is raw, as in the dataset (the docs say so rather than guess).
+    units: Mapping[str, str] = MappingProxyType({})
     n_in: int
     n_out: int
     metric: str  # the headline metric
@@ -88,6 +93,8 @@ class Checkerboard(Task):
 
     name, n_in, n_out, metric, higher_is_better = "checkerboard", 2, 2, "accuracy", True
     features = ("x1", "x2")
+    units = MappingProxyType({"x1": "coordinate on the 81x81 grid over [-1, 1]",
+                              "x2": "coordinate on the 81x81 grid over [-1, 1]"})
     file = DATA_DIR / "checkerboard-official-split.csv.gz"
     sha256 = "e085d48ab24d808482ebb6a38c54e31b0b3a5637a6b7b253119770aea331c3b1"
 
@@ -155,8 +162,9 @@ class Regression(Task):
     metric, higher_is_better, standardize = "nrmse", False, True
 
     def __init__(self, name: str, file: str, sha256: str, target: str, train_fraction: float = 0.8,
-                 split_seed: int = 0) -> None:
+                 split_seed: int = 0, units: Mapping[str, str] | None = None) -> None:
         self.name, self.file, self.sha256, self.target = name, DATA_DIR / file, sha256, target
+        self.units = MappingProxyType(dict(units or {}))
         self.train_fraction, self.split_seed = train_fraction, split_seed
         header = gzip.decompress(verified_bytes(self.file, sha256)).split(b"\n", 1)[0].decode().strip().split(",")
         self.features = tuple(h for h in header if h != target)
@@ -254,26 +262,31 @@ class CifarImages(Task):
 
 
 class _Pending(Task):
-    """A task of the paper whose data loader lands in a later issue; its models are in the registry."""
+    """A task of the paper that hanzoo cannot load (its data cannot be had); its models are in the registry as reference configs."""
 
     def __init__(self, name: str, n_in: int, n_out: int, metric: str, higher_is_better: bool) -> None:
         self.name, self.n_in, self.n_out, self.metric, self.higher_is_better = (
             name, n_in, n_out, metric, higher_is_better)
 
 
+# From PROVENANCE.md (StatLib's cal_housing): the only columns of these datasets whose units it states.
+CALHOUSING_UNITS = {"medianIncome": "tens of thousands of dollars ($10k)",
+                    "medianHouseValue": "dollars (the data cap it at 500001)"}
+
 TASKS: dict[str, Task] = {
     "checkerboard": Checkerboard(),
     "elevators": Regression("elevators", "elevators.csv.gz",
                             "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61", "Goal"),
     "calhousing": Regression("calhousing", "cal_housing.csv.gz",
-                             "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302", "medianHouseValue"),
+                             "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302", "medianHouseValue",
+                             units=CALHOUSING_UNITS),
     # The paper's second training percentage (Figure 6, columns 2 and 4): same data, same seed, 20% to train.
     "elevators-20pct": Regression("elevators-20pct", "elevators.csv.gz",
                                   "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61", "Goal",
                                   train_fraction=0.2),
     "calhousing-20pct": Regression("calhousing-20pct", "cal_housing.csv.gz",
                                    "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302",
-                                   "medianHouseValue", train_fraction=0.2),
+                                   "medianHouseValue", train_fraction=0.2, units=CALHOUSING_UNITS),
     "cifar10-features": _Pending("cifar10-features", 2048, 10, "top1_error", False),
     "cifar10": CifarImages(),
 }

@@ -31,6 +31,56 @@ def test_list_table_and_info(capsys):
     assert code == 0 and info["params"] == 11601 and info["config"]["blocks"][1]["repeat"] == 19
 
 
+def test_info_says_what_goes_in_and_comes_out(capsys):
+    code, out, _ = run(capsys, "info", "calhousing-hannet-20x200", "--json")
+    info = json.loads(out)
+    assert code == 0
+    (inp,) = info["inputs"]
+    assert (inp["name"], inp["dtype"], inp["shape"]) == ("input", "float32", ["batch", 8])
+    units = {c["name"]: c["unit"] for c in inp["columns"]}
+    assert next(iter(units)) == "longitude" and units["longitude"] == "raw, as in the dataset"
+    assert units["medianIncome"].startswith("tens of thousands of dollars")  # as PROVENANCE.md states
+    assert info["outputs"] == [{"name": "output", "dtype": "float32", "shape": ["batch", 1],
+                                "meaning": "medianHouseValue: dollars (the data cap it at 500001)"}]
+    files = info["exports"]["files"]
+    assert set(files) == {"model.onnx", "model.ort", "model.tflite", "manifest.json"}
+    assert all(f["exists"] and f["path"].endswith(f"calhousing-hannet-20x200/{n}") for n, f in files.items())
+
+    code, out, _ = run(capsys, "info", "checkerboard-hannet-20x30")
+    assert code == 0
+    assert "input: input float32 [batch, 2]" in out and "x1: coordinate on the 81x81 grid over [-1, 1]" in out
+    assert "output: decision int64 [batch]: 1 if the mean of the 2 scores is > 0.5" in out
+    assert "export/checkerboard-hannet-20x30/model.tflite (exists)" in out
+
+    unshipped = next(e.id for e in registry.MODELS.values() if not e.shipped)
+    code, out, _ = run(capsys, "info", unshipped, "--json")
+    assert code == 0 and not any(f["exists"] for f in json.loads(out)["exports"]["files"].values())
+
+
+def test_usage_errors_are_one_line_and_exit_1(capsys):
+    for argv in (["predict", "checkerboard-hannet-20x30"], ["bench", "--threads", "0"], ["nope"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.count("\n") == 1 and err.startswith("hanzoo: error: "), (argv, err)
+    code, _, err = run(capsys, "bench", "--rounds", "-1")
+    assert "argument --rounds: must be at least 1, got -1 (see `hanzoo bench --help`)" in err
+
+
+def test_unforeseen_os_errors_and_long_messages_are_still_one_line(capsys, monkeypatch):
+    from hanzoo import cli
+    from hanzoo.errors import HanzooError
+
+    def denied(args):
+        raise PermissionError(13, "Permission denied", "/data/x.csv")
+
+    def chatty(args):
+        raise HanzooError("onnxruntime cannot load m.onnx: [ONNXRuntimeError]\n  detail\n")
+
+    monkeypatch.setattr(cli, "cmd_list", denied)
+    assert run(capsys, "list")[::2] == (1, "hanzoo: error: /data/x.csv: Permission denied\n")
+    monkeypatch.setattr(cli, "cmd_list", chatty)
+    assert run(capsys, "list")[::2] == (1, "hanzoo: error: onnxruntime cannot load m.onnx: [ONNXRuntimeError] detail\n")
+
+
 def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
     unshipped = next(e.id for e in registry.MODELS.values() if not e.shipped)
     for argv in (["info", "nope"], ["eval", unshipped], ["eval", str(tmp_path / "missing")],

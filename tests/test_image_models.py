@@ -128,6 +128,11 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
     state["backbone.conv2.0.bias"] = -state["backbone.conv2.0.bias"]
     from safetensors.torch import save_file
     save_file(state, str(tiny_folder / "model.safetensors"))
+    # the folder's record follows its weights: an export gone wrong, not a damaged file
+    from hanzoo.integrity import WEIGHTS_KEY
+    from hanzoo.tasks import file_sha256
+    m = json.loads((tiny_folder / "metrics.json").read_text())
+    (tiny_folder / "metrics.json").write_text(json.dumps(m | {WEIGHTS_KEY: file_sha256(tiny_folder / "model.safetensors")}))
     rep = verify_folder(tiny_folder, out, ["onnxruntime"])
     assert not rep["runtimes"]["onnxruntime"]["ok"]
 

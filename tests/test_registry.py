@@ -3,7 +3,7 @@ import pytest
 from hanzoo import HanzooError, create_model, registry
 from hanzoo.models import Block, ModelConfig
 
-# The paper's figures (Tables 3-6 and the ablation frame), typed here on purpose: the
+# The paper's figures (Tables 3-6 and the 20x30 ablation frame), typed here on purpose: the
 # registry must reproduce them from the configs, not copy them.
 PAPER_PARAMS = {
     "checkerboard-hannet-20x30": 3032,

@@ -114,3 +114,29 @@ def test_staged_folder_refuses_to_replace_a_file(tmp_path):
         with staged_folder(tmp_path / "f" / "x"):
             pass
     assert (tmp_path / "f").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_predict_runs_the_users_export_not_the_shipped_one(user_model, tmp_path, capsys):
+    folder, exported = user_model
+    csv = tmp_path / "in.csv"
+    csv.write_text("x1,x2\n0.1,-0.5\n0.5,0.5\n")
+    assert main(["predict", str(folder), "--input", str(csv), "--export", str(exported), "--json"]) == 0
+    mine = json.loads(capsys.readouterr().out)["predictions"]
+    assert main(["predict", str(folder), "--input", str(csv), "--runtime", "torch", "--json"]) == 0
+    torch_out = json.loads(capsys.readouterr().out)["predictions"]
+    assert mine["decision"] == torch_out["decision"]
+    # without --export, the bundled export of the same id is another model's: refused, not run
+    assert main(["predict", str(folder), "--input", str(csv)]) == 1
+    assert "was exported from another model.safetensors" in capsys.readouterr().err
+
+
+def test_writers_never_replace_a_folder_of_other_files(tmp_path):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(HanzooError, match="already holds other files"):
+        export(MODEL, ["onnx"], mine)
+    with pytest.raises(HanzooError, match="already holds other files"):
+        with staged_folder(mine, marker="config.json"):
+            pass
+    assert [p.name for p in mine.iterdir()] == ["cat.jpg"] and [p.name for p in tmp_path.iterdir()] == ["photos"]
