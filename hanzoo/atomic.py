@@ -42,21 +42,32 @@ def sweep(dest: Path) -> list[Path]:
     return removed
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Let SIGTERM unwind the stack like Ctrl-C does, so `finally` blocks clean up (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so `finally` blocks clean up), and are remembered: a
+    library that swallows the exception (a bare `except:` in an import) cannot make the write go on to land."""
 
-    def handler(signum, frame):
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _handler(self, signum, frame):
+        self.received = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_Interrupts"]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield self
+            return
+        old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {self.received}")
 
 
 @contextlib.contextmanager
@@ -71,13 +82,14 @@ def staged_folder(dest: Path, marker: str | None = None) -> Iterator[Path]:
     if marker and dest.is_dir() and not (dest / marker).exists() and any(dest.iterdir()):
         raise HanzooError(f"{dest} already holds other files, and hanzoo replaces this folder whole; "
                           "give a new or empty folder")
-    with _sigterm_raises():  # installed before the temporary folder exists, so no signal can orphan it
+    with _Interrupts().installed() as interrupts:  # before the temporary folder exists: no signal orphans it
         # named before it is made, so an interruption at any point knows what to remove
         tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         old = None
         try:
             _make_tmp(dest, tmp)
             yield tmp
+            interrupts.check()
             if dest.exists():
                 old = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-old")
                 dest.rename(old)

@@ -452,6 +452,9 @@ def mobile_md() -> str:
         f"delegate needed) and onnxruntime {v.get('onnxruntime', '?')} (ORT format). Use LiteRT 1.x or TensorFlow "
         f"Lite 2.x on the phone, and an ONNX Runtime Mobile release no older than {v.get('onnxruntime', '?')}: "
         "an ORT file is read by the release that wrote it and newer ones.", "",
+        "In every format the tensors carry the names above, in the order above (in the TFLite flatbuffer too, "
+        "so `getInputTensor(0)` / `getOutputTensor(i)` and `get_output_details()` see `input`, then `output` and "
+        "`decision` or `class`); the signature runner `serving_default`, used below, finds them by name.", "",
         *bad_input_md(bad_input_behaviour()),
         "## Kotlin, LiteRT (signature runner)", "", "```kotlin",
         "import org.tensorflow.lite.Interpreter",

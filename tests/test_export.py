@@ -266,6 +266,10 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     for spec, real in ((m["inputs"], onnx.load(str(folder / "model.onnx")).graph.input),
                        (m["outputs"], onnx.load(str(folder / "model.onnx")).graph.output)):
         assert [v["name"] for v in spec] == [r.name for r in real]
+    # an app that skips the signature runner reads the tensors by name, in the ONNX graph's order
+    interp = Interpreter(model_path=str(folder / "model.tflite"))
+    assert [d["name"] for d in interp.get_input_details()] == [v["name"] for v in m["inputs"]]
+    assert [d["name"] for d in interp.get_output_details()] == [v["name"] for v in m["outputs"]]
     import onnxruntime as ort
     sess = ort.InferenceSession(str(folder / "model.ort"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == [v["name"] for v in m["inputs"]]

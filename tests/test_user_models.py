@@ -140,3 +140,25 @@ def test_writers_never_replace_a_folder_of_other_files(tmp_path):
         with staged_folder(mine, marker="config.json"):
             pass
     assert [p.name for p in mine.iterdir()] == ["cat.jpg"] and [p.name for p in tmp_path.iterdir()] == ["photos"]
+
+
+def test_verify_fails_on_non_finite_runtime_outputs(monkeypatch, capsys):
+    """A runtime that returns NaN for a row fails parity by name, even where the max error would hide it."""
+    from dataclasses import replace
+
+    from hanzoo import runtimes
+    real = runtimes.RUNTIMES["onnxruntime"]
+
+    def load(model_dir, export_dir, threads):
+        run = real.load(model_dir, export_dir, threads)
+
+        def nan_row_3(x):
+            out = run(x)
+            out["output"][3] = float("nan")
+            return out
+        return nan_row_3
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "onnxruntime", replace(real, load=load))
+    assert main(["verify", MODEL, "--runtime", "onnxruntime", "--no-latency"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite outputs on rows [3]" in err
