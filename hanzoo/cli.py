@@ -268,7 +268,9 @@ def _verify_table(rep: dict) -> None:
     base = next((c["model"] for c in rep.get("latency", []) if c["model"] != rep["model_id"]), None)
     t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
                     + (f", and latency against {base} (1 thread)" if base else ""),
-              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale) and the same {ref['metric']}; "
+              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), and the same {ref['metric']} "
+                      "(decisions may differ only on rows within that tolerance of the boundary: "
+                      f"{ref.get('rows_near_boundary', 0)} here); "
                       "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)")
     cols = ["runtime", "max abs err", ref["metric"], "parity"]
     batches = rep.get("latency_batches", [1, 1024])
