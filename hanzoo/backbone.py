@@ -25,9 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convnet import act
 from .errors import HanzooError
+from . import card, cifar, hub, provenance, store
+from .evaluate import evaluate_parts
+from .files import file_sha256
+from .models import Net
+from .tasks import get_task, FeatureClassification
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+import os
+import shutil
+import tempfile
 
-IMAGE_SHAPE = (32, 32, 3)
 BN_EPS = 1e-5
 
 
@@ -41,7 +52,7 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.2
-    val_images: int = 5000
+    val_images: int = cifar.VAL_IMAGES
     split_seed: int = 0
     seed: int = 0
     # Variants measured by experiments/cifar_recipe.py; off in the shipped recipe (and then left out of
@@ -57,65 +68,10 @@ class Recipe:
         return d
 
 
-def split_indices(n: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices into the 50000 training images; the heads use the same split."""
-    perm = np.random.default_rng(recipe.split_seed).permutation(n)
-    return perm[recipe.val_images:], perm[:recipe.val_images]
-
-
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, in pixel units (0-255)."""
     flat = images.reshape(-1, 3).astype(np.float64)
     return flat.mean(0).tolist(), flat.std(0).tolist()
-
-
-def _act(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x)  # exact (erf) GELU: ONNX writes it with Erf, TFLite has a GELU builtin
-
-
-class Backbone(nn.Module):
-    """The inference backbone: uint8 [N, 32, 32, 3] (HWC, as images are stored) -> features [N, widths[-1]]."""
-
-    def __init__(self, widths: tuple[int, ...]) -> None:
-        super().__init__()
-        self.widths = tuple(widths)
-        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
-        self.conv1 = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(widths, widths[1:]))
-        self.scale = nn.ParameterList(nn.Parameter(torch.ones(b)) for b in widths[1:])
-        self.shift = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in widths[1:])
-        self.conv2 = nn.ModuleList(nn.Conv2d(b, b, 3, padding=1) for b in widths[1:])
-        self.register_buffer("mean", torch.zeros(3), persistent=False)
-        self.register_buffer("std", torch.ones(3), persistent=False)
-
-    def set_stats(self, mean: list[float], std: list[float]) -> None:
-        self.mean = torch.tensor(mean, dtype=torch.float32)
-        self.std = torch.tensor(std, dtype=torch.float32)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = ((images.float() - self.mean) / self.std).permute(0, 3, 1, 2)
-        x = _act(self.stem(x))
-        for conv1, scale, shift, conv2 in zip(self.conv1, self.scale, self.shift, self.conv2):
-            x = F.max_pool2d(conv1(x), 2)
-            x = _act(x * scale[:, None, None] + shift[:, None, None])
-            x = _act(conv2(x))
-        return torch.amax(x, dim=(2, 3))
-
-    @staticmethod
-    def flops(widths: tuple[int, ...]) -> int:
-        """Multiply-adds x 2 of the convs for one 32x32 image (the pools, GELUs and affines are minor)."""
-        side, total = 32, 2 * 9 * 3 * widths[0] * 32 * 32
-        for a, b in zip(widths, widths[1:]):
-            total += 2 * 9 * a * b * side * side  # conv1 runs before its pool
-            side //= 2
-            total += 2 * 9 * b * b * side * side
-        return total
-
-    @staticmethod
-    def num_params(widths: tuple[int, ...]) -> int:
-        total = 27 * widths[0] + widths[0]
-        for a, b in zip(widths, widths[1:]):
-            total += 9 * a * b + 2 * b + 9 * b * b + b
-        return total
 
 
 class _TrainBlock(nn.Module):
@@ -125,8 +81,8 @@ class _TrainBlock(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _act(self.bn1(F.max_pool2d(self.conv1(x), 2)))
-        return _act(self.bn2(self.conv2(x)))
+        x = act(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+        return act(self.bn2(self.conv2(x)))
 
 
 class TrainNet(nn.Module):
@@ -140,7 +96,7 @@ class TrainNet(nn.Module):
         self.head = nn.Linear(widths[-1], classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.amax(self.blocks(_act(self.stem(x))), dim=(2, 3))
+        return torch.amax(self.blocks(act(self.stem(x))), dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -200,9 +156,7 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
     A finished checkpoint of the same recipe in `workdir` is reused rather than retrained.
     """
-    from safetensors.torch import load_file, save_file
 
-    from . import cifar
 
     workdir = Path(workdir)
     ckpt, record_path = workdir / "checkpoint.safetensors", workdir / "record.json"
@@ -216,7 +170,7 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
             net.load_state_dict(load_file(str(ckpt)))
             return record | {"state": fold(net.eval()), "reused_checkpoint": str(ckpt)}
     x_all, y_all = cifar.load("train")
-    tr, va = split_indices(len(x_all), recipe)
+    tr, va = cifar.split_indices(len(x_all), recipe.val_images, recipe.split_seed)
     mean, std = channel_stats(x_all[tr])
     torch.manual_seed(recipe.seed)
     x_tr, y_tr = _normalize(x_all[tr], mean, std), torch.from_numpy(y_all[tr]).long()
@@ -234,10 +188,8 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
     g = torch.Generator().manual_seed(recipe.seed)
     ema = None
     if recipe.ema_decay:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
     log: list[dict] = []
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     bar = Progress(TextColumn("[bold]train[/] cifar10-backbone"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress)
     start = time.perf_counter()
@@ -286,11 +238,6 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
 def package(entry, record: dict, dest: Path) -> Path:
     """The trained backbone as a model folder (BN folded), scored through the same code as `hanzoo eval`."""
-    from . import card, integrity, store
-    from .evaluate import evaluate_parts
-    from .models import Net
-    from .tasks import get_task
-    from .train import _git_commit, _machine, _versions
 
     task = get_task(entry.task)
     net = Net(entry.config)
@@ -298,7 +245,7 @@ def package(entry, record: dict, dest: Path) -> Path:
     net.backbone.set_stats(record["image_mean"], record["image_std"])
     net.eval()
     recipe = record["recipe"]
-    split = task.split(Recipe(**{**recipe, "widths": tuple(recipe["widths"])}))
+    split = task.split(recipe["val_images"], recipe["split_seed"])
     scores = evaluate_parts(net, task, {"train": (split.x_train, split.y_train), "val": (split.x_val, split.y_val),
                                         "test": (split.x_test, split.y_test)})
     metrics = {
@@ -310,19 +257,18 @@ def package(entry, record: dict, dest: Path) -> Path:
         "recipe": recipe, "log": record["log"], "train_images": record["train_images"],
         "val_images": record["val_images"], "wall_seconds": record["train_seconds"],
         "images_per_second": record["images_per_second"], "threads": record["threads"],
-        "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(), "machine": provenance.machine_line(),
     }
     folder = store.write_folder(dest, entry.id, task.name, entry.config, record["state"], metrics,
                                 card.render_backbone(entry, metrics),
                                 preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]})
-    integrity.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
+    hub.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
     return folder
 
 
 def train_model(entry, out_dir: Path | None = None, recipe: Recipe | None = None, progress: bool = True,
                 workdir: Path | None = None) -> Path:
     """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe) and package."""
-    from . import cifar
     workdir = Path(workdir) if workdir else cifar.cache_dir() / f"{entry.id}-run"
     record = train(recipe or Recipe(), workdir, progress=progress)
     return package(entry, record, Path(out_dir) if out_dir else entry.dir)
@@ -338,12 +284,7 @@ def features(net, images: np.ndarray, batch: int = 500) -> np.ndarray:
 def features_task(backbone_id: str):
     """A FeatureClassification task over the frozen backbone's features of the train, validation and test
     images, cached by the weights' sha256 (written atomically); also returns the loaded backbone model."""
-    import os
-    import shutil
-    import tempfile
 
-    from . import cifar, store
-    from .tasks import FeatureClassification, file_sha256, get_task
 
     net = store.load(backbone_id)
     digest = file_sha256(net.folder / "model.safetensors")[:16]

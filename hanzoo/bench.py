@@ -7,17 +7,22 @@ every HanNet cell its ratio to each baseline. Threads default to 1, as a phone p
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import registry
+from . import provenance, registry
 from .errors import HanzooError
-from .export import EXPORT_DIR
 from .runtimes import RUNTIMES, Predictor
+from . import store
+from .convnet import Backbone
+from .export import write_graphs
+from .runtimes import _ort_session
+from dataclasses import replace
+import tempfile
+import torch
 
 BATCHES = (1, 64, 1024)
 CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert")
@@ -50,7 +55,7 @@ def time_pair(fns: dict[str, Predictor], x: np.ndarray | dict[str, np.ndarray], 
 
 def _artifact_bytes(model_id: str, runtime: str) -> int | None:
     art = RUNTIMES[runtime].artifact
-    path = EXPORT_DIR / model_id / art if art else registry.get(model_id).dir / "model.safetensors"
+    path = registry.EXPORT_DIR / model_id / art if art else registry.get(model_id).dir / "model.safetensors"
     return path.stat().st_size if path.is_file() else None
 
 
@@ -82,7 +87,7 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
     for group in groups:
         shape = registry.get(group[0]).config.input_shape
         for runtime in runtimes:
-            fns = {m: RUNTIMES[runtime].load(registry.get(m).dir, EXPORT_DIR / m, threads) for m in group}
+            fns = {m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads) for m in group}
             for batch in image_batches(batches) if len(shape) == 3 else batches:
                 x = random_input(rng, batch, shape)
                 samples = time_pair(fns, x, rounds)
@@ -98,7 +103,7 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
                     cells.append(cell)
                 if progress:
                     progress(f"{group[0]} {runtime} batch {batch}")
-    report = {"machine": machine(), "threads": threads, "batches": list(batches), "runtimes": runtimes,
+    report = {"machine": provenance.machine(), "threads": threads, "batches": list(batches), "runtimes": runtimes,
               "groups": groups, "cells": cells}
     images = [m for g in groups for m in g if registry.get(m).config.backbone]
     if images:
@@ -123,11 +128,7 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
                progress=None) -> list[dict]:
     """For image classifiers: the head alone (its layers on backbone features, exported the same way) timed
     against the whole classifier, interleaved, in each runtime; share = head / whole."""
-    import tempfile
-    from dataclasses import replace
 
-    from . import store
-    from .export import write_graphs
 
     out = []
     rng = np.random.default_rng(1)
@@ -144,7 +145,7 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
             head_export.mkdir()
             write_graphs(store.load(head_dir), head_export, formats)
             for runtime in runtimes:
-                fns = {"whole": RUNTIMES[runtime].load(registry.get(mid).dir, EXPORT_DIR / mid, threads),
+                fns = {"whole": RUNTIMES[runtime].load(registry.get(mid).dir, registry.EXPORT_DIR / mid, threads),
                        "head": RUNTIMES[runtime].load(head_dir, head_export, threads)}
                 for batch in image_batches(batches):
                     xs = {"whole": random_input(rng, batch, net.config.input_shape),
@@ -176,24 +177,6 @@ def available_runtimes() -> list[str]:
     return out
 
 
-def machine() -> dict:
-    import os
-
-    import torch
-    from .docs import _version
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": _version("onnxruntime"), "ai-edge-litert": _version("ai-edge-litert"),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def markdown(report: dict) -> str:
     """The full table, deterministic given the report."""
     lines = ["| model | runtime | batch | median us | p90 us | samples/s | vs baseline (median ratio) | params | artifact B |",
@@ -212,7 +195,6 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
     """What no model can beat in each runtime on this machine, measured with synthetic graphs:
     the fixed cost of one call (a one-node Abs graph at batch 1), the cost per extra node (a chain of
     64 Abs nodes of width 31, as in a Han run), and this core's memory bandwidth and matmul peak."""
-    import tempfile
 
     import onnx
     from onnx import TensorProto, helper
@@ -229,7 +211,6 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
             model.ir_version = 8
             path = Path(tmp) / f"chain{nodes}.onnx"
             onnx.save(model, str(path))
-            from .runtimes import _ort_session
             fn = _ort_session(path, threads, mobile=False)
             x = np.zeros((1, 31), dtype=np.float32)
             out[f"onnxruntime_{nodes}_node_us"] = statistics.median(time_pair({"c": fn}, x, rounds)["c"]) * 1e6
@@ -238,7 +219,6 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
     b = np.empty_like(a)
     copy_s = statistics.median(_block(lambda _: np.copyto(b, a), None, 5) for _ in range(rounds))
     out["memory_gb_per_s"] = 2 * a.nbytes / copy_s / 1e9  # read + write
-    import torch
     torch.set_num_threads(threads)
     m = torch.randn(512, 512)
     mm_s = statistics.median(_block(lambda _: m @ m, None, 3) for _ in range(rounds))
@@ -248,7 +228,6 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
 
 def flops_per_sample(model_id: str) -> int:
     """Multiply-adds x 2 of the exported graph (Han-layers as their two rank-one products; convs included)."""
-    from .backbone import Backbone
     backbone = registry.get(model_id).config.backbone
     total = Backbone.flops(backbone) if backbone else 0
     for kind, n_in, n_out, _ in registry.get(model_id).config.layers():
@@ -352,7 +331,7 @@ def report_md(report: dict, bounds: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for model in dict.fromkeys(c["model"] for c in report["cells"]):
-        nodes = sum(json.loads((EXPORT_DIR / model / "manifest.json").read_text())["ops"]["onnx"].values())
+        nodes = sum(json.loads((registry.EXPORT_DIR / model / "manifest.json").read_text())["ops"]["onnx"].values())
         fl = flops_per_sample(model)
         b1 = cell.get((model, "onnxruntime", 1))
         b1024 = cell.get((model, "onnxruntime", 1024))
@@ -377,7 +356,7 @@ def analysis(report: dict, bounds: dict) -> str:
         c = registry.get(han).config
         width = c.width + 1
         n_han = sum(k == "han" for k, *_ in c.layers())
-        nodes = {m: sum(json.loads((EXPORT_DIR / m / "manifest.json").read_text())["ops"]["onnx"].values())
+        nodes = {m: sum(json.loads((registry.EXPORT_DIR / m / "manifest.json").read_text())["ops"]["onnx"].values())
                  for m in group}
         for base in bases:
             wins_big = [rt for rt in report["runtimes"] if cell[(han, rt, big)]["ratio_vs"][base] < 1]
@@ -423,7 +402,6 @@ def analysis(report: dict, bounds: dict) -> str:
 def image_analysis(report: dict, group: list[str]) -> str:
     """The CIFAR-10 classifiers: the conv backbone is most of the work, so the head's share says what the
     HanNet head can change."""
-    from .backbone import Backbone
     han, base = group[0], group[1]
     cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
     shares = {(h["model"], h["runtime"], h["batch"]): h for h in report.get("head_share", [])}

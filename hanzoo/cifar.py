@@ -23,13 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HanzooError
-from .tasks import file_sha256
+from .files import file_sha256
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TEST_TARBALL = (DATA_DIR / "cifar10-jpeg-test.tar.xz", "d7efa35767c354f6aeb8b74ca777cd062a10873f43311a34dc999bba3498aa88")
 FULL_SHA256 = "75cfd46979ffc6983c7f3d733f27154f634e7ba92082bbf9482c6703304929d1"
 SIZES = {"train": 50000, "test": 10000}
+VAL_IMAGES = 5000  # of the training images, held out for validation (the backbone never trains on them)
+
+
+def split_indices(n: int, val_images: int = VAL_IMAGES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into the n training images; the backbone and the heads use the same split."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[val_images:], perm[:val_images]
 
 
 def cache_dir() -> Path:

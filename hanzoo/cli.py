@@ -13,6 +13,21 @@ from rich.table import Table
 
 from . import registry
 from .errors import HanzooError
+from . import hub, bench, reproduce, __version__, backbone
+from .card import fmt
+from .evaluate import evaluate, evaluate_parts
+from .export import export, parse_formats
+from .hub import load
+from .official import import_official
+from .predict import model_io, check_output_path, first_row, predict, read_images, read_inputs, to_csv, write_outputs
+from .runtimes import get_runtime
+from .store import read_config, resolve
+from .tasks import get_task
+from .train import PROTOCOLS, Protocol, train_model
+from .verify import failures, verify
+from dataclasses import replace
+import tempfile
+import torch
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -68,7 +83,6 @@ def cmd_list(args) -> dict:
             t.add_column(col, justify="right" if col in ("params", "AR %") else "left")
         for r in rows:
             h = r["test_metric"]
-            from .card import fmt
             f = (lambda x: fmt(h["metric"], x)) if h else None  # noqa: E731
             metric = f"{h['metric']} {f(h['test'])} ({f(h['mean'])} +- {f(h['std'])})" if h else "-"
             t.add_row(r["id"], r["task"], r["arch"], str(r["params"]), f"{100 * r['activation_ratio']:.2f}",
@@ -78,11 +92,10 @@ def cmd_list(args) -> dict:
 
 
 def _exports(model_id: str) -> dict:
-    from .export import EXPORT_DIR, FORMATS
 
-    folder = EXPORT_DIR / model_id
+    folder = registry.EXPORT_DIR / model_id
     files = {name: {"path": str(folder / name), "exists": (folder / name).is_file()}
-             for name in (*FORMATS.values(), "manifest.json")}
+             for name in (*registry.ARTIFACTS.values(), "manifest.json")}
     return {"folder": str(folder), "files": files}
 
 
@@ -91,7 +104,6 @@ def _spec(v: dict) -> str:
 
 
 def cmd_info(args) -> dict:
-    from .predict import model_io
 
     e = registry.get(args.model)
     info = _entry_dict(e) | {"description": e.description, "config": e.config.to_dict(), "paper": e.paper,
@@ -119,7 +131,6 @@ def cmd_info(args) -> dict:
 
 
 def cmd_download(args) -> dict:
-    from . import hub
     paths = hub.download(args.model, args.format, args.revision)
     if not args.json:
         for name, path in paths.items():
@@ -128,7 +139,6 @@ def cmd_download(args) -> dict:
 
 
 def cmd_push(args) -> dict:
-    from . import hub
     commit = hub.push(args.model, args.repo, token=args.token, private=args.private)
     if not args.json:
         console.print(f"pushed {args.model} to {args.repo} at commit {commit}")
@@ -136,9 +146,6 @@ def cmd_push(args) -> dict:
 
 
 def cmd_eval(args) -> dict:
-    from .evaluate import evaluate, evaluate_parts
-    from .hub import load
-    from .tasks import get_task
 
     net = load(args.model)
     task = get_task(net.meta["task"])
@@ -154,23 +161,18 @@ def cmd_eval(args) -> dict:
             t.add_column(col, justify="right")
         for s in scores:
             c = out["card"].get(s)
-            from .card import fmt
             t.add_row(s, fmt(task.metric, scores[s][task.metric]), fmt(task.metric, c) if c is not None else "-")
         console.print(t)
     return out
 
 
 def cmd_train(args) -> dict:
-    import torch
 
-    from .train import PROTOCOLS, Protocol, train_model
 
     entry = registry.get(args.model)
     check_out_folder(args.out, "--out", replaces="config.json")
     if entry.family == "backbone":
-        from dataclasses import replace
 
-        from . import backbone
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
         recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
         folder = backbone.train_model(entry, args.out, recipe, progress=not args.json)
@@ -192,7 +194,6 @@ def cmd_train(args) -> dict:
     result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
     if not args.json:
         sel = result["metrics"]["selected"]
-        from .card import fmt
         metric = result["metrics"]["metric"]
         console.print(f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
                       f"test {metric} {fmt(metric, sel['test'][metric])}")
@@ -200,7 +201,6 @@ def cmd_train(args) -> dict:
 
 
 def cmd_import_official(args) -> dict:
-    from .official import import_official
 
     registry.get(args.model)  # an unknown id is named first
     check_out_folder(args.dest, "dest", replaces="config.json")
@@ -212,7 +212,6 @@ def cmd_import_official(args) -> dict:
 
 
 def cmd_export(args) -> dict:
-    from .export import export, parse_formats
 
     formats = parse_formats(args.format)
     ids = registry.shipped() if args.all else [args.model]
@@ -233,8 +232,6 @@ def cmd_export(args) -> dict:
 
 
 def cmd_verify(args) -> dict:
-    from .runtimes import get_runtime
-    from .verify import failures, verify
 
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
     ids = registry.shipped() if args.all else [args.model]
@@ -247,7 +244,6 @@ def cmd_verify(args) -> dict:
     # latency is timed for the shipped models (against their shipped baselines); a user's folder gets parity
     timed = [rep for rep in reports if rep["model_id"] in registry.MODELS and not args.export]
     if not args.no_latency and not bad:
-        from . import bench
         for rep in timed:
             rt = [r for r in rep["runtimes"]] + ["torch"]
             batches = (1, 64) if registry.get(rep["model_id"]).config.backbone else (1, 1024)
@@ -289,7 +285,6 @@ def _verify_table(rep: dict) -> None:
             row += [f"{h['median_us']:.1f}", f"{f['median_us']:.1f}", f"{h['median_us'] / f['median_us']:.2f}x"]
         return row
 
-    from .card import fmt
     t.add_row("torch (reference)", "-", fmt(ref["metric"], ref["value"]), "-", *timing("torch"))
     for name, r in rep["runtimes"].items():
         t.add_row(name + (f" ({r['path']})" if r.get("path") else ""), f"{r['max_abs_err']:.2e}", fmt(ref["metric"], r["metric"]),
@@ -298,10 +293,6 @@ def _verify_table(rep: dict) -> None:
 
 
 def cmd_predict(args) -> dict:
-    from .predict import check_output_path, first_row, predict, read_images, read_inputs, to_csv, write_outputs
-    from .runtimes import get_runtime
-    from .store import read_config, resolve
-    from .tasks import get_task
 
     # everything that needs no model run is checked first, so a typo costs nothing
     get_runtime(args.runtime)
@@ -326,7 +317,6 @@ def cmd_predict(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from . import bench
 
     ids = registry.shipped() if args.all or not args.models else args.models
     if args.all or not args.models:  # baselines come with their HanNet; Table 4's controls and the
@@ -366,7 +356,6 @@ def cmd_bench(args) -> dict:
 def _write_report(folder: Path, writers: dict) -> None:
     """Each file written under a temporary name (same suffix: matplotlib picks the format by it) and
     renamed into place, so a failed write never leaves a truncated file beside the good ones."""
-    import tempfile
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -388,8 +377,6 @@ def _write_report(folder: Path, writers: dict) -> None:
 
 
 def cmd_reproduce(args) -> dict:
-    from . import reproduce
-    from .train import train_model
 
     if args.retrain:
         ids = reproduce.COVERED
@@ -397,9 +384,7 @@ def cmd_reproduce(args) -> dict:
         estimate = sum(k for k in known if k)
         console.print(f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
                       f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)")
-        from dataclasses import replace
 
-        from .train import PROTOCOLS
         for i, m in enumerate(ids, 1):
             entry = registry.get(m)
             # today's protocol, on the LR grid the shipped model was trained with (reduced for the largest FCNets)
@@ -407,7 +392,6 @@ def cmd_reproduce(args) -> dict:
             protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
             console.print(f"[{i}/{len(ids)}] {m}")
             if entry.family == "backbone":  # a fixed recipe rather than a sweep; the heads after it use its features
-                from . import backbone
                 backbone.train_model(entry, progress=not args.json)
             else:
                 train_model(m, protocol=protocol, progress=not args.json)
@@ -448,7 +432,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import __version__
 
     p = _Parser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
     p.add_argument("--version", action="version", version=f"hanzoo {__version__}")

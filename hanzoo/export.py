@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, store
-from .atomic import staged_folder
+from .files import staged_folder
 from .errors import HanzooError
-from .registry import _bundle
+from . import hub, provenance, registry
 from .tasks import get_task
 from .verify import source_hashes
+from .export_onnx import build_onnx, OPSET
+from .export_tflite import build_tflite, op_types
+from .runtimes import RUNTIMES
+from .verify import verify_folder
 
-EXPORT_DIR = _bundle("HANZOO_EXPORT", "export", "exported")
-FORMATS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
+FORMATS = registry.ARTIFACTS
 TEST_ROWS = 256  # rows of the test split kept as test_data_set_0: enough to catch a wrong graph, small to ship
 TEST_IMAGES = 32  # for image models (3 KB a row): the same purpose at 100 KB
 
@@ -58,11 +61,10 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
     model_dir = store.resolve(source)
     net = store.load(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
-    dest = Path(out) if out else EXPORT_DIR / model_id
+    dest = Path(out) if out else registry.EXPORT_DIR / model_id
     with staged_folder(dest, marker="manifest.json") as tmp:
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
-        from .runtimes import RUNTIMES
         reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
         x = x_test[:TEST_IMAGES if net.config.backbone else TEST_ROWS]
         ref = reference(x)
@@ -74,12 +76,10 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
         manifest = _manifest(net, tmp, formats, None) | {"source": source_hashes(model_dir)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if parity:
-            from .verify import verify_folder
             manifest["parity"] = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
                                                                 in {FORMATS[f] for f in formats}])
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    from .integrity import repin_if_bundled
-    repin_if_bundled(dest)  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
+    hub.repin_if_bundled(dest)  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
     return dest
 
 
@@ -89,12 +89,10 @@ def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = No
     if "onnx" in formats or "ort" in formats:
         import onnx
 
-        from .export_onnx import build_onnx
         onnx.save(build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"]))
     if "ort" in formats:
         onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
     if "tflite" in formats:
-        from .export_tflite import build_tflite
         (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, metadata))
 
 
@@ -107,15 +105,12 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
     ops = {}
     if "onnx" in formats:
         import onnx
-        from .export_onnx import OPSET
         m = onnx.load(str(folder / FORMATS["onnx"]))
         ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
-        from .export_tflite import op_types
         ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
-    from .docs import _version
-    versions = {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")}
+    versions = {d: provenance.dist_version(d) for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")}
     return {"model_id": net.meta["model_id"], "task": net.meta["task"], "hanzoo_version": __version__,
             "versions": versions,
             "params": net.config.num_params, "onnx_opset": OPSET if "onnx" in formats else None,

@@ -13,6 +13,7 @@ import os
 from .errors import HanzooError
 from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
+from . import __version__
 
 
 def _tf():
@@ -82,7 +83,6 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: phones lack them
     flat = converter.convert()
-    from . import __version__
     meta = {"hanzoo_id": model_id, "hanzoo_version": __version__, "task": task} | (metadata or {})
     return _finish(flat, "hanzoo", json.dumps(meta, sort_keys=True).encode(), names)
 

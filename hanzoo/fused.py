@@ -29,6 +29,7 @@ from .errors import HanzooError
 from .layers import Dense, HanLayer
 from .lower import fold_scaling
 from .models import Net
+import os
 
 try:
     import triton
@@ -39,7 +40,6 @@ except ImportError:  # the module still imports, so `available()` can say why th
 
 def available() -> str | None:
     """None when the fused kernel can run here, or the reason it cannot."""
-    import os
     if triton is None:
         return "triton is not installed"
     if os.environ.get("TRITON_INTERPRET") == "1":

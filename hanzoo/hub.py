@@ -16,18 +16,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
-from . import export, registry
+from . import integrity, pins, registry, store
 from .errors import HanzooError
-from .tasks import file_sha256 as sha256
-
-MANIFEST = Path(__file__).resolve().parent / "hub_manifest.json"
+from .files import file_sha256 as sha256
+from .pins import EXPORT_FILES
+from .tasks import Regression, get_task
+from huggingface_hub import errors as hf_errors
+import huggingface_hub as hf
 DEFAULT_ORG = "hanzoo"
-# Hub repo paths per format; an export format's file sits in a folder named after it (onnx/model.onnx)
-EXPORT_FILES = {f"{fmt}/{name}": name for fmt, name in export.FORMATS.items()}
 FORMATS = {"torch": ["config.json", "model.safetensors", "metrics.json", "README.md"],
-           **{fmt: [f"{fmt}/{name}"] for fmt, name in export.FORMATS.items()}}
+           **{fmt: [f"{fmt}/{name}"] for fmt, name in registry.ARTIFACTS.items()}}
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -67,50 +68,14 @@ def repo_for(model_id: str) -> str:
     return check_repo(f"{os.environ.get('HANZOO_HUB_ORG', DEFAULT_ORG)}/{entry.id}")
 
 
-def manifest() -> dict:
-    if not MANIFEST.is_file():
-        return {}
-    return json.loads(MANIFEST.read_text())
-
-
 def pin(model_id: str) -> dict:
     """The pinned revision and the sha256 of every file of a model on the Hub."""
     entry = registry.get(model_id)
-    pinned = manifest().get(entry.id)
+    pinned = pins.manifest().get(entry.id)
     if not pinned:
-        raise HanzooError(f"model {entry.id!r} has no shipped weights and no Hub pin in {MANIFEST.name} (it has "
-                          f"not been published); {train_advice(entry.id)}")
+        raise HanzooError(f"model {entry.id!r} has no shipped weights and no Hub pin in {pins.MANIFEST.name} (it has "
+                          f"not been published); {registry.train_advice(entry.id)}")
     return pinned
-
-
-# Why a task's models cannot be trained here, for the tasks that have no training protocol
-_NO_DATA = {"cifar10-features": "LaNet's 2048-d CIFAR-10 features, which hanzoo does not have"}
-
-
-def trainable(model_id: str) -> bool:
-    """Whether `hanzoo train ID` can train this model (the test cli.cmd_train applies)."""
-    from .train import PROTOCOLS
-    entry = registry.get(model_id)
-    return entry.family == "backbone" or entry.task in PROTOCOLS
-
-
-def train_advice(model_id: str) -> str:
-    """What to tell a user who asked for weights that do not exist: the train command, or, for a reference
-    config that cannot be trained here, why not and which models of the same data can be."""
-    entry = registry.get(model_id)
-    if trainable(entry.id):
-        return f"train it with `hanzoo train {entry.id}`"
-    from .tasks import get_task
-    dataset = entry.task.split("-")[0]
-    # the same family first: a HanNet head points to the trainable HanNet
-    instead = sorted((e for e in registry.MODELS.values()
-                      if e.task.split("-")[0] == dataset and e.family != "backbone" and trainable(e.id)),
-                     key=lambda e: e.family != entry.family)
-    why = _NO_DATA.get(entry.task, f"{get_task(entry.task).n_in}-d {entry.task} inputs, which hanzoo does not have")
-    advice = f"it is a reference config of the paper that needs {why}, so it cannot be trained here"
-    if instead:
-        advice += "; train a model of the same dataset instead: " + " or ".join(f"`hanzoo train {e.id}`" for e in instead)
-    return advice
 
 
 def hub_card(model_id: str) -> str:
@@ -118,7 +83,6 @@ def hub_card(model_id: str) -> str:
     entry = registry.get(model_id)
     m = entry.metrics
     card = (entry.dir / "README.md").read_text()
-    from .tasks import Regression, get_task
     task_type = "tabular-regression" if isinstance(get_task(entry.task), Regression) else "tabular-classification"
     results = []
     if m.get("selected"):
@@ -145,8 +109,8 @@ def hub_files(model_id: str) -> dict[str, bytes | Path]:
     files: dict[str, bytes | Path] = {n: entry.dir / n for n in ("config.json", "model.safetensors", "metrics.json")}
     files["README.md"] = hub_card(entry.id).encode()
     for repo_path, name in EXPORT_FILES.items():
-        if (export.EXPORT_DIR / entry.id / name).is_file():
-            files[repo_path] = export.EXPORT_DIR / entry.id / name
+        if (registry.EXPORT_DIR / entry.id / name).is_file():
+            files[repo_path] = registry.EXPORT_DIR / entry.id / name
     return files
 
 
@@ -165,8 +129,7 @@ def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str]
     """Pin (re-hash) the Hub files of `model_ids` (default: every shipped model), keeping known revisions.
     Other shipped models keep their pins as they are, so re-pinning one model never blesses another's
     changed files; models no longer shipped are dropped."""
-    import tempfile
-    old = manifest()
+    old = pins.manifest()
     shipped = registry.shipped()
     out = {mid: old[mid] for mid in shipped if mid in old}
     for mid in model_ids or shipped:
@@ -174,10 +137,22 @@ def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str]
             files = stage(mid, Path(tmp))
         rev = (revisions or {}).get(mid) or old.get(mid, {}).get("revision", "main")
         out[mid] = {"repo_name": mid, "revision": rev, "files": files}
-    tmp_path = MANIFEST.with_suffix(".json.tmp")
+    tmp_path = pins.MANIFEST.with_suffix(".json.tmp")
     tmp_path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    tmp_path.replace(MANIFEST)
-    return MANIFEST
+    tmp_path.replace(pins.MANIFEST)
+    return pins.MANIFEST
+
+
+def repin_if_bundled(folder: Path) -> bool:
+    """After hanzoo rewrote a bundled model folder or export, re-pin that model alone in hub_manifest.json
+    (keeping its revision); without this the next load would refuse the new files. Returns whether it
+    re-pinned."""
+    model_id = (integrity.bundled_id(folder, registry.PRETRAINED_DIR)
+                or integrity.bundled_id(folder, registry.EXPORT_DIR))
+    if not model_id or not registry.get(model_id).shipped:
+        return False  # a scratch folder, or an export of a model without bundled weights: no pin to keep
+    write_manifest([model_id])
+    return True
 
 
 # --- download ---------------------------------------------------------------------------------
@@ -256,7 +231,6 @@ def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> Non
     hf_hub_download with its retries and its resuming of cut transfers. One HEAD per fetch, on a
     connection hf_hub_download then reuses, and none when every file is cached.
     """
-    import huggingface_hub as hf
     try:
         hf.get_hf_file_metadata(hf.hf_hub_url(repo, name, revision=rev, endpoint=endpoint()), timeout=timeout())
     except Exception as e:  # noqa: BLE001 - only a connection that cannot be opened is decided here
@@ -265,8 +239,6 @@ def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> Non
 
 
 def _download(repo: str, name: str, rev: str, where: str) -> str:
-    import huggingface_hub as hf
-    from huggingface_hub import errors as hf_errors
     try:
         return hf.hf_hub_download(repo, name, revision=rev, cache_dir=cache_dir(), endpoint=endpoint(),
                                   etag_timeout=timeout())
@@ -312,7 +284,6 @@ def model_folder(source: str | Path, revision: str | None = None, offline_flag: 
 
 def load(source: str | Path, revision: str | None = None, offline: bool | None = None):
     """An eval-mode torch module with its card (`.card`), metrics and config attached."""
-    from . import store
     folder = model_folder(source, revision, offline)
     net = store.load(folder)
     card = folder / "README.md"
@@ -322,14 +293,13 @@ def load(source: str | Path, revision: str | None = None, offline: bool | None =
 
 def export_path(model_id: str, fmt: str, revision: str | None = None, offline: bool | None = None) -> Path:
     """The path of an exported artifact (onnx, tflite or ort): from the bundle, else the Hub cache."""
-    if fmt not in export.FORMATS:
-        raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(export.FORMATS)}")
+    if fmt not in registry.ARTIFACTS:
+        raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(registry.ARTIFACTS)}")
     entry = registry.get(model_id)
     (repo_path,) = FORMATS[fmt]
-    local = export.EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
+    local = registry.EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
     if local.is_file() and revision is None:
-        from .integrity import check_artifact
-        check_artifact(local)  # a path handed out is a promise: callers open it without checking
+        integrity.check_artifact(local)  # a path handed out is a promise: callers open it without checking
         return local
     return fetch(entry.id, [repo_path], revision, offline)[repo_path]
 
@@ -357,7 +327,6 @@ def download(model_id: str, fmt: str = "torch", revision: str | None = None, off
 
 def push(model_id: str, repo: str, token: str | None = None, private: bool = False) -> str:
     """Upload a shipped model in the Hub layout with `HfApi.upload_folder`; returns the new commit's id."""
-    import tempfile
     try:
         from huggingface_hub import HfApi
     except ImportError:

@@ -9,7 +9,6 @@ used, with every hash that applies to it:
 - an export folder: the sha256 of each artifact in its manifest.json.
 A file with no hash that applies (an old user folder, a scratch export) loads as before.
 
-hub and export import store, which imports this module, so they are imported inside the functions.
 """
 from __future__ import annotations
 
@@ -17,9 +16,9 @@ import json
 import re
 from pathlib import Path
 
-from . import registry
+from . import pins, registry
 from .errors import HanzooError
-from .tasks import file_sha256
+from .files import file_sha256
 
 WEIGHTS_KEY = "weights_sha256"  # top-level key of metrics.json
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -34,7 +33,7 @@ def check_file(path: Path, expected: str, what: str, fix: str, actual: str | Non
     return actual
 
 
-def _bundled_id(folder: Path, root: Path) -> str | None:
+def bundled_id(folder: Path, root: Path) -> str | None:
     """The registry id when `folder` is `root/<id>` (through any symlinks or relative paths), else None."""
     try:
         folder, root = Path(folder).resolve(), Path(root).resolve()
@@ -43,14 +42,8 @@ def _bundled_id(folder: Path, root: Path) -> str | None:
     return folder.name if folder.parent == root and folder.name in registry.MODELS else None
 
 
-def _hub_pins(model_id: str) -> dict[str, str]:
-    from . import hub
-    return hub.manifest().get(model_id, {}).get("files", {})
-
-
 def _pin_text() -> str:
-    from . import hub
-    return f"its pin in {hub.MANIFEST.name}"
+    return f"its pin in {pins.MANIFEST.name}"
 
 
 def check_model_folder(folder: Path, metrics: object) -> None:
@@ -59,15 +52,15 @@ def check_model_folder(folder: Path, metrics: object) -> None:
     folder = Path(folder)
     weights, config = folder / "model.safetensors", folder / "config.json"
     actual = None
-    model_id = _bundled_id(folder, registry.PRETRAINED_DIR)
+    model_id = bundled_id(folder, registry.PRETRAINED_DIR)
     if model_id:
-        pins = _hub_pins(model_id)
+        pinned = pins.files(model_id)
         fix = (f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from git), or "
                f"re-train it with `hanzoo train {model_id}`, which re-pins it")
-        if pins.get("config.json") and config.is_file():
-            check_file(config, pins["config.json"], _pin_text(), fix)
-        if pins.get("model.safetensors") and weights.is_file():
-            actual = check_file(weights, pins["model.safetensors"], _pin_text(), fix)
+        if pinned.get("config.json") and config.is_file():
+            check_file(config, pinned["config.json"], _pin_text(), fix)
+        if pinned.get("model.safetensors") and weights.is_file():
+            actual = check_file(weights, pinned["model.safetensors"], _pin_text(), fix)
     recorded = metrics.get(WEIGHTS_KEY) if isinstance(metrics, dict) else None
     if recorded is not None and weights.is_file():
         if not isinstance(recorded, str) or not _SHA256.match(recorded):
@@ -80,16 +73,14 @@ def check_model_folder(folder: Path, metrics: object) -> None:
 
 def check_artifact(path: Path) -> None:
     """Check an exported artifact (model.onnx, model.ort, model.tflite) before a runtime reads it."""
-    from . import export, hub
-
     path = Path(path)
     if not path.is_file():
         return  # the caller names the missing file
     folder, actual = path.parent, None
-    model_id = _bundled_id(folder, export.EXPORT_DIR)
-    repo_path = {name: rp for rp, name in hub.EXPORT_FILES.items()}.get(path.name)
+    model_id = bundled_id(folder, registry.EXPORT_DIR)
+    repo_path = {name: rp for rp, name in pins.EXPORT_FILES.items()}.get(path.name)
     if model_id and repo_path:
-        pinned = _hub_pins(model_id).get(repo_path)
+        pinned = pins.files(model_id).get(repo_path)
         if pinned:
             actual = check_file(path, pinned, _pin_text(),
                                 f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from "
@@ -105,16 +96,3 @@ def check_artifact(path: Path) -> None:
         if expected:
             check_file(path, expected, f"its sha256 in {manifest}",
                        "re-export the model with `hanzoo export` (or restore the folder from a good copy)", actual)
-
-
-def repin_if_bundled(folder: Path) -> bool:
-    """After hanzoo rewrote a bundled model folder or export, re-pin that model alone in hub_manifest.json
-    (keeping its revision); without this the next load would refuse the new files. Returns whether it
-    re-pinned."""
-    from . import export, hub
-
-    model_id = _bundled_id(folder, registry.PRETRAINED_DIR) or _bundled_id(folder, export.EXPORT_DIR)
-    if not model_id or not registry.get(model_id).shipped:
-        return False  # a scratch folder, or an export of a model without bundled weights: no pin to keep
-    hub.write_manifest([model_id])
-    return True

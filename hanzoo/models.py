@@ -13,6 +13,7 @@ from torch import nn
 
 from .errors import HanzooError
 from .layers import ACTIVATIONS, Dense, HanLayer
+from .convnet import IMAGE_SHAPE, Backbone
 
 INITS = ("han-normal", "han-authors", "kaiming")
 
@@ -78,7 +79,6 @@ class ModelConfig:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """One sample's shape: (in_features,) floats, or (32, 32, 3) uint8 pixels with a backbone."""
-        from .backbone import IMAGE_SHAPE
         return IMAGE_SHAPE if self.backbone else (self.in_features,)
 
     @property
@@ -90,7 +90,6 @@ class ModelConfig:
 
     @property
     def num_params(self) -> int:
-        from .backbone import Backbone
         return self.head_params + (Backbone.num_params(self.backbone) if self.backbone else 0)
 
     @property
@@ -158,7 +157,6 @@ class Net(nn.Module):
         super().__init__()
         self.config = config
         if config.backbone:
-            from .backbone import Backbone
             self.backbone = Backbone(config.backbone)
         self.layers = nn.ModuleList(
             HanLayer(o, act) if kind == "han" else Dense(i, o, act) for kind, i, o, act in config.layers()

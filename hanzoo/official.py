@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
-from . import integrity, registry, store
+from . import hub, registry, store
 from .errors import HanzooError
 from .evaluate import evaluate
 from .layers import Dense
 from .models import Net
-from .tasks import file_sha256, get_task
+from .files import file_sha256
+from .tasks import get_task
+from .card import render_imported
 
 
 def convert(src: dict[str, torch.Tensor], net: Net) -> dict[str, torch.Tensor]:
@@ -54,8 +56,7 @@ def import_official(src: Path, dest: Path, model_id: str) -> Path:
     metrics = {"model_id": entry.id, "task": task.name, "metric": task.metric, "evaluation": scores,
                "source": {"file": src.name, "sha256": file_sha256(src),
                           "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)"}}
-    from .card import render_imported
     folder = store.write_folder(dest, entry.id, task.name, entry.config, state, metrics,
                                 render_imported(entry, metrics))
-    integrity.repin_if_bundled(folder)  # importing over a shipped model changes the files its pins describe
+    hub.repin_if_bundled(folder)  # importing over a shipped model changes the files its pins describe
     return folder

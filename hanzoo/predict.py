@@ -15,8 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import registry, store
 from .errors import HanzooError
+from .cifar import CLASSES
+from .evaluate import OUT_OF_RANGE, check_input, check_output
+from .models import ModelConfig
+from .runtimes import get_runtime
+from .tasks import get_task
+from .verify import check_source
 
 RAW = "raw, as in the dataset"  # a column whose unit the data's provenance does not state
 NPY_MAGIC = b"\x93NUMPY"
@@ -196,10 +202,6 @@ def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", thre
     Raises HanzooError if any output is NaN or infinite; `source` (e.g. the input file) and `first_row`
     (the number of x[0] there) word that error.
     """
-    from .evaluate import OUT_OF_RANGE, check_input, check_output
-    from .export import EXPORT_DIR
-    from .models import ModelConfig
-    from .runtimes import get_runtime
 
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise HanzooError(f"threads must be a whole number of at least 1, got {threads!r}")
@@ -212,9 +214,8 @@ def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", thre
                           "use --runtime torch")
     config = ModelConfig.from_dict(meta["architecture"])
     x = check_input(x, config.input_shape)
-    export_dir = Path(export_dir) if export_dir else EXPORT_DIR / (model_id or "")
+    export_dir = Path(export_dir) if export_dir else registry.EXPORT_DIR / (model_id or "")
     if rt.artifact:
-        from .verify import check_source
         check_source(model_dir, export_dir, model)
     out = rt.load(model_dir, export_dir, int(threads))(x)
     where = f"{model_id or model_dir} ({rt.name})" + (f" on {source}" if source else "")
@@ -279,11 +280,9 @@ def to_csv(out: dict[str, np.ndarray]) -> str:
 def model_io(model_id: str, task_name: str, config) -> dict:
     """What a model takes and returns (names, dtypes, shapes, units, meaning), as its exports do:
     `hanzoo info` shows it, and it matches export/<id>/manifest.json's inputs and outputs."""
-    from .tasks import get_task
 
     task = get_task(task_name)
     if config.backbone:
-        from .cifar import CLASSES
         inputs = [{"name": "input", "dtype": "uint8", "shape": ["batch", *config.input_shape],
                    "meaning": "RGB pixels 0..255, height x width x channel, as decoded from a PNG or JPEG "
                               "(no normalization)"}]

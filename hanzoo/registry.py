@@ -14,8 +14,10 @@ from pathlib import Path
 
 from .errors import HanzooError
 from .models import Block, ModelConfig
+from .tasks import get_task
 
-def _bundle(env: str, checkout_name: str, package_name: str) -> Path:
+
+def bundle_dir(env: str, checkout_name: str, package_name: str) -> Path:
     """Where shipped files live: $env if set; in a source checkout, the repo's folder; in an
     installed wheel, the copy packaged inside hanzoo/ (pyproject maps one onto the other)."""
     if os.environ.get(env):
@@ -27,7 +29,11 @@ def _bundle(env: str, checkout_name: str, package_name: str) -> Path:
     return here / package_name
 
 
-PRETRAINED_DIR = _bundle("HANZOO_PRETRAINED", "pretrained", "pretrained")
+PRETRAINED_DIR = bundle_dir("HANZOO_PRETRAINED", "pretrained", "pretrained")
+EXPORT_DIR = bundle_dir("HANZOO_EXPORT", "export", "exported")
+# The exported artifacts: format name -> file name in an export folder (the Hub repo keeps each in a
+# folder named after its format: onnx/model.onnx)
+ARTIFACTS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
 
 
 @dataclass(frozen=True)
@@ -193,3 +199,30 @@ def baselines(model_id: str) -> list[ModelEntry]:
 def shipped() -> list[str]:
     """Ids of every model with weights in pretrained/."""
     return [e.id for e in MODELS.values() if e.shipped]
+
+
+# Why a task's models cannot be trained here, for the reference configs whose data hanzoo cannot have
+_NO_DATA = {"cifar10-features": "LaNet's 2048-d CIFAR-10 features, which hanzoo does not have"}
+
+
+def trainable(model_id: str) -> bool:
+    """Whether `hanzoo train ID` can train this model: every model but the reference configs."""
+    return get_task(get(model_id).task).has_data
+
+
+def train_advice(model_id: str) -> str:
+    """What to tell a user who asked for weights that do not exist: the train command, or, for a reference
+    config that cannot be trained here, why not and which models of the same data can be."""
+    entry = get(model_id)
+    if trainable(entry.id):
+        return f"train it with `hanzoo train {entry.id}`"
+    dataset = entry.task.split("-")[0]
+    # the same family first: a HanNet head points to the trainable HanNet
+    instead = sorted((e for e in MODELS.values()
+                      if e.task.split("-")[0] == dataset and e.family != "backbone" and trainable(e.id)),
+                     key=lambda e: e.family != entry.family)
+    why = _NO_DATA.get(entry.task, f"{get_task(entry.task).n_in}-d {entry.task} inputs, which hanzoo does not have")
+    advice = f"it is a reference config of the paper that needs {why}, so it cannot be trained here"
+    if instead:
+        advice += "; train a model of the same dataset instead: " + " or ".join(f"`hanzoo train {e.id}`" for e in instead)
+    return advice

@@ -12,6 +12,13 @@ import numpy as np
 
 from . import registry
 from .card import final_runs, fmt, seed_count
+from .cifar import CLASSES
+from .evaluate import predict
+from .store import load
+from .tasks import get_task, checkerboard_grid
+from .train import PROTOCOLS, PROTOCOLS as P
+import json
+import torch
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TABLE3 = ["checkerboard-fcnet-6x100", "checkerboard-fcnet-10x100", "checkerboard-fcnet-6x300", "checkerboard-hannet-20x30"]
@@ -26,7 +33,6 @@ COVERED = list(dict.fromkeys(TABLE3 + [m for *_, m in TABLE4] + [m for ms in TAB
 
 
 def _percent(task: str) -> int:
-    from .tasks import get_task
     return round(100 * get_task(task).train_fraction)
 
 
@@ -44,10 +50,7 @@ def figure1(path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
-    from .store import load
-    from .tasks import checkerboard_grid
 
     x, label = checkerboard_grid()
     panels = [("target", label, None)]
@@ -195,7 +198,6 @@ def table6_section() -> list[str]:
 
 
 def _test_images() -> tuple[np.ndarray, np.ndarray]:
-    from .tasks import get_task
     x, y = get_task("cifar10").test_data()
     return x, y[:, 0].astype(int)
 
@@ -203,8 +205,6 @@ def _test_images() -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=8)
 def _cifar_logits(model_id: str, flip: bool) -> np.ndarray:
     # cached: the report and its figures score the same 10000 images several times
-    from .evaluate import predict
-    from .store import load
     x, _ = _test_images()
     return predict(load(model_id), np.ascontiguousarray(x[:, :, ::-1]) if flip else x).numpy()
 
@@ -215,7 +215,6 @@ def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .cifar import CLASSES
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, mid in zip(axes, ("cifar10-fc", "cifar10-hannet")):
         x, y = _test_images()
@@ -254,7 +253,6 @@ SELECTION_JSON = DOCS / "checkerboard-selection.json"
 
 def selection_section() -> list[str]:
     """The experiment that chose Checkerboard's shipping rule, on fresh random splits (never the official test set)."""
-    import json
     if not SELECTION_JSON.is_file():
         return []
     d = json.loads(SELECTION_JSON.read_text())
@@ -273,7 +271,6 @@ def selection_section() -> list[str]:
                      f"{100 * s['shipped_at_least_99.5'][rule]:.0f}% |")
     ship, avg = s["shipped_test_mean"], s["mean_run_test"]
     low, val = ship["refit, lowest train loss"], ship["best validation"]
-    from .train import PROTOCOLS
     p = PROTOCOLS["checkerboard"]
     lines += ["", f"The average run scores {avg['refit']:.2f}% when trained on the whole training split and "
               f"{avg['validation']:.2f}% on 90% of it. The lowest training loss picks a "
@@ -373,7 +370,6 @@ def gaps() -> list[str]:
                        f"against FCNet1 {fc1:.4f} and FCNet2 {fc2:.4f}: "
                        f"the HanNet {'beats' if h < fc1 else 'does not beat'} its equal-size FCNet1 and is "
                        f"{'below' if h < fc2 else 'above'} the {size:.0f}x larger FCNet2.")
-    from .train import PROTOCOLS
     for mid in COVERED:
         e = registry.get(mid)
         lrs = e.metrics.get("protocol", {}).get("lrs")
@@ -381,7 +377,6 @@ def gaps() -> list[str]:
             out.append(f"- `{mid}` was trained with the reduced LR grid {list(lrs)} instead of the paper's "
                        f"{len(PROTOCOLS[e.task].lrs)} LRs, to fit this 2-core machine's time; the LR came from the "
                        "validation choice of the nearest shipped FCNet, not from its test figures.")
-    from .train import PROTOCOLS as P
     older = [m for m in COVERED if registry.get(m).metrics.get("refit") and not P[registry.get(m).task].refit]
     if older:
         out.append("- Still shipped under the earlier rule (stage 2 refits every seed on the whole training split "

@@ -15,6 +15,10 @@ from typing import Callable
 import numpy as np
 
 from .errors import HanzooError
+from . import fused
+from .integrity import check_artifact
+from .store import load
+import torch
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -43,9 +47,7 @@ def _as_input(x: np.ndarray, dtype) -> np.ndarray:
 
 
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
-    import torch
 
-    from .store import load
 
     torch.set_num_threads(threads)
     net = load(model_dir)
@@ -61,7 +63,6 @@ def cuda_graphed(net, x_shape: tuple[int, ...], dtype=None):
     """`net` captured as one CUDA graph for inputs of `x_shape`: one launch replays every kernel.
 
     Returns (run, static_input, static_output); copy into static_input, call run(), read static_output."""
-    import torch
 
     static_x = torch.zeros(x_shape, device="cuda", dtype=dtype or torch.float32)
     side = torch.cuda.Stream()
@@ -79,10 +80,7 @@ def cuda_graphed(net, x_shape: tuple[int, ...], dtype=None):
 def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     """On an NVIDIA GPU: a HanNet through the fused Triton kernel (one launch for the whole net), anything
     else, or a HanNet without Triton, as CUDA-graph eager. `run.path` says which one runs."""
-    import torch
 
-    from . import fused
-    from .store import load
 
     if not torch.cuda.is_available():
         raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
@@ -126,7 +124,6 @@ def _ort_session(path: Path, threads: int, mobile: bool):
         except Exception as e:  # noqa: BLE001 - the checker and the protobuf parser raise different types
             raise HanzooError(f"{path} fails onnx.checker: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     # after the checker, which names what is wrong in a malformed graph; the hash catches what it cannot see
-    from .integrity import check_artifact
     check_artifact(path)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
@@ -152,7 +149,6 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     path = export_dir / "model.tflite"
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
-    from .integrity import check_artifact
     check_artifact(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:

@@ -15,13 +15,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__, integrity
-from .atomic import staged_folder
+from . import __version__, integrity, registry
+from .files import file_sha256, staged_folder
 from .errors import HanzooError
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
 from .registry import MODELS, get
-from .tasks import file_sha256
+from .tasks import TASKS
 
 FORMAT_VERSION = 1
 
@@ -57,8 +57,7 @@ def resolve(source: str | Path) -> Path:
     if str(source) in MODELS:
         entry = get(str(source))
         if not entry.shipped:
-            from .hub import train_advice  # lazy: hub imports store (through export)
-            raise HanzooError(f"model {entry.id!r} has no shipped weights; {train_advice(entry.id)}")
+            raise HanzooError(f"model {entry.id!r} has no shipped weights; {registry.train_advice(entry.id)}")
         return entry.dir
     if path.is_file():
         raise HanzooError(f"{source} is a file; give the model folder that holds it (config.json, model.safetensors)")
@@ -93,7 +92,6 @@ def read_config(folder: Path) -> dict:
             raise HanzooError(f"{path}: {key} must be {known[key].__name__}, got {type(value).__name__}")
     if "model_id" in meta and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", meta["model_id"]):
         raise HanzooError(f"{path}: model_id {meta['model_id']!r} is not a valid model id")
-    from .tasks import TASKS
     if meta["task"] not in TASKS:
         raise HanzooError(f"{path}: task {meta['task']!r} is unknown; expected one of {sorted(TASKS)}")
     meta["architecture"] = ModelConfig.from_dict(meta["architecture"], where=f"{path}: architecture").to_dict()

@@ -16,6 +16,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from . import cifar
 from .errors import HanzooError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -32,15 +33,6 @@ class Split:
     # A task may hold out its own validation part (else the trainer carves one from the training part)
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in 1 MB chunks (downloads and tarballs can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verified_bytes(path: Path, sha256: str) -> bytes:
@@ -67,7 +59,7 @@ class Task:
     standardize: bool = False  # train on standardized inputs and targets (stats from the training split)
     loss_name: str = "mse"  # the key of `metrics` that holds the training loss (it breaks metric ties)
 
-    input_dtype = np.float32
+    has_data = True  # False for a reference config of the paper whose data hanzoo cannot have
 
     def split(self) -> Split:
         raise HanzooError(f"task {self.name!r} has no data loader in this version of hanzoo")
@@ -177,6 +169,10 @@ class Regression(Task):
         tr, te = perm[:n], perm[n:]
         return Split(x[tr], y[tr], x[te], y[te])
 
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of the dataset: features [N, n_in] and target [N, 1], before any split."""
+        return _table(self.file, self.sha256, self.target)
+
     @property
     def y_range(self) -> float:
         _, y = _table(self.file, self.sha256, self.target)
@@ -237,23 +233,19 @@ class CifarImages(Task):
     """CIFAR-10 (JPEG) classification from raw uint8 images [N, 32, 32, 3] (hanzoo.cifar).
 
     The training part is the 45000 images the backbone trained on; the other 5000 of the official
-    training set are the validation part (hanzoo.backbone.split_indices). Metric: top-1 error in %.
+    training set are the validation part (hanzoo.cifar.split_indices). Metric: top-1 error in %.
     """
 
     name, n_in, n_out, metric, higher_is_better, loss_name = "cifar10", 3072, 10, "top1_error", False, "cross_entropy"
-    input_dtype = np.uint8
 
-    def split(self, recipe=None) -> Split:
-        """Train, validation and test parts; `recipe` (a backbone.Recipe) sets the validation split."""
-        from . import cifar
-        from .backbone import Recipe, split_indices
+    def split(self, val_images: int = cifar.VAL_IMAGES, split_seed: int = 0) -> Split:
+        """Train, validation and test parts (a backbone recipe's `val_images` and `split_seed` set the latter)."""
         x, y = cifar.load("train")
-        tr, va = split_indices(len(x), recipe or Recipe())
+        tr, va = cifar.split_indices(len(x), val_images, split_seed)
         xs, ys = self.test_data()
         return Split(x[tr], y[tr, None].astype(np.float32), xs, ys, x[va], y[va, None].astype(np.float32))
 
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
-        from . import cifar
         x, y = cifar.load("test")  # vendored: needs nothing outside the package
         return x, y[:, None].astype(np.float32)
 
@@ -262,6 +254,8 @@ class CifarImages(Task):
 
 
 class _Pending(Task):
+    has_data = False
+
     """A task of the paper that hanzoo cannot load (its data cannot be had); its models are in the registry as reference configs."""
 
     def __init__(self, name: str, n_in: int, n_out: int, metric: str, higher_is_better: bool) -> None:

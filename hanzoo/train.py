@@ -23,6 +23,16 @@ from .errors import HanzooError
 from .layers import ACTIVATIONS
 from .models import ModelConfig, Net, build
 from .tasks import Split, Task
+from . import card, hub, provenance, registry, store
+from .backbone import features_task
+from .evaluate import evaluate
+from .files import file_sha256
+from .tasks import get_task
+from pathlib import Path
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+import ctypes
+import json
+import warnings
 
 
 @dataclass(frozen=True)
@@ -262,7 +272,6 @@ def compiled_loss(net: StackedNet, task: Task, compile: bool = True):
             try:
                 return fast(xb, yb)
             except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager
-                import warnings
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
                 fast = loss
         return loss(xb, yb)
@@ -465,7 +474,6 @@ def select_refit(runs: list[RunResult]) -> int:
 def _tune_allocator() -> None:
     """Keep glibc from returning every freed activation buffer to the OS: on these small stacked
     tensors (~0.5 MB) the mmap/munmap and page faults per op cost about 10% of a step."""
-    import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
@@ -475,7 +483,6 @@ def _tune_allocator() -> None:
 
 
 def _progress_bar(total: int, label: str, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     class Bar:
         def __init__(self) -> None:
@@ -525,31 +532,6 @@ SELECTION_RULE_NO_REFIT = ("a validation split of {pct:.0f}% is carved from the 
                            "the one with the best validation {metric}.")
 
 
-def _versions() -> dict:
-    import platform
-
-    from . import __version__
-    return {"hanzoo": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
-def _git_commit() -> str | None:
-    import subprocess
-    from pathlib import Path
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _machine() -> str:
-    import os
-    import platform
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
 def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, protocol: Protocol | None = None,
                 progress: bool = True, compile: bool = True, reuse_sweep: bool = False):
     """Run the paper's sweep for a registry model, refit, and write its model folder; returns the folder.
@@ -557,13 +539,7 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     With `reuse_sweep`, stage 1 is not run again: its records are read from the model folder's
     metrics.json and the same selection rule is applied to them.
     """
-    import json
-    from pathlib import Path
 
-    from . import card, integrity, registry, store
-    from .evaluate import evaluate
-    from .models import Net
-    from .tasks import get_task
 
     entry = registry.get(model_id)
     if entry.task not in PROTOCOLS and protocol is None:
@@ -571,7 +547,6 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
     protocol = protocol or PROTOCOLS[entry.task]
     train_config, frozen = entry.config, None
     if entry.frozen:  # only the head trains, on the frozen backbone's (cached) features
-        from .backbone import features_task
         task, frozen = features_task(entry.frozen)
         train_config = replace(entry.config, backbone=())
     else:
@@ -667,13 +642,12 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         "stage2_wall_seconds": refit_seconds if protocol.ship_seeds and not protocol.refit else 0.0,
         "wall_seconds": sweep_seconds + refit_seconds,
         "sweep_iterations_per_second": protocol.iterations / sweep_seconds,
-        "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(), "machine": provenance.machine_line(),
     }
     if hasattr(task, "train_fraction"):
         metrics["split"] = {"train_fraction": task.train_fraction, "split_seed": task.split_seed,
                             "train_rows": len(split.x_train), "test_rows": len(split.x_test)}
     if frozen is not None:
-        from .tasks import file_sha256
         metrics["task"] = entry.task
         metrics["backbone"] = {"model_id": entry.frozen, "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
                                "feature_width": task.n_in, "train_images": len(split.x_train),
@@ -681,5 +655,5 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         metrics["head_on_features"] = {"test": sel.test, "val": sel.val}
     folder = store.write_folder(dest, entry.id, entry.task, config, state, metrics,
                                 card.render(entry, config, metrics), scaling=scaling, preprocessing=preprocessing)
-    integrity.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
+    hub.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
     return folder

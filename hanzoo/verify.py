@@ -28,7 +28,12 @@ import torch
 
 from .errors import HanzooError
 from .evaluate import BROKEN_MODEL, check_output
-from .tasks import Task, file_sha256, get_task
+from .files import file_sha256
+from .tasks import Task, get_task
+from . import registry, store
+from .registry import MODELS
+from .runtimes import RUNTIMES
+import json
 
 ABS_TOL = 1e-4
 METRIC_RTOL = 1e-5
@@ -98,7 +103,6 @@ def source_hashes(model_dir: Path) -> dict[str, str]:
 
 def check_source(model_dir: Path, export_dir: Path, model: str | Path | None = None) -> None:
     """Refuse to compare a model folder with an export made from other weights: that would be two models."""
-    import json
 
     model = model or model_dir
     fix = f"export it with `hanzoo export {model} --out DIR`, then run `hanzoo verify {model} --export DIR`"
@@ -120,8 +124,6 @@ def check_source(model_dir: Path, export_dir: Path, model: str | Path | None = N
 
 def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], threads: int = 1) -> dict:
     """Parity figures per runtime; raises nothing about parity itself, each entry says whether it passed."""
-    from . import store
-    from .runtimes import RUNTIMES
 
     meta = store.read_config(model_dir)
     task = get_task(meta["task"])
@@ -162,13 +164,9 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
 
 def verify(model: str | Path, runtimes: list[str] | None = None, threads: int = 1, export_dir: Path | None = None) -> dict:
     """Verify a shipped model (id) or a model folder against its export (default: the bundled export of its id)."""
-    from . import store
-    from .export import EXPORT_DIR
-    from .registry import MODELS
-    from .runtimes import RUNTIMES
 
     model_dir = store.resolve(model)
-    export_dir = Path(export_dir) if export_dir else EXPORT_DIR / store.read_config(model_dir)["model_id"]
+    export_dir = Path(export_dir) if export_dir else registry.EXPORT_DIR / store.read_config(model_dir)["model_id"]
     if not export_dir.is_dir():
         raise HanzooError(f"{export_dir} does not exist; run `hanzoo export {model}"
                           f"{'' if str(model) in MODELS else ' --out DIR'}` first")

@@ -10,7 +10,8 @@ import pytest
 from onnx import numpy_helper
 
 from hanzoo import HanzooError, registry
-from hanzoo.export import EXPORT_DIR, FORMATS, export, parse_formats
+from hanzoo.export import FORMATS, export, parse_formats
+from hanzoo.registry import EXPORT_DIR
 from hanzoo.export_tflite import op_types, read_metadata
 from hanzoo.runtimes import RUNTIMES
 from hanzoo.tasks import get_task
@@ -220,7 +221,6 @@ def test_corrupt_onnx_is_named(tmp_path):
 
 
 def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsys):
-    from hanzoo import export as export_mod
     from hanzoo.cli import main
 
     broken = tmp_path / "export"
@@ -233,17 +233,17 @@ def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsy
             init.CopyFrom(numpy_helper.from_array(a, init.name))
     onnx.save(model, str(broken / "checkerboard-hannet-20x30" / "model.onnx"))
     # an exporter bug, not a damaged file: the manifest and the pins record the bad graph's own hash
-    from hanzoo import hub
-    from hanzoo.tasks import file_sha256
+    from hanzoo import pins
+    from hanzoo.files import file_sha256
     digest = file_sha256(broken / "checkerboard-hannet-20x30" / "model.onnx")
     man = broken / "checkerboard-hannet-20x30" / "manifest.json"
     m = json.loads(man.read_text())
     m["files"]["model.onnx"]["sha256"] = digest
     man.write_text(json.dumps(m))
-    pins = hub.manifest()
-    pins["checkerboard-hannet-20x30"]["files"]["onnx/model.onnx"] = digest
-    monkeypatch.setattr(hub, "manifest", lambda: pins)
-    monkeypatch.setattr(export_mod, "EXPORT_DIR", broken)
+    pinned = pins.manifest()
+    pinned["checkerboard-hannet-20x30"]["files"]["onnx/model.onnx"] = digest
+    monkeypatch.setattr(pins, "manifest", lambda: pinned)
+    monkeypatch.setattr(registry, "EXPORT_DIR", broken)
     assert main(["verify", "checkerboard-hannet-20x30", "--runtime", "onnxruntime", "--json"]) == 1
     err = capsys.readouterr().err
     assert "parity failed: onnxruntime on checkerboard-hannet-20x30" in err and "worst input row" in err

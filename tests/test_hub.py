@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("huggingface_hub")
 
-from hanzoo import hub, registry  # noqa: E402
+from hanzoo import hub, pins, registry  # noqa: E402
 from hanzoo.errors import HanzooError  # noqa: E402
 from hanzoo.store import load as load_bundled  # noqa: E402
 
@@ -42,8 +42,7 @@ def fake(tmp_path, monkeypatch):
 def no_bundle(tmp_path, monkeypatch):
     """As if hanzoo were installed without its bundled weights: the Hub is the only source."""
     monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-bundle")
-    import hanzoo.export
-    monkeypatch.setattr(hanzoo.export, "EXPORT_DIR", tmp_path / "no-export")
+    monkeypatch.setattr(registry, "EXPORT_DIR", tmp_path / "no-export")
 
 
 def _same_outputs(net) -> None:
@@ -53,7 +52,7 @@ def _same_outputs(net) -> None:
 
 def test_manifest_pins_every_shipped_file(tmp_path):
     """The committed hub_manifest.json holds the sha256 of exactly what `hanzoo push` would upload."""
-    pinned = hub.manifest()
+    pinned = pins.manifest()
     assert sorted(pinned) == sorted(registry.shipped())
     for mid in ["checkerboard-hannet-20x30", "elevators-fcnet-5x50"]:
         assert pinned[mid]["files"] == hub.stage(mid, tmp_path / mid)
@@ -202,8 +201,8 @@ def test_push_uploads_the_hub_layout_and_pins_the_commit(fake, monkeypatch, tmp_
     """`hanzoo push` against the local server, then a download of what it pushed, checked by the pins."""
     import json
     manifest = tmp_path / "hub_manifest.json"
-    manifest.write_text(hub.MANIFEST.read_text())
-    monkeypatch.setattr(hub, "MANIFEST", manifest)
+    manifest.write_text(pins.MANIFEST.read_text())
+    monkeypatch.setattr(pins, "MANIFEST", manifest)
     monkeypatch.setenv("HANZOO_HUB_ORG", "pushed")
     commit = hub.push(MODEL, f"pushed/{MODEL}", token="hf_test")
     files = fake.repos[f"pushed/{MODEL}"]["commits"][commit]
@@ -302,7 +301,7 @@ def _check_advice(model_id: str, message: str) -> None:
 
 
 def test_every_train_advice_names_a_trainable_model(monkeypatch):
-    monkeypatch.setattr(hub, "manifest", lambda: {})  # as if nothing were published: pin() gives its advice
+    monkeypatch.setattr(pins, "manifest", lambda: {})  # as if nothing were published: pin() gives its advice
     assert not all(_trainable(m) for m in registry.MODELS)  # the check below has an untrainable entry to catch
     for model_id in registry.MODELS:
         with pytest.raises(HanzooError) as err:
@@ -311,7 +310,7 @@ def test_every_train_advice_names_a_trainable_model(monkeypatch):
 
 
 def test_reference_config_says_why_it_cannot_be_trained(monkeypatch):
-    monkeypatch.setattr(hub, "manifest", lambda: {})
+    monkeypatch.setattr(pins, "manifest", lambda: {})
     with pytest.raises(HanzooError) as err:
         hub.pin("cifar10-head-hannet")
     msg = str(err.value)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hanzoo import HanzooError, registry, store
-from hanzoo.backbone import Backbone, Recipe, TrainNet, fold
+from hanzoo.backbone import Recipe, TrainNet, fold
+from hanzoo.convnet import Backbone
 from hanzoo.evaluate import check_input, predict
 from hanzoo.models import ModelConfig, build
 
@@ -130,7 +131,7 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
     save_file(state, str(tiny_folder / "model.safetensors"))
     # the folder's record follows its weights: an export gone wrong, not a damaged file
     from hanzoo.integrity import WEIGHTS_KEY
-    from hanzoo.tasks import file_sha256
+    from hanzoo.files import file_sha256
     m = json.loads((tiny_folder / "metrics.json").read_text())
     (tiny_folder / "metrics.json").write_text(json.dumps(m | {WEIGHTS_KEY: file_sha256(tiny_folder / "model.safetensors")}))
     rep = verify_folder(tiny_folder, out, ["onnxruntime"])

@@ -16,12 +16,12 @@ from onnx import numpy_helper
 
 import hanzoo
 import hanzoo.export
-from hanzoo import hub, integrity, registry, store
+from hanzoo import hub, integrity, pins, registry, store
 from hanzoo.cli import main
 from hanzoo.errors import HanzooError
 from hanzoo.official import import_official
 from hanzoo.runtimes import RUNTIMES
-from hanzoo.tasks import file_sha256
+from hanzoo.files import file_sha256
 
 MODEL = "checkerboard-hannet-20x30"
 SCALED = "calhousing-fcnet-5x50"  # a model whose config.json carries its input and target scaling
@@ -35,10 +35,10 @@ def bundle(tmp_path, monkeypatch):
     pretrained, exported = tmp_path / "pretrained", tmp_path / "export"
     for mid in (MODEL, SCALED):
         shutil.copytree(registry.get(mid).dir, pretrained / mid)
-        shutil.copytree(hanzoo.export.EXPORT_DIR / mid, exported / mid)
+        shutil.copytree(registry.EXPORT_DIR / mid, exported / mid)
     monkeypatch.setattr(registry, "PRETRAINED_DIR", pretrained)
-    monkeypatch.setattr(hanzoo.export, "EXPORT_DIR", exported)
-    monkeypatch.setattr(hub, "MANIFEST", tmp_path / "hub_manifest.json")
+    monkeypatch.setattr(registry, "EXPORT_DIR", exported)
+    monkeypatch.setattr(pins, "MANIFEST", tmp_path / "hub_manifest.json")
     hub.write_manifest([MODEL, SCALED])
     return tmp_path
 
@@ -78,7 +78,7 @@ def assert_refused(err: str, path: Path, expected: str, where: str) -> None:
 def test_untouched_bundle_loads_and_each_file_is_hashed_once(monkeypatch):
     calls = []
     monkeypatch.setattr(integrity, "file_sha256", lambda p: calls.append(Path(p).name) or file_sha256(p))
-    assert len(registry.shipped()) == len(hub.manifest())
+    assert len(registry.shipped()) == len(pins.manifest())
     for mid in registry.shipped():  # no false positives on anything shipped
         calls.clear()
         net = hanzoo.load(mid)
@@ -95,7 +95,7 @@ def test_bit_flip_in_bundled_weights_is_refused(bundle, capsys):
     folder = registry.get(MODEL).dir
     weights = folder / "model.safetensors"
     flip_weight(weights)
-    pin = hub.manifest()[MODEL]["files"]["model.safetensors"]
+    pin = pins.manifest()[MODEL]["files"]["model.safetensors"]
     for load in (store.load, hanzoo.load, lambda m: store.load(folder), lambda m: hanzoo.load(str(folder))):
         with pytest.raises(HanzooError) as e:
             load(MODEL)
@@ -118,7 +118,7 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
     config.write_text(text[:at] + chr(ord(text[at]) ^ 1) + text[at + 1:])  # a digit stays a digit
     with pytest.raises(HanzooError) as e:
         hanzoo.load(SCALED)
-    assert_refused(str(e.value), config, hub.manifest()[SCALED]["files"]["config.json"], "hub_manifest.json")
+    assert_refused(str(e.value), config, pins.manifest()[SCALED]["files"]["config.json"], "hub_manifest.json")
     assert store.load(shutil.copytree(config.parent, bundle / "elsewhere")).meta["preprocessing"]["x_mean"]
 
 
@@ -126,10 +126,10 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
 
 @pytest.mark.parametrize("fmt, runtime", [("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert")])
 def test_bit_flip_in_bundled_export_is_refused(bundle, fmt, runtime):
-    folder = hanzoo.export.EXPORT_DIR / MODEL
+    folder = registry.EXPORT_DIR / MODEL
     path = folder / hanzoo.export.FORMATS[fmt]
     flip_at(path, onnx_bias(folder))
-    pin = hub.manifest()[MODEL]["files"][f"{fmt}/{path.name}"]
+    pin = pins.manifest()[MODEL]["files"][f"{fmt}/{path.name}"]
     loaders = [lambda: RUNTIMES[runtime].load(registry.get(MODEL).dir, folder, 1), lambda: hub.export_path(MODEL, fmt)]
     loaders += {"onnx": [lambda: hanzoo.load_onnx(MODEL), lambda: hanzoo.load_onnx(MODEL, session=True)],
                 "tflite": [lambda: hanzoo.load_tflite(MODEL)]}.get(fmt, [])
@@ -149,14 +149,14 @@ def test_bit_flip_in_bundled_export_is_refused(bundle, fmt, runtime):
 
 
 def test_cli_predict_refuses_a_flipped_bundled_export(bundle, tmp_path, capsys):
-    folder = hanzoo.export.EXPORT_DIR / MODEL
+    folder = registry.EXPORT_DIR / MODEL
     flip_at(folder / "model.onnx", onnx_bias(folder))
     rows = tmp_path / "x.npy"
     np.save(rows, np.zeros((1, 2), np.float32))
     code = main(["predict", MODEL, "--input", str(rows), "--runtime", "onnxruntime"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
-    assert_refused(err, folder / "model.onnx", hub.manifest()[MODEL]["files"]["onnx/model.onnx"], "hub_manifest.json")
+    assert_refused(err, folder / "model.onnx", pins.manifest()[MODEL]["files"]["onnx/model.onnx"], "hub_manifest.json")
 
 
 # --- folders hanzoo writes ---------------------------------------------------------------------
@@ -199,12 +199,12 @@ def test_malformed_recorded_hash_is_named(tmp_path):
 
 def test_training_into_the_bundle_re_pins_it(bundle):
     """`hanzoo train ID` rewrites pretrained/<id>: its pins follow, other models' pins and revisions stay."""
-    manifest = json.loads(hub.MANIFEST.read_text())
+    manifest = json.loads(pins.MANIFEST.read_text())
     manifest[MODEL]["revision"] = "0123456789abcdef0123456789abcdef01234567"
-    hub.MANIFEST.write_text(json.dumps(manifest))
+    pins.MANIFEST.write_text(json.dumps(manifest))
     folder = _tiny_train(None)
     assert folder == registry.get(MODEL).dir
-    after = hub.manifest()
+    after = pins.manifest()
     assert after[MODEL]["files"]["model.safetensors"] == file_sha256(folder / "model.safetensors")
     assert after[MODEL]["files"]["model.safetensors"] != manifest[MODEL]["files"]["model.safetensors"]
     assert after[MODEL]["revision"] == manifest[MODEL]["revision"]
@@ -214,10 +214,10 @@ def test_training_into_the_bundle_re_pins_it(bundle):
 
 def test_re_pinning_never_blesses_another_models_damage(bundle, tmp_path):
     """Re-pinning one model re-hashes that model alone: a flipped bit in another stays refused."""
-    before = hub.manifest()
+    before = pins.manifest()
     flip_weight(registry.get(SCALED).dir / "model.safetensors")
     import_official(DATA / "official-checkerboard-hannet.safetensors", registry.get(MODEL).dir, MODEL)
-    after = hub.manifest()
+    after = pins.manifest()
     assert after[SCALED] == before[SCALED] and after[MODEL] != before[MODEL]
     hanzoo.load(MODEL)
     with pytest.raises(HanzooError, match="hub_manifest.json"):
@@ -225,7 +225,7 @@ def test_re_pinning_never_blesses_another_models_damage(bundle, tmp_path):
 
 
 def test_scratch_folders_are_not_re_pinned(bundle, tmp_path):
-    before = hub.MANIFEST.read_text()
+    before = pins.MANIFEST.read_text()
     import_official(DATA / "official-checkerboard-hannet.safetensors", tmp_path / "scratch", MODEL)
-    assert not integrity.repin_if_bundled(tmp_path / "scratch")
-    assert hub.MANIFEST.read_text() == before
+    assert not hub.repin_if_bundled(tmp_path / "scratch")
+    assert pins.MANIFEST.read_text() == before

@@ -150,7 +150,7 @@ def test_written_outputs_follow_the_umask_and_fail_cleanly(tmp_path):
 
 def test_model_io_matches_every_export_manifest():
     """`hanzoo info` describes the tensors as the exported files have them."""
-    from hanzoo.export import EXPORT_DIR
+    from hanzoo.registry import EXPORT_DIR
 
     dtypes = {"float": "float32"}  # ONNX's name in the manifest; apps say float32
     checked = 0

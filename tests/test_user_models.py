@@ -10,9 +10,10 @@ import time
 import pytest
 
 from hanzoo import HanzooError
-from hanzoo.atomic import staged_folder, sweep
+from hanzoo.files import staged_folder, sweep
 from hanzoo.cli import main
-from hanzoo.export import EXPORT_DIR, export
+from hanzoo.export import export
+from hanzoo.registry import EXPORT_DIR
 from hanzoo.train import Protocol, train_model
 from hanzoo.verify import source_hashes, verify
 

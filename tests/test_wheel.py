@@ -45,7 +45,7 @@ def test_installed_wheel_loads_models_outside_the_repo(installed):
     code = """
 import json, hanzoo, torch
 from hanzoo import registry
-from hanzoo.export import EXPORT_DIR
+from hanzoo.registry import EXPORT_DIR
 net = hanzoo.load("checkerboard-hannet-20x30")
 with torch.no_grad():
     y = net(torch.zeros(1, 2))

@@ -1,4 +1,6 @@
-"""Folders written all at once: a temporary sibling is filled, then renamed into place.
+"""Files on disk: folders written all at once, and the sha256 every integrity check reads.
+
+A folder is written all at once: a temporary sibling is filled, then renamed into place.
 
 An interrupted write (an exception, Ctrl-C, or SIGTERM from a job scheduler) removes its temporary
 folder, and a later write to the same place sweeps any left by a process that was killed outright
@@ -7,6 +9,7 @@ folder, and a later write to the same place sweeps any left by a process that wa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import secrets
@@ -116,3 +119,12 @@ def _make_tmp(dest: Path, tmp: Path) -> None:
         if blocker is not None:
             raise HanzooError(f"cannot write {dest}: {blocker} is a file, not a folder") from None
         raise HanzooError(f"cannot write to {dest.parent}: {e.strerror}") from None
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB chunks (downloads and tarballs can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
