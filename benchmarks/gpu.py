@@ -12,6 +12,7 @@ process it:
    output, weights once) and the flops a row needs;
 4. writes everything as JSON (ratios against the baselines measured in the same run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,10 @@ def parity(model_id: str) -> dict:
     for dot in (False, True):
         out = fused.prepare(net, device="cuda", dot=dot)(x).double()
         err = float((out - ref).abs().max())
-        res["dot" if dot else "loop"] = {"max_abs_err_vs_float64": err,
-                                         "ok": err <= ABS_TOL * max(1.0, float(ref.abs().max()))}
+        res["dot" if dot else "loop"] = {
+            "max_abs_err_vs_float64": err,
+            "ok": err <= ABS_TOL * max(1.0, float(ref.abs().max())),
+        }
     return res
 
 
@@ -102,12 +105,20 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/gpu.py needs a CUDA GPU; on CPU, the kernel is tested by tests/test_fused.py")
+        raise SystemExit(
+            "benchmarks/gpu.py needs a CUDA GPU; on CPU, the kernel is tested by tests/test_fused.py"
+        )
     if fused.available() is not None:
         raise SystemExit(f"fused kernel unavailable: {fused.available()}")
     batches = [int(b) for b in args.batches.split(",")]
-    report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "triton": fused.triton.__version__, "reps": args.reps, "parity": {}, "cells": []}
+    report = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "triton": fused.triton.__version__,
+        "reps": args.reps,
+        "parity": {},
+        "cells": [],
+    }
     for hid in HANNETS:
         report["parity"][hid] = parity(hid)
         print(hid, report["parity"][hid], flush=True)
@@ -120,17 +131,25 @@ def main() -> None:
                 floor_bytes = 4 * (batch * (net.config.in_features + net.config.out_features) + params)
                 for name, fn in fns.items():
                     s = time_cuda(fn, args.reps)
-                    cell = {"model": mid, "variant": name, "batch": batch, "median_us": s * 1e6,
-                            "rows_per_s": batch / s, "floor_bytes": floor_bytes,
-                            "achieved_GBps": floor_bytes / s / 1e9,
-                            "achieved_TFLOPs": flops_per_row(net) * batch / s / 1e12}
+                    cell = {
+                        "model": mid,
+                        "variant": name,
+                        "batch": batch,
+                        "median_us": s * 1e6,
+                        "rows_per_s": batch / s,
+                        "floor_bytes": floor_bytes,
+                        "achieved_GBps": floor_bytes / s / 1e9,
+                        "achieved_TFLOPs": flops_per_row(net) * batch / s / 1e12,
+                    }
                     report["cells"].append(cell)
                     print(json.dumps(cell), flush=True)
                     if mid != hid:
                         base_best[mid] = min(base_best.get(mid, float("inf")), s)
             for cell in report["cells"]:
                 if cell["model"] == hid and cell["batch"] == batch:
-                    cell["ratio_vs_best_baseline_variant"] = {b: cell["median_us"] / 1e6 / t for b, t in base_best.items()}
+                    cell["ratio_vs_best_baseline_variant"] = {
+                        b: cell["median_us"] / 1e6 / t for b, t in base_best.items()
+                    }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -5,6 +5,7 @@
 Prints the median seconds per 1000 iterations for the whole sweep and per run, and the ratio of the
 plain loop's cost to each stacked mode's, measured in the same process. Threads: 1 (as the trainer).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,10 @@ def main() -> None:
 
     k = 1000 / args.iterations
     per_run_plain = statistics.median(times["plain (1 run)"]) * k
-    print(f"{entry.id}: {args.runs} runs, {args.iterations} iterations x {args.repeats} repeats, 1 thread; "
-          f"first compile {compile_s:.1f} s")
+    print(
+        f"{entry.id}: {args.runs} runs, {args.iterations} iterations x {args.repeats} repeats, 1 thread; "
+        f"first compile {compile_s:.1f} s"
+    )
     print(f"{'mode':<18} {'s/1000 it (sweep)':>18} {'s/1000 it per run':>18} {'speed-up vs plain':>18}")
     for mode, ts in times.items():
         sweep = statistics.median(ts) * k * (args.runs if mode.startswith("plain") else 1)

@@ -14,6 +14,7 @@ LR, and scores two rules by the test accuracy of the run each would ship, averag
 
 The official split's test labels are never read here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,11 @@ def summarize(records: list[dict], trials: int = 5) -> dict:
     shipped: dict[str, list[float]] = {r: [] for r in RULES}
     mean_run: dict[str, list[float]] = {"refit": [], "validation": []}
     for rec in records:
-        ok = [i for i, (a, b) in enumerate(zip(rec["refit"], rec["validation"])) if a["status"] == b["status"] == "ok"]
+        ok = [
+            i
+            for i, (a, b) in enumerate(zip(rec["refit"], rec["validation"]))
+            if a["status"] == b["status"] == "ok"
+        ]
         refit_runs, val_runs = [rec["refit"][i] for i in ok], [rec["validation"][i] for i in ok]
         mean_run["refit"].append(float(np.mean([r["test"] for r in refit_runs])))
         mean_run["validation"].append(float(np.mean([r["test"] for r in val_runs])))
@@ -47,11 +52,13 @@ def summarize(records: list[dict], trials: int = 5) -> dict:
             b = max(subset, key=lambda i: (val_runs[i]["val"], -val_runs[i]["val_mse"]))
             shipped[RULES[0]].append(refit_runs[a]["test"])
             shipped[RULES[1]].append(val_runs[b]["test"])
-    return {"trials": trials,
-            "shipped_test_mean": {k: float(np.mean(v)) for k, v in shipped.items()},
-            "shipped_test_min": {k: float(np.min(v)) for k, v in shipped.items()},
-            "shipped_at_least_99.5": {k: float(np.mean(np.array(v) >= 99.5)) for k, v in shipped.items()},
-            "mean_run_test": {k: float(np.mean(v)) for k, v in mean_run.items()}}
+    return {
+        "trials": trials,
+        "shipped_test_mean": {k: float(np.mean(v)) for k, v in shipped.items()},
+        "shipped_test_min": {k: float(np.min(v)) for k, v in shipped.items()},
+        "shipped_at_least_99.5": {k: float(np.mean(np.array(v) >= 99.5)) for k, v in shipped.items()},
+        "mean_run_test": {k: float(np.mean(v)) for k, v in mean_run.items()},
+    }
 
 
 def main() -> None:
@@ -67,23 +74,51 @@ def main() -> None:
     shipped = entry.metrics["stage1"]  # the init and LR chosen on the official split's validation data
     task = get_task("checkerboard")
     protocol = PROTOCOLS["checkerboard"]
-    protocol = replace(protocol, lrs=(shipped["lr"],), seeds=tuple(range(args.seeds)),
-                       iterations=args.iterations or protocol.iterations)
+    protocol = replace(
+        protocol,
+        lrs=(shipped["lr"],),
+        seeds=tuple(range(args.seeds)),
+        iterations=args.iterations or protocol.iterations,
+    )
     records, start = [], time.perf_counter()
     for s in (int(v) for v in args.splits.split(",")):
         split = random_checkerboard_split(s)
         a = refit(entry.config, task, split, protocol, shipped["init"], shipped["lr"])
         b = sweep(entry.config, task, split, protocol, inits=[shipped["init"]])
-        records.append({
-            "split_seed": s,
-            "refit": [{"seed": r.seed, "status": r.status, "train_mse": r.train["mse"], "test": r.test["accuracy"]}
-                      for r in a.runs],
-            "validation": [{"seed": r.seed, "status": r.status, "val": r.val["accuracy"], "val_mse": r.val["mse"],
-                            "test": r.test["accuracy"]} for r in b.runs],
-        })
+        records.append(
+            {
+                "split_seed": s,
+                "refit": [
+                    {
+                        "seed": r.seed,
+                        "status": r.status,
+                        "train_mse": r.train["mse"],
+                        "test": r.test["accuracy"],
+                    }
+                    for r in a.runs
+                ],
+                "validation": [
+                    {
+                        "seed": r.seed,
+                        "status": r.status,
+                        "val": r.val["accuracy"],
+                        "val_mse": r.val["mse"],
+                        "test": r.test["accuracy"],
+                    }
+                    for r in b.runs
+                ],
+            }
+        )
         print(json.dumps(summarize(records)), flush=True)
-    out = {"model_id": entry.id, "init": shipped["init"], "lr": shipped["lr"], "protocol": protocol.to_dict(),
-           "wall_seconds": time.perf_counter() - start, "records": records, "summary": summarize(records)}
+    out = {
+        "model_id": entry.id,
+        "init": shipped["init"],
+        "lr": shipped["lr"],
+        "protocol": protocol.to_dict(),
+        "wall_seconds": time.perf_counter() - start,
+        "records": records,
+        "summary": summarize(records),
+    }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out["summary"], indent=1))
 

@@ -8,6 +8,7 @@ moving average of the weights, and writes a complete model folder under runs/ (n
 Decision rule, fixed before the run: the variant replaces the shipped recipe only if its validation
 accuracy (the 5000 held-out training images) is higher; the test figure is recorded, not used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recipe = replace(backbone.Recipe(), crop=args.crop, ema_decay=args.ema, epochs=args.epochs)
     out = Path(args.out)
-    folder = backbone.train_model(registry.get("cifar10-backbone"), out / "model", recipe, progress=False,
-                                  workdir=out / "run")
+    folder = backbone.train_model(
+        registry.get("cifar10-backbone"), out / "model", recipe, progress=False, workdir=out / "run"
+    )
     m = json.loads((folder / "metrics.json").read_text())
     shipped = registry.get("cifar10-backbone").metrics["selected"]
     acc = lambda sel, s: round(100 - sel[s]["top1_error"], 2)  # noqa: E731
-    print(json.dumps({"recipe": m["recipe"], "minutes": round(m["wall_seconds"] / 60, 1),
-                      "variant": {s: acc(m["selected"], s) for s in ("val", "test")},
-                      "shipped": {s: acc(shipped, s) for s in ("val", "test")},
-                      "adopt (validation only)": acc(m["selected"], "val") > acc(shipped, "val")}))
+    print(
+        json.dumps(
+            {
+                "recipe": m["recipe"],
+                "minutes": round(m["wall_seconds"] / 60, 1),
+                "variant": {s: acc(m["selected"], s) for s in ("val", "test")},
+                "shipped": {s: acc(shipped, s) for s in ("val", "test")},
+                "adopt (validation only)": acc(m["selected"], "val") > acc(shipped, "val"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

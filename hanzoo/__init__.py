@@ -3,10 +3,10 @@
 __version__ = "0.1.0"
 
 from .errors import HanzooError  # noqa: E402
+from .hub import load, load_onnx, load_tflite  # noqa: E402
 from .layers import HanLayer  # noqa: E402
 from .models import ModelConfig, Net, build  # noqa: E402
 from .registry import MODELS, get  # noqa: E402
-from .hub import load, load_onnx, load_tflite  # noqa: E402
 
 
 def create_model(model_id: str, seed: int | None = None) -> Net:
@@ -14,5 +14,16 @@ def create_model(model_id: str, seed: int | None = None) -> Net:
     return build(get(model_id).config, seed=seed)
 
 
-__all__ = ["HanLayer", "HanzooError", "MODELS", "ModelConfig", "Net", "build", "create_model", "get", "load", "load_onnx",
-           "load_tflite"]
+__all__ = [
+    "HanLayer",
+    "HanzooError",
+    "MODELS",
+    "ModelConfig",
+    "Net",
+    "build",
+    "create_model",
+    "get",
+    "load",
+    "load_onnx",
+    "load_tflite",
+]

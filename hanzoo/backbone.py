@@ -13,9 +13,13 @@ random 4-pixel reflect-crop (one offset per batch, which is cheap on a CPU) and 
 momentum 0.9, batch 256, weight decay 5e-4 on weights, label smoothing 0.2, peak LR 0.2 with a linear
 warm-up over 2 epochs and linear decay to 0, the last epoch shipped.
 """
+
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,21 +27,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from . import card, cifar, hub, provenance, store
 from .convnet import act
 from .errors import HanzooError
-from . import card, cifar, hub, provenance, store
 from .evaluate import evaluate_parts
 from .files import file_sha256
 from .models import Net
-from .tasks import get_task, FeatureClassification
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors.torch import load_file, save_file
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-import os
-import shutil
-import tempfile
+from .tasks import FeatureClassification, get_task
 
 BN_EPS = 1e-5
 
@@ -77,8 +85,14 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 class _TrainBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=BN_EPS)
-        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=BN_EPS)
+        self.conv1, self.bn1 = (
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out, eps=BN_EPS),
+        )
+        self.conv2, self.bn2 = (
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out, eps=BN_EPS),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = act(self.bn1(F.max_pool2d(self.conv1(x), 2)))
@@ -90,8 +104,9 @@ class TrainNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...], classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0], eps=BN_EPS))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0], eps=BN_EPS)
+        )
         self.blocks = nn.Sequential(*[_TrainBlock(a, b) for a, b in zip(widths, widths[1:])])
         self.head = nn.Linear(widths[-1], classes)
 
@@ -132,10 +147,14 @@ def _augment(x: torch.Tensor, g: torch.Generator, per_sample: bool = False) -> t
         n, c = x.shape[:2]
         dy, dx = torch.randint(0, 9, (2, n), generator=g)
         rows, cols = dy[:, None] + torch.arange(32), dx[:, None] + torch.arange(32)
-        return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
-                      rows[:, None, :, None], cols[:, None, None, :]]
+        return padded[
+            torch.arange(n)[:, None, None, None],
+            torch.arange(c)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
     dx, dy = torch.randint(0, 9, (2,), generator=g).tolist()
-    return padded[:, :, dy:dy + 32, dx:dx + 32]
+    return padded[:, :, dy : dy + 32, dx : dx + 32]
 
 
 def _normalize(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -146,8 +165,15 @@ def _normalize(images: np.ndarray, mean: list[float], std: list[float]) -> torch
 @torch.no_grad()
 def _accuracy(net: TrainNet, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
     net.eval()
-    right = sum(int((net(x[i:i + batch].contiguous(memory_format=torch.channels_last)).argmax(1)
-                     == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    right = sum(
+        int(
+            (
+                net(x[i : i + batch].contiguous(memory_format=torch.channels_last)).argmax(1)
+                == y[i : i + batch]
+            ).sum()
+        )
+        for i in range(0, len(x), batch)
+    )
     return 100.0 * right / len(x)
 
 
@@ -156,7 +182,6 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
     A finished checkpoint of the same recipe in `workdir` is reused rather than retrained.
     """
-
 
     workdir = Path(workdir)
     ckpt, record_path = workdir / "checkpoint.safetensors", workdir / "record.json"
@@ -178,20 +203,31 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
     net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=True,
+    )
     steps = len(x_tr) // recipe.batch_size
     total, warm = recipe.epochs * steps, recipe.warmup_epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
     g = torch.Generator().manual_seed(recipe.seed)
     ema = None
     if recipe.ema_decay:
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
     log: list[dict] = []
-    bar = Progress(TextColumn("[bold]train[/] cifar10-backbone"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress)
+    bar = Progress(
+        TextColumn("[bold]train[/] cifar10-backbone"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
     start = time.perf_counter()
     with bar:
         job = bar.add_task("", total=total, status="")
@@ -200,11 +236,15 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
             order = torch.randperm(len(x_tr), generator=g)
             loss_sum = 0.0
             for i in range(steps):
-                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-                xb = _augment(x_tr[idx], g, recipe.crop == "sample").contiguous(memory_format=torch.channels_last)
+                idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+                xb = _augment(x_tr[idx], g, recipe.crop == "sample").contiguous(
+                    memory_format=torch.channels_last
+                )
                 loss = F.cross_entropy(net(xb), y_tr[idx], label_smoothing=recipe.label_smoothing)
                 if not torch.isfinite(loss):
-                    raise HanzooError(f"backbone training diverged at epoch {epoch + 1}, step {i} (loss {float(loss)})")
+                    raise HanzooError(
+                        f"backbone training diverged at epoch {epoch + 1}, step {i} (loss {float(loss)})"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -213,9 +253,14 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
                     ema.update_parameters(net)
                 loss_sum += float(loss.detach())
                 bar.advance(job)
-            log.append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
-                        "val_accuracy": _accuracy(ema.module if ema is not None else net, x_va, y_va),
-                        "seconds": time.perf_counter() - start})
+            log.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_sum / steps,
+                    "val_accuracy": _accuracy(ema.module if ema is not None else net, x_va, y_va),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             bar.update(job, status=f"epoch {epoch + 1}: val {log[-1]['val_accuracy']:.2f}%")
             if not progress:
                 print(json.dumps(log[-1]), flush=True)
@@ -227,10 +272,17 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
     record_path.unlink(missing_ok=True)
     save_file({k: v.float().contiguous() for k, v in net.state_dict().items()}, str(ckpt.with_suffix(".tmp")))
     ckpt.with_suffix(".tmp").replace(ckpt)
-    record = {"recipe": recipe.record(), "image_mean": mean, "image_std": std,
-              "train_images": len(tr), "val_images": len(va), "train_seconds": seconds,
-              "images_per_second": recipe.epochs * steps * recipe.batch_size / seconds,
-              "threads": torch.get_num_threads(), "log": log}
+    record = {
+        "recipe": recipe.record(),
+        "image_mean": mean,
+        "image_std": std,
+        "train_images": len(tr),
+        "val_images": len(va),
+        "train_seconds": seconds,
+        "images_per_second": recipe.epochs * steps * recipe.batch_size / seconds,
+        "threads": torch.get_num_threads(),
+        "log": log,
+    }
     record_path.with_suffix(".tmp").write_text(json.dumps(record, indent=1) + "\n")
     record_path.with_suffix(".tmp").replace(record_path)
     return record | {"state": fold(net.eval())}
@@ -246,28 +298,58 @@ def package(entry, record: dict, dest: Path) -> Path:
     net.eval()
     recipe = record["recipe"]
     split = task.split(recipe["val_images"], recipe["split_seed"])
-    scores = evaluate_parts(net, task, {"train": (split.x_train, split.y_train), "val": (split.x_val, split.y_val),
-                                        "test": (split.x_test, split.y_test)})
+    scores = evaluate_parts(
+        net,
+        task,
+        {
+            "train": (split.x_train, split.y_train),
+            "val": (split.x_val, split.y_val),
+            "test": (split.x_test, split.y_test),
+        },
+    )
     metrics = {
-        "model_id": entry.id, "task": task.name, "metric": task.metric, "higher_is_better": False,
+        "model_id": entry.id,
+        "task": task.name,
+        "metric": task.metric,
+        "higher_is_better": False,
         "selected": {"seed": recipe["seed"], "epochs": recipe["epochs"], **scores},
-        "seeds_at_selected": {s: {"values": [scores[s][task.metric]], "mean": scores[s][task.metric], "std": 0.0}
-                              for s in ("train", "test")},
+        "seeds_at_selected": {
+            s: {"values": [scores[s][task.metric]], "mean": scores[s][task.metric], "std": 0.0}
+            for s in ("train", "test")
+        },
         "selection_rule": "none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)",
-        "recipe": recipe, "log": record["log"], "train_images": record["train_images"],
-        "val_images": record["val_images"], "wall_seconds": record["train_seconds"],
-        "images_per_second": record["images_per_second"], "threads": record["threads"],
-        "versions": provenance.versions(), "git_commit": provenance.git_commit(), "machine": provenance.machine_line(),
+        "recipe": recipe,
+        "log": record["log"],
+        "train_images": record["train_images"],
+        "val_images": record["val_images"],
+        "wall_seconds": record["train_seconds"],
+        "images_per_second": record["images_per_second"],
+        "threads": record["threads"],
+        "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
+        "machine": provenance.machine_line(),
     }
-    folder = store.write_folder(dest, entry.id, task.name, entry.config, record["state"], metrics,
-                                card.render_backbone(entry, metrics),
-                                preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]})
+    folder = store.write_folder(
+        dest,
+        entry.id,
+        task.name,
+        entry.config,
+        record["state"],
+        metrics,
+        card.render_backbone(entry, metrics),
+        preprocessing={"image_mean": record["image_mean"], "image_std": record["image_std"]},
+    )
     hub.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
     return folder
 
 
-def train_model(entry, out_dir: Path | None = None, recipe: Recipe | None = None, progress: bool = True,
-                workdir: Path | None = None) -> Path:
+def train_model(
+    entry,
+    out_dir: Path | None = None,
+    recipe: Recipe | None = None,
+    progress: bool = True,
+    workdir: Path | None = None,
+) -> Path:
     """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe) and package."""
     workdir = Path(workdir) if workdir else cifar.cache_dir() / f"{entry.id}-run"
     record = train(recipe or Recipe(), workdir, progress=progress)
@@ -277,14 +359,14 @@ def train_model(entry, out_dir: Path | None = None, recipe: Recipe | None = None
 @torch.no_grad()
 def features(net, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """The backbone's features of uint8 images, in batches (a whole split at once would need GBs)."""
-    return np.concatenate([net.backbone(torch.from_numpy(images[i:i + batch])).numpy()
-                           for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [net.backbone(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+    )
 
 
 def features_task(backbone_id: str):
     """A FeatureClassification task over the frozen backbone's features of the train, validation and test
     images, cached by the weights' sha256 (written atomically); also returns the loaded backbone model."""
-
 
     net = store.load(backbone_id)
     digest = file_sha256(net.folder / "model.safetensors")[:16]
@@ -294,8 +376,11 @@ def features_task(backbone_id: str):
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
-            for name, x, y in (("train", split.x_train, split.y_train), ("val", split.x_val, split.y_val),
-                               ("test", split.x_test, split.y_test)):
+            for name, x, y in (
+                ("train", split.x_train, split.y_train),
+                ("val", split.x_val, split.y_val),
+                ("test", split.x_test, split.y_test),
+            ):
                 np.save(tmp / f"features-{name}.npy", features(net, x))
                 np.save(tmp / f"labels-{name}.npy", y[:, 0].astype(np.int64))
             shutil.rmtree(folder, ignore_errors=True)

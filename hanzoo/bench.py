@@ -4,25 +4,24 @@ A HanNet and its baseline are timed interleaved (A B A B ...) in the same proces
 machine hits both alike; each cell reports the median and p90 of per-call times over the rounds, and
 every HanNet cell its ratio to each baseline. Threads default to 1, as a phone pins one core.
 """
+
 from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-from . import provenance, registry
-from .errors import HanzooError
-from .runtimes import RUNTIMES, Predictor
-from . import store
-from .convnet import Backbone
-from .export import write_graphs
-from .runtimes import _ort_session
-from dataclasses import replace
-import tempfile
 import torch
+
+from . import provenance, registry, store
+from .convnet import Backbone
+from .errors import HanzooError
+from .export import write_graphs
+from .runtimes import RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
 CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert")
@@ -36,8 +35,9 @@ def _block(fn: Predictor, x: np.ndarray, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def time_pair(fns: dict[str, Predictor], x: np.ndarray | dict[str, np.ndarray], rounds: int,
-              block_s: float = 0.005) -> dict[str, list[float]]:
+def time_pair(
+    fns: dict[str, Predictor], x: np.ndarray | dict[str, np.ndarray], rounds: int, block_s: float = 0.005
+) -> dict[str, list[float]]:
     """Per-call seconds for each model over `rounds` interleaved blocks of about `block_s` each; `x` is
     one input for all, or one per model."""
     xs = x if isinstance(x, dict) else {name: x for name in fns}
@@ -66,8 +66,14 @@ def _metric(model_id: str) -> dict | None:
     return {"name": m["metric"], "test": m["selected"]["test"][m["metric"]]}
 
 
-def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tuple[int, ...] = BATCHES,
-          threads: int = 1, rounds: int = 21, progress=None) -> dict:
+def bench(
+    model_ids: list[str],
+    runtimes: list[str] | None = None,
+    batches: tuple[int, ...] = BATCHES,
+    threads: int = 1,
+    rounds: int = 21,
+    progress=None,
+) -> dict:
     """Time every model with its shipped FCNet baselines; returns a JSON-ready report."""
     if threads < 1 or rounds < 1:
         raise HanzooError(f"threads and rounds must be at least 1, got threads={threads}, rounds={rounds}")
@@ -87,24 +93,41 @@ def bench(model_ids: list[str], runtimes: list[str] | None = None, batches: tupl
     for group in groups:
         shape = registry.get(group[0]).config.input_shape
         for runtime in runtimes:
-            fns = {m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads) for m in group}
+            fns = {
+                m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads)
+                for m in group
+            }
             for batch in image_batches(batches) if len(shape) == 3 else batches:
                 x = random_input(rng, batch, shape)
                 samples = time_pair(fns, x, rounds)
                 med = {m: statistics.median(s) for m, s in samples.items()}
                 for m, s in samples.items():
-                    cell = {"model": m, "runtime": runtime, "batch": batch, "median_us": med[m] * 1e6,
-                            "p90_us": float(np.percentile(s, 90)) * 1e6, "samples_per_s": batch / med[m],
-                            "rounds": rounds, "params": registry.get(m).config.num_params,
-                            "artifact_bytes": _artifact_bytes(m, runtime), "metric": _metric(m),
-                            "path": getattr(fns[m], "path", None)}
+                    cell = {
+                        "model": m,
+                        "runtime": runtime,
+                        "batch": batch,
+                        "median_us": med[m] * 1e6,
+                        "p90_us": float(np.percentile(s, 90)) * 1e6,
+                        "samples_per_s": batch / med[m],
+                        "rounds": rounds,
+                        "params": registry.get(m).config.num_params,
+                        "artifact_bytes": _artifact_bytes(m, runtime),
+                        "metric": _metric(m),
+                        "path": getattr(fns[m], "path", None),
+                    }
                     if m == group[0] and len(group) > 1:
                         cell["ratio_vs"] = {b: med[m] / med[b] for b in group[1:]}
                     cells.append(cell)
                 if progress:
                     progress(f"{group[0]} {runtime} batch {batch}")
-    report = {"machine": provenance.machine(), "threads": threads, "batches": list(batches), "runtimes": runtimes,
-              "groups": groups, "cells": cells}
+    report = {
+        "machine": provenance.machine(),
+        "threads": threads,
+        "batches": list(batches),
+        "runtimes": runtimes,
+        "groups": groups,
+        "cells": cells,
+    }
     images = [m for g in groups for m in g if registry.get(m).config.backbone]
     if images:
         report["head_share"] = head_share(images, runtimes, batches, threads, rounds, progress)
@@ -124,11 +147,16 @@ def random_input(rng: np.random.Generator, batch: int, shape: tuple[int, ...]) -
     return rng.uniform(-1, 1, size=(batch, *shape)).astype(np.float32)
 
 
-def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ...], threads: int, rounds: int,
-               progress=None) -> list[dict]:
+def head_share(
+    model_ids: list[str],
+    runtimes: list[str],
+    batches: tuple[int, ...],
+    threads: int,
+    rounds: int,
+    progress=None,
+) -> list[dict]:
     """For image classifiers: the head alone (its layers on backbone features, exported the same way) timed
     against the whole classifier, interleaved, in each runtime; share = head / whole."""
-
 
     out = []
     rng = np.random.default_rng(1)
@@ -137,23 +165,42 @@ def head_share(model_ids: list[str], runtimes: list[str], batches: tuple[int, ..
             net = store.load(mid)
             config = replace(net.config, backbone=())
             state = {k: v for k, v in net.state_dict().items() if not k.startswith("backbone.")}
-            head_dir = store.write_folder(Path(tmp) / mid / "model", f"{mid}-head", "cifar10-features", config,
-                                          state, {}, "")
-            formats = [f for f, rt in (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"))
-                       if rt in runtimes]
+            head_dir = store.write_folder(
+                Path(tmp) / mid / "model", f"{mid}-head", "cifar10-features", config, state, {}, ""
+            )
+            formats = [
+                f
+                for f, rt in (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"))
+                if rt in runtimes
+            ]
             head_export = Path(tmp) / mid / "export"
             head_export.mkdir()
             write_graphs(store.load(head_dir), head_export, formats)
             for runtime in runtimes:
-                fns = {"whole": RUNTIMES[runtime].load(registry.get(mid).dir, registry.EXPORT_DIR / mid, threads),
-                       "head": RUNTIMES[runtime].load(head_dir, head_export, threads)}
+                fns = {
+                    "whole": RUNTIMES[runtime].load(
+                        registry.get(mid).dir, registry.EXPORT_DIR / mid, threads
+                    ),
+                    "head": RUNTIMES[runtime].load(head_dir, head_export, threads),
+                }
                 for batch in image_batches(batches):
-                    xs = {"whole": random_input(rng, batch, net.config.input_shape),
-                          "head": random_input(rng, batch, (config.in_features,))}
+                    xs = {
+                        "whole": random_input(rng, batch, net.config.input_shape),
+                        "head": random_input(rng, batch, (config.in_features,)),
+                    }
                     med = {k: statistics.median(v) for k, v in time_pair(fns, xs, rounds).items()}
-                    out.append({"model": mid, "runtime": runtime, "batch": batch, "whole_us": med["whole"] * 1e6,
-                                "head_us": med["head"] * 1e6, "share": med["head"] / med["whole"],
-                                "head_params": config.num_params, "params": net.config.num_params})
+                    out.append(
+                        {
+                            "model": mid,
+                            "runtime": runtime,
+                            "batch": batch,
+                            "whole_us": med["whole"] * 1e6,
+                            "head_us": med["head"] * 1e6,
+                            "share": med["head"] / med["whole"],
+                            "head_params": config.num_params,
+                            "params": net.config.num_params,
+                        }
+                    )
                 if progress:
                     progress(f"{mid} head share {runtime}")
     return out
@@ -167,6 +214,7 @@ def available_runtimes() -> list[str]:
                 import onnxruntime  # noqa: F401
             elif r == "torch-cuda":
                 import torch
+
                 if not torch.cuda.is_available():
                     continue
             elif r == "litert":
@@ -179,16 +227,17 @@ def available_runtimes() -> list[str]:
 
 def markdown(report: dict) -> str:
     """The full table, deterministic given the report."""
-    lines = ["| model | runtime | batch | median us | p90 us | samples/s | vs baseline (median ratio) | params | artifact B |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = [
+        "| model | runtime | batch | median us | p90 us | samples/s | vs baseline (median ratio) | params | artifact B |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
     for c in report["cells"]:
         ratio = ", ".join(f"{v:.2f}x {k}" for k, v in c.get("ratio_vs", {}).items()) or "-"
-        lines.append(f"| `{c['model']}` | {c['runtime']} | {c['batch']} | {c['median_us']:.1f} | {c['p90_us']:.1f} | "
-                     f"{c['samples_per_s']:.0f} | {ratio} | {c['params']} | {c['artifact_bytes'] or '-'} |")
+        lines.append(
+            f"| `{c['model']}` | {c['runtime']} | {c['batch']} | {c['median_us']:.1f} | {c['p90_us']:.1f} | "
+            f"{c['samples_per_s']:.0f} | {ratio} | {c['params']} | {c['artifact_bytes'] or '-'} |"
+        )
     return "\n".join(lines) + "\n"
-
-
-
 
 
 def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
@@ -203,17 +252,25 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for nodes in (1, 64):
             graph = helper.make_graph(
-                [helper.make_node("Abs", ["input" if i == 0 else f"t{i}"], [f"t{i + 1}" if i < nodes - 1 else "output"])
-                 for i in range(nodes)], "chain",
+                [
+                    helper.make_node(
+                        "Abs", ["input" if i == 0 else f"t{i}"], [f"t{i + 1}" if i < nodes - 1 else "output"]
+                    )
+                    for i in range(nodes)
+                ],
+                "chain",
                 [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 31])],
-                [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 31])])
+                [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 31])],
+            )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
             model.ir_version = 8
             path = Path(tmp) / f"chain{nodes}.onnx"
             onnx.save(model, str(path))
-            fn = _ort_session(path, threads, mobile=False)
+            fn = ort_session(path, threads, mobile=False)
             x = np.zeros((1, 31), dtype=np.float32)
-            out[f"onnxruntime_{nodes}_node_us"] = statistics.median(time_pair({"c": fn}, x, rounds)["c"]) * 1e6
+            out[f"onnxruntime_{nodes}_node_us"] = (
+                statistics.median(time_pair({"c": fn}, x, rounds)["c"]) * 1e6
+            )
     out["onnxruntime_per_node_us"] = (out["onnxruntime_64_node_us"] - out["onnxruntime_1_node_us"]) / 63
     a = np.ones(16 * 2**20 // 4, dtype=np.float32)  # 16 MiB: past L2, as a batch-1024 activation chain is not
     b = np.empty_like(a)
@@ -242,6 +299,7 @@ def plot(report: dict, path: Path) -> None:
     (runtime, baseline), with a line at 1 (below it the HanNet is faster). Each series has its own colour: a
     hue per runtime and a shade per baseline, with a marker and line style per baseline as well."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -257,26 +315,43 @@ def plot(report: dict, path: Path) -> None:
     lo, hi = min(ratios + [1.0]) / 1.6, max(ratios + [1.0]) * 1.6
     cols = 2 if len(groups) > 1 else 1
     rows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7.6 * cols, 4.4 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(7.6 * cols, 4.4 * rows), squeeze=False, layout="constrained"
+    )
     for ax, group in zip(axes.ravel(), groups):
         han, bases = group[0], group[1:]
         for j, base in enumerate(bases):
             marker, line = styles[j % len(styles)]
             for rt in report["runtimes"]:
-                pts = [(b, cell[(han, rt, b)]["ratio_vs"][base]) for b in report["batches"] if (han, rt, b) in cell]
+                pts = [
+                    (b, cell[(han, rt, b)]["ratio_vs"][base])
+                    for b in report["batches"]
+                    if (han, rt, b) in cell
+                ]
                 if not pts:
                     continue
                 short = base.removeprefix(f"{registry.get(han).task}-")
-                ax.plot(*zip(*pts), marker=marker, linestyle=line, color=shades[4 * hue[rt] + min(j, 2)],
-                        markersize=6, linewidth=1.8,
-                        label=f"{rt} vs {short} ({registry.get(base).config.num_params} params)")
+                ax.plot(
+                    *zip(*pts),
+                    marker=marker,
+                    linestyle=line,
+                    color=shades[4 * hue[rt] + min(j, 2)],
+                    markersize=6,
+                    linewidth=1.8,
+                    label=f"{rt} vs {short} ({registry.get(base).config.num_params} params)",
+                )
         # the label goes in the legend, so it never covers a data point
         ax.axhline(1.0, color="black", linewidth=1.2, zorder=1, label="ratio 1: HanNet faster below")
         ax.axhspan(lo, 1.0, color="#2ca02c", alpha=0.06, zorder=0, linewidth=0)
         batches = sorted({b for rt in report["runtimes"] for b in report["batches"] if (han, rt, b) in cell})
-        ax.set(xscale="log", yscale="log", ylim=(lo, hi), xlabel="batch size (log)",
-               ylabel="latency ratio HanNet / baseline (log)",
-               title=f"{registry.get(han).task}: {han} ({registry.get(han).config.num_params} params)")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            ylim=(lo, hi),
+            xlabel="batch size (log)",
+            ylabel="latency ratio HanNet / baseline (log)",
+            title=f"{registry.get(han).task}: {han} ({registry.get(han).config.num_params} params)",
+        )
         ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_xlim(batches[0] / 1.6, batches[-1] * 1.6)
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -284,13 +359,24 @@ def plot(report: dict, path: Path) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles[-1:] + handles[:-1], labels[-1:] + labels[:-1], fontsize=7, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="runtime vs baseline", title_fontsize=7)
-    for ax in axes.ravel()[len(groups):]:
+        ax.legend(
+            handles[-1:] + handles[:-1],
+            labels[-1:] + labels[:-1],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            title="runtime vs baseline",
+            title_fontsize=7,
+        )
+    for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
     m = report["machine"]
-    fig.suptitle(f"HanNet / FCNet median latency per call, {report['threads']} thread on {m['cpu']}: below 1 the "
-                 "HanNet is faster", fontsize=10)
+    fig.suptitle(
+        f"HanNet / FCNet median latency per call, {report['threads']} thread on {m['cpu']}: below 1 the "
+        "HanNet is faster",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
@@ -300,45 +386,64 @@ def report_md(report: dict, bounds: dict) -> str:
     m = report["machine"]
     cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
     lines = [
-        "# Benchmarks: HanNets against their FCNet baselines", "",
-        "Generated by `hanzoo bench --all --report docs/` from `docs/benchmarks.json`; do not edit by hand.", "",
+        "# Benchmarks: HanNets against their FCNet baselines",
+        "",
+        "Generated by `hanzoo bench --all --report docs/` from `docs/benchmarks.json`; do not edit by hand.",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {report['threads']} thread(s) per runtime; Python {m['python']}, "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, ai-edge-litert {m['ai-edge-litert']}; GPU: "
-        f"{m['gpu'] or 'none (torch-cuda not measured)'}.", "",
+        f"{m['gpu'] or 'none (torch-cuda not measured)'}.",
+        "",
         "Each cell is the median (and p90) per-call latency over interleaved rounds, HanNet and baselines "
-        "alternating in the same process. The ratio is HanNet / baseline: below 1 the HanNet is faster.", "",
-        "![HanNet / baseline latency ratio against batch size, one panel per task](benchmarks.png)", "",
-        "## Ratios at a glance", "",
+        "alternating in the same process. The ratio is HanNet / baseline: below 1 the HanNet is faster.",
+        "",
+        "![HanNet / baseline latency ratio against batch size, one panel per task](benchmarks.png)",
+        "",
+        "## Ratios at a glance",
+        "",
         "| HanNet | baseline | runtime | " + " | ".join(f"batch {b}" for b in report["batches"]) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in report["batches"]) + " |",
     ]
     for group in report["groups"]:
         for base in group[1:]:
             for rt in report["runtimes"]:
-                ratios = [cell[(group[0], rt, b)]["ratio_vs"][base] if (group[0], rt, b) in cell else None
-                          for b in report["batches"]]
-                lines.append(f"| `{group[0]}` | `{base}` | {rt} | " + " | ".join(
-                    f"{r:.2f}x" if r is not None else "-" for r in ratios) + " |")
+                ratios = [
+                    cell[(group[0], rt, b)]["ratio_vs"][base] if (group[0], rt, b) in cell else None
+                    for b in report["batches"]
+                ]
+                lines.append(
+                    f"| `{group[0]}` | `{base}` | {rt} | "
+                    + " | ".join(f"{r:.2f}x" if r is not None else "-" for r in ratios)
+                    + " |"
+                )
     lines += ["", "## Full table", "", markdown(report), "## Lower bounds on this machine", ""]
     fixed, per_node = bounds["onnxruntime_1_node_us"], bounds["onnxruntime_per_node_us"]
     lines += [
         f"- ONNX Runtime's fixed cost of one call (a one-node graph at batch 1, through the Python API): "
         f"{fixed:.1f} us; each further node costs {per_node:.2f} us (a 64-node Abs chain of width 31).",
         f"- This core copies memory at {bounds['memory_gb_per_s']:.1f} GB/s (16 MiB, read + write) and multiplies "
-        f"512 x 512 float32 matrices at {bounds['matmul_gflops']:.0f} GFLOP/s.", "",
+        f"512 x 512 float32 matrices at {bounds['matmul_gflops']:.0f} GFLOP/s.",
+        "",
         "| model | ONNX nodes | node-count bound at batch 1 (us) | measured ORT batch 1 (us) | flops / sample | "
         "flop bound at batch 1024 (us) | measured ORT batch 1024 (us) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for model in dict.fromkeys(c["model"] for c in report["cells"]):
-        nodes = sum(json.loads((registry.EXPORT_DIR / model / "manifest.json").read_text())["ops"]["onnx"].values())
+        nodes = sum(
+            json.loads((registry.EXPORT_DIR / model / "manifest.json").read_text())["ops"]["onnx"].values()
+        )
         fl = flops_per_sample(model)
         b1 = cell.get((model, "onnxruntime", 1))
         b1024 = cell.get((model, "onnxruntime", 1024))
-        at1024 = (f"{fl * 1024 / (bounds['matmul_gflops'] * 1e3):.1f} | {b1024['median_us']:.1f}" if b1024
-                  else "- | -")  # image classifiers are not timed at batch 1024
-        lines.append(f"| `{model}` | {nodes} | {fixed + (nodes - 1) * per_node:.1f} | "
-                     f"{b1['median_us'] if b1 else float('nan'):.1f} | {fl} | {at1024} |")
+        at1024 = (
+            f"{fl * 1024 / (bounds['matmul_gflops'] * 1e3):.1f} | {b1024['median_us']:.1f}"
+            if b1024
+            else "- | -"
+        )  # image classifiers are not timed at batch 1024
+        lines.append(
+            f"| `{model}` | {nodes} | {fixed + (nodes - 1) * per_node:.1f} | "
+            f"{b1['median_us'] if b1 else float('nan'):.1f} | {fl} | {at1024} |"
+        )
     lines += ["", analysis(report, bounds), ""]
     return "\n".join(lines)
 
@@ -356,8 +461,12 @@ def analysis(report: dict, bounds: dict) -> str:
         c = registry.get(han).config
         width = c.width + 1
         n_han = sum(k == "han" for k, *_ in c.layers())
-        nodes = {m: sum(json.loads((registry.EXPORT_DIR / m / "manifest.json").read_text())["ops"]["onnx"].values())
-                 for m in group}
+        nodes = {
+            m: sum(
+                json.loads((registry.EXPORT_DIR / m / "manifest.json").read_text())["ops"]["onnx"].values()
+            )
+            for m in group
+        }
         for base in bases:
             wins_big = [rt for rt in report["runtimes"] if cell[(han, rt, big)]["ratio_vs"][base] < 1]
             wins_small = [rt for rt in report["runtimes"] if cell[(han, rt, small)]["ratio_vs"][base] <= 1]
@@ -365,14 +474,21 @@ def analysis(report: dict, bounds: dict) -> str:
 
             def where(wins: list[str], good: str, bad: str) -> str:
                 parts = ([f"{good} on {', '.join(wins)}"] if wins else []) + (
-                    [f"{bad} on {', '.join(r for r in rts if r not in wins)}"] if len(wins) < len(rts) else [])
+                    [f"{bad} on {', '.join(r for r in rts if r not in wins)}"] if len(wins) < len(rts) else []
+                )
                 return " and ".join(parts)
+
             bound = bounds["onnxruntime_1_node_us"] + (nodes[han] - 1) * bounds["onnxruntime_per_node_us"]
-            base_ort = cell[(base, "onnxruntime", small)]["median_us"] if (base, "onnxruntime", small) in cell else None
+            base_ort = (
+                cell[(base, "onnxruntime", small)]["median_us"]
+                if (base, "onnxruntime", small) in cell
+                else None
+            )
             act_kb = big * width * 4 / 1024
             traffic_mb = n_han * 3 * 2 * big * width * 4 / 2**20
             out += [
-                f"**`{han}` against `{base}`.**", "",
+                f"**`{han}` against `{base}`.**",
+                "",
                 f"- Batch {big}: the HanNet is {where(wins_big, 'faster', 'slower')}. "
                 f"It does {flops_per_sample(han)} flops per sample against {flops_per_sample(base)}, and its "
                 f"weights are {4 * c.num_params / 1024:.0f} KB against {4 * registry.get(base).config.num_params / 1024:.0f} KB. "
@@ -386,16 +502,25 @@ def analysis(report: dict, bounds: dict) -> str:
                 f"overhead, not work. Its ONNX graph has {nodes[han]} nodes against {nodes[base]}; at ONNX "
                 f"Runtime's measured {bounds['onnxruntime_per_node_us']:.2f} us per node and "
                 f"{bounds['onnxruntime_1_node_us']:.1f} us per call, the node count alone bounds it at {bound:.1f} us"
-                + (f", against {base_ort:.1f} us measured for the baseline, so "
-                   + ("no graph of this many standard nodes can match the baseline on ONNX Runtime. " if base_ort and bound > base_ort
-                      else "the gap to the baseline is the nodes' work beyond that bound. ") if base_ort else ". ")
+                + (
+                    f", against {base_ort:.1f} us measured for the baseline, so "
+                    + (
+                        "no graph of this many standard nodes can match the baseline on ONNX Runtime. "
+                        if base_ort and bound > base_ort
+                        else "the gap to the baseline is the nodes' work beyond that bound. "
+                    )
+                    if base_ort
+                    else ". "
+                )
                 + "A reflection needs at least a reduction and an update, so no standard-op graph has fewer than "
                 "2 nodes per Han-layer; the 3-node form is one above that. LiteRT's XNNPACK has a far smaller "
                 "per-op cost, which is why it behaves differently.",
                 "",
             ]
-    out += ["torch eager is the training and reference runtime: it launches several kernels per Han-layer, "
-            "so at batch 1 it is launch-bound. Apps run the exported graphs."]
+    out += [
+        "torch eager is the training and reference runtime: it launches several kernels per Han-layer, "
+        "so at batch 1 it is launch-bound. Apps run the exported graphs."
+    ]
     return "\n".join(out)
 
 
@@ -406,17 +531,23 @@ def image_analysis(report: dict, group: list[str]) -> str:
     cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
     shares = {(h["model"], h["runtime"], h["batch"]): h for h in report.get("head_share", [])}
     c = registry.get(han).config
-    lines = [f"**`{han}` against `{base}` (whole image classifiers).** Both run the same frozen backbone "
-             f"({Backbone.flops(c.backbone) / 1e6:.1f} MFLOP per image); the heads differ: "
-             f"{c.head_params} parameters against {registry.get(base).config.head_params}. "
-             "Share = the head alone (the same layers exported the same way, on 128-d features) over the whole "
-             "classifier, timed in the same run.", "",
-             "| runtime | batch | HanNet / FC whole-model ratio | HanNet head share | FC head share |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"**`{han}` against `{base}` (whole image classifiers).** Both run the same frozen backbone "
+        f"({Backbone.flops(c.backbone) / 1e6:.1f} MFLOP per image); the heads differ: "
+        f"{c.head_params} parameters against {registry.get(base).config.head_params}. "
+        "Share = the head alone (the same layers exported the same way, on 128-d features) over the whole "
+        "classifier, timed in the same run.",
+        "",
+        "| runtime | batch | HanNet / FC whole-model ratio | HanNet head share | FC head share |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for rt in report["runtimes"]:
         for b in image_batches(tuple(report["batches"])):
             ratio = cell[(han, rt, b)]["ratio_vs"][base]
             sh = [shares.get((m, rt, b)) for m in (han, base)]
-            lines.append(f"| {rt} | {b} | {ratio:.2f}x | " + " | ".join(
-                f"{100 * s['share']:.2f}%" if s else "-" for s in sh) + " |")
+            lines.append(
+                f"| {rt} | {b} | {ratio:.2f}x | "
+                + " | ".join(f"{100 * s['share']:.2f}%" if s else "-" for s in sh)
+                + " |"
+            )
     return "\n".join(lines)

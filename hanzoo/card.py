@@ -1,4 +1,5 @@
 """Model cards (README.md in each model folder), generated from config and metrics alone."""
+
 from __future__ import annotations
 
 from .models import ModelConfig
@@ -14,7 +15,9 @@ CITATION = """@article{yu2021hannet,
 
 def fmt(metric: str, x: float) -> str:
     """Accuracies in %, with 2 decimals; NRMSE and R^2 with 4; RMSE with 4 significant digits."""
-    return f"{x:.2f}" if metric in ("accuracy", "top1_error") else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
+    return (
+        f"{x:.2f}" if metric in ("accuracy", "top1_error") else f"{x:.4g}" if metric == "rmse" else f"{x:.4f}"
+    )
 
 
 WHY = {"diverged": "diverged (non-finite loss)", "collapsed": "collapsed to a constant prediction"}
@@ -39,13 +42,16 @@ def stage1_runs(metrics: dict) -> list[dict]:
 def _seeds(seeds: list[int]) -> str:
     words = [str(s) for s in seeds]
     return ("seed " if len(words) == 1 else "seeds ") + (
-        words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1])
+        words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    )
 
 
 def seed_count(runs: list[dict]) -> str:
     """'10 seeds', or '9 of 10 seeds' when some failed."""
     kept = sum(r["status"] == "ok" for r in runs)
-    return (f"{kept} of {len(runs)}" if kept < len(runs) else f"{kept}") + (" seed" if len(runs) == 1 else " seeds")
+    return (f"{kept} of {len(runs)}" if kept < len(runs) else f"{kept}") + (
+        " seed" if len(runs) == 1 else " seeds"
+    )
 
 
 def excluded(runs: list[dict]) -> str:
@@ -70,62 +76,106 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
     per_seed = ", ".join(f"seed {s} {f(v)}" for s, v in zip(kept, seeds["test"]["values"]))
     gone = excluded(runs)
     lines = [
-        "---", "library_name: hanzoo", "tags: [hannet, householder, tiny-model]", "license: mit", "---", "",
-        f"# {entry.id}", "", entry.description, "",
-        f"Task: **{entry.task}**. Architecture: " + (
+        "---",
+        "library_name: hanzoo",
+        "tags: [hannet, householder, tiny-model]",
+        "license: mit",
+        "---",
+        "",
+        f"# {entry.id}",
+        "",
+        entry.description,
+        "",
+        f"Task: **{entry.task}**. Architecture: "
+        + (
             f"the conv backbone of `{entry.frozen}` (widths {'-'.join(map(str, config.backbone))}, frozen), then "
-            if config.backbone else "")
+            if config.backbone
+            else ""
+        )
         + f"{config.depth} hidden layers x width {config.width} ({entry.arch}), {config.num_params} parameters"
         + (f" ({config.head_params} in the head)" if config.backbone else "")
-        + f", activation ratio {100 * config.activation_ratio:.2f}%. Init: `{sel['init']}`.", "",
+        + f", activation ratio {100 * config.activation_ratio:.2f}%. Init: `{sel['init']}`.",
+        "",
     ]
     if "backbone" in metrics:
         b = metrics["backbone"]
-        lines += [f"Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical "
-                  f"binaries cannot be had here), so these are CIFAR-10 (JPEG) figures. The head trained on the "
-                  f"{b['feature_width']}-d features of the {b['train_images']} images the backbone trained on; "
-                  f"its LR and checkpoint were chosen on the other {b['val_images']} training images; test is the "
-                  f"official {b['test_images']}-image test split. Inputs are raw uint8 pixels [batch, 32, 32, 3] "
-                  "(HWC, RGB); the normalization (statistics of the training images) is inside the model.", ""]
+        lines += [
+            f"Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical "
+            f"binaries cannot be had here), so these are CIFAR-10 (JPEG) figures. The head trained on the "
+            f"{b['feature_width']}-d features of the {b['train_images']} images the backbone trained on; "
+            f"its LR and checkpoint were chosen on the other {b['val_images']} training images; test is the "
+            f"official {b['test_images']}-image test split. Inputs are raw uint8 pixels [batch, 32, 32, 3] "
+            "(HWC, RGB); the normalization (statistics of the training images) is inside the model.",
+            "",
+        ]
     if "split" in metrics:
         sp = metrics["split"]
-        lines += [f"Data: a seeded split (seed {sp['split_seed']}) with {100 * sp['train_fraction']:.0f}% for "
-                  f"training ({sp['train_rows']} rows) and the rest for test ({sp['test_rows']} rows). Inputs are raw "
-                  "features and the output is the target in its own units: the standardization statistics of the "
-                  "training split are in config.json and applied inside the model.", ""]
+        lines += [
+            f"Data: a seeded split (seed {sp['split_seed']}) with {100 * sp['train_fraction']:.0f}% for "
+            f"training ({sp['train_rows']} rows) and the rest for test ({sp['test_rows']} rows). Inputs are raw "
+            "features and the output is the target in its own units: the standardization statistics of the "
+            "training split are in config.json and applied inside the model.",
+            "",
+        ]
     lines += [
-        "## Measured", "",
+        "## Measured",
+        "",
         f"| split | {m} (selected run) | {m}, mean +- std over {seed_count(runs)} |",
         "| --- | ---: | ---: |",
     ]
     for split in ("train", "test"):
         vals = seeds[split]
         lines.append(f"| {split} | {f(sel[split][m])} | {f(vals['mean'])} +- {f(vals['std'])} |")
-    trained = (f"Stage 2 refit {len(runs)} seeds on the whole training split" if metrics.get("refit") else
-               f"Stage 2 trained {len(runs)} seeds" if metrics.get("stage2") else
-               f"{len(runs)} seeds were trained at the chosen init and LR")
-    lines += ["", trained + (f"; {gone} from the mean +- std." if gone else ", and every one is in the mean +- std.")]
+    trained = (
+        f"Stage 2 refit {len(runs)} seeds on the whole training split"
+        if metrics.get("refit")
+        else f"Stage 2 trained {len(runs)} seeds"
+        if metrics.get("stage2")
+        else f"{len(runs)} seeds were trained at the chosen init and LR"
+    )
+    lines += [
+        "",
+        trained + (f"; {gone} from the mean +- std." if gone else ", and every one is in the mean +- std."),
+    ]
     extra = [k for k in ("rmse", "r2") if k in sel["test"]]
     if extra:
-        lines += ["", "Selected run on test: " + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} "
-                                                          f"{fmt(k, sel['test'][k])}" for k in extra) + "."]
+        lines += [
+            "",
+            "Selected run on test: "
+            + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} {fmt(k, sel['test'][k])}" for k in extra)
+            + ".",
+        ]
     paper = entry.paper
     if "head_on_features" in metrics:
-        lines += ["", f"The same head scored on the cached features: test {m} {f(metrics['head_on_features']['test'][m])} "
-                  "(the whole classifier's figure above is computed from the images)."]
+        lines += [
+            "",
+            f"The same head scored on the cached features: test {m} {f(metrics['head_on_features']['test'][m])} "
+            "(the whole classifier's figure above is computed from the images).",
+        ]
     if "top1_error" in paper:
-        lines += ["", f"The paper reports ({paper['table']}) a top-1 test error of {paper['top1_error']}: a different, "
-                  "far stronger backbone (LaNet, 99% accuracy), so only the relative change between the two heads "
-                  "compares; see docs/reproduction.md."]
+        lines += [
+            "",
+            f"The paper reports ({paper['table']}) a top-1 test error of {paper['top1_error']}: a different, "
+            "far stronger backbone (LaNet, 99% accuracy), so only the relative change between the two heads "
+            "compares; see docs/reproduction.md.",
+        ]
     elif "test_accuracy" in paper:
-        lines += ["", f"The paper reports ({paper['table']}): train {paper.get('train_accuracy', '-')}, test "
-                  f"{paper['test_accuracy']} (mean +- std over 5 runs, with the best of 10 learning rates picked "
-                  "on the test set)."]
+        lines += [
+            "",
+            f"The paper reports ({paper['table']}): train {paper.get('train_accuracy', '-')}, test "
+            f"{paper['test_accuracy']} (mean +- std over 5 runs, with the best of 10 learning rates picked "
+            "on the test set).",
+        ]
     else:
-        lines += ["", f"The paper reports this model's test NRMSE only as curves ({paper.get('table', '-')}), "
-                  "with no table of values; see docs/reproduction.md for the comparison."]
+        lines += [
+            "",
+            f"The paper reports this model's test NRMSE only as curves ({paper.get('table', '-')}), "
+            "with no table of values; see docs/reproduction.md for the comparison.",
+        ]
     lines += [
-        "", "## How it was trained and selected", "",
+        "",
+        "## How it was trained and selected",
+        "",
         f"- Protocol: {metrics['protocol_text']}",
         f"- Selection (no test data): {metrics['selection_rule']}",
     ]
@@ -133,11 +183,13 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         lines += [
             f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
             f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
-            + (f", {excluded(first)}" if excluded(first) else "") + ". Failed runs in the whole sweep (diverged or "
+            + (f", {excluded(first)}" if excluded(first) else "")
+            + ". Failed runs in the whole sweep (diverged or "
             f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
             f"- Stage 2 refit {len(runs)} seeds and shipped seed {sel['seed']} (final iterate, iteration "
             f"{sel['iterations']}). Test {m} of every refit seed{' kept' if gone else ''}: {per_seed}"
-            + (f"; {gone}" if gone else "") + ".",
+            + (f"; {gone}" if gone else "")
+            + ".",
             f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at "
             f"once ({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
             f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
@@ -148,12 +200,18 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         lines += [
             f"- Chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
             f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
-            + (f", {excluded(first)}" if excluded(first) else "") + ". Failed runs in the whole sweep (diverged or "
+            + (f", {excluded(first)}" if excluded(first) else "")
+            + ". Failed runs in the whole sweep (diverged or "
             f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
-            (f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}" if stage2
-             else f"- Shipped seed {sel['seed']}")
+            (
+                f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}"
+                if stage2
+                else f"- Shipped seed {sel['seed']}"
+            )
             + f": its checkpoint at iteration {sel['iterations']}, the best validation {m} among that init and LR's "
-            f"seeds. Test {m} of every seed{' kept' if gone else ''}: {per_seed}" + (f"; {gone}" if gone else "") + ".",
+            f"seeds. Test {m} of every seed{' kept' if gone else ''}: {per_seed}"
+            + (f"; {gone}" if gone else "")
+            + ".",
             f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
             f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
             + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")
@@ -161,61 +219,122 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         ]
     lines += [
         "",
-        "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
-        ("logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]" if config.backbone
-         else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"), "```", "",
+        "## Use",
+        "",
+        "```python",
+        "import hanzoo",
+        "",
+        f'net = hanzoo.load("{entry.id}")',
+        (
+            "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]"
+            if config.backbone
+            else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"
+        ),
+        "```",
+        "",
         "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
-        "evaluation by the test suite.", "",
-        "## Citation", "", "```bibtex", CITATION, "```", "",
+        "evaluation by the test suite.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
 
 def render_imported(entry: ModelEntry, metrics: dict) -> str:
     m, ev = metrics["metric"], metrics["evaluation"]
-    return "\n".join([
-        f"# {entry.id} (the paper authors' checkpoint)", "",
-        f"Imported by `hanzoo import-official` from `{metrics['source']['file']}` "
-        f"(sha256 `{metrics['source']['sha256']}`), {metrics['source']['origin']}.", "",
-        f"| split | {m} |", "| --- | ---: |",
-        f"| train | {ev['train'][m]:.2f} |", f"| test | {ev['test'][m]:.2f} |", "",
-        "The authors picked this checkpoint by its test accuracy during training, so its test figure is "
-        "not an honest estimate; hanzoo's own models are selected on validation data.", "",
-        "## Citation", "", "```bibtex", CITATION, "```", "",
-    ])
+    return "\n".join(
+        [
+            f"# {entry.id} (the paper authors' checkpoint)",
+            "",
+            f"Imported by `hanzoo import-official` from `{metrics['source']['file']}` "
+            f"(sha256 `{metrics['source']['sha256']}`), {metrics['source']['origin']}.",
+            "",
+            f"| split | {m} |",
+            "| --- | ---: |",
+            f"| train | {ev['train'][m]:.2f} |",
+            f"| test | {ev['test'][m]:.2f} |",
+            "",
+            "The authors picked this checkpoint by its test accuracy during training, so its test figure is "
+            "not an honest estimate; hanzoo's own models are selected on validation data.",
+            "",
+            "## Citation",
+            "",
+            "```bibtex",
+            CITATION,
+            "```",
+            "",
+        ]
+    )
 
 
 def render_backbone(entry: ModelEntry, metrics: dict) -> str:
     """The card of a backbone trained end to end by a fixed recipe (one seed, no selection)."""
     sel, r = metrics["selected"], metrics["recipe"]
     log = metrics["log"]
-    return "\n".join([
-        "---", "library_name: hanzoo", "tags: [cifar10, cnn, backbone]", "license: mit", "---", "",
-        f"# {entry.id}", "", entry.description, "",
-        f"Architecture: {entry.arch}, {entry.config.num_params} parameters (BatchNorm folded into the convs and "
-        "per-channel scale/shift after each max pool). Input: raw uint8 pixels [batch, 32, 32, 3] (HWC, RGB); the "
-        "per-channel normalization (statistics of its training images) is inside the model. Output: logits [batch, 10].", "",
-        "Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical binaries "
-        f"cannot be had here). It trained on {metrics['train_images']} of the 50000 training images; the other "
-        f"{metrics['val_images']} (seeded split) were only watched, and are the heads' validation set.", "",
-        "## Measured", "",
-        "| split | top-1 accuracy % | top-1 error % |", "| --- | ---: | ---: |",
-        *[f"| {s} | {100 - sel[s]['top1_error']:.2f} | {sel[s]['top1_error']:.2f} |" for s in ("train", "val", "test")],
-        "", f"One seed ({sel['seed']}); the last epoch is shipped, so nothing was selected on any data. Plain "
-        "forward pass, no test-time augmentation.", "",
-        "## Recipe (hanzoo.backbone; `hanzoo train cifar10-backbone`)", "",
-        f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
-        f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
-        f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop "
-        f"({'one offset per image' if r.get('crop') == 'sample' else 'one offset per batch'}) and horizontal flip"
-        + (f"; an exponential moving average of the weights (decay {r['ema_decay']}) is shipped." if r.get("ema_decay")
-           else "."),
-        f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} training images/s) "
-        f"on {metrics['machine']}; torch {metrics['versions']['torch']}.",
-        "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".", "",
-        "## Use", "", "```python", "import hanzoo", "", f'net = hanzoo.load("{entry.id}")',
-        "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]", "features = net.backbone(images)  # [batch, 128]",
-        "```", "",
-        "Every figure on this card is regenerated from `metrics.json` and checked against a fresh evaluation by "
-        "the test suite.", "",
-    ])
+    return "\n".join(
+        [
+            "---",
+            "library_name: hanzoo",
+            "tags: [cifar10, cnn, backbone]",
+            "license: mit",
+            "---",
+            "",
+            f"# {entry.id}",
+            "",
+            entry.description,
+            "",
+            f"Architecture: {entry.arch}, {entry.config.num_params} parameters (BatchNorm folded into the convs and "
+            "per-channel scale/shift after each max pool). Input: raw uint8 pixels [batch, 32, 32, 3] (HWC, RGB); the "
+            "per-channel normalization (statistics of its training images) is inside the model. Output: logits [batch, 10].",
+            "",
+            "Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical binaries "
+            f"cannot be had here). It trained on {metrics['train_images']} of the 50000 training images; the other "
+            f"{metrics['val_images']} (seeded split) were only watched, and are the heads' validation set.",
+            "",
+            "## Measured",
+            "",
+            "| split | top-1 accuracy % | top-1 error % |",
+            "| --- | ---: | ---: |",
+            *[
+                f"| {s} | {100 - sel[s]['top1_error']:.2f} | {sel[s]['top1_error']:.2f} |"
+                for s in ("train", "val", "test")
+            ],
+            "",
+            f"One seed ({sel['seed']}); the last epoch is shipped, so nothing was selected on any data. Plain "
+            "forward pass, no test-time augmentation.",
+            "",
+            "## Recipe (hanzoo.backbone; `hanzoo train cifar10-backbone`)",
+            "",
+            f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
+            f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
+            f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop "
+            f"({'one offset per image' if r.get('crop') == 'sample' else 'one offset per batch'}) and horizontal flip"
+            + (
+                f"; an exponential moving average of the weights (decay {r['ema_decay']}) is shipped."
+                if r.get("ema_decay")
+                else "."
+            ),
+            f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} training images/s) "
+            f"on {metrics['machine']}; torch {metrics['versions']['torch']}.",
+            "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".",
+            "",
+            "## Use",
+            "",
+            "```python",
+            "import hanzoo",
+            "",
+            f'net = hanzoo.load("{entry.id}")',
+            "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]",
+            "features = net.backbone(images)  # [batch, 128]",
+            "```",
+            "",
+            "Every figure on this card is regenerated from `metrics.json` and checked against a fresh evaluation by "
+            "the test suite.",
+            "",
+        ]
+    )

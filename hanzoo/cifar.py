@@ -13,6 +13,7 @@ Both tarballs are checked by sha256 before decoding. The decoded arrays are cach
 `.npz` (read back with allow_pickle=False) under $HANZOO_CACHE, or ~/.cache/hanzoo, keyed by the
 tarball's hash, and written atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,10 @@ from .files import file_sha256
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_DIR = Path(__file__).resolve().parent / "data"
-TEST_TARBALL = (DATA_DIR / "cifar10-jpeg-test.tar.xz", "d7efa35767c354f6aeb8b74ca777cd062a10873f43311a34dc999bba3498aa88")
+TEST_TARBALL = (
+    DATA_DIR / "cifar10-jpeg-test.tar.xz",
+    "d7efa35767c354f6aeb8b74ca777cd062a10873f43311a34dc999bba3498aa88",
+)
 FULL_SHA256 = "75cfd46979ffc6983c7f3d733f27154f634e7ba92082bbf9482c6703304929d1"
 SIZES = {"train": 50000, "test": 10000}
 VAL_IMAGES = 5000  # of the training images, held out for validation (the backbone never trains on them)
@@ -44,13 +48,17 @@ def cache_dir() -> Path:
 
 
 def full_tarball() -> Path:
-    candidates = [os.environ.get("HANZOO_CIFAR10"),
-                  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"]
+    candidates = [
+        os.environ.get("HANZOO_CIFAR10"),
+        Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg.tar.xz",
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
-    raise HanzooError("the CIFAR-10 (JPEG) training images are not here: set HANZOO_CIFAR10 to the path of "
-                      f"cifar10-jpeg.tar.xz (sha256 {FULL_SHA256[:16]}...)")
+    raise HanzooError(
+        "the CIFAR-10 (JPEG) training images are not here: set HANZOO_CIFAR10 to the path of "
+        f"cifar10-jpeg.tar.xz (sha256 {FULL_SHA256[:16]}...)"
+    )
 
 
 def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +72,12 @@ def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         with tarfile.open(tarball, "r:xz") as tar:
             for member in tar:
                 parts = member.name.split("/")
-                if not member.isfile() or len(parts) != 3 or parts[0] != split or not parts[2].endswith(".jpg"):
+                if (
+                    not member.isfile()
+                    or len(parts) != 3
+                    or parts[0] != split
+                    or not parts[2].endswith(".jpg")
+                ):
                     continue
                 if parts[1] not in CLASSES:
                     raise HanzooError(f"{tarball}: unknown class folder {parts[1]!r} in {member.name}")
@@ -75,7 +88,9 @@ def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     except (tarfile.TarError, OSError, EOFError) as e:
         raise HanzooError(f"{tarball} is not a readable tar.xz of JPEGs: {e}") from None
     if len(images) != SIZES[split] or any(im.shape != (32, 32, 3) for im in images):
-        raise HanzooError(f"{tarball}: expected {SIZES[split]} images of 32x32x3 under {split}/, got {len(images)}")
+        raise HanzooError(
+            f"{tarball}: expected {SIZES[split]} images of 32x32x3 under {split}/, got {len(images)}"
+        )
     order = np.argsort(names)
     return np.stack(images)[order], np.asarray(labels, dtype=np.uint8)[order]
 
@@ -99,7 +114,9 @@ def load(split: str) -> tuple[np.ndarray, np.ndarray]:
         raise HanzooError(f"{tarball} is missing")
     actual = file_sha256(tarball)
     if actual != sha:
-        raise HanzooError(f"{tarball} has sha256 {actual}, expected {sha}; the file is damaged or not the one hanzoo knows")
+        raise HanzooError(
+            f"{tarball} has sha256 {actual}, expected {sha}; the file is damaged or not the one hanzoo knows"
+        )
     x, y = decode(tarball, split)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".tmp-{os.getpid()}.npz")

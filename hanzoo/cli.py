@@ -1,33 +1,42 @@
 """The `hanzoo` command line. Every command takes --json; every failure is one line and exit 1."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import registry
-from .errors import HanzooError
-from . import hub, bench, reproduce, __version__, backbone
+from . import __version__, backbone, bench, hub, registry, reproduce
 from .card import fmt
+from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
 from .export import export, parse_formats
 from .hub import load
 from .official import import_official
-from .predict import model_io, check_output_path, first_row, predict, read_images, read_inputs, to_csv, write_outputs
+from .predict import (
+    check_output_path,
+    first_row,
+    model_io,
+    predict,
+    read_images,
+    read_inputs,
+    to_csv,
+    write_outputs,
+)
 from .runtimes import get_runtime
 from .store import read_config, resolve
 from .tasks import get_task
 from .train import PROTOCOLS, Protocol, train_model
 from .verify import failures, verify
-from dataclasses import replace
-import tempfile
-import torch
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -39,13 +48,26 @@ def _headline(entry: registry.ModelEntry) -> dict | None:
     if not m.get("selected"):
         return None
     seeds = m["seeds_at_selected"]["test"]
-    return {"metric": m["metric"], "test": m["selected"]["test"][m["metric"]], "mean": seeds["mean"], "std": seeds["std"]}
+    return {
+        "metric": m["metric"],
+        "test": m["selected"]["test"][m["metric"]],
+        "mean": seeds["mean"],
+        "std": seeds["std"],
+    }
 
 
 def _entry_dict(e: registry.ModelEntry) -> dict:
     c = e.config
-    return {"id": e.id, "task": e.task, "family": e.family, "arch": e.arch, "params": c.num_params,
-            "activation_ratio": round(c.activation_ratio, 6), "shipped": e.shipped, "test_metric": _headline(e)}
+    return {
+        "id": e.id,
+        "task": e.task,
+        "family": e.family,
+        "arch": e.arch,
+        "params": c.num_params,
+        "activation_ratio": round(c.activation_ratio, 6),
+        "shipped": e.shipped,
+        "test_metric": _headline(e),
+    }
 
 
 def check_out_folder(path: str | None, flag: str, replaces: str | None = None) -> None:
@@ -64,8 +86,10 @@ def check_out_folder(path: str | None, flag: str, replaces: str | None = None) -
         except OSError as e:
             raise HanzooError(f"cannot read {flag} {p}: {e.strerror}") from None
         if others:
-            raise HanzooError(f"{flag} {p} already holds other files, and hanzoo replaces this folder whole; "
-                              "give a new or empty folder")
+            raise HanzooError(
+                f"{flag} {p} already holds other files, and hanzoo replaces this folder whole; "
+                "give a new or empty folder"
+            )
     base = p if os.path.isdir(p) and not replaces else p.parent
     while not os.path.exists(base) and base != base.parent:
         base = base.parent
@@ -79,14 +103,29 @@ def cmd_list(args) -> dict:
     rows = [_entry_dict(e) for e in registry.MODELS.values()]
     if not args.json:
         t = Table(title="hanzoo models")
-        for col in ("id", "task", "depth x width", "params", "AR %", "test metric (selected; mean +- std)", "weights"):
+        for col in (
+            "id",
+            "task",
+            "depth x width",
+            "params",
+            "AR %",
+            "test metric (selected; mean +- std)",
+            "weights",
+        ):
             t.add_column(col, justify="right" if col in ("params", "AR %") else "left")
         for r in rows:
             h = r["test_metric"]
             f = (lambda x: fmt(h["metric"], x)) if h else None  # noqa: E731
             metric = f"{h['metric']} {f(h['test'])} ({f(h['mean'])} +- {f(h['std'])})" if h else "-"
-            t.add_row(r["id"], r["task"], r["arch"], str(r["params"]), f"{100 * r['activation_ratio']:.2f}",
-                      metric, "shipped" if r["shipped"] else "-")
+            t.add_row(
+                r["id"],
+                r["task"],
+                r["arch"],
+                str(r["params"]),
+                f"{100 * r['activation_ratio']:.2f}",
+                metric,
+                "shipped" if r["shipped"] else "-",
+            )
         console.print(t)
     return {"models": rows}
 
@@ -94,8 +133,10 @@ def cmd_list(args) -> dict:
 def _exports(model_id: str) -> dict:
 
     folder = registry.EXPORT_DIR / model_id
-    files = {name: {"path": str(folder / name), "exists": (folder / name).is_file()}
-             for name in (*registry.ARTIFACTS.values(), "manifest.json")}
+    files = {
+        name: {"path": str(folder / name), "exists": (folder / name).is_file()}
+        for name in (*registry.ARTIFACTS.values(), "manifest.json")
+    }
     return {"folder": str(folder), "files": files}
 
 
@@ -106,15 +147,38 @@ def _spec(v: dict) -> str:
 def cmd_info(args) -> dict:
 
     e = registry.get(args.model)
-    info = _entry_dict(e) | {"description": e.description, "config": e.config.to_dict(), "paper": e.paper,
-                             "files": e.files, "folder": str(e.dir)} | model_io(e.id, e.task, e.config) | {
-        "exports": _exports(e.id)}
+    info = (
+        _entry_dict(e)
+        | {
+            "description": e.description,
+            "config": e.config.to_dict(),
+            "paper": e.paper,
+            "files": e.files,
+            "folder": str(e.dir),
+        }
+        | model_io(e.id, e.task, e.config)
+        | {"exports": _exports(e.id)}
+    )
     if not args.json:
-        for k in ("id", "description", "task", "arch", "params", "activation_ratio", "shipped", "folder", "files"):
+        for k in (
+            "id",
+            "description",
+            "task",
+            "arch",
+            "params",
+            "activation_ratio",
+            "shipped",
+            "folder",
+            "files",
+        ):
             console.print(f"[bold]{k}[/]: {info[k]}")
-        console.print("[bold]blocks[/]: " + ", ".join(
-            f"{b['repeat']}x {b['kind']}({b['width']}, {b['act']})" for b in info["config"]["blocks"])
-            + f", head -> {e.config.out_features}; init {e.config.init}")
+        console.print(
+            "[bold]blocks[/]: "
+            + ", ".join(
+                f"{b['repeat']}x {b['kind']}({b['width']}, {b['act']})" for b in info["config"]["blocks"]
+            )
+            + f", head -> {e.config.out_features}; init {e.config.init}"
+        )
         for v in info["inputs"]:
             console.print(f"[bold]input[/]: {escape(_spec(v))}: {escape(v['meaning'])}", highlight=False)
             for c in v.get("columns", []):
@@ -150,29 +214,38 @@ def cmd_eval(args) -> dict:
     net = load(args.model)
     task = get_task(net.meta["task"])
     # image models score the vendored test split alone: their training images are not in the package
-    scores = (evaluate_parts(net, task, {"test": task.test_data()}) if net.config.backbone
-              else evaluate(net, task, task.split()))
+    scores = (
+        evaluate_parts(net, task, {"test": task.test_data()})
+        if net.config.backbone
+        else evaluate(net, task, task.split())
+    )
     card = net.metrics.get("selected") or net.metrics.get("evaluation") or {}
-    out = {"model": net.meta["model_id"], "folder": str(net.folder), "task": task.name, "metric": task.metric,
-           "scores": scores, "card": {s: card[s][task.metric] for s in ("train", "test") if s in card}}
+    out = {
+        "model": net.meta["model_id"],
+        "folder": str(net.folder),
+        "task": task.name,
+        "metric": task.metric,
+        "scores": scores,
+        "card": {s: card[s][task.metric] for s in ("train", "test") if s in card},
+    }
     if not args.json:
         t = Table(title=f"{out['model']} on {task.name}", caption=str(net.folder))
         for col in ("split", task.metric, "on the card"):
             t.add_column(col, justify="right")
         for s in scores:
             c = out["card"].get(s)
-            t.add_row(s, fmt(task.metric, scores[s][task.metric]), fmt(task.metric, c) if c is not None else "-")
+            t.add_row(
+                s, fmt(task.metric, scores[s][task.metric]), fmt(task.metric, c) if c is not None else "-"
+            )
         console.print(t)
     return out
 
 
 def cmd_train(args) -> dict:
 
-
     entry = registry.get(args.model)
     check_out_folder(args.out, "--out", replaces="config.json")
     if entry.family == "backbone":
-
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
         recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
         folder = backbone.train_model(entry, args.out, recipe, progress=not args.json)
@@ -183,20 +256,41 @@ def cmd_train(args) -> dict:
     base = PROTOCOLS.get(entry.task)
     if base is None:
         raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
-    over = {k: v for k, v in (("iterations", args.iterations), ("epochs", args.epochs), ("seeds", args.seeds),
-                              ("lrs", args.lrs)) if v}
+    over = {
+        k: v
+        for k, v in (
+            ("iterations", args.iterations),
+            ("epochs", args.epochs),
+            ("seeds", args.seeds),
+            ("lrs", args.lrs),
+        )
+        if v
+    }
     if args.iterations and not args.epochs:
         over["epochs"] = 0  # an explicit iteration count replaces an epoch-based one
     protocol = Protocol(**(base.to_dict() | over))
     torch.set_num_threads(args.threads or 1)
-    folder = train_model(entry.id, args.out, inits=args.init, protocol=protocol, progress=not args.json,
-                         compile=not args.no_compile, reuse_sweep=args.reuse_sweep)
-    result = {"model": entry.id, "folder": str(folder), "metrics": json.loads((folder / "metrics.json").read_text())}
+    folder = train_model(
+        entry.id,
+        args.out,
+        inits=args.init,
+        protocol=protocol,
+        progress=not args.json,
+        compile=not args.no_compile,
+        reuse_sweep=args.reuse_sweep,
+    )
+    result = {
+        "model": entry.id,
+        "folder": str(folder),
+        "metrics": json.loads((folder / "metrics.json").read_text()),
+    }
     if not args.json:
         sel = result["metrics"]["selected"]
         metric = result["metrics"]["metric"]
-        console.print(f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
-                      f"test {metric} {fmt(metric, sel['test'][metric])}")
+        console.print(
+            f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
+            f"test {metric} {fmt(metric, sel['test'][metric])}"
+        )
     return {k: v for k, v in result.items() if k != "metrics"} | {"selected": result["metrics"]["selected"]}
 
 
@@ -224,9 +318,13 @@ def cmd_export(args) -> dict:
     for model in ids:
         folder = export(model, formats, Path(args.out) if args.out else None)
         manifest = json.loads((folder / "manifest.json").read_text())
-        done.append({"model": model, "folder": str(folder), "files": manifest["files"], "parity": manifest["parity"]})
+        done.append(
+            {"model": model, "folder": str(folder), "files": manifest["files"], "parity": manifest["parity"]}
+        )
         if not args.json:
-            sizes = ", ".join(f"{k} {v['bytes']} B" for k, v in manifest["files"].items() if k.startswith("model."))
+            sizes = ", ".join(
+                f"{k} {v['bytes']} B" for k, v in manifest["files"].items() if k.startswith("model.")
+            )
             console.print(f"wrote {folder}: {sizes} ({manifest['params']} params)")
     return {"exports": done}
 
@@ -262,12 +360,14 @@ def _verify_table(rep: dict) -> None:
     ref = rep["reference"]
     lat = {(c["model"], c["runtime"], c["batch"]): c for c in rep.get("latency", [])}
     base = next((c["model"] for c in rep.get("latency", []) if c["model"] != rep["model_id"]), None)
-    t = Table(title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
-                    + (f", and latency against {base} (1 thread)" if base else ""),
-              caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), and the same {ref['metric']} "
-                      "(decisions may differ only on rows within that tolerance of the boundary: "
-                      f"{ref.get('rows_near_boundary', 0)} here); "
-                      "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)")
+    t = Table(
+        title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
+        + (f", and latency against {base} (1 thread)" if base else ""),
+        caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), and the same {ref['metric']} "
+        "(decisions may differ only on rows within that tolerance of the boundary: "
+        f"{ref.get('rows_near_boundary', 0)} here); "
+        "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)",
+    )
     cols = ["runtime", "max abs err", ref["metric"], "parity"]
     batches = rep.get("latency_batches", [1, 1024])
     if base:
@@ -282,13 +382,22 @@ def _verify_table(rep: dict) -> None:
         row = []
         for b in batches:
             h, f = lat[(rep["model_id"], runtime, b)], lat[(base, runtime, b)]
-            row += [f"{h['median_us']:.1f}", f"{f['median_us']:.1f}", f"{h['median_us'] / f['median_us']:.2f}x"]
+            row += [
+                f"{h['median_us']:.1f}",
+                f"{f['median_us']:.1f}",
+                f"{h['median_us'] / f['median_us']:.2f}x",
+            ]
         return row
 
     t.add_row("torch (reference)", "-", fmt(ref["metric"], ref["value"]), "-", *timing("torch"))
     for name, r in rep["runtimes"].items():
-        t.add_row(name + (f" ({r['path']})" if r.get("path") else ""), f"{r['max_abs_err']:.2e}", fmt(ref["metric"], r["metric"]),
-                  "[green]ok[/]" if r["ok"] else "[red]FAIL[/]", *timing(name))
+        t.add_row(
+            name + (f" ({r['path']})" if r.get("path") else ""),
+            f"{r['max_abs_err']:.2e}",
+            fmt(ref["metric"], r["metric"]),
+            "[green]ok[/]" if r["ok"] else "[red]FAIL[/]",
+            *timing(name),
+        )
     console.print(t)
 
 
@@ -304,16 +413,27 @@ def cmd_predict(args) -> dict:
         x = read_images(src, name)
     else:
         x = read_inputs(src, get_task(meta["task"]).features, name)
-    out = predict(args.model, x, args.runtime, args.threads, source=str(src), first_row=first_row(src),
-                  export_dir=Path(args.export) if args.export else None)
+    out = predict(
+        args.model,
+        x,
+        args.runtime,
+        args.threads,
+        source=str(src),
+        first_row=first_row(src),
+        export_dir=Path(args.export) if args.export else None,
+    )
     if args.output:
         write_outputs(out, Path(args.output))
         if not args.json:
             console.print(f"wrote {len(x)} predictions to {args.output} ({args.runtime})")
     elif not args.json:
         sys.stdout.write(to_csv(out))
-    return {"runtime": args.runtime, "rows": len(x), "output": args.output,
-            "predictions": {k: v.tolist() for k, v in out.items()} if not args.output else None}
+    return {
+        "runtime": args.runtime,
+        "rows": len(x),
+        "output": args.output,
+        "predictions": {k: v.tolist() for k, v in out.items()} if not args.output else None,
+    }
 
 
 def cmd_bench(args) -> dict:
@@ -321,34 +441,67 @@ def cmd_bench(args) -> dict:
     ids = registry.shipped() if args.all or not args.models else args.models
     if args.all or not args.models:  # baselines come with their HanNet; Table 4's controls and the
         # 20%-training variants (same architectures as the 80% models, so the same speed) are not timed
-        ids = [m for m in ids if registry.get(m).family == "hannet" and not registry.get(m).ablation
-               and not registry.get(m).variant_of]
+        ids = [
+            m
+            for m in ids
+            if registry.get(m).family == "hannet"
+            and not registry.get(m).ablation
+            and not registry.get(m).variant_of
+        ]
     runtimes = args.runtime.split(",") if args.runtime else None
     batches = tuple(args.batch) if args.batch else ((1, 1024) if args.quick else bench.BATCHES)
     rounds = 5 if args.quick else args.rounds
     check_out_folder(args.report, "--report")  # before the timing, which takes minutes
     with console.status("timing") as status:
-        report = bench.bench(ids, runtimes, batches, args.threads, rounds, progress=lambda m: status.update(m))
+        report = bench.bench(
+            ids, runtimes, batches, args.threads, rounds, progress=lambda m: status.update(m)
+        )
     if args.report:
         out = Path(args.report)
         bounds = bench.lower_bounds(args.threads)
         report["lower_bounds"] = bounds
-        _write_report(out, {"benchmarks.json": lambda p: p.write_text(json.dumps(report, indent=2) + "\n"),
-                            "benchmarks.png": lambda p: bench.plot(report, p),
-                            "benchmarks.md": lambda p: p.write_text(bench.report_md(report, bounds))})
+        _write_report(
+            out,
+            {
+                "benchmarks.json": lambda p: p.write_text(json.dumps(report, indent=2) + "\n"),
+                "benchmarks.png": lambda p: bench.plot(report, p),
+                "benchmarks.md": lambda p: p.write_text(bench.report_md(report, bounds)),
+            },
+        )
         if not args.json:
             console.print(f"wrote {out / 'benchmarks.md'}, benchmarks.json and benchmarks.png")
     if args.markdown:
         sys.stdout.write(bench.markdown(report))
     elif not args.json:
-        t = Table(title=f"latency, {args.threads} thread(s); ratio = HanNet / baseline (below 1: HanNet faster)")
-        for col in ("model", "runtime", "batch", "median us", "p90 us", "samples/s", "ratio", "metric", "artifact B"):
+        t = Table(
+            title=f"latency, {args.threads} thread(s); ratio = HanNet / baseline (below 1: HanNet faster)"
+        )
+        for col in (
+            "model",
+            "runtime",
+            "batch",
+            "median us",
+            "p90 us",
+            "samples/s",
+            "ratio",
+            "metric",
+            "artifact B",
+        ):
             t.add_column(col, justify="left" if col in ("model", "runtime", "ratio") else "right")
         for c in report["cells"]:
             ratio = ", ".join(f"{v:.2f}x {k}" for k, v in c.get("ratio_vs", {}).items()) or ""
             metric = f"{c['metric']['name']} {c['metric']['test']:.2f}" if c["metric"] else "-"
-            t.add_row(c["model"], c["runtime"], str(c["batch"]), f"{c['median_us']:.1f}", f"{c['p90_us']:.1f}",
-                      f"{c['samples_per_s']:.0f}", ratio, metric, str(c["artifact_bytes"] or "-"))
+            t.add_row(
+                c["model"],
+                c["runtime"],
+                str(c["batch"]),
+                f"{c['median_us']:.1f}",
+                f"{c['p90_us']:.1f}",
+                f"{c['samples_per_s']:.0f}",
+                ratio,
+                metric,
+                str(c["artifact_bytes"] or "-"),
+            )
         console.print(t)
     return report
 
@@ -382,8 +535,10 @@ def cmd_reproduce(args) -> dict:
         ids = reproduce.COVERED
         known = [registry.get(m).metrics.get("wall_seconds") for m in ids]
         estimate = sum(k for k in known if k)
-        console.print(f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
-                      f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)")
+        console.print(
+            f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
+            f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)"
+        )
 
         for i, m in enumerate(ids, 1):
             entry = registry.get(m)
@@ -391,7 +546,9 @@ def cmd_reproduce(args) -> dict:
             lrs = entry.metrics.get("protocol", {}).get("lrs")
             protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
             console.print(f"[{i}/{len(ids)}] {m}")
-            if entry.family == "backbone":  # a fixed recipe rather than a sweep; the heads after it use its features
+            if (
+                entry.family == "backbone"
+            ):  # a fixed recipe rather than a sweep; the heads after it use its features
                 backbone.train_model(entry, progress=not args.json)
             else:
                 train_model(m, protocol=protocol, progress=not args.json)
@@ -417,7 +574,10 @@ def _csv(kind):
         try:
             return tuple(kind(v) for v in text.split(",") if v)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}"
+            )
+
     return parse
 
 
@@ -447,53 +607,105 @@ def parser() -> argparse.ArgumentParser:
     add("list", cmd_list, "List every model in the registry.")
     add("info", cmd_info, "Show one registry entry.").add_argument("model", help="model id")
     add("eval", cmd_eval, "Evaluate a shipped model (by id) or a model folder on its task.").add_argument(
-        "model", help="model id or folder")
+        "model", help="model id or folder"
+    )
     t = add("train", cmd_train, "Train a registry model with the paper's protocol (all runs stacked).")
     t.add_argument("model", help="model id")
     t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
-    t.add_argument("--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)")
+    t.add_argument(
+        "--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)"
+    )
     t.add_argument("--iterations", type=_positive, help="override the protocol's iteration count")
-    t.add_argument("--epochs", type=_positive, help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)")
+    t.add_argument(
+        "--epochs",
+        type=_positive,
+        help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)",
+    )
     t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
     t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
-    t.add_argument("--threads", type=_positive, default=None,
-                   help="torch threads (default: 1 for the stacked sweeps, every core for a backbone)")
+    t.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="torch threads (default: 1 for the stacked sweeps, every core for a backbone)",
+    )
     t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
-    t.add_argument("--reuse-sweep", action="store_true",
-                   help="skip stage 1: reselect from the sweep recorded in the model folder, then refit")
-    e = add("export", cmd_export, "Export a model to ONNX, ORT and TFLite in rank-one form, with test data and a manifest.")
+    t.add_argument(
+        "--reuse-sweep",
+        action="store_true",
+        help="skip stage 1: reselect from the sweep recorded in the model folder, then refit",
+    )
+    e = add(
+        "export",
+        cmd_export,
+        "Export a model to ONNX, ORT and TFLite in rank-one form, with test data and a manifest.",
+    )
     e.add_argument("model", nargs="?", help="model id or folder")
     e.add_argument("--all", action="store_true", help="every shipped model")
-    e.add_argument("--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)")
+    e.add_argument(
+        "--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)"
+    )
     e.add_argument("--out", help="export folder (default: export/<id>)")
-    v = add("verify", cmd_verify, "Check every exported artifact against the torch fp32 reference on the whole test split.")
+    v = add(
+        "verify",
+        cmd_verify,
+        "Check every exported artifact against the torch fp32 reference on the whole test split.",
+    )
     v.add_argument("model", nargs="?", help="model id, or a model folder (from `hanzoo train --out`)")
     v.add_argument("--all", action="store_true", help="every shipped model")
-    v.add_argument("--export", help="the export folder to check (default: the bundled export of the model's id); "
-                                    "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote")
+    v.add_argument(
+        "--export",
+        help="the export folder to check (default: the bundled export of the model's id); "
+        "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote",
+    )
     v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
-    v.add_argument("--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline")
-    b = add("bench", cmd_bench, "Time models in every runtime beside their FCNet baselines (interleaved, medians).")
+    v.add_argument(
+        "--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline"
+    )
+    b = add(
+        "bench",
+        cmd_bench,
+        "Time models in every runtime beside their FCNet baselines (interleaved, medians).",
+    )
     b.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
     b.add_argument("--all", action="store_true", help="every shipped model")
     b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
     b.add_argument("--batch", type=_csv(_positive), help="batch sizes (default 1,64,1024)")
-    b.add_argument("--threads", type=_positive, default=1, help="threads per runtime (default 1, as on a phone)")
+    b.add_argument(
+        "--threads", type=_positive, default=1, help="threads per runtime (default 1, as on a phone)"
+    )
     b.add_argument("--rounds", type=_positive, default=21, help="interleaved rounds per cell (default 21)")
     b.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
     b.add_argument("--markdown", action="store_true", help="print the markdown table")
-    b.add_argument("--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder")
-    rp = add("reproduce", cmd_reproduce, "Regenerate docs/reproduction.md (paper Tables 3-5, Figures 1 and 6) from the shipped models.")
-    rp.add_argument("--retrain", action="store_true", help="first retrain every model the report covers (hours)")
+    b.add_argument(
+        "--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder"
+    )
+    rp = add(
+        "reproduce",
+        cmd_reproduce,
+        "Regenerate docs/reproduction.md (paper Tables 3-5, Figures 1 and 6) from the shipped models.",
+    )
+    rp.add_argument(
+        "--retrain", action="store_true", help="first retrain every model the report covers (hours)"
+    )
     pr = add("predict", cmd_predict, "Run a shipped model on raw inputs from CSV (with a header) or .npy.")
     pr.add_argument("model", help="model id or folder")
-    pr.add_argument("--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]")
-    pr.add_argument("--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch")
+    pr.add_argument(
+        "--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]"
+    )
+    pr.add_argument(
+        "--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch"
+    )
     pr.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
-    pr.add_argument("--export", help="the export folder to run (default: the bundled export of the model's id); "
-                                     "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote")
+    pr.add_argument(
+        "--export",
+        help="the export folder to run (default: the bundled export of the model's id); "
+        "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote",
+    )
     pr.add_argument("--threads", type=_positive, default=1, help="runtime threads (default 1)")
-    d = add("download", cmd_download, "Fetch a model's files from the Hub into the HF cache, checked by sha256.")
+    d = add(
+        "download", cmd_download, "Fetch a model's files from the Hub into the HF cache, checked by sha256."
+    )
     d.add_argument("model", help="model id")
     d.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
     d.add_argument("--revision", help="Hub revision (default: the pinned one)")
@@ -502,7 +714,9 @@ def parser() -> argparse.ArgumentParser:
     pu.add_argument("--repo", required=True, help="ORG/NAME")
     pu.add_argument("--token", help="Hub token (default: the one huggingface_hub has stored)")
     pu.add_argument("--private", action="store_true")
-    i = add("import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder.")
+    i = add(
+        "import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder."
+    )
     i.add_argument("src", help="the authors' .safetensors file")
     i.add_argument("dest", help="model folder to write")
     i.add_argument("--model", required=True, help="the registry id whose architecture it has")
@@ -511,7 +725,10 @@ def parser() -> argparse.ArgumentParser:
 
 def _fail(message: str) -> int:
     # one line, whatever the message (a runtime's own error text can span several)
-    print("hanzoo: error: " + " ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
+    print(
+        "hanzoo: error: " + " ".join(line.strip() for line in message.splitlines() if line.strip()),
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -529,7 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # The commands turn the failures they expect into HanzooErrors that say what to do; this is the
         # last resort for one they did not foresee (a file vanishing mid-run), still one line naming it.
-        return _fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e) or type(e).__name__)
+        return _fail(
+            f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e) or type(e).__name__
+        )
     except KeyboardInterrupt:
         print("hanzoo: interrupted", file=sys.stderr)
         return 130

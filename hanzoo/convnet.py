@@ -5,6 +5,7 @@ trains it and folds it).
         -> for each next width w: conv -> maxpool 2 -> scale and shift -> GELU -> conv -> GELU
         -> global max pool -> features [N, w_last]
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.widths = tuple(widths)
         self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
-        self.conv1 = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(widths, widths[1:]))
+        self.conv1 = nn.ModuleList(
+            nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in zip(widths, widths[1:])
+        )
         self.scale = nn.ParameterList(nn.Parameter(torch.ones(b)) for b in widths[1:])
         self.shift = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in widths[1:])
         self.conv2 = nn.ModuleList(nn.Conv2d(b, b, 3, padding=1) for b in widths[1:])

@@ -1,4 +1,5 @@
 """Score a plain torch module on its task: the one code path behind `hanzoo eval`, cards and tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,32 +13,43 @@ from .tasks import Split, Task
 # far outside the training range is multiplied up through the layers until float32 overflows (3e38 in
 # Checkerboard's x1 does; so do some Elevators columns). The runtimes and torch all return NaN then, and
 # Checkerboard's graph still returns a decision (0), so nothing downstream would notice.
-OUT_OF_RANGE = ("their inputs are finite but too far outside the range the model was trained on, so float32 "
-                "overflows inside it; check those rows' values and units")
+OUT_OF_RANGE = (
+    "their inputs are finite but too far outside the range the model was trained on, so float32 "
+    "overflows inside it; check those rows' values and units"
+)
 MAX_ROWS_NAMED = 5
 
 
-def check_output(out: np.ndarray | torch.Tensor, where: str, *, first_row: int = 0,
-                 hint: str = OUT_OF_RANGE) -> np.ndarray | torch.Tensor:
+def check_output(
+    out: np.ndarray | torch.Tensor, where: str, *, first_row: int = 0, hint: str = OUT_OF_RANGE
+) -> np.ndarray | torch.Tensor:
     """Return `out` [rows, ...] if every value is finite; else raise a HanzooError naming the rows.
 
     `where` starts the message (e.g. "checkerboard-hannet-20x30 (onnxruntime) on in.csv"); `first_row` is
     the number of out[0] in the user's terms (a CSV's first data row is its row 2); `hint` says what to do.
     """
     if isinstance(out, torch.Tensor):
-        finite = torch.isfinite(out.detach()).flatten(1).all(dim=1).cpu().numpy() if out.ndim > 1 else (
-            torch.isfinite(out.detach()).cpu().numpy())
+        finite = (
+            torch.isfinite(out.detach()).flatten(1).all(dim=1).cpu().numpy()
+            if out.ndim > 1
+            else (torch.isfinite(out.detach()).cpu().numpy())
+        )
     else:
         arr = np.asarray(out)
         # integer outputs (decisions, classes) cannot be NaN
-        finite = (np.isfinite(arr).all(axis=tuple(range(1, arr.ndim))) if np.issubdtype(arr.dtype, np.inexact)
-                  else np.ones(len(arr), dtype=bool))
+        finite = (
+            np.isfinite(arr).all(axis=tuple(range(1, arr.ndim)))
+            if np.issubdtype(arr.dtype, np.inexact)
+            else np.ones(len(arr), dtype=bool)
+        )
     bad = np.flatnonzero(~finite)
     if len(bad):
         named = ", ".join(str(int(r) + first_row) for r in bad[:MAX_ROWS_NAMED])
         more = f" and {len(bad) - MAX_ROWS_NAMED} more" if len(bad) > MAX_ROWS_NAMED else ""
-        raise HanzooError(f"{where}: the output is NaN or infinite for {len(bad)} of {len(finite)} rows "
-                          f"(row{'s' if len(bad) > 1 else ''} {named}{more}); {hint}")
+        raise HanzooError(
+            f"{where}: the output is NaN or infinite for {len(bad)} of {len(finite)} rows "
+            f"(row{'s' if len(bad) > 1 else ''} {named}{more}); {hint}"
+        )
     return out
 
 
@@ -53,18 +65,24 @@ def check_input(x, shape: tuple[int, ...]) -> np.ndarray:
         return np.ascontiguousarray(x)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise HanzooError(f"input must be real numbers, got dtype {x.dtype}")
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf here, and is refused below
+    with np.errstate(
+        over="ignore"
+    ):  # a float64 beyond float32's range becomes inf here, and is refused below
         x = np.ascontiguousarray(x, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=tuple(range(1, x.ndim))))
     if len(bad):
         rows = ", ".join(map(str, bad[:MAX_ROWS_NAMED])) + (" ..." if len(bad) > MAX_ROWS_NAMED else "")
-        raise HanzooError(f"input has NaN or infinite values (or values beyond float32's +-3.4e38) in {len(bad)} "
-                          f"of {len(x)} rows (row{'s' if len(bad) > 1 else ''} {rows}); give finite numbers")
+        raise HanzooError(
+            f"input has NaN or infinite values (or values beyond float32's +-3.4e38) in {len(bad)} "
+            f"of {len(x)} rows (row{'s' if len(bad) > 1 else ''} {rows}); give finite numbers"
+        )
     return x
 
 
 # On a task's own data the inputs are in range, so a non-finite output means the weights are at fault.
-BROKEN_MODEL = "the inputs are the task's own data, so the model's weights are at fault: retrain or re-download it"
+BROKEN_MODEL = (
+    "the inputs are the task's own data, so the model's weights are at fault: retrain or re-download it"
+)
 
 
 def _name(net: nn.Module) -> str:
@@ -72,15 +90,16 @@ def _name(net: nn.Module) -> str:
 
 
 @torch.no_grad()
-def predict(net: nn.Module, x, batch: int = 1000, *, where: str | None = None,
-            hint: str = OUT_OF_RANGE) -> torch.Tensor:
+def predict(
+    net: nn.Module, x, batch: int = 1000, *, where: str | None = None, hint: str = OUT_OF_RANGE
+) -> torch.Tensor:
     """The module's outputs on `x`, refused (HanzooError) if any is NaN or infinite; `where` and `hint`
     word that error (see check_output)."""
     x = check_input(x, net.config.input_shape)
     if not net.config.backbone:
         out = net(torch.from_numpy(x))
     else:  # conv activations of a whole split at once would take GBs
-        out = torch.cat([net(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)])
+        out = torch.cat([net(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)])
     return check_output(out, where or f"{_name(net)} (torch)", hint=hint)
 
 
@@ -95,4 +114,6 @@ def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[
 
 def evaluate(net: nn.Module, task: Task, split: Split) -> dict[str, dict[str, float]]:
     """Metrics on the full train and test parts of `split`."""
-    return evaluate_parts(net, task, {"train": (split.x_train, split.y_train), "test": (split.x_test, split.y_test)})
+    return evaluate_parts(
+        net, task, {"train": (split.x_train, split.y_train), "test": (split.x_test, split.y_test)}
+    )

@@ -1,5 +1,6 @@
 """`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite,
 test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,19 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, store
-from .files import staged_folder
+from . import __version__, hub, provenance, registry, store
 from .errors import HanzooError
-from . import hub, provenance, registry
-from .tasks import get_task
-from .verify import source_hashes
-from .export_onnx import build_onnx, OPSET
+from .export_onnx import OPSET, build_onnx
 from .export_tflite import build_tflite, op_types
+from .files import staged_folder
 from .runtimes import RUNTIMES
-from .verify import verify_folder
+from .tasks import get_task
+from .verify import source_hashes, verify_folder
 
 FORMATS = registry.ARTIFACTS
-TEST_ROWS = 256  # rows of the test split kept as test_data_set_0: enough to catch a wrong graph, small to ship
+TEST_ROWS = (
+    256  # rows of the test split kept as test_data_set_0: enough to catch a wrong graph, small to ship
+)
 TEST_IMAGES = 32  # for image models (3 KB a row): the same purpose at 100 KB
 
 
@@ -29,7 +30,9 @@ def parse_formats(text: str | list[str]) -> list[str]:
     names = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
     bad = [f for f in names if f not in FORMATS]
     if bad or not names:
-        raise HanzooError(f"unknown format {', '.join(bad) or '(none)'}; expected some of {', '.join(FORMATS)}")
+        raise HanzooError(
+            f"unknown format {', '.join(bad) or '(none)'}; expected some of {', '.join(FORMATS)}"
+        )
     if "ort" in names and "onnx" not in names:
         names.append("onnx")  # the ORT file is converted from the ONNX graph
     return [f for f in FORMATS if f in names]
@@ -50,10 +53,13 @@ def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
 
 def _tensor_pb(array: np.ndarray, name: str) -> bytes:
     from onnx import numpy_helper
+
     return numpy_helper.from_array(array, name).SerializeToString()
 
 
-def export(source: str | Path, formats: list[str] | None = None, out: Path | None = None, parity: bool = True) -> Path:
+def export(
+    source: str | Path, formats: list[str] | None = None, out: Path | None = None, parity: bool = True
+) -> Path:
     """Export a shipped model (id) or a model folder; returns the export folder. With `parity`, every
     artifact is checked on the whole test split and the figures go in the manifest (`hanzoo export`
     always does; the re-export test, which compares bytes, skips it)."""
@@ -66,7 +72,7 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
         reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
-        x = x_test[:TEST_IMAGES if net.config.backbone else TEST_ROWS]
+        x = x_test[: TEST_IMAGES if net.config.backbone else TEST_ROWS]
         ref = reference(x)
         data = tmp / "test_data_set_0"
         data.mkdir()
@@ -76,10 +82,19 @@ def export(source: str | Path, formats: list[str] | None = None, out: Path | Non
         manifest = _manifest(net, tmp, formats, None) | {"source": source_hashes(model_dir)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if parity:
-            manifest["parity"] = verify_folder(model_dir, tmp, [r for r in RUNTIMES if r != "torch" and RUNTIMES[r].artifact
-                                                                in {FORMATS[f] for f in formats}])
+            manifest["parity"] = verify_folder(
+                model_dir,
+                tmp,
+                [
+                    r
+                    for r in RUNTIMES
+                    if r != "torch" and RUNTIMES[r].artifact in {FORMATS[f] for f in formats}
+                ],
+            )
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    hub.repin_if_bundled(dest)  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
+    hub.repin_if_bundled(
+        dest
+    )  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
     return dest
 
 
@@ -101,23 +116,43 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
             data = p.read_bytes()
-            files[str(p.relative_to(folder))] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            files[str(p.relative_to(folder))] = {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+            }
     ops = {}
     if "onnx" in formats:
         import onnx
+
         m = onnx.load(str(folder / FORMATS["onnx"]))
         ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
         ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
-    versions = {d: provenance.dist_version(d) for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")}
-    return {"model_id": net.meta["model_id"], "task": net.meta["task"], "hanzoo_version": __version__,
-            "versions": versions,
-            "params": net.config.num_params, "onnx_opset": OPSET if "onnx" in formats else None,
-            **(io if "onnx" in formats else {}), "files": files, "ops": ops, "parity": parity}
+    versions = {
+        d: provenance.dist_version(d)
+        for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")
+    }
+    return {
+        "model_id": net.meta["model_id"],
+        "task": net.meta["task"],
+        "hanzoo_version": __version__,
+        "versions": versions,
+        "params": net.config.num_params,
+        "onnx_opset": OPSET if "onnx" in formats else None,
+        **(io if "onnx" in formats else {}),
+        "files": files,
+        "ops": ops,
+        "parity": parity,
+    }
 
 
 def _io(v) -> dict:
     from onnx import TensorProto
+
     dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-    return {"name": v.name, "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(), "shape": dims}
+    return {
+        "name": v.name,
+        "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
+        "shape": dims,
+    }

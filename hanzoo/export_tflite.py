@@ -5,15 +5,16 @@ layer: FULLY_CONNECTED with its bias (+ ABS or RELU). Builtin ops only, so the f
 LiteRT runtime on a phone; the signature "serving_default" has a dynamic batch, [-1, n_in].
 hanzoo's id, version, task and input names ride in the flatbuffer's metadata as "hanzoo" (JSON).
 """
+
 from __future__ import annotations
 
 import json
 import os
 
+from . import __version__
 from .errors import HanzooError
 from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
-from . import __version__
 
 
 def _tf():
@@ -46,10 +47,15 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
     image = bool(net.config.backbone)
     if image:
         mean, std, conv_steps = lower_backbone(net)
-        convs = [(tf.constant(c.weight.transpose(2, 3, 1, 0)), None if c.bias is None else tf.constant(c.bias), c)
-                 for c in conv_steps]  # OIHW -> HWIO: TFLite convolves NHWC images natively
-    spec = (tf.TensorSpec([None, *net.config.input_shape], tf.uint8, name="input") if image
-            else tf.TensorSpec([None, net.config.in_features], tf.float32, name="input"))
+        convs = [
+            (tf.constant(c.weight.transpose(2, 3, 1, 0)), None if c.bias is None else tf.constant(c.bias), c)
+            for c in conv_steps
+        ]  # OIHW -> HWIO: TFLite convolves NHWC images natively
+    spec = (
+        tf.TensorSpec([None, *net.config.input_shape], tf.uint8, name="input")
+        if image
+        else tf.TensorSpec([None, net.config.in_features], tf.float32, name="input")
+    )
 
     @tf.function(input_signature=[spec])
     def serve(x):

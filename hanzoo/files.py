@@ -6,13 +6,14 @@ An interrupted write (an exception, Ctrl-C, or SIGTERM from a job scheduler) rem
 folder, and a later write to the same place sweeps any left by a process that was killed outright
 (SIGKILL, power loss): the temporary name carries the writer's pid, so a live writer's is never swept.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -83,8 +84,10 @@ def staged_folder(dest: Path, marker: str | None = None) -> Iterator[Path]:
     if dest.exists() and not dest.is_dir():
         raise HanzooError(f"cannot write the folder {dest}: a file of that name exists")
     if marker and dest.is_dir() and not (dest / marker).exists() and any(dest.iterdir()):
-        raise HanzooError(f"{dest} already holds other files, and hanzoo replaces this folder whole; "
-                          "give a new or empty folder")
+        raise HanzooError(
+            f"{dest} already holds other files, and hanzoo replaces this folder whole; "
+            "give a new or empty folder"
+        )
     with _Interrupts().installed() as interrupts:  # before the temporary folder exists: no signal orphans it
         # named before it is made, so an interruption at any point knows what to remove
         tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")

@@ -18,8 +18,10 @@ and last layer, as in the exported graphs.
 On a machine without a GPU the same kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set
 before triton is imported) on CPU tensors; that is how CI checks it.
 """
+
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -29,7 +31,6 @@ from .errors import HanzooError
 from .layers import Dense, HanLayer
 from .lower import fold_scaling
 from .models import Net
-import os
 
 try:
     import triton
@@ -50,6 +51,7 @@ def available() -> str | None:
 
 
 if triton is not None:
+
     @triton.jit
     def _act(h, RELU: tl.constexpr):
         if RELU:
@@ -62,8 +64,9 @@ if triton is not None:
         bias = tl.load(b_ptr + cols, mask=cmask, other=0.0)
         if DOT:
             # wt[k, j] = W[j, k]; IEEE fp32, because TF32 would break parity with the reference
-            wt = tl.load(w_ptr + cols[None, :] * WIDTH + cols[:, None],
-                         mask=cmask[None, :] & cmask[:, None], other=0.0)
+            wt = tl.load(
+                w_ptr + cols[None, :] * WIDTH + cols[:, None], mask=cmask[None, :] & cmask[:, None], other=0.0
+            )
             return tl.dot(h, wt, input_precision="ieee") + bias[None, :]
         out = tl.zeros_like(h) + bias[None, :]
         for j in tl.static_range(WIDTH):
@@ -72,25 +75,55 @@ if triton is not None:
         return out
 
     @triton.jit
-    def _hannet_kernel(x_ptr, out_ptr, M,
-                       w_in, b_in, w_pre, b_pre, u_ptr, v_ptr, hb_ptr, w_post, b_post, w_head, b_head,
-                       N_IN: tl.constexpr, N_OUT: tl.constexpr, WIDTH: tl.constexpr, BLOCK_N: tl.constexpr,
-                       N_PRE: tl.constexpr, N_HAN: tl.constexpr, N_POST: tl.constexpr,
-                       RELU: tl.constexpr, DOT: tl.constexpr, IN_BLOCK: tl.constexpr, BLOCK_M: tl.constexpr):
+    def _hannet_kernel(
+        x_ptr,
+        out_ptr,
+        M,
+        w_in,
+        b_in,
+        w_pre,
+        b_pre,
+        u_ptr,
+        v_ptr,
+        hb_ptr,
+        w_post,
+        b_post,
+        w_head,
+        b_head,
+        N_IN: tl.constexpr,
+        N_OUT: tl.constexpr,
+        WIDTH: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        N_PRE: tl.constexpr,
+        N_HAN: tl.constexpr,
+        N_POST: tl.constexpr,
+        RELU: tl.constexpr,
+        DOT: tl.constexpr,
+        IN_BLOCK: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ):
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         rmask = rows < M
         cols = tl.arange(0, BLOCK_N)
         cmask = cols < WIDTH
 
         h = tl.zeros((BLOCK_M, BLOCK_N), tl.float32) + tl.load(b_in + cols, mask=cmask, other=0.0)[None, :]
-        if IN_BLOCK > 0:  # a wide input (the CIFAR-10 head's features): tiles of IN_BLOCK columns through tl.dot
+        if (
+            IN_BLOCK > 0
+        ):  # a wide input (the CIFAR-10 head's features): tiles of IN_BLOCK columns through tl.dot
             ks = tl.arange(0, IN_BLOCK)
             for k0 in range(0, N_IN, IN_BLOCK):
                 kk = k0 + ks
-                xt = tl.load(x_ptr + rows[:, None] * N_IN + kk[None, :], mask=rmask[:, None] & (kk[None, :] < N_IN),
-                             other=0.0)
-                wt = tl.load(w_in + cols[None, :] * N_IN + kk[:, None], mask=(kk[:, None] < N_IN) & cmask[None, :],
-                             other=0.0)
+                xt = tl.load(
+                    x_ptr + rows[:, None] * N_IN + kk[None, :],
+                    mask=rmask[:, None] & (kk[None, :] < N_IN),
+                    other=0.0,
+                )
+                wt = tl.load(
+                    w_in + cols[None, :] * N_IN + kk[:, None],
+                    mask=(kk[:, None] < N_IN) & cmask[None, :],
+                    other=0.0,
+                )
                 h += tl.dot(xt, wt, input_precision="ieee")
         else:  # 2 to 18 inputs: too narrow for a matmul, so N_IN rank-one updates
             for k in range(N_IN):
@@ -99,7 +132,10 @@ if triton is not None:
                 h += xk[:, None] * wk[None, :]
         h = _act(h, RELU)
         for i in tl.static_range(N_PRE):
-            h = _act(_square(h, w_pre + i * WIDTH * WIDTH, b_pre + i * WIDTH, cols, cmask, WIDTH, BLOCK_N, DOT), RELU)
+            h = _act(
+                _square(h, w_pre + i * WIDTH * WIDTH, b_pre + i * WIDTH, cols, cmask, WIDTH, BLOCK_N, DOT),
+                RELU,
+            )
         for layer in range(N_HAN):
             u = tl.load(u_ptr + layer * WIDTH + cols, mask=cmask, other=0.0)
             v = tl.load(v_ptr + layer * WIDTH + cols, mask=cmask, other=0.0)
@@ -107,7 +143,10 @@ if triton is not None:
             s = tl.sum(h * v[None, :], axis=1)
             h = _act(h - s[:, None] * u[None, :] + b[None, :], RELU)
         for i in tl.static_range(N_POST):
-            h = _act(_square(h, w_post + i * WIDTH * WIDTH, b_post + i * WIDTH, cols, cmask, WIDTH, BLOCK_N, DOT), RELU)
+            h = _act(
+                _square(h, w_post + i * WIDTH * WIDTH, b_post + i * WIDTH, cols, cmask, WIDTH, BLOCK_N, DOT),
+                RELU,
+            )
         for j in tl.static_range(N_OUT):
             wj = tl.load(w_head + j * WIDTH + cols, mask=cmask, other=0.0)
             oj = tl.sum(h * wj[None, :], axis=1) + tl.load(b_head + j)
@@ -137,17 +176,42 @@ class FusedHanNet:
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise HanzooError(f"expected input of shape [batch, {self.n_in}], got {list(x.shape)}")
         x = x.to(dtype=torch.float32).contiguous()
-        out = torch.empty((x.shape[0], self.n_out), dtype=torch.float32, device=x.device) if out is None else out
+        out = (
+            torch.empty((x.shape[0], self.n_out), dtype=torch.float32, device=x.device)
+            if out is None
+            else out
+        )
         # Registers hold BLOCK_M x BLOCK_N floats per program: keep that tile near 4K elements.
         block_m = self.block_m or max(16, min(128, 4096 // self.block_n))
         w = self.weights
         grid = (triton.cdiv(x.shape[0], block_m),)
-        _hannet_kernel[grid](x, out, x.shape[0], w["w_in"], w["b_in"], w["w_pre"], w["b_pre"], w["u"], w["v"],
-                             w["hb"], w["w_post"], w["b_post"], w["w_head"], w["b_head"],
-                             N_IN=self.n_in, N_OUT=self.n_out, WIDTH=self.width, BLOCK_N=self.block_n,
-                             N_PRE=self.n_pre, N_HAN=self.n_han, N_POST=self.n_post,
-                             RELU=self.act == "relu", DOT=self.dot, IN_BLOCK=32 if self.n_in >= 64 else 0,
-                             BLOCK_M=block_m)
+        _hannet_kernel[grid](
+            x,
+            out,
+            x.shape[0],
+            w["w_in"],
+            w["b_in"],
+            w["w_pre"],
+            w["b_pre"],
+            w["u"],
+            w["v"],
+            w["hb"],
+            w["w_post"],
+            w["b_post"],
+            w["w_head"],
+            w["b_head"],
+            N_IN=self.n_in,
+            N_OUT=self.n_out,
+            WIDTH=self.width,
+            BLOCK_N=self.block_n,
+            N_PRE=self.n_pre,
+            N_HAN=self.n_han,
+            N_POST=self.n_post,
+            RELU=self.act == "relu",
+            DOT=self.dot,
+            IN_BLOCK=32 if self.n_in >= 64 else 0,
+            BLOCK_M=block_m,
+        )
         return out
 
 
@@ -166,7 +230,9 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> 
     kinds = "".join("h" if isinstance(layer, HanLayer) else "d" for layer in layers)
     layout = re.fullmatch(r"d(d*)(h*)(d*)", kinds)
     if layout is None:
-        raise HanzooError(f"the fused kernel supports Dense+, Han*, Dense* stacks; this net is {kinds!r} (d: Dense, h: Han)")
+        raise HanzooError(
+            f"the fused kernel supports Dense+, Han*, Dense* stacks; this net is {kinds!r} (d: Dense, h: Han)"
+        )
     n_pre, n_han, n_post = (len(g) for g in layout.groups())
     width = net.config.width
     w_in, b_in, w_head, b_head = fold_scaling(net)
@@ -177,18 +243,40 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> 
     def square(lins: list) -> tuple[torch.Tensor, torch.Tensor]:
         if not lins:  # the kernel still takes a pointer; it never reads it
             return f32(torch.zeros(1)), f32(torch.zeros(1))
-        return f32(torch.stack([lin.weight.detach() for lin in lins])), f32(torch.stack([lin.bias.detach() for lin in lins]))
+        return f32(torch.stack([lin.weight.detach() for lin in lins])), f32(
+            torch.stack([lin.bias.detach() for lin in lins])
+        )
 
     with torch.no_grad():
-        w_pre, b_pre = square(dense[1:1 + n_pre])
-        w_post, b_post = square(dense[1 + n_pre:])
+        w_pre, b_pre = square(dense[1 : 1 + n_pre])
+        w_post, b_post = square(dense[1 + n_pre :])
         if han:
             u = torch.stack([h.u.detach().double() for h in han])
             v = 2.0 * u / (u * u).sum(dim=1, keepdim=True)
             hb = torch.stack([h.bias.detach() for h in han])
         else:
             u = v = hb = torch.zeros(1)
-    weights = {"w_in": f32(w_in), "b_in": f32(b_in), "w_pre": w_pre, "b_pre": b_pre, "u": f32(u), "v": f32(v),
-               "hb": f32(hb), "w_post": w_post, "b_post": b_post, "w_head": f32(w_head), "b_head": f32(b_head)}
-    return FusedHanNet(net.config.in_features, net.config.out_features, width, acts.pop(), weights,
-                       n_pre, n_han, n_post, dot=dot)
+    weights = {
+        "w_in": f32(w_in),
+        "b_in": f32(b_in),
+        "w_pre": w_pre,
+        "b_pre": b_pre,
+        "u": f32(u),
+        "v": f32(v),
+        "hb": f32(hb),
+        "w_post": w_post,
+        "b_post": b_post,
+        "w_head": f32(w_head),
+        "b_head": f32(b_head),
+    }
+    return FusedHanNet(
+        net.config.in_features,
+        net.config.out_features,
+        width,
+        acts.pop(),
+        weights,
+        n_pre,
+        n_han,
+        n_post,
+        dot=dot,
+    )

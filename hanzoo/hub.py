@@ -11,6 +11,7 @@ downloaded file whose hash differs is evicted from the cache and never used. Off
 cache are read. Settings are read when a call is made, not when hanzoo is imported, so
 `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE` can change within a process.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,26 @@ import re
 import tempfile
 from pathlib import Path
 
+import huggingface_hub as hf
+from huggingface_hub import errors as hf_errors
+
 from . import integrity, pins, registry, store
 from .errors import HanzooError
 from .files import file_sha256 as sha256
 from .pins import EXPORT_FILES
 from .tasks import Regression, get_task
-from huggingface_hub import errors as hf_errors
-import huggingface_hub as hf
+
 DEFAULT_ORG = "hanzoo"
-FORMATS = {"torch": ["config.json", "model.safetensors", "metrics.json", "README.md"],
-           **{fmt: [f"{fmt}/{name}"] for fmt, name in registry.ARTIFACTS.items()}}
+FORMATS = {
+    "torch": ["config.json", "model.safetensors", "metrics.json", "README.md"],
+    **{fmt: [f"{fmt}/{name}"] for fmt, name in registry.ARTIFACTS.items()},
+}
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _TRUE = {"1", "true", "yes", "on"}
 
 
 # --- settings, read at call time ---------------------------------------------------------------
+
 
 def offline(flag: bool | None = None) -> bool:
     return bool(flag) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
@@ -56,10 +62,13 @@ def timeout() -> float:
 
 # --- names and the manifest -------------------------------------------------------------------
 
+
 def check_repo(repo: str) -> str:
     """A Hub repo name, checked before it goes near a path or a URL: no traversal, no stray characters."""
     if not isinstance(repo, str) or not _REPO.match(repo) or ".." in repo:
-        raise HanzooError(f"invalid Hub repo name {repo!r}; expected ORG/NAME with letters, digits, '-', '_' or '.'")
+        raise HanzooError(
+            f"invalid Hub repo name {repo!r}; expected ORG/NAME with letters, digits, '-', '_' or '.'"
+        )
     return repo
 
 
@@ -73,8 +82,10 @@ def pin(model_id: str) -> dict:
     entry = registry.get(model_id)
     pinned = pins.manifest().get(entry.id)
     if not pinned:
-        raise HanzooError(f"model {entry.id!r} has no shipped weights and no Hub pin in {pins.MANIFEST.name} (it has "
-                          f"not been published); {registry.train_advice(entry.id)}")
+        raise HanzooError(
+            f"model {entry.id!r} has no shipped weights and no Hub pin in {pins.MANIFEST.name} (it has "
+            f"not been published); {registry.train_advice(entry.id)}"
+        )
     return pinned
 
 
@@ -83,20 +94,40 @@ def hub_card(model_id: str) -> str:
     entry = registry.get(model_id)
     m = entry.metrics
     card = (entry.dir / "README.md").read_text()
-    task_type = "tabular-regression" if isinstance(get_task(entry.task), Regression) else "tabular-classification"
+    task_type = (
+        "tabular-regression" if isinstance(get_task(entry.task), Regression) else "tabular-classification"
+    )
     results = []
     if m.get("selected"):
         for name, value in m["selected"]["test"].items():
-            results.append({"type": name, "value": round(float(value), 6), "name": f"test {name} (shipped run)"})
+            results.append(
+                {"type": name, "value": round(float(value), 6), "name": f"test {name} (shipped run)"}
+            )
         s = m["seeds_at_selected"]["test"]
-        results.append({"type": f"{m['metric']}_mean_over_seeds", "value": round(float(s["mean"]), 6),
-                        "name": f"test {m['metric']}, mean over {len(s['values'])} seeds"})
+        results.append(
+            {
+                "type": f"{m['metric']}_mean_over_seeds",
+                "value": round(float(s["mean"]), 6),
+                "name": f"test {m['metric']}, mean over {len(s['values'])} seeds",
+            }
+        )
     front = {
-        "library_name": "hanzoo", "license": "mit", "tags": ["hannet", "householder", entry.family, entry.task, "onnx", "tflite"],
+        "library_name": "hanzoo",
+        "license": "mit",
+        "tags": ["hannet", "householder", entry.family, entry.task, "onnx", "tflite"],
         "datasets": [entry.task.removesuffix("-20pct")],
-        "model-index": [{"name": entry.id, "results": [{"task": {"type": task_type},
-                                                        "dataset": {"name": entry.task, "type": entry.task},
-                                                        "metrics": results}]}],
+        "model-index": [
+            {
+                "name": entry.id,
+                "results": [
+                    {
+                        "task": {"type": task_type},
+                        "dataset": {"name": entry.task, "type": entry.task},
+                        "metrics": results,
+                    }
+                ],
+            }
+        ],
     }
     return "---\n" + json.dumps(front, indent=1) + "\n---\n\n" + card  # JSON is valid YAML
 
@@ -106,7 +137,9 @@ def hub_files(model_id: str) -> dict[str, bytes | Path]:
     entry = registry.get(model_id)
     if not entry.shipped:
         raise HanzooError(f"model {entry.id!r} has no shipped weights to publish")
-    files: dict[str, bytes | Path] = {n: entry.dir / n for n in ("config.json", "model.safetensors", "metrics.json")}
+    files: dict[str, bytes | Path] = {
+        n: entry.dir / n for n in ("config.json", "model.safetensors", "metrics.json")
+    }
     files["README.md"] = hub_card(entry.id).encode()
     for repo_path, name in EXPORT_FILES.items():
         if (registry.EXPORT_DIR / entry.id / name).is_file():
@@ -147,8 +180,9 @@ def repin_if_bundled(folder: Path) -> bool:
     """After hanzoo rewrote a bundled model folder or export, re-pin that model alone in hub_manifest.json
     (keeping its revision); without this the next load would refuse the new files. Returns whether it
     re-pinned."""
-    model_id = (integrity.bundled_id(folder, registry.PRETRAINED_DIR)
-                or integrity.bundled_id(folder, registry.EXPORT_DIR))
+    model_id = integrity.bundled_id(folder, registry.PRETRAINED_DIR) or integrity.bundled_id(
+        folder, registry.EXPORT_DIR
+    )
     if not model_id or not registry.get(model_id).shipped:
         return False  # a scratch folder, or an export of a model without bundled weights: no pin to keep
     write_manifest([model_id])
@@ -156,6 +190,7 @@ def repin_if_bundled(folder: Path) -> bool:
 
 
 # --- download ---------------------------------------------------------------------------------
+
 
 def _evict(path: str) -> None:
     """Remove a cached file and the blob it points to, so a bad download is never served again."""
@@ -169,8 +204,13 @@ def _evict(path: str) -> None:
             pass
 
 
-def fetch(model_id: str, files: list[str], revision: str | None = None, offline_flag: bool | None = None,
-          repo: str | None = None) -> dict[str, Path]:
+def fetch(
+    model_id: str,
+    files: list[str],
+    revision: str | None = None,
+    offline_flag: bool | None = None,
+    repo: str | None = None,
+) -> dict[str, Path]:
     """Download (or find in the cache) `files` of a model's Hub repo, each checked against its pinned sha256."""
     try:
         import huggingface_hub as hf
@@ -190,8 +230,10 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
         if off:  # a pure cache lookup: no HTTP client is even created
             path = hf.try_to_load_from_cache(repo, name, cache_dir=cache_dir(), revision=rev)
             if not isinstance(path, str):
-                raise HanzooError(f"{where} is not in the cache ({cache_dir()}) and hanzoo is offline; run "
-                                  f"`hanzoo download {model_id}` with network access first, or unset HF_HUB_OFFLINE")
+                raise HanzooError(
+                    f"{where} is not in the cache ({cache_dir()}) and hanzoo is offline; run "
+                    f"`hanzoo download {model_id}` with network access first, or unset HF_HUB_OFFLINE"
+                )
         else:
             # a cached file is served by hf_hub_download even when the Hub is gone, at no retry cost: no probe
             cached = hf.try_to_load_from_cache(repo, name, cache_dir=cache_dir(), revision=rev)
@@ -202,8 +244,10 @@ def fetch(model_id: str, files: list[str], revision: str | None = None, offline_
         actual = sha256(Path(path))
         if actual != expected:
             _evict(path)
-            raise HanzooError(f"{where} failed its sha256 check (expected {expected}, got {actual}); the file "
-                              "was removed from the cache and not used")
+            raise HanzooError(
+                f"{where} failed its sha256 check (expected {expected}, got {actual}); the file "
+                "was removed from the cache and not used"
+            )
         out[name] = Path(path)
     return out
 
@@ -216,8 +260,10 @@ def _not_connected(e: BaseException) -> bool:
 
 
 def _unreachable(cause: BaseException | None, where: str) -> str:
-    return (f"cannot reach {endpoint()} ({type(cause).__name__ if cause else 'no response'}) for {where}, "
-            f"and it is not in the cache ({cache_dir()})")
+    return (
+        f"cannot reach {endpoint()} ({type(cause).__name__ if cause else 'no response'}) for {where}, "
+        f"and it is not in the cache ({cache_dir()})"
+    )
 
 
 def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> None:
@@ -232,7 +278,9 @@ def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> Non
     connection hf_hub_download then reuses, and none when every file is cached.
     """
     try:
-        hf.get_hf_file_metadata(hf.hf_hub_url(repo, name, revision=rev, endpoint=endpoint()), timeout=timeout())
+        hf.get_hf_file_metadata(
+            hf.hf_hub_url(repo, name, revision=rev, endpoint=endpoint()), timeout=timeout()
+        )
     except Exception as e:  # noqa: BLE001 - only a connection that cannot be opened is decided here
         if _not_connected(e):
             raise HanzooError(_unreachable(e, where)) from None
@@ -240,23 +288,27 @@ def _fail_fast_if_unreachable(repo: str, name: str, rev: str, where: str) -> Non
 
 def _download(repo: str, name: str, rev: str, where: str) -> str:
     try:
-        return hf.hf_hub_download(repo, name, revision=rev, cache_dir=cache_dir(), endpoint=endpoint(),
-                                  etag_timeout=timeout())
+        return hf.hf_hub_download(
+            repo, name, revision=rev, cache_dir=cache_dir(), endpoint=endpoint(), etag_timeout=timeout()
+        )
     except hf_errors.LocalEntryNotFoundError as e:
         # the Hub could not be asked (or failed), and there is no cached copy: say what went wrong
         cause = e.__cause__ or e.__context__
         status = getattr(getattr(cause, "response", None), "status_code", None)
         if status:
-            raise HanzooError(f"the Hub answered HTTP {status} for {where}, and it is not in the cache "
-                              f"({cache_dir()})") from None
+            raise HanzooError(
+                f"the Hub answered HTTP {status} for {where}, and it is not in the cache ({cache_dir()})"
+            ) from None
         raise HanzooError(_unreachable(cause, where)) from None
     except hf_errors.RevisionNotFoundError:
         raise HanzooError(f"revision {rev!r} does not exist in {repo}") from None
     except hf_errors.EntryNotFoundError:
         raise HanzooError(f"{where} does not exist on the Hub (HTTP 404)") from None
     except hf_errors.RepositoryNotFoundError:
-        raise HanzooError(f"Hub repo {repo} does not exist or is private (HTTP 404); set HANZOO_HUB_ORG if "
-                          "the models live under another organisation") from None
+        raise HanzooError(
+            f"Hub repo {repo} does not exist or is private (HTTP 404); set HANZOO_HUB_ORG if "
+            "the models live under another organisation"
+        ) from None
     except hf_errors.HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", "?")
         raise HanzooError(f"the Hub answered HTTP {status} for {where}: {str(e).splitlines()[0]}") from None
@@ -267,6 +319,7 @@ def _download(repo: str, name: str, rev: str, where: str) -> str:
 
 
 # --- the public entry points ------------------------------------------------------------------
+
 
 def model_folder(source: str | Path, revision: str | None = None, offline_flag: bool | None = None) -> Path:
     """The folder holding a model's torch files: a local folder, the bundle, or the Hub cache."""
@@ -310,6 +363,7 @@ def load_onnx(model_id: str, revision: str | None = None, offline: bool | None =
     if not session:
         return path
     import onnxruntime as ort
+
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -318,7 +372,9 @@ def load_tflite(model_id: str, revision: str | None = None, offline: bool | None
     return export_path(model_id, "tflite", revision, offline)
 
 
-def download(model_id: str, fmt: str = "torch", revision: str | None = None, offline: bool | None = None) -> dict[str, Path]:
+def download(
+    model_id: str, fmt: str = "torch", revision: str | None = None, offline: bool | None = None
+) -> dict[str, Path]:
     """Fetch a model's files for one format into the HF cache (always from the Hub); returns the local paths."""
     if fmt not in FORMATS:
         raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")

@@ -10,6 +10,7 @@ used, with every hash that applies to it:
 A file with no hash that applies (an old user folder, a scratch export) loads as before.
 
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,10 @@ def check_model_folder(folder: Path, metrics: object) -> None:
     model_id = bundled_id(folder, registry.PRETRAINED_DIR)
     if model_id:
         pinned = pins.files(model_id)
-        fix = (f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from git), or "
-               f"re-train it with `hanzoo train {model_id}`, which re-pins it")
+        fix = (
+            f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from git), or "
+            f"re-train it with `hanzoo train {model_id}`, which re-pins it"
+        )
         if pinned.get("config.json") and config.is_file():
             check_file(config, pinned["config.json"], _pin_text(), fix)
         if pinned.get("model.safetensors") and weights.is_file():
@@ -64,11 +67,18 @@ def check_model_folder(folder: Path, metrics: object) -> None:
     recorded = metrics.get(WEIGHTS_KEY) if isinstance(metrics, dict) else None
     if recorded is not None and weights.is_file():
         if not isinstance(recorded, str) or not _SHA256.match(recorded):
-            raise HanzooError(f"{folder / 'metrics.json'}: {WEIGHTS_KEY} must be 64 lowercase hex digits, "
-                              f"got {recorded!r}; restore the file or re-train the model")
-        check_file(weights, recorded, f"{WEIGHTS_KEY} in {folder / 'metrics.json'}",
-                   "the weights changed after they were written: restore the folder from a good copy or "
-                   "re-train the model (`hanzoo train`, or `hanzoo import-official`)", actual)
+            raise HanzooError(
+                f"{folder / 'metrics.json'}: {WEIGHTS_KEY} must be 64 lowercase hex digits, "
+                f"got {recorded!r}; restore the file or re-train the model"
+            )
+        check_file(
+            weights,
+            recorded,
+            f"{WEIGHTS_KEY} in {folder / 'metrics.json'}",
+            "the weights changed after they were written: restore the folder from a good copy or "
+            "re-train the model (`hanzoo train`, or `hanzoo import-official`)",
+            actual,
+        )
 
 
 def check_artifact(path: Path) -> None:
@@ -82,17 +92,27 @@ def check_artifact(path: Path) -> None:
     if model_id and repo_path:
         pinned = pins.files(model_id).get(repo_path)
         if pinned:
-            actual = check_file(path, pinned, _pin_text(),
-                                f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from "
-                                f"git), or re-export it with `hanzoo export {model_id}`")
+            actual = check_file(
+                path,
+                pinned,
+                _pin_text(),
+                f"the bundled file is damaged or was edited: reinstall hanzoo (or restore it from "
+                f"git), or re-export it with `hanzoo export {model_id}`",
+            )
     manifest = folder / "manifest.json"
     if manifest.is_file():
         try:
             entry = json.loads(manifest.read_text()).get("files", {}).get(path.name)
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-            raise HanzooError(f"{manifest} is not a valid export manifest ({e}); re-export the model with "
-                              "`hanzoo export`") from None
+            raise HanzooError(
+                f"{manifest} is not a valid export manifest ({e}); re-export the model with `hanzoo export`"
+            ) from None
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         if expected:
-            check_file(path, expected, f"its sha256 in {manifest}",
-                       "re-export the model with `hanzoo export` (or restore the folder from a good copy)", actual)
+            check_file(
+                path,
+                expected,
+                f"its sha256 in {manifest}",
+                "re-export the model with `hanzoo export` (or restore the folder from a good copy)",
+                actual,
+            )

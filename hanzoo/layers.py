@@ -1,4 +1,5 @@
 """The Han-layer: a Householder reflection plus bias, then an activation (paper, Algorithm 1)."""
+
 from __future__ import annotations
 
 import torch

@@ -13,6 +13,7 @@ so each Han-layer is three ops (MatMul, Gemm with C = x', Abs) and 2(n+1) + 2(n+
 The Dense layer before the run emits the 1 (a zero weight row, bias 1: act(1) = 1 for ABS and
 ReLU), and the Dense layer after it takes its bias from that column.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
                 ones = True
             else:
                 ones = False
-            steps.append(DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), layer.act_name))
+            steps.append(
+                DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), layer.act_name)
+            )
         else:
             u, b = f32(layer.u), f32(layer.bias)
             n = len(u)

@@ -3,6 +3,7 @@
 A config is plain data (it round-trips through config.json); `build` turns it into a module.
 Every net is: hidden blocks (Dense or Han, each with its activation), then a linear head.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,9 +12,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .convnet import IMAGE_SHAPE, Backbone
 from .errors import HanzooError
 from .layers import ACTIVATIONS, Dense, HanLayer
-from .convnet import IMAGE_SHAPE, Backbone
 
 INITS = ("han-normal", "han-authors", "kaiming")
 
@@ -39,11 +40,15 @@ class ModelConfig:
     backbone: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blocks", tuple(b if isinstance(b, Block) else Block(**b) for b in self.blocks))
+        object.__setattr__(
+            self, "blocks", tuple(b if isinstance(b, Block) else Block(**b) for b in self.blocks)
+        )
         object.__setattr__(self, "backbone", tuple(self.backbone))
         if self.backbone and (self.backbone[-1] != self.in_features or min(self.backbone) < 1):
-            raise HanzooError(f"backbone widths {list(self.backbone)} must be positive and end at in_features "
-                              f"({self.in_features})")
+            raise HanzooError(
+                f"backbone widths {list(self.backbone)} must be positive and end at in_features "
+                f"({self.in_features})"
+            )
         if self.init not in INITS:
             raise HanzooError(f"unknown init {self.init!r}; expected one of {INITS}")
         n = self.in_features
@@ -113,23 +118,36 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str = "architecture") -> "ModelConfig":
         """Strictly: every key known, every value of its type, named in the error when it is not."""
-        _check_fields(d, where, {"in_features": int, "out_features": int, "blocks": list, "init": str,
-                                 "backbone": list}, required=("in_features", "out_features", "blocks"))
+        _check_fields(
+            d,
+            where,
+            {"in_features": int, "out_features": int, "blocks": list, "init": str, "backbone": list},
+            required=("in_features", "out_features", "blocks"),
+        )
         for name in ("in_features", "out_features"):
             if d[name] < 1 or d[name] > 1 << 20:
                 raise HanzooError(f"{where}.{name} must be between 1 and {1 << 20}, got {d[name]}")
         blocks = []
         for i, b in enumerate(d["blocks"]):
-            _check_fields(b, f"{where}.blocks[{i}]", {"kind": str, "width": int, "act": str, "repeat": int},
-                          required=("kind", "width"))
+            _check_fields(
+                b,
+                f"{where}.blocks[{i}]",
+                {"kind": str, "width": int, "act": str, "repeat": int},
+                required=("kind", "width"),
+            )
             if not 1 <= b["width"] <= 1 << 16 or not 1 <= b.get("repeat", 1) <= 1024:
                 raise HanzooError(f"{where}.blocks[{i}]: width must be 1..65536 and repeat 1..1024")
             blocks.append(Block(**b))
         backbone = d.get("backbone", [])
-        if len(backbone) > 8 or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096
-                                        for w in backbone):
-            raise HanzooError(f"{where}.backbone must be at most 8 widths, each an int in 1..4096; got {backbone!r:.60}")
-        return cls(d["in_features"], d["out_features"], tuple(blocks), d.get("init", "kaiming"), tuple(backbone))
+        if len(backbone) > 8 or not all(
+            isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in backbone
+        ):
+            raise HanzooError(
+                f"{where}.backbone must be at most 8 widths, each an int in 1..4096; got {backbone!r:.60}"
+            )
+        return cls(
+            d["in_features"], d["out_features"], tuple(blocks), d.get("init", "kaiming"), tuple(backbone)
+        )
 
 
 def _check_fields(d: object, where: str, types: dict[str, type], required: tuple[str, ...]) -> None:
@@ -144,7 +162,9 @@ def _check_fields(d: object, where: str, types: dict[str, type], required: tuple
     for key, value in d.items():
         # bool is an int in Python; a config that says `"width": true` is still wrong
         if not isinstance(value, types[key]) or (types[key] is int and isinstance(value, bool)):
-            raise HanzooError(f"{where}.{key} must be {types[key].__name__}, got {type(value).__name__} {value!r:.40}")
+            raise HanzooError(
+                f"{where}.{key} must be {types[key].__name__}, got {type(value).__name__} {value!r:.40}"
+            )
 
 
 class Net(nn.Module):

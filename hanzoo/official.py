@@ -4,6 +4,7 @@ Their keys: `feature.{2k}` is hidden layer k (odd indices are the activations), 
 holds `vector` of shape (n, 1) and `bias`, and the head is `classifer` (sic). Their reflection
 normalises the vector, v = vector / (||vector|| + 1e-14), which is H(u) with u = vector.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,13 +12,13 @@ from pathlib import Path
 import torch
 
 from . import hub, registry, store
+from .card import render_imported
 from .errors import HanzooError
 from .evaluate import evaluate
+from .files import file_sha256
 from .layers import Dense
 from .models import Net
-from .files import file_sha256
 from .tasks import get_task
-from .card import render_imported
 
 
 def convert(src: dict[str, torch.Tensor], net: Net) -> dict[str, torch.Tensor]:
@@ -34,12 +35,15 @@ def convert(src: dict[str, torch.Tensor], net: Net) -> dict[str, torch.Tensor]:
                 out[f"layers.{k}.bias"] = src[f"{pre}.bias"]
         out["head.weight"], out["head.bias"] = src["classifer.weight"], src["classifer.bias"]
     except KeyError as e:
-        raise HanzooError(f"the checkpoint has no tensor {e.args[0]!r} for this architecture; "
-                          "is --model the right one?") from None
+        raise HanzooError(
+            f"the checkpoint has no tensor {e.args[0]!r} for this architecture; is --model the right one?"
+        ) from None
     used = 2 * len(net.layers) + 2
     if len(src) != used:
-        raise HanzooError(f"the checkpoint has {len(src)} tensors but this architecture uses {used}; "
-                          "is --model the right one?")
+        raise HanzooError(
+            f"the checkpoint has {len(src)} tensors but this architecture uses {used}; "
+            "is --model the right one?"
+        )
     return out
 
 
@@ -53,10 +57,19 @@ def import_official(src: Path, dest: Path, model_id: str) -> Path:
     net.eval()
     task = get_task(entry.task)
     scores = evaluate(net, task, task.split())
-    metrics = {"model_id": entry.id, "task": task.name, "metric": task.metric, "evaluation": scores,
-               "source": {"file": src.name, "sha256": file_sha256(src),
-                          "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)"}}
-    folder = store.write_folder(dest, entry.id, task.name, entry.config, state, metrics,
-                                render_imported(entry, metrics))
+    metrics = {
+        "model_id": entry.id,
+        "task": task.name,
+        "metric": task.metric,
+        "evaluation": scores,
+        "source": {
+            "file": src.name,
+            "sha256": file_sha256(src),
+            "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)",
+        },
+    }
+    folder = store.write_folder(
+        dest, entry.id, task.name, entry.config, state, metrics, render_imported(entry, metrics)
+    )
     hub.repin_if_bundled(folder)  # importing over a shipped model changes the files its pins describe
     return folder

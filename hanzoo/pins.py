@@ -1,5 +1,6 @@
 """The sha256 pins of every published file (hanzoo/hub_manifest.json): what a Hub download and a
 bundled file are both checked against. `hub.write_manifest` writes them; this module only reads."""
+
 from __future__ import annotations
 
 import json

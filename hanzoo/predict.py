@@ -5,6 +5,7 @@ wrong columns, a value that is not a number, NaN or inf each get one line naming
 column and saying what the model takes. Outputs are checked after it (evaluate.check_output): a finite
 input far outside the training range can still overflow float32 inside the model.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import registry, store
-from .errors import HanzooError
 from .cifar import CLASSES
+from .errors import HanzooError
 from .evaluate import OUT_OF_RANGE, check_input, check_output
 from .models import ModelConfig
 from .runtimes import get_runtime
@@ -29,18 +30,24 @@ NPY_MAGIC = b"\x93NUMPY"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # pixels 0..255 are always in range, so a non-finite output of an image model is the model's own fault
-BROKEN_IMAGE_MODEL = "pixels 0..255 are always in range, so the model or its export is at fault: re-export or re-download it"
+BROKEN_IMAGE_MODEL = (
+    "pixels 0..255 are always in range, so the model or its export is at fault: re-export or re-download it"
+)
 
 
 def takes(features: tuple[str, ...], model: str | None = None) -> str:
     """What a tabular model reads, for error messages."""
-    return (f"{model or 'this model'} takes a CSV with header {','.join(features)} "
-            f"or an .npy [rows, {len(features)}]")
+    return (
+        f"{model or 'this model'} takes a CSV with header {','.join(features)} "
+        f"or an .npy [rows, {len(features)}]"
+    )
 
 
 def takes_images(model: str | None = None) -> str:
-    return (f"{model or 'this model'} takes one {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image of 32x32 pixels "
-            "or an .npy of uint8 images [N, 32, 32, 3]")
+    return (
+        f"{model or 'this model'} takes one {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image of 32x32 pixels "
+        "or an .npy of uint8 images [N, 32, 32, 3]"
+    )
 
 
 def _input_file(path: Path) -> Path:
@@ -67,8 +74,10 @@ def _load_npy(path: Path, takes_what: str) -> np.ndarray:
             x = np.load(f, allow_pickle=False)
     except (ValueError, EOFError) as e:
         if "pickle" in str(e) or "Object arrays" in str(e):
-            raise HanzooError(f"{path} holds Python objects (dtype object), which hanzoo never unpickles; "
-                              "save a numeric array instead") from None
+            raise HanzooError(
+                f"{path} holds Python objects (dtype object), which hanzoo never unpickles; "
+                "save a numeric array instead"
+            ) from None
         raise HanzooError(f"{path} is truncated or damaged ({e}); write it again with numpy.save") from None
     except OSError as e:
         raise HanzooError(f"cannot read {path}: {e.strerror or e}") from None
@@ -89,7 +98,9 @@ def read_inputs(path: Path, features: tuple[str, ...], model: str | None = None)
     if path.suffix.lower() == ".npy":
         x = _load_npy(path, want)
         if x.ndim != 2 or x.shape[1] != n:
-            raise HanzooError(f"{path} has shape {x.shape}; expected [rows, {n}] for columns {', '.join(features)}")
+            raise HanzooError(
+                f"{path} has shape {x.shape}; expected [rows, {n}] for columns {', '.join(features)}"
+            )
         if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
             raise HanzooError(f"{path} has dtype {x.dtype}; expected a numeric (integer or float) array")
         values = x
@@ -130,10 +141,14 @@ def _read_csv(path: Path, features: tuple[str, ...], want: str) -> np.ndarray:
     header = [h.strip() for h in rows[0]]
     if header != list(features):
         if all(_is_number(h) for h in header):
-            raise HanzooError(f"{path} starts with numbers, not a header; expected a header row "
-                              f"{','.join(features)} before the data rows")
+            raise HanzooError(
+                f"{path} starts with numbers, not a header; expected a header row "
+                f"{','.join(features)} before the data rows"
+            )
         if sorted(header) == sorted(features):
-            raise HanzooError(f"{path} has columns {','.join(header)} in another order; expected {','.join(features)}")
+            raise HanzooError(
+                f"{path} has columns {','.join(header)} in another order; expected {','.join(features)}"
+            )
         raise HanzooError(f"{path} has columns {','.join(header)}; expected {','.join(features)}")
     values = np.empty((len(rows) - 1, n), dtype=np.float64)
     for r, row in enumerate(rows[1:], start=2):
@@ -172,8 +187,10 @@ def read_images(path: Path, model: str | None = None) -> np.ndarray:
         try:
             with Image.open(path) as im:
                 if im.size != (32, 32):  # checked on the header, before decoding a possibly huge image
-                    raise HanzooError(f"{path} is {im.size[0]}x{im.size[1]} pixels; this model takes 32x32 RGB "
-                                      "images (resize it first)")
+                    raise HanzooError(
+                        f"{path} is {im.size[0]}x{im.size[1]} pixels; this model takes 32x32 RGB "
+                        "images (resize it first)"
+                    )
                 x = np.asarray(im.convert("RGB"), dtype=np.uint8)[None]
         # Pillow reports a damaged file as OSError, SyntaxError or ValueError depending on the codec
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -184,8 +201,10 @@ def read_images(path: Path, model: str | None = None) -> np.ndarray:
     else:
         raise HanzooError(f"{path} is neither an image nor an .npy; {want}")
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-        raise HanzooError(f"{path} holds images of shape {x.shape[1:] if x.ndim == 4 else x.shape}; this model takes "
-                          "32x32 RGB images (resize them first)")
+        raise HanzooError(
+            f"{path} holds images of shape {x.shape[1:] if x.ndim == 4 else x.shape}; this model takes "
+            "32x32 RGB images (resize them first)"
+        )
     if x.dtype != np.uint8:
         raise HanzooError(f"{path} has dtype {x.dtype}; images must be uint8 pixels 0..255")
     if len(x) == 0:
@@ -193,8 +212,16 @@ def read_images(path: Path, model: str | None = None) -> np.ndarray:
     return x
 
 
-def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", threads: int = 1, *,
-            source: str | None = None, first_row: int = 0, export_dir: Path | None = None) -> dict[str, np.ndarray]:
+def predict(
+    model: str | Path,
+    x: np.ndarray,
+    runtime: str = "onnxruntime",
+    threads: int = 1,
+    *,
+    source: str | None = None,
+    first_row: int = 0,
+    export_dir: Path | None = None,
+) -> dict[str, np.ndarray]:
     """Run a shipped model (id or folder) in `runtime` on float inputs [rows, n_in] (or, for an image model,
     uint8 images [rows, 32, 32, 3]). An exported runtime runs `export_dir` (default: the bundled export of
     the model's id), and only if that export was made from this folder's weights.
@@ -210,8 +237,9 @@ def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", thre
     meta = store.read_config(model_dir)
     model_id = meta.get("model_id")
     if rt.artifact and not model_id:
-        raise HanzooError(f"{model_dir / 'config.json'} has no model_id, so its export cannot be found; "
-                          "use --runtime torch")
+        raise HanzooError(
+            f"{model_dir / 'config.json'} has no model_id, so its export cannot be found; use --runtime torch"
+        )
     config = ModelConfig.from_dict(meta["architecture"])
     x = check_input(x, config.input_shape)
     export_dir = Path(export_dir) if export_dir else registry.EXPORT_DIR / (model_id or "")
@@ -219,7 +247,12 @@ def predict(model: str | Path, x: np.ndarray, runtime: str = "onnxruntime", thre
         check_source(model_dir, export_dir, model)
     out = rt.load(model_dir, export_dir, int(threads))(x)
     where = f"{model_id or model_dir} ({rt.name})" + (f" on {source}" if source else "")
-    check_output(out["output"], where, first_row=first_row, hint=BROKEN_IMAGE_MODEL if config.backbone else OUT_OF_RANGE)
+    check_output(
+        out["output"],
+        where,
+        first_row=first_row,
+        hint=BROKEN_IMAGE_MODEL if config.backbone else OUT_OF_RANGE,
+    )
     return out
 
 
@@ -283,25 +316,53 @@ def model_io(model_id: str, task_name: str, config) -> dict:
 
     task = get_task(task_name)
     if config.backbone:
-        inputs = [{"name": "input", "dtype": "uint8", "shape": ["batch", *config.input_shape],
-                   "meaning": "RGB pixels 0..255, height x width x channel, as decoded from a PNG or JPEG "
-                              "(no normalization)"}]
+        inputs = [
+            {
+                "name": "input",
+                "dtype": "uint8",
+                "shape": ["batch", *config.input_shape],
+                "meaning": "RGB pixels 0..255, height x width x channel, as decoded from a PNG or JPEG "
+                "(no normalization)",
+            }
+        ]
     else:
         columns = [{"name": f, "unit": task.units.get(f, RAW)} for f in task.features]
-        inputs = [{"name": "input", "dtype": "float32", "shape": ["batch", config.in_features], "columns": columns,
-                   "meaning": f"one row per sample, columns {', '.join(task.features)}" if task.features
-                   else f"{config.in_features} numbers per sample"}]
+        inputs = [
+            {
+                "name": "input",
+                "dtype": "float32",
+                "shape": ["batch", config.in_features],
+                "columns": columns,
+                "meaning": f"one row per sample, columns {', '.join(task.features)}"
+                if task.features
+                else f"{config.in_features} numbers per sample",
+            }
+        ]
     if task_name == "checkerboard":
         meaning = "2 scores, each trained toward the 0/1 label of the point's square"
     elif hasattr(task, "target"):
         meaning = f"{task.target}: {task.units.get(task.target, RAW)}"
     else:
         meaning = f"{config.out_features} logits, one per class"
-    outputs = [{"name": "output", "dtype": "float32", "shape": ["batch", config.out_features], "meaning": meaning}]
+    outputs = [
+        {"name": "output", "dtype": "float32", "shape": ["batch", config.out_features], "meaning": meaning}
+    ]
     if task_name == "checkerboard":
-        outputs.append({"name": "decision", "dtype": "int64", "shape": ["batch"],
-                        "meaning": "1 if the mean of the 2 scores is > 0.5, else 0"})
+        outputs.append(
+            {
+                "name": "decision",
+                "dtype": "int64",
+                "shape": ["batch"],
+                "meaning": "1 if the mean of the 2 scores is > 0.5, else 0",
+            }
+        )
     if config.backbone:
-        outputs.append({"name": "class", "dtype": "int64", "shape": ["batch"],
-                        "meaning": "the argmax of the logits, an index into " + ", ".join(CLASSES)})
+        outputs.append(
+            {
+                "name": "class",
+                "dtype": "int64",
+                "shape": ["batch"],
+                "meaning": "the argmax of the logits, an index into " + ", ".join(CLASSES),
+            }
+        )
     return {"inputs": inputs, "outputs": outputs}

@@ -1,5 +1,6 @@
 """Where a figure came from: package versions, the machine, the git commit. Cards, manifests and
 benchmark reports record these, so each is gathered here once."""
+
 from __future__ import annotations
 
 import os
@@ -24,15 +25,20 @@ def dist_version(dist: str) -> str:
 
 def versions() -> dict[str, str]:
     """What a training run records of its software."""
-    return {"hanzoo": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "hanzoo": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def git_commit() -> str | None:
     """The checkout's commit, or None outside a git checkout (an installed wheel)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -56,7 +62,12 @@ def cpu_name() -> str:
 
 def machine() -> dict:
     """What a benchmark report records of the machine and the runtimes it timed."""
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": dist_version("onnxruntime"),
-            "ai-edge-litert": dist_version("ai-edge-litert"),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": dist_version("onnxruntime"),
+        "ai-edge-litert": dist_version("ai-edge-litert"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

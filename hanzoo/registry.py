@@ -4,6 +4,7 @@ An entry is the model's identity: id, task, config and the paper's figures for i
 (metrics) and what is shipped (files) live in the model folder `pretrained/<id>/` and are read from
 there, so a figure is never typed twice.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -44,7 +45,9 @@ class ModelEntry:
     config: ModelConfig
     description: str
     paper: dict = field(default_factory=dict)  # the paper's own figures, for side-by-side reports
-    frozen: str | None = None  # the model whose trained backbone this one reuses, frozen (only its head trains)
+    frozen: str | None = (
+        None  # the model whose trained backbone this one reuses, frozen (only its head trains)
+    )
 
     @property
     def ablation(self) -> bool:
@@ -80,8 +83,16 @@ class ModelEntry:
         return f"cnn {'-'.join(map(str, c.backbone))} + {head}" if c.backbone else head
 
 
-def _hannet(n_in: int, n_out: int, width: int, han: int, fc_before: int = 1, fc_after: int = 0,
-            act: str = "abs", init: str = "han-normal") -> ModelConfig:
+def _hannet(
+    n_in: int,
+    n_out: int,
+    width: int,
+    han: int,
+    fc_before: int = 1,
+    fc_after: int = 0,
+    act: str = "abs",
+    init: str = "han-normal",
+) -> ModelConfig:
     blocks = [Block("fc", width, act, fc_before), Block("han", width, act, han)]
     if fc_after:
         blocks.append(Block("fc", width, act, fc_after))
@@ -98,64 +109,170 @@ _T5 = "Table 5 / Figure 6"
 
 _ENTRIES = [
     # Checkerboard (paper 3.2.1): 2 outputs trained toward the 0/1 label with MSE.
-    ModelEntry("checkerboard-hannet-20x30", "checkerboard", "hannet", _hannet(2, 2, 30, 17, fc_before=2, fc_after=1),
-               "HanNet: 2 FC, 17 Han-layers, 1 FC, width 30, ABS.",
-               {"table": _T3, "params": 3032, "ar": 19.78, "train_accuracy": "99.98 +- 0.02",
-                "test_accuracy": "99.52 +- 0.27"}),
-    ModelEntry("checkerboard-fcnet-6x100", "checkerboard", "fcnet", _fcnet(2, 2, 6, 100),
-               "FCNet1: 6 hidden FC layers of width 100, ReLU.",
-               {"table": _T3, "params": 51002, "ar": 1.17, "train_accuracy": "99.97 +- 0.03",
-                "test_accuracy": "85.27 +- 0.35"}),
-    ModelEntry("checkerboard-fcnet-10x100", "checkerboard", "fcnet", _fcnet(2, 2, 10, 100),
-               "FCNet2: 10 hidden FC layers of width 100, ReLU.",
-               {"table": _T3, "params": 91402, "ar": 1.96, "train_accuracy": "99.98 +- 0.02",
-                "test_accuracy": "85.34 +- 0.38"}),
-    ModelEntry("checkerboard-fcnet-6x300", "checkerboard", "fcnet", _fcnet(2, 2, 6, 300),
-               "FCNet3: 6 hidden FC layers of width 300, ReLU.",
-               {"table": _T3, "params": 453002, "ar": 0.39, "train_accuracy": "100.0 +- 0.00",
-                "test_accuracy": "85.61 +- 0.17"}),
-    ModelEntry("checkerboard-hannet-relu-20x30", "checkerboard", "hannet",
-               _hannet(2, 2, 30, 17, fc_before=2, fc_after=1, act="relu"),
-               "Ablation (b): the HanNet-20x30 frame with ReLU instead of ABS.",
-               {"table": _T4, "params": 3032, "test_accuracy": "76.8"}),
-    ModelEntry("checkerboard-fcnet-abs-20x30", "checkerboard", "fcnet", _fcnet(2, 2, 20, 30, act="abs"),
-               "Ablation (c): 20 FC layers of width 30 with ABS.",
-               {"table": _T4, "params": 17822, "test_accuracy": "82.6"}),
-    ModelEntry("checkerboard-fcnet-relu-20x30", "checkerboard", "fcnet", _fcnet(2, 2, 20, 30),
-               "Ablation (d): 20 FC layers of width 30 with ReLU.",
-               {"table": _T4, "params": 17822, "test_accuracy": "82.3"}),
+    ModelEntry(
+        "checkerboard-hannet-20x30",
+        "checkerboard",
+        "hannet",
+        _hannet(2, 2, 30, 17, fc_before=2, fc_after=1),
+        "HanNet: 2 FC, 17 Han-layers, 1 FC, width 30, ABS.",
+        {
+            "table": _T3,
+            "params": 3032,
+            "ar": 19.78,
+            "train_accuracy": "99.98 +- 0.02",
+            "test_accuracy": "99.52 +- 0.27",
+        },
+    ),
+    ModelEntry(
+        "checkerboard-fcnet-6x100",
+        "checkerboard",
+        "fcnet",
+        _fcnet(2, 2, 6, 100),
+        "FCNet1: 6 hidden FC layers of width 100, ReLU.",
+        {
+            "table": _T3,
+            "params": 51002,
+            "ar": 1.17,
+            "train_accuracy": "99.97 +- 0.03",
+            "test_accuracy": "85.27 +- 0.35",
+        },
+    ),
+    ModelEntry(
+        "checkerboard-fcnet-10x100",
+        "checkerboard",
+        "fcnet",
+        _fcnet(2, 2, 10, 100),
+        "FCNet2: 10 hidden FC layers of width 100, ReLU.",
+        {
+            "table": _T3,
+            "params": 91402,
+            "ar": 1.96,
+            "train_accuracy": "99.98 +- 0.02",
+            "test_accuracy": "85.34 +- 0.38",
+        },
+    ),
+    ModelEntry(
+        "checkerboard-fcnet-6x300",
+        "checkerboard",
+        "fcnet",
+        _fcnet(2, 2, 6, 300),
+        "FCNet3: 6 hidden FC layers of width 300, ReLU.",
+        {
+            "table": _T3,
+            "params": 453002,
+            "ar": 0.39,
+            "train_accuracy": "100.0 +- 0.00",
+            "test_accuracy": "85.61 +- 0.17",
+        },
+    ),
+    ModelEntry(
+        "checkerboard-hannet-relu-20x30",
+        "checkerboard",
+        "hannet",
+        _hannet(2, 2, 30, 17, fc_before=2, fc_after=1, act="relu"),
+        "Ablation (b): the HanNet-20x30 frame with ReLU instead of ABS.",
+        {"table": _T4, "params": 3032, "test_accuracy": "76.8"},
+    ),
+    ModelEntry(
+        "checkerboard-fcnet-abs-20x30",
+        "checkerboard",
+        "fcnet",
+        _fcnet(2, 2, 20, 30, act="abs"),
+        "Ablation (c): 20 FC layers of width 30 with ABS.",
+        {"table": _T4, "params": 17822, "test_accuracy": "82.6"},
+    ),
+    ModelEntry(
+        "checkerboard-fcnet-relu-20x30",
+        "checkerboard",
+        "fcnet",
+        _fcnet(2, 2, 20, 30),
+        "Ablation (d): 20 FC layers of width 30 with ReLU.",
+        {"table": _T4, "params": 17822, "test_accuracy": "82.3"},
+    ),
 ]
 
 _REGRESSION_80 = [
     # Regression (paper 3.2.2): 1 output, MSE, Adam.
-    ModelEntry("elevators-hannet-20x200", "elevators", "hannet", _hannet(18, 1, 200, 19),
-               "HanNet: FC(18->200), 19 Han-layers of width 200, ABS.",
-               {"table": _T5, "params": 11601, "ar": 34.47}),
-    ModelEntry("elevators-fcnet-5x50", "elevators", "fcnet", _fcnet(18, 1, 5, 50),
-               "FCNet1: 5 hidden FC layers of width 50, ReLU.", {"table": _T5, "params": 11201, "ar": 2.23}),
-    ModelEntry("elevators-fcnet-5x200", "elevators", "fcnet", _fcnet(18, 1, 5, 200),
-               "FCNet2: 5 hidden FC layers of width 200, ReLU.", {"table": _T5, "params": 164801, "ar": 0.60}),
-    ModelEntry("calhousing-hannet-20x200", "calhousing", "hannet", _hannet(8, 1, 200, 19),
-               "HanNet: FC(8->200), 19 Han-layers of width 200, ABS.",
-               {"table": _T5, "params": 9601, "ar": 41.66}),
-    ModelEntry("calhousing-fcnet-5x50", "calhousing", "fcnet", _fcnet(8, 1, 5, 50),
-               "FCNet1: 5 hidden FC layers of width 50, ReLU.", {"table": _T5, "params": 10701, "ar": 2.33}),
-    ModelEntry("calhousing-fcnet-5x200", "calhousing", "fcnet", _fcnet(8, 1, 5, 200),
-               "FCNet2: 5 hidden FC layers of width 200, ReLU.", {"table": _T5, "params": 162801, "ar": 0.61}),
+    ModelEntry(
+        "elevators-hannet-20x200",
+        "elevators",
+        "hannet",
+        _hannet(18, 1, 200, 19),
+        "HanNet: FC(18->200), 19 Han-layers of width 200, ABS.",
+        {"table": _T5, "params": 11601, "ar": 34.47},
+    ),
+    ModelEntry(
+        "elevators-fcnet-5x50",
+        "elevators",
+        "fcnet",
+        _fcnet(18, 1, 5, 50),
+        "FCNet1: 5 hidden FC layers of width 50, ReLU.",
+        {"table": _T5, "params": 11201, "ar": 2.23},
+    ),
+    ModelEntry(
+        "elevators-fcnet-5x200",
+        "elevators",
+        "fcnet",
+        _fcnet(18, 1, 5, 200),
+        "FCNet2: 5 hidden FC layers of width 200, ReLU.",
+        {"table": _T5, "params": 164801, "ar": 0.60},
+    ),
+    ModelEntry(
+        "calhousing-hannet-20x200",
+        "calhousing",
+        "hannet",
+        _hannet(8, 1, 200, 19),
+        "HanNet: FC(8->200), 19 Han-layers of width 200, ABS.",
+        {"table": _T5, "params": 9601, "ar": 41.66},
+    ),
+    ModelEntry(
+        "calhousing-fcnet-5x50",
+        "calhousing",
+        "fcnet",
+        _fcnet(8, 1, 5, 50),
+        "FCNet1: 5 hidden FC layers of width 50, ReLU.",
+        {"table": _T5, "params": 10701, "ar": 2.33},
+    ),
+    ModelEntry(
+        "calhousing-fcnet-5x200",
+        "calhousing",
+        "fcnet",
+        _fcnet(8, 1, 5, 200),
+        "FCNet2: 5 hidden FC layers of width 200, ReLU.",
+        {"table": _T5, "params": 162801, "ar": 0.61},
+    ),
 ]
 
 _ENTRIES += _REGRESSION_80 + [
     # The same three architectures trained on 20% of each regression set (Figure 6, columns 2 and 4).
-    *[ModelEntry(f"{e.id}-20pct", f"{e.task}-20pct", e.family, e.config,
-                 e.description + " Trained on 20% of the rows.", {**e.paper, "table": _T5 + " (20% training)"})
-      for e in _REGRESSION_80],
+    *[
+        ModelEntry(
+            f"{e.id}-20pct",
+            f"{e.task}-20pct",
+            e.family,
+            e.config,
+            e.description + " Trained on 20% of the rows.",
+            {**e.paper, "table": _T5 + " (20% training)"},
+        )
+        for e in _REGRESSION_80
+    ],
     # CIFAR-10 classifier heads on 2048-d backbone features (paper 3.2.3).
-    ModelEntry("cifar10-head-hannet", "cifar10-features", "hannet", _hannet(2048, 10, 30, 3),
-               "HanNet head: FC(2048->30)+ABS, 3 Han-layers of width 30, FC(30->10).",
-               {"table": "Table 6", "params": 61960, "top1_error": "0.89 +- 0.02"}),
-    ModelEntry("cifar10-head-fc", "cifar10-features", "fcnet", ModelConfig(2048, 10, (), "kaiming"),
-               "The backbone's own last layer: FC(2048->10).",
-               {"table": "Table 6", "params": 20490, "top1_error": "0.99 +- 0.02"}),
+    ModelEntry(
+        "cifar10-head-hannet",
+        "cifar10-features",
+        "hannet",
+        _hannet(2048, 10, 30, 3),
+        "HanNet head: FC(2048->30)+ABS, 3 Han-layers of width 30, FC(30->10).",
+        {"table": "Table 6", "params": 61960, "top1_error": "0.89 +- 0.02"},
+    ),
+    ModelEntry(
+        "cifar10-head-fc",
+        "cifar10-features",
+        "fcnet",
+        ModelConfig(2048, 10, (), "kaiming"),
+        "The backbone's own last layer: FC(2048->10).",
+        {"table": "Table 6", "params": 20490, "top1_error": "0.99 +- 0.02"},
+    ),
 ]
 
 # CIFAR-10 (JPEG) whole classifiers on hanzoo's own backbone (the paper's LaNet cannot be had here): they
@@ -163,17 +280,34 @@ _ENTRIES += _REGRESSION_80 + [
 # two classifiers keep its conv layers frozen and train the paper's heads on its 128-d features.
 _CNN = (16, 32, 64, 128)
 _ENTRIES += [
-    ModelEntry("cifar10-backbone", "cifar10", "backbone", ModelConfig(128, 10, (), "kaiming", _CNN),
-               "hanzoo's CIFAR-10 backbone: a 7-conv CNN (widths 16-32-64-128) with its own linear head, "
-               "trained end to end by the CPU recipe of hanzoo.backbone.",
-               {"table": "Table 6 (backbone)"}),
-    ModelEntry("cifar10-fc", "cifar10", "fcnet", ModelConfig(128, 10, (), "kaiming", _CNN),
-               "The frozen cifar10-backbone with a retrained FC head (128->10): the paper's control.",
-               {"table": "Table 6", "top1_error": "0.99 +- 0.02 (on LaNet's 2048-d features)"}, frozen="cifar10-backbone"),
-    ModelEntry("cifar10-hannet", "cifar10", "hannet", replace(_hannet(128, 10, 30, 3), backbone=_CNN),
-               "The frozen cifar10-backbone with the paper's HanNet head: FC(128->30)+ABS, 3 Han-layers of "
-               "width 30, FC(30->10).",
-               {"table": "Table 6", "top1_error": "0.89 +- 0.02 (on LaNet's 2048-d features)"}, frozen="cifar10-backbone"),
+    ModelEntry(
+        "cifar10-backbone",
+        "cifar10",
+        "backbone",
+        ModelConfig(128, 10, (), "kaiming", _CNN),
+        "hanzoo's CIFAR-10 backbone: a 7-conv CNN (widths 16-32-64-128) with its own linear head, "
+        "trained end to end by the CPU recipe of hanzoo.backbone.",
+        {"table": "Table 6 (backbone)"},
+    ),
+    ModelEntry(
+        "cifar10-fc",
+        "cifar10",
+        "fcnet",
+        ModelConfig(128, 10, (), "kaiming", _CNN),
+        "The frozen cifar10-backbone with a retrained FC head (128->10): the paper's control.",
+        {"table": "Table 6", "top1_error": "0.99 +- 0.02 (on LaNet's 2048-d features)"},
+        frozen="cifar10-backbone",
+    ),
+    ModelEntry(
+        "cifar10-hannet",
+        "cifar10",
+        "hannet",
+        replace(_hannet(128, 10, 30, 3), backbone=_CNN),
+        "The frozen cifar10-backbone with the paper's HanNet head: FC(128->30)+ABS, 3 Han-layers of "
+        "width 30, FC(30->10).",
+        {"table": "Table 6", "top1_error": "0.89 +- 0.02 (on LaNet's 2048-d features)"},
+        frozen="cifar10-backbone",
+    ),
 ]
 
 MODELS: dict[str, ModelEntry] = {e.id: e for e in _ENTRIES}
@@ -192,8 +326,11 @@ def get(model_id: str) -> ModelEntry:
 def baselines(model_id: str) -> list[ModelEntry]:
     """A HanNet's FCNet baselines: the FCNets of the same task (the ablation controls excepted)."""
     entry = get(model_id)
-    return [e for e in MODELS.values()
-            if e.task == entry.task and e.family == "fcnet" and e.id != model_id and not e.ablation]
+    return [
+        e
+        for e in MODELS.values()
+        if e.task == entry.task and e.family == "fcnet" and e.id != model_id and not e.ablation
+    ]
 
 
 def shipped() -> list[str]:
@@ -218,11 +355,20 @@ def train_advice(model_id: str) -> str:
         return f"train it with `hanzoo train {entry.id}`"
     dataset = entry.task.split("-")[0]
     # the same family first: a HanNet head points to the trainable HanNet
-    instead = sorted((e for e in MODELS.values()
-                      if e.task.split("-")[0] == dataset and e.family != "backbone" and trainable(e.id)),
-                     key=lambda e: e.family != entry.family)
-    why = _NO_DATA.get(entry.task, f"{get_task(entry.task).n_in}-d {entry.task} inputs, which hanzoo does not have")
+    instead = sorted(
+        (
+            e
+            for e in MODELS.values()
+            if e.task.split("-")[0] == dataset and e.family != "backbone" and trainable(e.id)
+        ),
+        key=lambda e: e.family != entry.family,
+    )
+    why = _NO_DATA.get(
+        entry.task, f"{get_task(entry.task).n_in}-d {entry.task} inputs, which hanzoo does not have"
+    )
     advice = f"it is a reference config of the paper that needs {why}, so it cannot be trained here"
     if instead:
-        advice += "; train a model of the same dataset instead: " + " or ".join(f"`hanzoo train {e.id}`" for e in instead)
+        advice += "; train a model of the same dataset instead: " + " or ".join(
+            f"`hanzoo train {e.id}`" for e in instead
+        )
     return advice

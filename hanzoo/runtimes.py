@@ -5,6 +5,7 @@ or uint8 images for the CIFAR-10 classifiers).
 x [batch, n_in] -> {output name: array}; torch reads the model folder, the others their artifact.
 The exporters write the artifacts; `verify` and `predict` only ever go through this table.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from .errors import HanzooError
 from . import fused
+from .errors import HanzooError
 from .integrity import check_artifact
 from .store import load
-import torch
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -48,7 +49,6 @@ def _as_input(x: np.ndarray, dtype) -> np.ndarray:
 
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
-
     torch.set_num_threads(threads)
     net = load(model_dir)
     dtype = np.uint8 if net.config.backbone else np.float32
@@ -56,6 +56,7 @@ def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
             return _outputs(net, net(torch.from_numpy(_as_input(x, dtype))).numpy())
+
     return run
 
 
@@ -81,7 +82,6 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     """On an NVIDIA GPU: a HanNet through the fused Triton kernel (one launch for the whole net), anything
     else, or a HanNet without Triton, as CUDA-graph eager. `run.path` says which one runs."""
 
-
     if not torch.cuda.is_available():
         raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
     net = load(model_dir).cuda()
@@ -106,11 +106,12 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
             replay()
             out = static_out
         return _outputs(net, out.cpu().numpy())
+
     run.path = "fused triton kernel" if kernel is not None else f"CUDA-graph eager ({why_not})"
     return run
 
 
-def _ort_session(path: Path, threads: int, mobile: bool):
+def ort_session(path: Path, threads: int, mobile: bool):
     try:
         import onnxruntime as ort
     except ImportError:
@@ -119,10 +120,13 @@ def _ort_session(path: Path, threads: int, mobile: bool):
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
     if path.suffix == ".onnx":
         import onnx
+
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as e:  # noqa: BLE001 - the checker and the protobuf parser raise different types
-            raise HanzooError(f"{path} fails onnx.checker: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise HanzooError(
+                f"{path} fails onnx.checker: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
     # after the checker, which names what is wrong in a malformed graph; the hash catches what it cannot see
     check_artifact(path)
     so = ort.SessionOptions()
@@ -142,6 +146,7 @@ def _ort_session(path: Path, threads: int, mobile: bool):
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(names, sess.run(None, {"input": _as_input(x, dtype)})))
+
     return run
 
 
@@ -161,18 +166,35 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         return runner(input=_as_input(x, dtype))
+
     return run
 
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in [
-    Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
-    Runtime("onnxruntime", "model.onnx", "ONNX Runtime, CPU provider", lambda m, e, t: _ort_session(e / "model.onnx", t, False)),
-    Runtime("ort-mobile", "model.ort", "ONNX Runtime on the ORT-format file, as a mobile app loads it",
-            lambda m, e, t: _ort_session(e / "model.ort", t, True)),
-    Runtime("litert", "model.tflite", "LiteRT interpreter with XNNPACK", _litert),
-    Runtime("torch-cuda", "", "PyTorch on an NVIDIA GPU: the fused Triton kernel for HanNets, else CUDA graphs",
-            _torch_cuda),
-]}
+RUNTIMES: dict[str, Runtime] = {
+    r.name: r
+    for r in [
+        Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
+        Runtime(
+            "onnxruntime",
+            "model.onnx",
+            "ONNX Runtime, CPU provider",
+            lambda m, e, t: ort_session(e / "model.onnx", t, False),
+        ),
+        Runtime(
+            "ort-mobile",
+            "model.ort",
+            "ONNX Runtime on the ORT-format file, as a mobile app loads it",
+            lambda m, e, t: ort_session(e / "model.ort", t, True),
+        ),
+        Runtime("litert", "model.tflite", "LiteRT interpreter with XNNPACK", _litert),
+        Runtime(
+            "torch-cuda",
+            "",
+            "PyTorch on an NVIDIA GPU: the fused Triton kernel for HanNets, else CUDA graphs",
+            _torch_cuda,
+        ),
+    ]
+}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -4,6 +4,7 @@ The layout follows huggingface_hub's PyTorchModelHubMixin. Writes are atomic (a 
 folder renamed into place), so an interrupted save never leaves a half-written model behind.
 Weights are safetensors only: nothing a user downloads is ever unpickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__, integrity, registry
-from .files import file_sha256, staged_folder
 from .errors import HanzooError
+from .files import file_sha256, staged_folder
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
 from .registry import MODELS, get
@@ -26,20 +27,37 @@ from .tasks import TASKS
 FORMAT_VERSION = 1
 
 
-def write_folder(dest: Path, model_id: str, task: str, config: ModelConfig, state: dict[str, torch.Tensor],
-                 metrics: dict, card: str, extra_files: dict[str, bytes] | None = None,
-                 scaling: dict[str, list[float]] | None = None, preprocessing: dict | None = None) -> Path:
+def write_folder(
+    dest: Path,
+    model_id: str,
+    task: str,
+    config: ModelConfig,
+    state: dict[str, torch.Tensor],
+    metrics: dict,
+    card: str,
+    extra_files: dict[str, bytes] | None = None,
+    scaling: dict[str, list[float]] | None = None,
+    preprocessing: dict | None = None,
+) -> Path:
     """Write a complete model folder at `dest`, replacing any folder there only once all is written.
     metrics.json gets the sha256 of the weights as `weights_sha256`, which `load` checks."""
     dest = Path(dest)
     with staged_folder(dest, marker="config.json") as tmp:
-        meta = {"format_version": FORMAT_VERSION, "hanzoo_version": __version__, "model_id": model_id,
-                "task": task, "architecture": config.to_dict()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "hanzoo_version": __version__,
+            "model_id": model_id,
+            "task": task,
+            "architecture": config.to_dict(),
+        }
         if scaling or preprocessing:
             meta["preprocessing"] = scaling or preprocessing
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        save_file({k: v.detach().float().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"),
-                  metadata={"format": "pt", "hanzoo_id": model_id})
+        save_file(
+            {k: v.detach().float().contiguous() for k, v in state.items()},
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt", "hanzoo_id": model_id},
+        )
         # hashed from the written file, so loading can tell these weights from any later change to them
         metrics = {**metrics, integrity.WEIGHTS_KEY: file_sha256(tmp / "model.safetensors")}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -60,7 +78,9 @@ def resolve(source: str | Path) -> Path:
             raise HanzooError(f"model {entry.id!r} has no shipped weights; {registry.train_advice(entry.id)}")
         return entry.dir
     if path.is_file():
-        raise HanzooError(f"{source} is a file; give the model folder that holds it (config.json, model.safetensors)")
+        raise HanzooError(
+            f"{source} is a file; give the model folder that holds it (config.json, model.safetensors)"
+        )
     if os.sep in str(source) or path.suffix:
         raise HanzooError(f"model folder {source} does not exist")
     get(str(source))  # raises the unknown-id error with suggestions
@@ -81,10 +101,18 @@ def read_config(folder: Path) -> dict:
         raise HanzooError(f"{path} is not a hanzoo config (needs 'architecture' and 'task')")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise HanzooError(f"{path} has format_version {version!r}; this hanzoo {__version__} reads "
-                          f"format_version {FORMAT_VERSION}. Upgrade hanzoo or re-export the model.")
-    known = {"format_version": int, "hanzoo_version": str, "model_id": str, "task": str, "architecture": dict,
-             "preprocessing": dict}
+        raise HanzooError(
+            f"{path} has format_version {version!r}; this hanzoo {__version__} reads "
+            f"format_version {FORMAT_VERSION}. Upgrade hanzoo or re-export the model."
+        )
+    known = {
+        "format_version": int,
+        "hanzoo_version": str,
+        "model_id": str,
+        "task": str,
+        "architecture": dict,
+        "preprocessing": dict,
+    }
     for key, value in meta.items():
         if key not in known:
             raise HanzooError(f"{path}: {key!r} is not a known field (known: {', '.join(known)})")
@@ -94,7 +122,9 @@ def read_config(folder: Path) -> dict:
         raise HanzooError(f"{path}: model_id {meta['model_id']!r} is not a valid model id")
     if meta["task"] not in TASKS:
         raise HanzooError(f"{path}: task {meta['task']!r} is unknown; expected one of {sorted(TASKS)}")
-    meta["architecture"] = ModelConfig.from_dict(meta["architecture"], where=f"{path}: architecture").to_dict()
+    meta["architecture"] = ModelConfig.from_dict(
+        meta["architecture"], where=f"{path}: architecture"
+    ).to_dict()
     return meta
 
 
@@ -124,12 +154,18 @@ def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
     expected = net.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise HanzooError(f"{where} does not match the architecture: missing {missing[:4]}, unexpected {unexpected[:4]}")
+        raise HanzooError(
+            f"{where} does not match the architecture: missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
     for k, v in state.items():
         if v.dtype != torch.float32:
-            raise HanzooError(f"{where}: tensor {k} has dtype {str(v.dtype).removeprefix('torch.')}, expected float32")
+            raise HanzooError(
+                f"{where}: tensor {k} has dtype {str(v.dtype).removeprefix('torch.')}, expected float32"
+            )
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise HanzooError(f"{where}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+            raise HanzooError(
+                f"{where}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+            )
         if not torch.isfinite(v).all():
             raise HanzooError(f"{where}: tensor {k} has non-finite values")
         if k.endswith(".u"):
@@ -164,11 +200,17 @@ def _image_stats(meta: dict, folder: Path) -> tuple[list[float], list[float]]:
     pre = meta.get("preprocessing") or {}
     for k in ("image_mean", "image_std"):
         v = pre.get(k)
-        if not isinstance(v, list) or len(v) != 3 or not all(isinstance(a, (int, float)) and 0 < a < 256 for a in v):
+        if (
+            not isinstance(v, list)
+            or len(v) != 3
+            or not all(isinstance(a, (int, float)) and 0 < a < 256 for a in v)
+        ):
             raise HanzooError(f"{folder / 'config.json'}: preprocessing.{k} must be 3 numbers in (0, 256)")
     extra = sorted(set(pre) - {"image_mean", "image_std"})
     if extra:
-        raise HanzooError(f"{folder / 'config.json'}: preprocessing.{extra[0]} is not a field of an image model")
+        raise HanzooError(
+            f"{folder / 'config.json'}: preprocessing.{extra[0]} is not a field of an image model"
+        )
     return [float(a) for a in pre["image_mean"]], [float(a) for a in pre["image_std"]]
 
 

@@ -3,6 +3,7 @@
 A task turns a model's raw output into its metrics, so the trainer, `hanzoo eval` and the tests all
 score a model the same way.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -85,8 +86,9 @@ class Checkerboard(Task):
 
     name, n_in, n_out, metric, higher_is_better = "checkerboard", 2, 2, "accuracy", True
     features = ("x1", "x2")
-    units = MappingProxyType({"x1": "coordinate on the 81x81 grid over [-1, 1]",
-                              "x2": "coordinate on the 81x81 grid over [-1, 1]"})
+    units = MappingProxyType(
+        {"x1": "coordinate on the 81x81 grid over [-1, 1]", "x2": "coordinate on the 81x81 grid over [-1, 1]"}
+    )
     file = DATA_DIR / "checkerboard-official-split.csv.gz"
     sha256 = "e085d48ab24d808482ebb6a38c54e31b0b3a5637a6b7b253119770aea331c3b1"
 
@@ -153,12 +155,22 @@ class Regression(Task):
 
     metric, higher_is_better, standardize = "nrmse", False, True
 
-    def __init__(self, name: str, file: str, sha256: str, target: str, train_fraction: float = 0.8,
-                 split_seed: int = 0, units: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        file: str,
+        sha256: str,
+        target: str,
+        train_fraction: float = 0.8,
+        split_seed: int = 0,
+        units: Mapping[str, str] | None = None,
+    ) -> None:
         self.name, self.file, self.sha256, self.target = name, DATA_DIR / file, sha256, target
         self.units = MappingProxyType(dict(units or {}))
         self.train_fraction, self.split_seed = train_fraction, split_seed
-        header = gzip.decompress(verified_bytes(self.file, sha256)).split(b"\n", 1)[0].decode().strip().split(",")
+        header = (
+            gzip.decompress(verified_bytes(self.file, sha256)).split(b"\n", 1)[0].decode().strip().split(",")
+        )
         self.features = tuple(h for h in header if h != target)
         self.n_in, self.n_out = len(self.features), 1
 
@@ -180,11 +192,11 @@ class Regression(Task):
 
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         err = (out.double() - y.double())[..., 0]
-        mse = (err ** 2).mean(dim=-1)
+        mse = (err**2).mean(dim=-1)
         rmse = mse.sqrt()
         yd = y.double()[..., 0]
         sst = ((yd - yd.mean(dim=-1, keepdim=True)) ** 2).sum(dim=-1)
-        return {"nrmse": rmse / self.y_range, "rmse": rmse, "r2": 1 - (err ** 2).sum(dim=-1) / sst, "mse": mse}
+        return {"nrmse": rmse / self.y_range, "rmse": rmse, "r2": 1 - (err**2).sum(dim=-1) / sst, "mse": mse}
 
 
 @lru_cache(maxsize=4)
@@ -194,7 +206,7 @@ def _table(file: Path, sha256: str, target: str) -> tuple[np.ndarray, np.ndarray
     data = np.array([[float(v) for v in line.split(",")] for line in lines[1:]], dtype=np.float64)
     t = header.index(target)
     x = np.delete(data, t, axis=1).astype(np.float32)
-    return x, data[:, t:t + 1].astype(np.float32)
+    return x, data[:, t : t + 1].astype(np.float32)
 
 
 class FeatureClassification(Task):
@@ -216,6 +228,7 @@ class FeatureClassification(Task):
             x = np.load(self.folder / f"features-{name}.npy", allow_pickle=False).astype(np.float32)
             y = np.load(self.folder / f"labels-{name}.npy", allow_pickle=False).astype(np.float32)[:, None]
             return x, y
+
         (xt, yt), (xv, yv), (xs, ys) = part("train"), part("val"), part("test")
         return Split(xt, yt, xs, ys, xv, yv)
 
@@ -236,7 +249,14 @@ class CifarImages(Task):
     training set are the validation part (hanzoo.cifar.split_indices). Metric: top-1 error in %.
     """
 
-    name, n_in, n_out, metric, higher_is_better, loss_name = "cifar10", 3072, 10, "top1_error", False, "cross_entropy"
+    name, n_in, n_out, metric, higher_is_better, loss_name = (
+        "cifar10",
+        3072,
+        10,
+        "top1_error",
+        False,
+        "cross_entropy",
+    )
 
     def split(self, val_images: int = cifar.VAL_IMAGES, split_seed: int = 0) -> Split:
         """Train, validation and test parts (a backbone recipe's `val_images` and `split_seed` set the latter)."""
@@ -260,27 +280,51 @@ class _Pending(Task):
 
     def __init__(self, name: str, n_in: int, n_out: int, metric: str, higher_is_better: bool) -> None:
         self.name, self.n_in, self.n_out, self.metric, self.higher_is_better = (
-            name, n_in, n_out, metric, higher_is_better)
+            name,
+            n_in,
+            n_out,
+            metric,
+            higher_is_better,
+        )
 
 
 # From PROVENANCE.md (StatLib's cal_housing): the only columns of these datasets whose units it states.
-CALHOUSING_UNITS = {"medianIncome": "tens of thousands of dollars ($10k)",
-                    "medianHouseValue": "dollars (the data cap it at 500001)"}
+CALHOUSING_UNITS = {
+    "medianIncome": "tens of thousands of dollars ($10k)",
+    "medianHouseValue": "dollars (the data cap it at 500001)",
+}
 
 TASKS: dict[str, Task] = {
     "checkerboard": Checkerboard(),
-    "elevators": Regression("elevators", "elevators.csv.gz",
-                            "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61", "Goal"),
-    "calhousing": Regression("calhousing", "cal_housing.csv.gz",
-                             "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302", "medianHouseValue",
-                             units=CALHOUSING_UNITS),
+    "elevators": Regression(
+        "elevators",
+        "elevators.csv.gz",
+        "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61",
+        "Goal",
+    ),
+    "calhousing": Regression(
+        "calhousing",
+        "cal_housing.csv.gz",
+        "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302",
+        "medianHouseValue",
+        units=CALHOUSING_UNITS,
+    ),
     # The paper's second training percentage (Figure 6, columns 2 and 4): same data, same seed, 20% to train.
-    "elevators-20pct": Regression("elevators-20pct", "elevators.csv.gz",
-                                  "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61", "Goal",
-                                  train_fraction=0.2),
-    "calhousing-20pct": Regression("calhousing-20pct", "cal_housing.csv.gz",
-                                   "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302",
-                                   "medianHouseValue", train_fraction=0.2, units=CALHOUSING_UNITS),
+    "elevators-20pct": Regression(
+        "elevators-20pct",
+        "elevators.csv.gz",
+        "3a8b134ca7986a0bf0b3cfef5166d650d30bb0cc1d2d996f52543cca3680fd61",
+        "Goal",
+        train_fraction=0.2,
+    ),
+    "calhousing-20pct": Regression(
+        "calhousing-20pct",
+        "cal_housing.csv.gz",
+        "eeaa3e55285cd372e1637ab58897fe7fb58a300e0bbd5b56fcbe123a26584302",
+        "medianHouseValue",
+        train_fraction=0.2,
+        units=CALHOUSING_UNITS,
+    ),
     "cifar10-features": _Pending("cifar10-features", 2048, 10, "top1_error", False),
     "cifar10": CifarImages(),
 }

@@ -10,29 +10,36 @@ Selection never looks at the test split. A validation split is carved from the t
 seeds is chosen, and among its seeds the run with the best validation score is shipped.
 The test split is scored once, at the end, for the record.
 """
+
 from __future__ import annotations
 
+import ctypes
+import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from .errors import HanzooError
-from .layers import ACTIVATIONS
-from .models import ModelConfig, Net, build
-from .tasks import Split, Task
 from . import card, hub, provenance, registry, store
 from .backbone import features_task
+from .errors import HanzooError
 from .evaluate import evaluate
 from .files import file_sha256
-from .tasks import get_task
-from pathlib import Path
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-import ctypes
-import json
-import warnings
+from .layers import ACTIVATIONS
+from .models import ModelConfig, Net, build
+from .tasks import Split, Task, get_task
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,9 @@ class Protocol:
     epochs: int = 0  # when set, iterations = epochs x (training rows // batch_size)
     refit: bool = True  # stage 2: retrain the chosen init and LR on the whole training split
     weight_decay: float = 0.0  # L2 penalty (as torch.optim.SGD's weight_decay), added to each run's loss
-    ship_seeds: tuple[int, ...] = ()  # without refit: seeds trained at the chosen init and LR; the best validation one ships
+    ship_seeds: tuple[
+        int, ...
+    ] = ()  # without refit: seeds trained at the chosen init and LR; the best validation one ships
     record_curves: bool = False  # keep each run's validation and test metric at every check, for plots
 
     def to_dict(self) -> dict:
@@ -60,18 +69,24 @@ class Protocol:
 
 # Paper Table 2 (SGD, momentum 0.9, batch 100, 40000 iterations) and Section 3.1 (Adam, LR 1e-3,
 # batch 100, 300 epochs, for the regression sets; the epoch is chosen on validation, so no refit).
-_REGRESSION = Protocol(lrs=(0.001,), milestones=(), optimizer="adam", epochs=300, eval_every=0, refit=False,
-                       record_curves=True)
+_REGRESSION = Protocol(
+    lrs=(0.001,), milestones=(), optimizer="adam", epochs=300, eval_every=0, refit=False, record_curves=True
+)
 # Checkerboard ships the best-validation stage-1 run rather than refitting on the whole training split.
 # Every run fits the training points perfectly, so the training loss says nothing about generalization;
 # on fresh random splits of the grid (experiments/checkerboard_selection.py, which never reads the
 # official test set), the best-validation rule shipped clearly better HanNets (docs/checkerboard-selection.json).
-PROTOCOLS = {"checkerboard": Protocol(refit=False, ship_seeds=tuple(range(10))), "elevators": _REGRESSION, "calhousing": _REGRESSION,
-             "elevators-20pct": _REGRESSION, "calhousing-20pct": _REGRESSION,
-             # Paper 3.2.3 / Table 2 for the CIFAR-10 heads: SGD momentum 0.9, batch 1024, 20000 iterations,
-             # weight decay 1e-4, the same 10 LRs and annealing; the checkpoint and LR are chosen on the
-             # 5000 validation images the backbone never trained on.
-             "cifar10": Protocol(iterations=20000, batch_size=1024, weight_decay=1e-4, refit=False, eval_every=500)}
+PROTOCOLS = {
+    "checkerboard": Protocol(refit=False, ship_seeds=tuple(range(10))),
+    "elevators": _REGRESSION,
+    "calhousing": _REGRESSION,
+    "elevators-20pct": _REGRESSION,
+    "calhousing-20pct": _REGRESSION,
+    # Paper 3.2.3 / Table 2 for the CIFAR-10 heads: SGD momentum 0.9, batch 1024, 20000 iterations,
+    # weight decay 1e-4, the same 10 LRs and annealing; the checkpoint and LR are chosen on the
+    # 5000 validation images the backbone never trained on.
+    "cifar10": Protocol(iterations=20000, batch_size=1024, weight_decay=1e-4, refit=False, eval_every=500),
+}
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
@@ -82,7 +97,11 @@ def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, n
     perm = np.random.default_rng(seed).permutation(n)
     n_val = int(round(fraction * n))
     val, fit = perm[:n_val], perm[n_val:]
-    return Split(split.x_train[fit], split.y_train[fit], split.x_test, split.y_test), split.x_train[val], split.y_train[val]
+    return (
+        Split(split.x_train[fit], split.y_train[fit], split.x_test, split.y_test),
+        split.x_train[val],
+        split.y_train[val],
+    )
 
 
 class StackedNet:
@@ -95,8 +114,10 @@ class StackedNet:
     def __init__(self, config: ModelConfig, nets: list[Net]) -> None:
         self.config = config
         self.names = list(nets[0].state_dict())
-        self.params = [torch.stack([n.state_dict()[k] for n in nets]).detach().clone().requires_grad_(True)
-                       for k in self.names]
+        self.params = [
+            torch.stack([n.state_dict()[k] for n in nets]).detach().clone().requires_grad_(True)
+            for k in self.names
+        ]
         self.acts = [ACTIVATIONS[act] for _, _, _, act in config.layers()]
         self.kinds = [kind for kind, _, _, _ in config.layers()]
 
@@ -170,7 +191,9 @@ class StackedAdam:
     """Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8, bias correction) with an LR per run.
     Adam is elementwise, so a leading run dimension changes nothing in the update."""
 
-    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8
+    ) -> None:
         self.params, self.lrs, self.betas, self.eps = params, lrs.clone(), betas, eps
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
@@ -189,9 +212,9 @@ class StackedAdam:
         torch._foreach_mul_(self.v, b2)
         torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
         denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(1 - b2 ** self.t))
+        torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
         torch._foreach_add_(denom, self.eps)
-        step = (self.lrs / (1 - b1 ** self.t)).to(self.params[0].dtype)
+        step = (self.lrs / (1 - b1**self.t)).to(self.params[0].dtype)
         for p, m, d in zip(self.params, self.m, denom):
             p.addcdiv_(m * step.view(-1, *[1] * (p.dim() - 1)), d, value=-1)
             p.grad = None
@@ -247,7 +270,7 @@ class BatchStream:
         if self.pos + self.batch > self.n:
             self.order = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
             self.pos = 0
-        idx = self.order[:, self.pos:self.pos + self.batch]
+        idx = self.order[:, self.pos : self.pos + self.batch]
         self.pos += self.batch
         return idx[self.row]  # [R, B]
 
@@ -259,6 +282,7 @@ def compiled_loss(net: StackedNet, task: Task, compile: bool = True):
     rank-one update, bias and |.| (and their backward) into a few loops, which is most of a step.
     Without a working C++ toolchain it falls back to eager, with a warning.
     """
+
     def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         return task.loss(net.forward(xb), yb)
 
@@ -272,20 +296,36 @@ def compiled_loss(net: StackedNet, task: Task, compile: bool = True):
             try:
                 return fast(xb, yb)
             except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager
-                warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
+                warnings.warn(
+                    f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2
+                )
                 fast = loss
         return loss(xb, yb)
 
     return guarded
 
 
-def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor,
-                  protocol: Protocol, seeds: list[int], evaluate=None, progress=None, compile: bool = False):
+def train_stacked(
+    net: StackedNet,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lrs: torch.Tensor,
+    protocol: Protocol,
+    seeds: list[int],
+    evaluate=None,
+    progress=None,
+    compile: bool = False,
+):
     """Train every run of `net` in place; returns a bool tensor [R], True for runs that diverged.
 
     `evaluate(it)` is called every eval_every iterations and at the end, `progress(it)` every step.
     """
-    opt = StackedSGD(net.params, lrs, protocol.momentum) if protocol.optimizer == "sgd" else StackedAdam(net.params, lrs)
+    opt = (
+        StackedSGD(net.params, lrs, protocol.momentum)
+        if protocol.optimizer == "sgd"
+        else StackedAdam(net.params, lrs)
+    )
     step_loss = compiled_loss(net, task, compile)
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
     milestones = {math.floor(f * protocol.iterations) for f in protocol.milestones}
@@ -316,16 +356,22 @@ def train_stacked(net: StackedNet, task: Task, x: torch.Tensor, y: torch.Tensor,
     return ~alive
 
 
-def _better(acc: torch.Tensor, loss: torch.Tensor, best_acc: torch.Tensor, best_loss: torch.Tensor,
-            higher_is_better: bool) -> torch.Tensor:
+def _better(
+    acc: torch.Tensor,
+    loss: torch.Tensor,
+    best_acc: torch.Tensor,
+    best_loss: torch.Tensor,
+    higher_is_better: bool,
+) -> torch.Tensor:
     """Per run: is (metric, loss) better than the best so far? Metric first, loss breaks ties."""
     gain = acc > best_acc if higher_is_better else acc < best_acc
     return gain | ((acc == best_acc) & (loss < best_loss))
 
 
 @torch.no_grad()
-def _stacked_metrics(net: StackedNet, task: Task, params: list[torch.Tensor], x: torch.Tensor,
-                     y: torch.Tensor, unscale=None) -> dict[str, torch.Tensor]:
+def _stacked_metrics(
+    net: StackedNet, task: Task, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, unscale=None
+) -> dict[str, torch.Tensor]:
     saved, net.params = net.params, params
     try:
         out = net.forward(x.expand(net.runs, *x.shape))
@@ -338,15 +384,25 @@ def _stacked_metrics(net: StackedNet, task: Task, params: list[torch.Tensor], x:
 
 def fit_scaling(split: Split) -> dict[str, list[float]]:
     """Standardization statistics from the training split alone (a constant column keeps std 1)."""
+
     def stats(a: np.ndarray) -> tuple[list[float], list[float]]:
         mean, std = a.astype(np.float64).mean(axis=0), a.astype(np.float64).std(axis=0)
         return mean.tolist(), np.where(std > 0, std, 1.0).tolist()
+
     (xm, xs), (ym, ys) = stats(split.x_train), stats(split.y_train)
     return {"x_mean": xm, "x_std": xs, "y_mean": ym, "y_std": ys}
 
 
-def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, inits: list[str] | None = None,
-          dtype: torch.dtype = torch.float32, progress: bool = True, compile: bool = True) -> SweepResult:
+def sweep(
+    config: ModelConfig,
+    task: Task,
+    split: Split,
+    protocol: Protocol,
+    inits: list[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    compile: bool = True,
+) -> SweepResult:
     """Train every (init, lr, seed) as one stacked computation, then select without the test set.
 
     Regression tasks train on standardized data (statistics from the training split) and are scored
@@ -364,13 +420,19 @@ def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, ini
         protocol = replace(protocol, iterations=protocol.epochs * steps)
     if protocol.eval_every == 0:
         protocol = replace(protocol, eval_every=steps)
-    grid = [(init, lr, seed) for init in inits or [config.init] for lr in protocol.lrs for seed in protocol.seeds]
+    grid = [
+        (init, lr, seed) for init in inits or [config.init] for lr in protocol.lrs for seed in protocol.seeds
+    ]
     nets = [build(replace(config, init=init), seed=seed).to(dtype) for init, _, seed in grid]
     net = StackedNet(config, nets)
     lrs = torch.tensor([lr for _, lr, _ in grid], dtype=dtype)
     seeds = [seed for _, _, seed in grid]
-    splits = {"fit": (x, as_t(fit.y_train)), "val": (xin(x_val_np), as_t(y_val_np)),
-              "train": (xin(split.x_train), as_t(split.y_train)), "test": (xin(split.x_test), as_t(split.y_test))}
+    splits = {
+        "fit": (x, as_t(fit.y_train)),
+        "val": (xin(x_val_np), as_t(y_val_np)),
+        "train": (xin(split.x_train), as_t(split.y_train)),
+        "test": (xin(split.x_test), as_t(split.y_test)),
+    }
 
     best = [p.detach().clone() for p in net.params]
     worst = -math.inf if task.higher_is_better else math.inf
@@ -389,26 +451,53 @@ def sweep(config: ModelConfig, task: Task, split: Split, protocol: Protocol, ini
         if protocol.record_curves:  # the test curve is recorded for plots only; selection never reads it
             curves["iterations"].append(it)
             curves["val"].append(acc.tolist())
-            curves["test"].append(_stacked_metrics(net, task, net.params, *splits["test"], unscale)[task.metric].tolist())
+            curves["test"].append(
+                _stacked_metrics(net, task, net.params, *splits["test"], unscale)[task.metric].tolist()
+            )
 
     _tune_allocator()
     bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
     start = time.perf_counter()
     with bar:
-        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance, compile=compile)
+        diverged = train_stacked(
+            net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance, compile=compile
+        )
     seconds = time.perf_counter() - start
 
     scored = {k: _stacked_metrics(net, task, best, *xy, unscale) for k, xy in splits.items()}
     runs = []
     for r, (init, lr, seed) in enumerate(grid):
         status = "diverged" if diverged[r] else "collapsed" if scored["fit"]["constant"][r] else "ok"
-        curve = ({"iterations": curves["iterations"], "val": [v[r] for v in curves["val"]],
-                  "test": [v[r] for v in curves["test"]]} if protocol.record_curves else None)
-        runs.append(RunResult(init, lr, seed, status, int(best_it[r]), curve=curve,
-                              **{k: {n: float(v[r]) for n, v in s.items() if n != "constant"} for k, s in scored.items()}))
+        curve = (
+            {
+                "iterations": curves["iterations"],
+                "val": [v[r] for v in curves["val"]],
+                "test": [v[r] for v in curves["test"]],
+            }
+            if protocol.record_curves
+            else None
+        )
+        runs.append(
+            RunResult(
+                init,
+                lr,
+                seed,
+                status,
+                int(best_it[r]),
+                curve=curve,
+                **{k: {n: float(v[r]) for n, v in s.items() if n != "constant"} for k, s in scored.items()},
+            )
+        )
     selected = select(runs, task)
-    return SweepResult(runs, selected, net.state_dict(selected, best), seconds,
-                       protocol.iterations / seconds, protocol, scaling)
+    return SweepResult(
+        runs,
+        selected,
+        net.state_dict(selected, best),
+        seconds,
+        protocol.iterations / seconds,
+        protocol,
+        scaling,
+    )
 
 
 def select(runs: list[RunResult], task: Task) -> int:
@@ -426,16 +515,28 @@ def select(runs: list[RunResult], task: Task) -> int:
     def lr_key(hp: tuple[str, float]) -> tuple[float, float, float]:
         mine = [r for r in ok if (r.init, r.lr) == hp]
         failed = sum((r.init, r.lr) == hp for r in runs) - len(mine)
-        return (-failed, float(np.mean([sign * r.val[task.metric] for r in mine])),
-                -float(np.mean([r.val[task.loss_name] for r in mine])))
+        return (
+            -failed,
+            float(np.mean([sign * r.val[task.metric] for r in mine])),
+            -float(np.mean([r.val[task.loss_name] for r in mine])),
+        )
 
     hp = max({(r.init, r.lr) for r in ok}, key=lr_key)
     candidates = [i for i, r in enumerate(runs) if (r.init, r.lr) == hp and r.status == "ok"]
     return max(candidates, key=lambda i: (sign * runs[i].val[task.metric], -runs[i].val[task.loss_name]))
 
 
-def refit(config: ModelConfig, task: Task, split: Split, protocol: Protocol, init: str, lr: float,
-          dtype: torch.dtype = torch.float32, progress: bool = True, compile: bool = True) -> SweepResult:
+def refit(
+    config: ModelConfig,
+    task: Task,
+    split: Split,
+    protocol: Protocol,
+    init: str,
+    lr: float,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    compile: bool = True,
+) -> SweepResult:
     """Stage 2: retrain every seed at the chosen (init, LR) on the whole training split.
 
     The paper's protocol trains on all of it; the validation part only served to choose the
@@ -449,16 +550,32 @@ def refit(config: ModelConfig, task: Task, split: Split, protocol: Protocol, ini
     _tune_allocator()
     start = time.perf_counter()
     with _progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
-        diverged = train_stacked(net, task, x, y, torch.full((net.runs,), lr, dtype=dtype), protocol, seeds,
-                                 None, bar.advance, compile=compile)
+        diverged = train_stacked(
+            net,
+            task,
+            x,
+            y,
+            torch.full((net.runs,), lr, dtype=dtype),
+            protocol,
+            seeds,
+            None,
+            bar.advance,
+            compile=compile,
+        )
     seconds = time.perf_counter() - start
-    scored = {k: _stacked_metrics(net, task, net.params, *xy)
-              for k, xy in {"train": (x, y), "test": (as_t(split.x_test), as_t(split.y_test))}.items()}
+    scored = {
+        k: _stacked_metrics(net, task, net.params, *xy)
+        for k, xy in {"train": (x, y), "test": (as_t(split.x_test), as_t(split.y_test))}.items()
+    }
     runs = []
     for r, seed in enumerate(seeds):
         status = "diverged" if diverged[r] else "collapsed" if scored["train"]["constant"][r] else "ok"
         m = {k: {n: float(v[r]) for n, v in sc.items() if n != "constant"} for k, sc in scored.items()}
-        runs.append(RunResult(init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]))
+        runs.append(
+            RunResult(
+                init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]
+            )
+        )
     selected = select_refit(runs)
     return SweepResult(runs, selected, net.state_dict(selected), seconds, protocol.iterations / seconds)
 
@@ -486,8 +603,15 @@ def _progress_bar(total: int, label: str, enabled: bool):
 
     class Bar:
         def __init__(self) -> None:
-            self.p = Progress(TextColumn("[bold]train[/] " + label), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
+            self.p = Progress(
+                TextColumn("[bold]train[/] " + label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                disable=not enabled,
+                transient=False,
+            )
             self.task = self.p.add_task("train", total=total)
             self.n = 0
 
@@ -511,35 +635,47 @@ def _progress_bar(total: int, label: str, enabled: bool):
 
 
 CARVED = "a validation split of {pct:.0f}% is carved from the training split (seed {seed})"
-SELECTION_RULE = ("stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each "
-                  "run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
-                  "{every} iterations); the init and LR are those with the fewest failed runs, then the best mean "
-                  "validation {metric} over seeds. Stage 2: every seed is retrained at that init and LR on the "
-                  "whole training split, keeping its final iterate; the run with the lowest training loss is shipped.")
+SELECTION_RULE = (
+    "stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each "
+    "run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
+    "{every} iterations); the init and LR are those with the fewest failed runs, then the best mean "
+    "validation {metric} over seeds. Stage 2: every seed is retrained at that init and LR on the "
+    "whole training split, keeping its final iterate; the run with the lowest training loss is shipped."
+)
 
 
-SELECTION_RULE_SHIP_SEEDS = ("stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); "
-                             "each run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked "
-                             "every {every} iterations); the init and LR are those with the fewest failed runs, then the "
-                             "best mean validation {metric} over seeds. Stage 2: {n} seeds are trained at that init and LR "
-                             "on the same split, and the one with the best validation {metric} is shipped.")
+SELECTION_RULE_SHIP_SEEDS = (
+    "stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); "
+    "each run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked "
+    "every {every} iterations); the init and LR are those with the fewest failed runs, then the "
+    "best mean validation {metric} over seeds. Stage 2: {n} seeds are trained at that init and LR "
+    "on the same split, and the one with the best validation {metric} is shipped."
+)
 
 
-SELECTION_RULE_NO_REFIT = ("a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each run "
-                           "keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
-                           "{every} iterations); the init and LR are those with the fewest failed runs, then the best "
-                           "mean validation {metric} over seeds; the shipped run is, among that init and LR's seeds, "
-                           "the one with the best validation {metric}.")
+SELECTION_RULE_NO_REFIT = (
+    "a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each run "
+    "keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
+    "{every} iterations); the init and LR are those with the fewest failed runs, then the best "
+    "mean validation {metric} over seeds; the shipped run is, among that init and LR's seeds, "
+    "the one with the best validation {metric}."
+)
 
 
-def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, protocol: Protocol | None = None,
-                progress: bool = True, compile: bool = True, reuse_sweep: bool = False):
+def train_model(
+    model_id: str,
+    out_dir=None,
+    inits: list[str] | None = None,
+    protocol: Protocol | None = None,
+    progress: bool = True,
+    compile: bool = True,
+    reuse_sweep: bool = False,
+):
     """Run the paper's sweep for a registry model, refit, and write its model folder; returns the folder.
 
     With `reuse_sweep`, stage 1 is not run again: its records are read from the model folder's
     metrics.json and the same selection rule is applied to them.
     """
-
 
     entry = registry.get(model_id)
     if entry.task not in PROTOCOLS and protocol is None:
@@ -562,28 +698,42 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         # (refit, ship_seeds) may differ, since --reuse-sweep exists to rerun just that part.
         fields = Protocol.__dataclass_fields__
         same = lambda d: {k: v for k, v in d.items() if k not in ("refit", "ship_seeds")}  # noqa: E731
-        recorded = json.loads(json.dumps(Protocol(**{k: v for k, v in old.get("protocol", {}).items()
-                                                     if k in fields}).to_dict()))
+        recorded = json.loads(
+            json.dumps(
+                Protocol(**{k: v for k, v in old.get("protocol", {}).items() if k in fields}).to_dict()
+            )
+        )
         if same(recorded) != same(json.loads(json.dumps(protocol.to_dict()))):  # tuples -> lists
             raise HanzooError(f"the sweep in {dest / 'metrics.json'} was run with another protocol")
         runs = [RunResult(**r) for r in old["sweep"]]
         sweep_seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
         if not protocol.refit and not protocol.ship_seeds:
-            raise HanzooError("--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
-                              "use a protocol with a refit or ship_seeds stage")
+            raise HanzooError(
+                "--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
+                "use a protocol with a refit or ship_seeds stage"
+            )
     else:
         stage1 = sweep(train_config, task, split, protocol, inits=inits, progress=progress, compile=compile)
         runs, sweep_seconds, protocol = stage1.runs, stage1.seconds, stage1.protocol
     chosen = runs[select(runs, task)]
     if protocol.refit:
-        stage2 = refit(train_config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile)
+        stage2 = refit(
+            train_config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile
+        )
         final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
         sel = stage2.runs[stage2.selected]
     elif protocol.ship_seeds:
         # Stage 2: more seeds at the chosen init and LR, on the same fit/validation split; the best
         # validation run is shipped (experiments/checkerboard_selection.py shows why on fresh splits).
-        stage2 = sweep(train_config, task, split, replace(protocol, lrs=(chosen.lr,), seeds=protocol.ship_seeds),
-                       inits=[chosen.init], progress=progress, compile=compile)
+        stage2 = sweep(
+            train_config,
+            task,
+            split,
+            replace(protocol, lrs=(chosen.lr,), seeds=protocol.ship_seeds),
+            inits=[chosen.init],
+            progress=progress,
+            compile=compile,
+        )
         final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
         sel = stage2.runs[stage2.selected]
     else:  # the stage-1 run chosen on validation is the one shipped
@@ -604,56 +754,125 @@ def train_model(model_id: str, out_dir=None, inits: list[str] | None = None, pro
         net.load_state_dict(state)
         net.set_scaling(scaling)
     net.eval()
-    final = evaluate(net, get_task(entry.task), get_task(entry.task).split()) if frozen else evaluate(net, task, split)
+    final = (
+        evaluate(net, get_task(entry.task), get_task(entry.task).split())
+        if frozen
+        else evaluate(net, task, split)
+    )
     m = task.metric
     peers = [r for r in final_runs if r.status == "ok"]
     seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
     for v in seeds.values():
         v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
-    rule = SELECTION_RULE if protocol.refit else SELECTION_RULE_SHIP_SEEDS if protocol.ship_seeds else SELECTION_RULE_NO_REFIT
-    if split.x_val is not None:  # the task holds out its own validation part (CIFAR-10: images the backbone never saw)
+    rule = (
+        SELECTION_RULE
+        if protocol.refit
+        else SELECTION_RULE_SHIP_SEEDS
+        if protocol.ship_seeds
+        else SELECTION_RULE_NO_REFIT
+    )
+    if (
+        split.x_val is not None
+    ):  # the task holds out its own validation part (CIFAR-10: images the backbone never saw)
         rule = rule.replace(CARVED, f"the task's own validation part ({len(split.x_val)} rows) is used")
-    optimizer = (f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam")
-    schedule = (f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else "")
-    length = f"{protocol.epochs} epochs ({protocol.iterations} iterations)" if protocol.epochs else f"{protocol.iterations} iterations"
+    optimizer = f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam"
+    schedule = (
+        f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else ""
+    )
+    length = (
+        f"{protocol.epochs} epochs ({protocol.iterations} iterations)"
+        if protocol.epochs
+        else f"{protocol.iterations} iterations"
+    )
     metrics = {
-        "model_id": entry.id, "task": task.name, "metric": m, "higher_is_better": task.higher_is_better,
-        "selected": {"init": sel.init, "lr": sel.lr, "seed": sel.seed,
-                     "iterations": protocol.iterations if protocol.refit else sel.best_iteration,
-                     "train": final["train"], "test": final["test"]},
-        "stage1": {"init": chosen.init, "lr": chosen.lr,
-                   "val_mean": float(np.mean([r.val[m] for r in runs
-                                              if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"]))},
+        "model_id": entry.id,
+        "task": task.name,
+        "metric": m,
+        "higher_is_better": task.higher_is_better,
+        "selected": {
+            "init": sel.init,
+            "lr": sel.lr,
+            "seed": sel.seed,
+            "iterations": protocol.iterations if protocol.refit else sel.best_iteration,
+            "train": final["train"],
+            "test": final["test"],
+        },
+        "stage1": {
+            "init": chosen.init,
+            "lr": chosen.lr,
+            "val_mean": float(
+                np.mean(
+                    [
+                        r.val[m]
+                        for r in runs
+                        if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"
+                    ]
+                )
+            ),
+        },
         "seeds_at_selected": seeds,
-        "selection_rule": rule.format(pct=100 * protocol.val_fraction, seed=protocol.split_seed, metric=m,
-                                      every=protocol.eval_every, n=len(protocol.ship_seeds)),
+        "selection_rule": rule.format(
+            pct=100 * protocol.val_fraction,
+            seed=protocol.split_seed,
+            metric=m,
+            every=protocol.eval_every,
+            n=len(protocol.ship_seeds),
+        ),
         "protocol": protocol.to_dict(),
-        "protocol_text": (f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
-                          f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"
-                          + (f", weight decay {protocol.weight_decay}" if protocol.weight_decay else "")
-                          + ("; cross-entropy loss on the frozen backbone's features." if frozen else "; MSE loss")
-                          + ("" if frozen else " on standardized inputs and targets (statistics of the training split)."
-                             if scaling else ".")),
+        "protocol_text": (
+            f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
+            f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"
+            + (f", weight decay {protocol.weight_decay}" if protocol.weight_decay else "")
+            + ("; cross-entropy loss on the frozen backbone's features." if frozen else "; MSE loss")
+            + (
+                ""
+                if frozen
+                else " on standardized inputs and targets (statistics of the training split)."
+                if scaling
+                else "."
+            )
+        ),
         "failed_runs": sum(r.status != "ok" for r in runs),
         "sweep": [asdict(r) for r in runs],
         "refit": [asdict(r) for r in stage2.runs] if protocol.refit else [],
         "stage2": [asdict(r) for r in stage2.runs] if protocol.ship_seeds and not protocol.refit else [],
-        "sweep_wall_seconds": sweep_seconds, "refit_wall_seconds": refit_seconds if protocol.refit else 0.0,
+        "sweep_wall_seconds": sweep_seconds,
+        "refit_wall_seconds": refit_seconds if protocol.refit else 0.0,
         "stage2_wall_seconds": refit_seconds if protocol.ship_seeds and not protocol.refit else 0.0,
         "wall_seconds": sweep_seconds + refit_seconds,
         "sweep_iterations_per_second": protocol.iterations / sweep_seconds,
-        "versions": provenance.versions(), "git_commit": provenance.git_commit(), "machine": provenance.machine_line(),
+        "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
+        "machine": provenance.machine_line(),
     }
     if hasattr(task, "train_fraction"):
-        metrics["split"] = {"train_fraction": task.train_fraction, "split_seed": task.split_seed,
-                            "train_rows": len(split.x_train), "test_rows": len(split.x_test)}
+        metrics["split"] = {
+            "train_fraction": task.train_fraction,
+            "split_seed": task.split_seed,
+            "train_rows": len(split.x_train),
+            "test_rows": len(split.x_test),
+        }
     if frozen is not None:
         metrics["task"] = entry.task
-        metrics["backbone"] = {"model_id": entry.frozen, "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
-                               "feature_width": task.n_in, "train_images": len(split.x_train),
-                               "val_images": len(split.x_val), "test_images": len(split.x_test)}
+        metrics["backbone"] = {
+            "model_id": entry.frozen,
+            "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
+            "feature_width": task.n_in,
+            "train_images": len(split.x_train),
+            "val_images": len(split.x_val),
+            "test_images": len(split.x_test),
+        }
         metrics["head_on_features"] = {"test": sel.test, "val": sel.val}
-    folder = store.write_folder(dest, entry.id, entry.task, config, state, metrics,
-                                card.render(entry, config, metrics), scaling=scaling, preprocessing=preprocessing)
+    folder = store.write_folder(
+        dest,
+        entry.id,
+        entry.task,
+        config,
+        state,
+        metrics,
+        card.render(entry, config, metrics),
+        scaling=scaling,
+        preprocessing=preprocessing,
+    )
     hub.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
     return folder

@@ -18,22 +18,23 @@ Tolerances (stated here once; tests, `hanzoo verify` and the golden checks all u
   outputs within ABS_TOL of 0.5; a classifier: the top two logits within 2 x ABS_TOL x scale). The
   metric may then move by at most those rows' share, and by nothing where there are none.
 """
+
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import registry, store
 from .errors import HanzooError
 from .evaluate import BROKEN_MODEL, check_output
 from .files import file_sha256
-from .tasks import Task, get_task
-from . import registry, store
 from .registry import MODELS
 from .runtimes import RUNTIMES
-import json
+from .tasks import Task, get_task
 
 ABS_TOL = 1e-4
 METRIC_RTOL = 1e-5
@@ -76,7 +77,9 @@ def metric_value(task: Task, out: np.ndarray, y: np.ndarray) -> float:
     return float(task.metrics(torch.from_numpy(np.asarray(out)), torch.as_tensor(y))[task.metric])
 
 
-def check_metric(task: Task, out: np.ndarray, y: np.ndarray, expected: float, metric: str | None = None) -> MetricCheck:
+def check_metric(
+    task: Task, out: np.ndarray, y: np.ndarray, expected: float, metric: str | None = None
+) -> MetricCheck:
     """Compare the metric of `out` with a recorded figure under the module's rule. `metric` picks another
     key of task.metrics (a card's train figures use the task metric; rmse/r2 are regression-only)."""
     out = np.asarray(out)
@@ -88,13 +91,19 @@ def check_metric(task: Task, out: np.ndarray, y: np.ndarray, expected: float, me
 def allowance(metric: str, value: float, expected: float, rows_near: int, rows: int) -> MetricCheck:
     """The module's rule, from counts alone (for comparing two recorded reports)."""
     if metric in ("accuracy", "top1_error"):
-        return MetricCheck(value, expected, 100.0 * rows_near / rows,
-                           f"{rows_near} of {rows} rows lie within the output tolerance of the decision boundary")
+        return MetricCheck(
+            value,
+            expected,
+            100.0 * rows_near / rows,
+            f"{rows_near} of {rows} rows lie within the output tolerance of the decision boundary",
+        )
     return MetricCheck(value, expected, METRIC_RTOL * abs(expected), f"relative tolerance {METRIC_RTOL:g}")
 
 
 def non_finite_rows(out: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(~np.isfinite(np.asarray(out, dtype=np.float64)).all(axis=tuple(range(1, np.ndim(out)))))
+    return np.flatnonzero(
+        ~np.isfinite(np.asarray(out, dtype=np.float64)).all(axis=tuple(range(1, np.ndim(out))))
+    )
 
 
 def source_hashes(model_dir: Path) -> dict[str, str]:
@@ -114,12 +123,16 @@ def check_source(model_dir: Path, export_dir: Path, model: str | Path | None = N
     except (ValueError, UnicodeDecodeError, AttributeError) as e:
         raise HanzooError(f"{manifest} is not a valid export manifest ({e}); {fix}") from None
     if not isinstance(recorded, dict):
-        raise HanzooError(f"{manifest} does not record which weights it was made from (an older hanzoo wrote it); {fix}")
+        raise HanzooError(
+            f"{manifest} does not record which weights it was made from (an older hanzoo wrote it); {fix}"
+        )
     actual = source_hashes(model_dir)
     for name in SOURCE_FILES:
         if recorded.get(name) != actual[name]:
-            raise HanzooError(f"{export_dir} was exported from another {name} (sha256 {recorded.get(name)}) than "
-                              f"{Path(model_dir) / name} ({actual[name]}); {fix}")
+            raise HanzooError(
+                f"{export_dir} was exported from another {name} (sha256 {recorded.get(name)}) than "
+                f"{Path(model_dir) / name} ({actual[name]}); {fix}"
+            )
 
 
 def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], threads: int = 1) -> dict:
@@ -129,14 +142,25 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
     task = get_task(meta["task"])
     x_test, y_test = task.test_data()
     ref = RUNTIMES["torch"].load(model_dir, export_dir, threads)(x_test)
-    check_output(ref["output"], f"the torch reference of {model_dir} on the {task.name} test split", hint=BROKEN_MODEL)
+    check_output(
+        ref["output"], f"the torch reference of {model_dir} on the {task.name} test split", hint=BROKEN_MODEL
+    )
     ref_metric = metric_value(task, ref["output"], y_test)
     near = near_boundary(task, ref["output"])
     tol = output_tolerance(ref["output"])
     scale = max(float(np.abs(ref["output"]).max()), 1e-6)  # relative to the outputs' scale, not per entry
-    report = {"reference": {"runtime": "torch", "metric": task.metric, "value": ref_metric, "rows": int(len(x_test)),
-                            "rows_near_boundary": int(near.sum())},
-              "tolerance_abs": ABS_TOL, "metric_rtol": METRIC_RTOL, "runtimes": {}}
+    report = {
+        "reference": {
+            "runtime": "torch",
+            "metric": task.metric,
+            "value": ref_metric,
+            "rows": int(len(x_test)),
+            "rows_near_boundary": int(near.sum()),
+        },
+        "tolerance_abs": ABS_TOL,
+        "metric_rtol": METRIC_RTOL,
+        "runtimes": {},
+    }
     for name in runtimes:
         fn = RUNTIMES[name].load(model_dir, export_dir, threads)
         out = fn(x_test)
@@ -151,31 +175,45 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
             if k != "output":
                 differ |= out[k] != ref[k]
         report["runtimes"][name] = {
-            "path": getattr(fn, "path", None), "max_abs_err": float(err.max()), "max_rel_err": float(err.max() / scale),
+            "path": getattr(fn, "path", None),
+            "max_abs_err": float(err.max()),
+            "max_rel_err": float(err.max() / scale),
             "worst_row": worst,
             # an image is 3072 numbers: its index in the test split says more than its pixels
             "worst_input": [float(v) for v in x_test[worst]] if x_test.ndim == 2 else f"test image {worst}",
-            "metric": check.value, "tolerance_abs": tol,
-            "decisions_differ": int(differ.sum()), "decisions_differ_off_boundary": int((differ & ~near).sum()),
+            "metric": check.value,
+            "tolerance_abs": tol,
+            "decisions_differ": int(differ.sum()),
+            "decisions_differ_off_boundary": int((differ & ~near).sum()),
             "non_finite_rows": [int(r) for r in non_finite[:10]],
-            "ok": bool(err.max() <= tol and check.ok and not (differ & ~near).any() and not len(non_finite))}
+            "ok": bool(err.max() <= tol and check.ok and not (differ & ~near).any() and not len(non_finite)),
+        }
     return report
 
 
-def verify(model: str | Path, runtimes: list[str] | None = None, threads: int = 1, export_dir: Path | None = None) -> dict:
+def verify(
+    model: str | Path, runtimes: list[str] | None = None, threads: int = 1, export_dir: Path | None = None
+) -> dict:
     """Verify a shipped model (id) or a model folder against its export (default: the bundled export of its id)."""
 
     model_dir = store.resolve(model)
-    export_dir = Path(export_dir) if export_dir else registry.EXPORT_DIR / store.read_config(model_dir)["model_id"]
+    export_dir = (
+        Path(export_dir) if export_dir else registry.EXPORT_DIR / store.read_config(model_dir)["model_id"]
+    )
     if not export_dir.is_dir():
-        raise HanzooError(f"{export_dir} does not exist; run `hanzoo export {model}"
-                          f"{'' if str(model) in MODELS else ' --out DIR'}` first")
+        raise HanzooError(
+            f"{export_dir} does not exist; run `hanzoo export {model}"
+            f"{'' if str(model) in MODELS else ' --out DIR'}` first"
+        )
     check_source(model_dir, export_dir, model)
     if runtimes is None:
         runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
         if torch.cuda.is_available():
             runtimes.append("torch-cuda")
-    return verify_folder(model_dir, export_dir, runtimes, threads) | {"model_id": str(model), "export_dir": str(export_dir)}
+    return verify_folder(model_dir, export_dir, runtimes, threads) | {
+        "model_id": str(model),
+        "export_dir": str(export_dir),
+    }
 
 
 def failures(report: dict) -> list[str]:
@@ -183,12 +221,16 @@ def failures(report: dict) -> list[str]:
     for name, r in report["runtimes"].items():
         if r["ok"]:
             continue
-        why = [f"max abs error {r['max_abs_err']:.3g} (tolerance {r['tolerance_abs']:g})",
-               f"{report['reference']['metric']} {r['metric']:.6g} vs {report['reference']['value']:.6g}"]
+        why = [
+            f"max abs error {r['max_abs_err']:.3g} (tolerance {r['tolerance_abs']:g})",
+            f"{report['reference']['metric']} {r['metric']:.6g} vs {report['reference']['value']:.6g}",
+        ]
         if r.get("decisions_differ_off_boundary"):
             why.append(f"{r['decisions_differ_off_boundary']} decisions differ away from the boundary")
         if r.get("non_finite_rows"):
             why.append(f"non-finite outputs on rows {r['non_finite_rows']}")
-        out.append(f"{name} on {report.get('model_id', '?')}: {', '.join(why)}; worst input row {r['worst_row']} = "
-                   f"{r['worst_input']}")
+        out.append(
+            f"{name} on {report.get('model_id', '?')}: {', '.join(why)}; worst input row {r['worst_row']} = "
+            f"{r['worst_input']}"
+        )
     return out

@@ -19,6 +19,7 @@ the connection halfway through the body that many times), `status` ({path: code}
 each (path, first byte) a client asked for with a Range header, so a test can tell a resumed
 transfer from one that started over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,16 +43,22 @@ class FakeHub:
         self._server: ThreadingHTTPServer | None = None
 
     def add_commit(self, repo: str, files: dict[str, bytes], ref: str = "main") -> str:
-        sha = hashlib.sha1(json.dumps(sorted((p, hashlib.sha256(b).hexdigest()) for p, b in files.items())).encode()
-                           + repo.encode() + str(len(self.repos.get(repo, {}).get("commits", {}))).encode()).hexdigest()
+        sha = hashlib.sha1(
+            json.dumps(sorted((p, hashlib.sha256(b).hexdigest()) for p, b in files.items())).encode()
+            + repo.encode()
+            + str(len(self.repos.get(repo, {}).get("commits", {}))).encode()
+        ).hexdigest()
         r = self.repos.setdefault(repo, {"refs": {}, "commits": {}})
         r["commits"][sha] = dict(files)
         r["refs"][ref] = sha
         return sha
 
     def add_folder(self, repo: str, folder: Path, ref: str = "main") -> str:
-        return self.add_commit(repo, {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-                                      if p.is_file()}, ref)
+        return self.add_commit(
+            repo,
+            {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()},
+            ref,
+        )
 
     @property
     def port(self) -> int:
@@ -90,14 +97,20 @@ class FakeHub:
     # --- request handling ---------------------------------------------------------------------
 
     def _blobs(self) -> dict[str, tuple[str, bytes]]:
-        return {hashlib.sha256(b).hexdigest(): (p, b) for r in self.repos.values() for c in r["commits"].values()
-                for p, b in c.items()}
+        return {
+            hashlib.sha256(b).hexdigest(): (p, b)
+            for r in self.repos.values()
+            for c in r["commits"].values()
+            for p, b in c.items()
+        }
 
     def _handle(self, h: BaseHTTPRequestHandler, body: bool) -> None:
         self.requests.append(f"{h.command} {h.path}")
         parts = h.path.split("?")[0].strip("/").split("/")
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
-            return self._info(h, "/".join(parts[2:4]), parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main")
+            return self._info(
+                h, "/".join(parts[2:4]), parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main"
+            )
         if parts[0] == "cdn" and len(parts) == 2:
             blob = self._blobs().get(parts[1])
             if blob is None:
@@ -117,6 +130,7 @@ class FakeHub:
         parts = h.path.split("?")[0].strip("/").split("/")
         if parts[:2] == ["api", "validate-yaml"]:  # the model card's front matter must parse as YAML
             import yaml
+
             content = json.loads(body)["content"]
             try:
                 meta = yaml.safe_load(content.split("---\n")[1]) if content.startswith("---\n") else None
@@ -140,10 +154,17 @@ class FakeHub:
         if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] == "preupload":
             files = json.loads(body)["files"]
             # "regular" for every file: the commit then carries the bytes inline (no LFS or Xet upload)
-            return self._json(h, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                            for f in files]})
+            return self._json(
+                h,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                    ]
+                },
+            )
         if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] == "commit":
             import base64
+
             repo, rev = "/".join(parts[2:4]), parts[5]
             r = self.repos.get(repo)
             if r is None:
@@ -156,8 +177,9 @@ class FakeHub:
                 elif item["key"] != "header":
                     return self._error(h, 400, None)
             sha = self.add_commit(repo, files, ref=rev)
-            return self._json(h, {"commitUrl": f"{self.url}/{repo}/commit/{sha}", "commitOid": sha,
-                                  "pullRequestUrl": None})
+            return self._json(
+                h, {"commitUrl": f"{self.url}/{repo}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None}
+            )
         self._error(h, 404, None)
 
     def _json(self, h, obj: dict) -> None:
@@ -182,7 +204,9 @@ class FakeHub:
         sha = self._commit(h, repo, rev)
         if sha:
             siblings = [{"rfilename": p} for p in sorted(self.repos[repo]["commits"][sha])]
-            data = json.dumps({"id": repo, "modelId": repo, "sha": sha, "siblings": siblings, "private": False}).encode()
+            data = json.dumps(
+                {"id": repo, "modelId": repo, "sha": sha, "siblings": siblings, "private": False}
+            ).encode()
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(data)))
@@ -237,6 +261,7 @@ class FakeHub:
             h.wfile.flush()
             h.close_connection = True
             import socket
+
             h.connection.shutdown(socket.SHUT_RDWR)
             return
         h.wfile.write(part)

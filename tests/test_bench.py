@@ -1,4 +1,5 @@
 """Benchmarks are not timed tests: these check that they run and that their reports are well formed."""
+
 import json
 from pathlib import Path
 
@@ -10,7 +11,10 @@ RUNTIMES = ["torch", "onnxruntime", "ort-mobile", "litert"]
 
 
 def test_quick_bench_covers_every_runtime_and_ratio(capsys):
-    assert main(["bench", "checkerboard-hannet-20x30", "--quick", "--rounds", "2", "--batch", "1,7", "--json"]) == 0
+    assert (
+        main(["bench", "checkerboard-hannet-20x30", "--quick", "--rounds", "2", "--batch", "1,7", "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["runtimes"] == RUNTIMES and report["groups"][0][0] == "checkerboard-hannet-20x30"
     cells = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
@@ -40,13 +44,29 @@ def test_verify_prints_parity_and_latency_in_one_table(capsys):
 
 
 def test_image_classifiers_bench_with_the_head_share(capsys):
-    assert main(["bench", "cifar10-hannet", "--runtime", "onnxruntime,litert", "--rounds", "2", "--batch", "1,1024",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "cifar10-hannet",
+                "--runtime",
+                "onnxruntime,litert",
+                "--rounds",
+                "2",
+                "--batch",
+                "1,1024",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["groups"] == [["cifar10-hannet", "cifar10-fc"]]
     assert {c["batch"] for c in report["cells"]} == {1}  # images are timed up to batch 64
     shares = {(h["model"], h["runtime"]): h for h in report["head_share"]}
-    assert set(shares) == {(m, rt) for m in ("cifar10-hannet", "cifar10-fc") for rt in ("onnxruntime", "litert")}
+    assert set(shares) == {
+        (m, rt) for m in ("cifar10-hannet", "cifar10-fc") for rt in ("onnxruntime", "litert")
+    }
     for h in shares.values():
         assert 0 < h["share"] < 1 and h["head_us"] < h["whole_us"]
     assert "head share" in bench.image_analysis(report, report["groups"][0])

@@ -1,4 +1,5 @@
 """CIFAR-10 (JPEG): the vendored test split decodes to the known images, checked and cached safely."""
+
 import io
 import tarfile
 
@@ -39,6 +40,7 @@ def test_checksum_is_enforced(cache, tmp_path, monkeypatch):
 
 def test_decode_refuses_unknown_classes_and_wrong_counts(tmp_path):
     from PIL import Image
+
     buf = io.BytesIO()
     Image.new("RGB", (32, 32)).save(buf, format="JPEG")
     path = tmp_path / "tiny.tar.xz"

@@ -40,8 +40,14 @@ def test_info_says_what_goes_in_and_comes_out(capsys):
     units = {c["name"]: c["unit"] for c in inp["columns"]}
     assert next(iter(units)) == "longitude" and units["longitude"] == "raw, as in the dataset"
     assert units["medianIncome"].startswith("tens of thousands of dollars")  # as PROVENANCE.md states
-    assert info["outputs"] == [{"name": "output", "dtype": "float32", "shape": ["batch", 1],
-                                "meaning": "medianHouseValue: dollars (the data cap it at 500001)"}]
+    assert info["outputs"] == [
+        {
+            "name": "output",
+            "dtype": "float32",
+            "shape": ["batch", 1],
+            "meaning": "medianHouseValue: dollars (the data cap it at 500001)",
+        }
+    ]
     files = info["exports"]["files"]
     assert set(files) == {"model.onnx", "model.ort", "model.tflite", "manifest.json"}
     assert all(f["exists"] and f["path"].endswith(f"calhousing-hannet-20x200/{n}") for n, f in files.items())
@@ -78,14 +84,27 @@ def test_unforeseen_os_errors_and_long_messages_are_still_one_line(capsys, monke
     monkeypatch.setattr(cli, "cmd_list", denied)
     assert run(capsys, "list")[::2] == (1, "hanzoo: error: /data/x.csv: Permission denied\n")
     monkeypatch.setattr(cli, "cmd_list", chatty)
-    assert run(capsys, "list")[::2] == (1, "hanzoo: error: onnxruntime cannot load m.onnx: [ONNXRuntimeError] detail\n")
+    assert run(capsys, "list")[::2] == (
+        1,
+        "hanzoo: error: onnxruntime cannot load m.onnx: [ONNXRuntimeError] detail\n",
+    )
 
 
 def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
     unshipped = next(e.id for e in registry.MODELS.values() if not e.shipped)
-    for argv in (["info", "nope"], ["eval", unshipped], ["eval", str(tmp_path / "missing")],
-                 ["train", "cifar10-head-hannet"],
-                 ["import-official", str(tmp_path / "x.safetensors"), str(tmp_path / "d"), "--model", "checkerboard-hannet-20x30"]):
+    for argv in (
+        ["info", "nope"],
+        ["eval", unshipped],
+        ["eval", str(tmp_path / "missing")],
+        ["train", "cifar10-head-hannet"],
+        [
+            "import-official",
+            str(tmp_path / "x.safetensors"),
+            str(tmp_path / "d"),
+            "--model",
+            "checkerboard-hannet-20x30",
+        ],
+    ):
         code, out, err = run(capsys, *argv)
         assert code == 1, argv
         assert err.count("\n") == 1 and err.startswith("hanzoo: error: "), (argv, err)
@@ -98,9 +117,12 @@ def test_errors_are_one_line_and_nonzero(capsys, tmp_path):
 
 def test_console_script_entry_point():
     """The installed `hanzoo` script is this CLI (run as a subprocess, as a user would)."""
-    proc = subprocess.run([sys.executable, "-m", "hanzoo.cli", "info", "nope"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hanzoo.cli", "info", "nope"], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and proc.stderr.strip() == (
-        "hanzoo: error: unknown model id 'nope'; run `hanzoo list` to see them")
+        "hanzoo: error: unknown model id 'nope'; run `hanzoo list` to see them"
+    )
 
 
 def test_generated_docs_are_current():

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from hanzoo import HanzooError
-from hanzoo.tasks import Checkerboard, checkerboard_grid, checkerboard_label, get_task, random_checkerboard_split
+from hanzoo.tasks import (
+    Checkerboard,
+    checkerboard_grid,
+    checkerboard_label,
+    get_task,
+    random_checkerboard_split,
+)
 
 
 def test_official_split_shapes_and_balance():
@@ -57,8 +63,10 @@ def test_pending_tasks_say_so():
         get_task("mnist")
 
 
-@pytest.mark.parametrize("name, rows, n_in, target_range", [("elevators", 16599, 18, (0.012, 0.078)),
-                                                             ("calhousing", 20640, 8, (14999.0, 500001.0))])
+@pytest.mark.parametrize(
+    "name, rows, n_in, target_range",
+    [("elevators", 16599, 18, (0.012, 0.078)), ("calhousing", 20640, 8, (14999.0, 500001.0))],
+)
 def test_regression_data(name, rows, n_in, target_range):
     task = get_task(name)
     s = task.split()

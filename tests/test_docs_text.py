@@ -1,5 +1,6 @@
 """The shipped text: docs, README and model cards speak of the project and its users only, and every count
 or figure they give is the one the shipped files (metrics.json, manifests, docs/benchmarks.json) give."""
+
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 from hanzoo import card, docs, registry
 
 ROOT = Path(__file__).resolve().parent.parent
-TEXTS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "pretrained").glob("*/README.md")])
+TEXTS = sorted(
+    [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "pretrained").glob("*/README.md")]
+)
 
 # Phrases about how the work was organised, not about the release. ONNX Runtime's own "session" (an ORT
 # session, InferenceSession, createSession) is a legitimate word, so only these forms are refused.
@@ -31,8 +34,9 @@ DENY = [
 def test_the_texts_are_found():
     names = {p.name for p in TEXTS}
     assert {"README.md", "gpu.md", "reproduction.md", "mobile.md", "export.md"} <= names
-    assert sum(p.parent.parent.name == "pretrained" for p in TEXTS) == len([e for e in registry.MODELS.values()
-                                                                               if e.shipped])
+    assert sum(p.parent.parent.name == "pretrained" for p in TEXTS) == len(
+        [e for e in registry.MODELS.values() if e.shipped]
+    )
 
 
 @pytest.mark.parametrize("path", TEXTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -43,9 +47,18 @@ def test_no_words_about_how_the_work_was_organised(path):
 
 
 def test_the_deny_list_catches_what_it_should():
-    bad = ["No session that built it was lent a device.", "The targets the issue set are", "in a GPU session",
-           "(94% in the issue)", "The target set for the CPU backbone"]
-    ok = ["session=True for an ORT session", "val session = env.createSession(bytes)", "ort.InferenceSession(path)"]
+    bad = [
+        "No session that built it was lent a device.",
+        "The targets the issue set are",
+        "in a GPU session",
+        "(94% in the issue)",
+        "The target set for the CPU backbone",
+    ]
+    ok = [
+        "session=True for an ORT session",
+        "val session = env.createSession(bytes)",
+        "ort.InferenceSession(path)",
+    ]
     caught = lambda t: any(re.search(p, t, flags=re.IGNORECASE) for p in DENY)  # noqa: E731
     assert all(caught(t) for t in bad) and not any(caught(t) for t in ok)
 
@@ -79,7 +92,11 @@ def test_card_seed_counts_match_metrics(entry):
         if r["status"] != "ok":
             failed.setdefault(r["status"], set()).add(r["seed"])
     # the recorded figures are one per kept run
-    assert len(m["seeds_at_selected"]["test"]["values"]) == len(m["seeds_at_selected"]["train"]["values"]) == len(kept)
+    assert (
+        len(m["seeds_at_selected"]["test"]["values"])
+        == len(m["seeds_at_selected"]["train"]["values"])
+        == len(kept)
+    )
 
     measured = _section(text, "Measured")
     header = re.search(r"mean \+- std over (\d+)(?: of (\d+))? seeds?", measured)
@@ -99,7 +116,9 @@ def test_card_seed_counts_match_metrics(entry):
     line = next(ln for ln in how.splitlines() if f"Test {m['metric']} of every" in ln)
     listed = re.findall(r"\bseed (\d+) (-?\d+(?:\.\d+)?)", line.split(":", 1)[1])
     f = lambda x: card.fmt(m["metric"], x)  # noqa: E731
-    assert [(int(s), v) for s, v in listed] == [(s, f(v)) for s, v in zip(kept, m["seeds_at_selected"]["test"]["values"])]
+    assert [(int(s), v) for s, v in listed] == [
+        (s, f(v)) for s, v in zip(kept, m["seeds_at_selected"]["test"]["values"])
+    ]
 
 
 def test_backbone_card_states_its_one_seed():
@@ -120,6 +139,7 @@ def test_readme_table_gives_seed_counts():
 
 
 # --- units, NaN behaviour and the speed summary ---------------------------------------------------------------
+
 
 def test_every_parity_row_has_the_unit_of_its_task():
     text = docs.export_md().split("## Parity", 1)[1]
@@ -148,14 +168,28 @@ def _report(ratios: dict) -> dict:
     cells = []
     for (rt, b), r in ratios.items():
         cells.append({"model": "h", "runtime": rt, "batch": b, "ratio_vs": {"f": r}})
-    return {"runtimes": sorted({rt for rt, _ in ratios}), "batches": sorted({b for _, b in ratios}), "cells": cells}
+    return {
+        "runtimes": sorted({rt for rt, _ in ratios}),
+        "batches": sorted({b for _, b in ratios}),
+        "cells": cells,
+    }
 
 
 def test_pair_speed_says_what_the_ratios_say():
-    r = _report({("onnxruntime", 1): 1.8, ("litert", 1): 0.8, ("onnxruntime", 64): 0.7, ("litert", 64): 0.3,
-                 ("onnxruntime", 1024): 0.4, ("litert", 1024): 0.3})
+    r = _report(
+        {
+            ("onnxruntime", 1): 1.8,
+            ("litert", 1): 0.8,
+            ("onnxruntime", 64): 0.7,
+            ("litert", 64): 0.3,
+            ("onnxruntime", 1024): 0.4,
+            ("litert", 1024): 0.3,
+        }
+    )
     assert docs.pair_speed(r, "h", "f", ("onnxruntime", "litert")) == [
-        "faster from batch 64 up (0.30x to 0.70x)", "at batch 1, slower on onnxruntime (1.80x) and faster on litert (0.80x)"]
+        "faster from batch 64 up (0.30x to 0.70x)",
+        "at batch 1, slower on onnxruntime (1.80x) and faster on litert (0.80x)",
+    ]
     r = _report({("onnxruntime", 1): 3.0, ("onnxruntime", 64): 8.0})
     assert docs.pair_speed(r, "h", "f", ("onnxruntime",)) == ["slower at every batch (3.00x to 8.00x)"]
     r = _report({("onnxruntime", 1): 1.01, ("onnxruntime", 64): 0.99})
@@ -171,9 +205,15 @@ def test_speed_summary_is_the_benchmark_json():
     for group in report["groups"]:
         han, bases = group[0], group[1:]
         for base in bases:
-            ratios = [cell[(han, rt, b)]["ratio_vs"][base] for rt in docs.APP_RUNTIMES for b in report["batches"]
-                      if (han, rt, b) in cell]
-            clause = re.split(r"\.\s", text.split(f"`{base}` ({registry.get(base).config.num_params}), ", 1)[1])[0]
+            ratios = [
+                cell[(han, rt, b)]["ratio_vs"][base]
+                for rt in docs.APP_RUNTIMES
+                for b in report["batches"]
+                if (han, rt, b) in cell
+            ]
+            clause = re.split(
+                r"\.\s", text.split(f"`{base}` ({registry.get(base).config.num_params}), ", 1)[1]
+            )[0]
             if all(r > 1 + docs.PAR for r in ratios):
                 assert clause.startswith("slower at every batch")
             if all(r < 1 - docs.PAR for r in ratios):

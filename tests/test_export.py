@@ -1,4 +1,5 @@
 """The graph contract, parity and determinism of every shipped model's exports."""
+
 import hashlib
 import json
 import shutil
@@ -11,8 +12,8 @@ from onnx import numpy_helper
 
 from hanzoo import HanzooError, registry
 from hanzoo.export import FORMATS, export, parse_formats
-from hanzoo.registry import EXPORT_DIR
 from hanzoo.export_tflite import op_types, read_metadata
+from hanzoo.registry import EXPORT_DIR
 from hanzoo.runtimes import RUNTIMES
 from hanzoo.tasks import get_task
 from hanzoo.verify import ABS_TOL, allowance, near_boundary, output_tolerance, verify
@@ -26,6 +27,7 @@ TFLITE_IMAGE_BUILTINS = {"CONV_2D", "MAX_POOL_2D", "GELU", "MUL", "SUB", "REDUCE
 
 def random_input(entry, batch, seed=0):
     from hanzoo.bench import random_input as make
+
     return make(np.random.default_rng(seed), batch, entry.config.input_shape)
 
 
@@ -46,7 +48,9 @@ def test_manifest_matches_files(entry):
         data = (folder / name).read_bytes()
         assert (hashlib.sha256(data).hexdigest(), len(data)) == (f["sha256"], f["bytes"]), name
     assert m["params"] == entry.config.num_params
-    assert m["ops"]["onnx"] == dict(Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node))
+    assert m["ops"]["onnx"] == dict(
+        Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node)
+    )
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
@@ -64,8 +68,13 @@ def test_onnx_graph_contract(entry):
         assert consts[f"l{i}.p"].shape == (n + 1, 2) and consts[f"l{i}.q"].shape == (2, n + 1)
     width = entry.config.width
     if n_han:
-        assert not any(a.ndim == 2 and a.shape[0] >= width and a.shape[1] >= width and name.startswith(
-            tuple(f"l{i}." for i, _ in han_layers(entry))) for name, a in consts.items())
+        assert not any(
+            a.ndim == 2
+            and a.shape[0] >= width
+            and a.shape[1] >= width
+            and name.startswith(tuple(f"l{i}." for i, _ in han_layers(entry)))
+            for name, a in consts.items()
+        )
     total = sum(a.size for a in consts.values())
     # Each Han-layer stores 4(n+1) floats instead of its 2n parameters (v precomputed, the bias riding
     # in the Gemm); the Dense layers around a Han run carry one extra row for the constant-1 column.
@@ -75,7 +84,9 @@ def test_onnx_graph_contract(entry):
     extra += 9 if entry.config.backbone else 0  # pixel mean and std, GELU's three scalars
     assert entry.config.num_params <= total <= entry.config.num_params + extra
     size = (EXPORT_DIR / entry.id / "model.onnx").stat().st_size
-    assert size <= 4 * total + 8192 + 64 * len(model.graph.node), "the file is about its constants' bytes plus a small overhead"
+    assert size <= 4 * total + 8192 + 64 * len(model.graph.node), (
+        "the file is about its constants' bytes plus a small overhead"
+    )
     props = {p.key: p.value for p in model.metadata_props}
     assert props["hanzoo_id"] == entry.id and props["task"] == entry.task and "hanzoo_version" in props
     assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
@@ -93,6 +104,7 @@ def test_tflite_builtins_only_and_metadata(entry):
     assert counts["ADD"] == h + (len(entry.config.backbone) - 1 if entry.config.backbone else 0)
     assert read_metadata(flat)["hanzoo_id"] == entry.id
     from ai_edge_litert.interpreter import Interpreter
+
     interp = Interpreter(model_content=flat)
     sig = interp.get_signature_list()["serving_default"]
     assert sig["inputs"] == ["input"] and "output" in sig["outputs"]
@@ -109,7 +121,9 @@ def test_dynamic_batch(entry, runtime):
         x = random_input(entry, batch, seed=batch)
         got, want = run(x), ref(x)
         assert got["output"].shape == (batch, entry.config.out_features)
-        assert np.abs(got["output"] - want["output"]).max() <= ABS_TOL * max(1.0, np.abs(want["output"]).max())
+        assert np.abs(got["output"] - want["output"]).max() <= ABS_TOL * max(
+            1.0, np.abs(want["output"]).max()
+        )
 
 
 @pytest.mark.golden
@@ -158,7 +172,8 @@ def test_reexport_is_deterministic(entry, tmp_path):
     fresh = json.loads((out / "manifest.json").read_text())
     for name in WEIGHTS_ONLY:
         assert fresh["files"][name]["sha256"] == shipped["files"][name]["sha256"], (
-            f"{name} of {entry.id} differs from the shipped one: run `hanzoo export --all`")
+            f"{name} of {entry.id} differs from the shipped one: run `hanzoo export --all`"
+        )
     outputs = sorted(n for n in shipped["files"] if n.startswith("test_data_set_0/output_"))
     assert outputs == sorted(n for n in fresh["files"] if n.startswith("test_data_set_0/output_"))
     for name in outputs:
@@ -167,12 +182,16 @@ def test_reexport_is_deterministic(entry, tmp_path):
         assert got.shape == want.shape and got.dtype == want.dtype, name
         if want.dtype.kind == "f":
             diff, tol = float(np.abs(got - want).max()), output_tolerance(want)
-            assert diff <= tol, f"{name} of {entry.id}: torch's reference differs by {diff:.3g} (tolerance {tol:.3g})"
+            assert diff <= tol, (
+                f"{name} of {entry.id}: torch's reference differs by {diff:.3g} (tolerance {tol:.3g})"
+            )
         else:  # a decision or class: only rows on the boundary may flip
             ref = numpy_helper.to_array(onnx.load_tensor(str(shipped_dir / outputs[0])))
             flips = np.flatnonzero(got != want)
             near = np.flatnonzero(near_boundary(get_task(entry.task), ref))
-            assert set(flips) <= set(near), f"{name} of {entry.id}: rows {flips[:5]} changed away from the boundary"
+            assert set(flips) <= set(near), (
+                f"{name} of {entry.id}: rows {flips[:5]} changed away from the boundary"
+            )
     unmeasured = lambda m: {k: v for k, v in m.items() if k not in ("files", "parity", "versions")}  # noqa: E731
     assert unmeasured(fresh) == unmeasured(shipped)
     assert fresh["files"]["model.ort"]["bytes"] == shipped["files"]["model.ort"]["bytes"]
@@ -193,6 +212,7 @@ def test_error_paths(tmp_path, monkeypatch):
         export("checkerboard-hannet-20x30", ["onnx"], blocker / "x")
 
     import builtins
+
     real_import = builtins.__import__
 
     def no_tf(name, *a, **k):
@@ -235,6 +255,7 @@ def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsy
     # an exporter bug, not a damaged file: the manifest and the pins record the bad graph's own hash
     from hanzoo import pins
     from hanzoo.files import file_sha256
+
     digest = file_sha256(broken / "checkerboard-hannet-20x30" / "model.onnx")
     man = broken / "checkerboard-hannet-20x30" / "manifest.json"
     m = json.loads(man.read_text())
@@ -255,22 +276,29 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     folder = EXPORT_DIR / entry.id
     m = json.loads((folder / "manifest.json").read_text())
     from ai_edge_litert.interpreter import Interpreter
+
     runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
     dtypes = {"float": np.float32, "int64": np.int64, "uint8": np.uint8}
-    for spec, details in ((m["inputs"], runner.get_input_details()), (m["outputs"], runner.get_output_details())):
+    for spec, details in (
+        (m["inputs"], runner.get_input_details()),
+        (m["outputs"], runner.get_output_details()),
+    ):
         assert {v["name"] for v in spec} == set(details)
         for v in spec:
             d = details[v["name"]]
             assert d["dtype"] == dtypes[v["dtype"]]
             assert list(d["shape_signature"]) == [-1 if x == "batch" else x for x in v["shape"]]
-    for spec, real in ((m["inputs"], onnx.load(str(folder / "model.onnx")).graph.input),
-                       (m["outputs"], onnx.load(str(folder / "model.onnx")).graph.output)):
+    for spec, real in (
+        (m["inputs"], onnx.load(str(folder / "model.onnx")).graph.input),
+        (m["outputs"], onnx.load(str(folder / "model.onnx")).graph.output),
+    ):
         assert [v["name"] for v in spec] == [r.name for r in real]
     # an app that skips the signature runner reads the tensors by name, in the ONNX graph's order
     interp = Interpreter(model_path=str(folder / "model.tflite"))
     assert [d["name"] for d in interp.get_input_details()] == [v["name"] for v in m["inputs"]]
     assert [d["name"] for d in interp.get_output_details()] == [v["name"] for v in m["outputs"]]
     import onnxruntime as ort
+
     sess = ort.InferenceSession(str(folder / "model.ort"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == [v["name"] for v in m["inputs"]]
     assert [o.name for o in sess.get_outputs()] == [v["name"] for v in m["outputs"]]

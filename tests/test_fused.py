@@ -3,6 +3,7 @@
 On CI (no GPU) the kernel runs in Triton's interpreter (see conftest.py); on a GPU machine the
 same tests run the compiled kernel.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +24,7 @@ def _net(model_id: str):
     entry = registry.get(model_id)
     if entry.shipped:
         from hanzoo.store import load
+
         return load(model_id)
     net = build(entry.config, seed=0).eval()
     with torch.no_grad():  # fresh biases are zero; perturb every parameter so each one is exercised
@@ -34,10 +36,13 @@ def _net(model_id: str):
 def _inputs(model_id: str, batch: int) -> torch.Tensor:
     """Rows from the task's test split where the task has data (raw units), else standard normal."""
     from hanzoo.tasks import get_task
+
     try:
         x = get_task(registry.get(model_id).task).split().x_test
     except HanzooError:  # a task whose data loader has not landed (the CIFAR-10 heads)
-        return torch.randn(batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch))
+        return torch.randn(
+            batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch)
+        )
     idx = np.random.default_rng(batch).choice(len(x), size=batch, replace=False)
     return torch.as_tensor(x[idx])
 
@@ -65,7 +70,7 @@ def test_padding_columns_stay_zero_and_rows_are_independent():
     net = _net("checkerboard-hannet-20x30")
     kernel = fused.prepare(net)
     x = _inputs("checkerboard-hannet-20x30", 7)
-    alone = torch.cat([kernel(x[i:i + 1]) for i in range(7)])
+    alone = torch.cat([kernel(x[i : i + 1]) for i in range(7)])
     assert torch.allclose(alone, kernel(x), atol=1e-6)
 
 
@@ -100,6 +105,7 @@ def test_unsupported_layouts_and_inputs_are_refused():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_runtime_says_no_gpu():
     from hanzoo.runtimes import RUNTIMES
+
     entry = registry.get("checkerboard-hannet-20x30")
     with pytest.raises(HanzooError, match="needs a CUDA GPU"):
         RUNTIMES["torch-cuda"].load(entry.dir, entry.dir, 1)
@@ -110,15 +116,21 @@ def test_gpu_benchmark_script_says_it_needs_a_gpu():
     import subprocess
     import sys
     from pathlib import Path
+
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
-    out = subprocess.run([sys.executable, str(script), "--out", "/dev/null"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(script), "--out", "/dev/null"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode != 0 and "needs a CUDA GPU" in out.stderr
 
 
 def test_flops_per_row_counts_rank_one_han_layers():
     import importlib.util
     from pathlib import Path
-    spec = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py")
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
+    )
     gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu)
     net = build(registry.get("checkerboard-hannet-20x30").config, seed=0)

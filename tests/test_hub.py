@@ -1,4 +1,5 @@
 """Downloads through huggingface_hub against a real HTTP server on 127.0.0.1 (tests/hub_server.py)."""
+
 import logging
 import re
 import shutil
@@ -117,22 +118,32 @@ def test_corrupted_file_is_evicted_not_used(fake, no_bundle, path):
     with pytest.raises(HanzooError) as err:
         hub.load(MODEL)
     msg = str(err.value)
-    assert path in msg and REPO in msg and hub.pin(MODEL)["files"][path] in msg and "removed from the cache" in msg
+    assert (
+        path in msg
+        and REPO in msg
+        and hub.pin(MODEL)["files"][path] in msg
+        and "removed from the cache" in msg
+    )
     fake.corrupt = set()  # the Hub is fixed: nothing bad was left in the cache to be served
     _same_outputs(hub.load(MODEL))
 
 
 def test_interrupted_transfer_resumes(fake, no_bundle, monkeypatch):
     import huggingface_hub.constants
+
     # the client keeps only whole chunks of a cut transfer (10 MB by default, more than this file): smaller
     # chunks let the cut fall after some of them, so the retry has bytes to resume from
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1024)
-    fake.truncate = {"model.safetensors": 1}  # the first transfer stops halfway; the client resumes with Range
+    fake.truncate = {
+        "model.safetensors": 1
+    }  # the first transfer stops halfway; the client resumes with Range
     _same_outputs(hub.load(MODEL))
     assert fake.truncate["model.safetensors"] == 0
     size = len(fake.repos[REPO]["commits"][fake.commit]["model.safetensors"])
     ((path, start),) = fake.ranges
-    assert path == "model.safetensors" and 0 < start <= size // 2  # resumed after what it had, not started over
+    assert (
+        path == "model.safetensors" and 0 < start <= size // 2
+    )  # resumed after what it had, not started over
 
 
 def test_transfer_that_keeps_failing_is_a_clean_error(fake, no_bundle):
@@ -157,7 +168,10 @@ def test_http_404_repo_and_file(fake, no_bundle, monkeypatch):
 
 def test_http_500(fake, no_bundle, monkeypatch):
     import huggingface_hub.utils._http as http
-    monkeypatch.setattr(http.time, "sleep", lambda s: None)  # the client's own backoff; no need to wait it out
+
+    monkeypatch.setattr(
+        http.time, "sleep", lambda s: None
+    )  # the client's own backoff; no need to wait it out
     fake.status = {"config.json": 500}
     with pytest.raises(HanzooError, match="HTTP 500 for config.json"):
         hub.load(MODEL)
@@ -180,6 +194,7 @@ def test_names_are_validated_before_any_path(fake):
 
 def test_cli_download_prints_cached_paths(fake, no_bundle, capsys, monkeypatch):
     from hanzoo.cli import main
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "")  # `--offline` sets it; monkeypatch puts it back
     assert main(["download", MODEL, "--format", "onnx", "--json"]) == 0
     out = capsys.readouterr().out
@@ -189,6 +204,7 @@ def test_cli_download_prints_cached_paths(fake, no_bundle, capsys, monkeypatch):
 
 def test_hub_card_front_matter_has_measured_metrics():
     import json
+
     card = hub.hub_card(MODEL)
     front = json.loads(card.split("---\n")[1])
     metrics = front["model-index"][0]["results"][0]["metrics"]
@@ -200,15 +216,26 @@ def test_hub_card_front_matter_has_measured_metrics():
 def test_push_uploads_the_hub_layout_and_pins_the_commit(fake, monkeypatch, tmp_path):
     """`hanzoo push` against the local server, then a download of what it pushed, checked by the pins."""
     import json
+
     manifest = tmp_path / "hub_manifest.json"
     manifest.write_text(pins.MANIFEST.read_text())
     monkeypatch.setattr(pins, "MANIFEST", manifest)
     monkeypatch.setenv("HANZOO_HUB_ORG", "pushed")
     commit = hub.push(MODEL, f"pushed/{MODEL}", token="hf_test")
     files = fake.repos[f"pushed/{MODEL}"]["commits"][commit]
-    assert set(files) == set(hub.pin(MODEL)["files"]) >= {"config.json", "model.safetensors", "metrics.json",
-                                                          "README.md", "onnx/model.onnx", "tflite/model.tflite",
-                                                          "ort/model.ort"}
+    assert (
+        set(files)
+        == set(hub.pin(MODEL)["files"])
+        >= {
+            "config.json",
+            "model.safetensors",
+            "metrics.json",
+            "README.md",
+            "onnx/model.onnx",
+            "tflite/model.tflite",
+            "ort/model.ort",
+        }
+    )
     assert json.loads(manifest.read_text())[MODEL]["revision"] == commit  # the pin is now an immutable commit
     (card,) = fake.validated  # the front matter went through a YAML parser on the server
     assert card["library_name"] == "hanzoo" and card["model-index"][0]["name"] == MODEL
@@ -242,8 +269,11 @@ def dead_hub(request, tmp_path, monkeypatch, no_bundle):
 
 def test_unreachable_hub_fails_fast_with_one_clear_line(dead_hub, capfd, caplog):
     from hanzoo.cli import main
-    clear = (rf"cannot reach {re.escape(dead_hub)} \(\w+\) for config\.json from {REPO} at revision main, "
-             r"and it is not in the cache \(")
+
+    clear = (
+        rf"cannot reach {re.escape(dead_hub)} \(\w+\) for config\.json from {REPO} at revision main, "
+        r"and it is not in the cache \("
+    )
     start = time.monotonic()
     with pytest.raises(HanzooError, match=clear) as err:
         hub.load(MODEL)
@@ -282,9 +312,11 @@ def test_a_download_asks_the_hub_once_more_at_most(fake, no_bundle):
 
 # --- advice to train ----------------------------------------------------------------------------
 
+
 def _trainable(model_id: str) -> bool:
     """What `hanzoo train` accepts (cli.cmd_train): the backbone, or a task with a training protocol."""
     from hanzoo.train import PROTOCOLS
+
     entry = registry.get(model_id)
     return entry.family == "backbone" or entry.task in PROTOCOLS
 
@@ -302,7 +334,9 @@ def _check_advice(model_id: str, message: str) -> None:
 
 def test_every_train_advice_names_a_trainable_model(monkeypatch):
     monkeypatch.setattr(pins, "manifest", lambda: {})  # as if nothing were published: pin() gives its advice
-    assert not all(_trainable(m) for m in registry.MODELS)  # the check below has an untrainable entry to catch
+    assert not all(
+        _trainable(m) for m in registry.MODELS
+    )  # the check below has an untrainable entry to catch
     for model_id in registry.MODELS:
         with pytest.raises(HanzooError) as err:
             hub.pin(model_id)
@@ -325,7 +359,10 @@ def test_reference_config_says_why_it_cannot_be_trained(monkeypatch):
 
 def test_store_resolve_advice_names_a_trainable_model(tmp_path, monkeypatch):
     from hanzoo import store
-    monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-bundle")  # nothing shipped: every id gives advice
+
+    monkeypatch.setattr(
+        registry, "PRETRAINED_DIR", tmp_path / "no-bundle"
+    )  # nothing shipped: every id gives advice
     for model_id in registry.MODELS:
         with pytest.raises(HanzooError) as err:
             store.resolve(model_id)

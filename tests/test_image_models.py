@@ -1,5 +1,6 @@
 """Image classifiers (conv backbone + head): config, folding, the uint8 input contract, export parity,
 and the backbone trainer, on tiny nets and synthetic images (the shipped ones are in test_shipped/test_export)."""
+
 import json
 from dataclasses import replace
 
@@ -39,10 +40,14 @@ def test_folded_backbone_equals_the_trained_one():
     random_bn(net)
     state = fold(net)
     bb = Backbone((8, 16, 32))
-    bb.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")})
+    bb.load_state_dict(
+        {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    )
     bb.set_stats(STATS["image_mean"], STATS["image_std"])
     img = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8)
-    x = ((img.float() - torch.tensor(STATS["image_mean"])) / torch.tensor(STATS["image_std"])).permute(0, 3, 1, 2)
+    x = ((img.float() - torch.tensor(STATS["image_mean"])) / torch.tensor(STATS["image_std"])).permute(
+        0, 3, 1, 2
+    )
     with torch.no_grad():
         assert torch.allclose(bb(img), net.features(x), atol=1e-5)
     assert sum(p.numel() for p in bb.parameters()) == Backbone.num_params((8, 16, 32))
@@ -52,7 +57,9 @@ def test_config_round_trip_and_validation():
     c = registry.get("cifar10-hannet").config
     assert ModelConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert c.input_shape == (32, 32, 3) and c.num_params == c.head_params + Backbone.num_params(c.backbone)
-    assert "backbone" not in registry.get("checkerboard-hannet-20x30").config.to_dict()  # MLP configs unchanged
+    assert (
+        "backbone" not in registry.get("checkerboard-hannet-20x30").config.to_dict()
+    )  # MLP configs unchanged
     bad = c.to_dict() | {"backbone": [16, 32, 64, 99]}
     with pytest.raises(HanzooError, match="end at in_features"):
         ModelConfig.from_dict(bad)
@@ -80,9 +87,12 @@ def tiny_folder(tmp_path):
     state = net.state_dict()
     g = torch.Generator().manual_seed(1)
     # large enough weights that the logits differ by O(1) between images, so parity is a real check
-    state = {k: (v + torch.randn(v.shape, generator=g) * 0.5 if "backbone" in k else v) for k, v in state.items()}
-    return store.write_folder(tmp_path / "tiny", "cifar10-hannet", "cifar10", config, state, {}, "",
-                              preprocessing=STATS)
+    state = {
+        k: (v + torch.randn(v.shape, generator=g) * 0.5 if "backbone" in k else v) for k, v in state.items()
+    }
+    return store.write_folder(
+        tmp_path / "tiny", "cifar10-hannet", "cifar10", config, state, {}, "", preprocessing=STATS
+    )
 
 
 def test_stored_image_model_loads_and_refuses_bad_stats(tiny_folder):
@@ -104,6 +114,7 @@ def test_export_parity_on_all_test_images(tiny_folder, tmp_path):
 
     from hanzoo.export import export
     from hanzoo.export_tflite import op_types
+
     out = export(tiny_folder, out=tmp_path / "export")
     m = json.loads((out / "manifest.json").read_text())
     assert m["parity"]["reference"]["rows"] == 10000
@@ -114,7 +125,11 @@ def test_export_parity_on_all_test_images(tiny_folder, tmp_path):
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for i in (1, 2, 3):  # the three Han-layers: rank-one constants only
         assert consts[f"l{i}.p"].shape == (31, 2) and consts[f"l{i}.q"].shape == (2, 31)
-        assert [n.op_type for n in model.graph.node if n.name.startswith(f"l{i}.")] == ["MatMul", "Gemm", "Abs"]
+        assert [n.op_type for n in model.graph.node if n.name.startswith(f"l{i}.")] == [
+            "MatMul",
+            "Gemm",
+            "Abs",
+        ]
     assert not any(a.ndim == 2 and min(a.shape) >= 30 for a in consts.values())
     ops = set(op_types((out / "model.tflite").read_bytes()))
     assert {"CONV_2D", "GELU", "MAX_POOL_2D", "ARG_MAX"} <= ops and not any("FLEX" in o for o in ops)
@@ -124,16 +139,21 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
     """Parity is a real check: a flipped sign in one conv is caught by verify."""
     from hanzoo.export import export
     from hanzoo.verify import verify_folder
+
     out = export(tiny_folder, formats=["onnx"], out=tmp_path / "export")
     state = store.load_state(tiny_folder / "model.safetensors")
     state["backbone.conv2.0.bias"] = -state["backbone.conv2.0.bias"]
     from safetensors.torch import save_file
+
     save_file(state, str(tiny_folder / "model.safetensors"))
     # the folder's record follows its weights: an export gone wrong, not a damaged file
-    from hanzoo.integrity import WEIGHTS_KEY
     from hanzoo.files import file_sha256
+    from hanzoo.integrity import WEIGHTS_KEY
+
     m = json.loads((tiny_folder / "metrics.json").read_text())
-    (tiny_folder / "metrics.json").write_text(json.dumps(m | {WEIGHTS_KEY: file_sha256(tiny_folder / "model.safetensors")}))
+    (tiny_folder / "metrics.json").write_text(
+        json.dumps(m | {WEIGHTS_KEY: file_sha256(tiny_folder / "model.safetensors")})
+    )
     rep = verify_folder(tiny_folder, out, ["onnxruntime"])
     assert not rep["runtimes"]["onnxruntime"]["ok"]
 
@@ -141,8 +161,10 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
 def test_predict_reads_images(tiny_folder, tmp_path):
     from PIL import Image
 
-    from hanzoo.predict import predict as run, read_images
+    from hanzoo.predict import predict as run
+    from hanzoo.predict import read_images
     from hanzoo.runtimes import RUNTIMES
+
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
     np.save(tmp_path / "b.npy", np.stack([img, img]))
@@ -162,14 +184,17 @@ def test_predict_reads_images(tiny_folder, tmp_path):
 def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch):
     """One epoch of the real trainer on synthetic images (the training JPEGs are not in CI)."""
     from hanzoo import backbone, cifar
+
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (700, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 700).astype(np.uint8)
     test = (rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 50).astype(np.uint8))
     monkeypatch.setattr(cifar, "load", lambda split: (images, labels) if split == "train" else test)
     recipe = Recipe(widths=TINY, epochs=1, batch_size=64, val_images=100, warmup_epochs=1)
-    entry = replace(registry.get("cifar10-backbone"), config=replace(registry.get("cifar10-backbone").config,
-                                                                     in_features=TINY[-1], backbone=TINY))
+    entry = replace(
+        registry.get("cifar10-backbone"),
+        config=replace(registry.get("cifar10-backbone").config, in_features=TINY[-1], backbone=TINY),
+    )
     folder = backbone.train_model(entry, tmp_path / "model", recipe, progress=False, workdir=tmp_path / "run")
     m = json.loads((folder / "metrics.json").read_text())
     assert m["train_images"] == 600 and m["val_images"] == 100 and len(m["log"]) == 1
@@ -180,19 +205,29 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     assert (folder / "README.md").read_text().startswith("---")
     record = backbone.train(recipe, tmp_path / "run", progress=False)  # the finished checkpoint is reused
     assert "reused_checkpoint" in record
-    assert all(torch.equal(record["state"][k], v) for k, v in store.load_state(folder / "model.safetensors").items())
+    assert all(
+        torch.equal(record["state"][k], v) for k, v in store.load_state(folder / "model.safetensors").items()
+    )
 
 
 def test_per_image_crops_are_windows_of_the_padded_images():
     import torch.nn.functional as F
 
     from hanzoo.backbone import _augment
+
     x = torch.randn(6, 3, 32, 32)
     out = _augment(x, torch.Generator().manual_seed(0), per_sample=True)
     offsets = set()
     for i in range(6):
-        found = [(dy, dx) for img in (x[i], x[i].flip(2)) for dy in range(9) for dx in range(9)
-                 if torch.equal(F.pad(img[None], (4, 4, 4, 4), mode="reflect")[0, :, dy:dy + 32, dx:dx + 32], out[i])]
+        found = [
+            (dy, dx)
+            for img in (x[i], x[i].flip(2))
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(
+                F.pad(img[None], (4, 4, 4, 4), mode="reflect")[0, :, dy : dy + 32, dx : dx + 32], out[i]
+            )
+        ]
         assert found, i
         offsets.add(found[0])
     assert len(offsets) > 1  # the offsets differ between images

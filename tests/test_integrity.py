@@ -4,6 +4,7 @@ The flips here are chosen to be harmless-looking: the lowest mantissa bit of one
 scaling constant. Every file still parses and every tensor is finite, so only the sha256 checks can see
 them (the tests of shipped files also show the same bytes loading silently where no hash applies).
 """
+
 import json
 import shutil
 import struct
@@ -19,9 +20,9 @@ import hanzoo.export
 from hanzoo import hub, integrity, pins, registry, store
 from hanzoo.cli import main
 from hanzoo.errors import HanzooError
+from hanzoo.files import file_sha256
 from hanzoo.official import import_official
 from hanzoo.runtimes import RUNTIMES
-from hanzoo.files import file_sha256
 
 MODEL = "checkerboard-hannet-20x30"
 SCALED = "calhousing-fcnet-5x50"  # a model whose config.json carries its input and target scaling
@@ -75,6 +76,7 @@ def assert_refused(err: str, path: Path, expected: str, where: str) -> None:
 
 # --- bundled model folders -------------------------------------------------------------------
 
+
 def test_untouched_bundle_loads_and_each_file_is_hashed_once(monkeypatch):
     calls = []
     monkeypatch.setattr(integrity, "file_sha256", lambda p: calls.append(Path(p).name) or file_sha256(p))
@@ -115,7 +117,7 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
     config = registry.get(SCALED).dir / "config.json"
     text = config.read_text()
     at = text.index(".", text.index('"x_mean"')) + 1  # the first decimal of x_mean[0]
-    config.write_text(text[:at] + chr(ord(text[at]) ^ 1) + text[at + 1:])  # a digit stays a digit
+    config.write_text(text[:at] + chr(ord(text[at]) ^ 1) + text[at + 1 :])  # a digit stays a digit
     with pytest.raises(HanzooError) as e:
         hanzoo.load(SCALED)
     assert_refused(str(e.value), config, pins.manifest()[SCALED]["files"]["config.json"], "hub_manifest.json")
@@ -124,15 +126,23 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
 
 # --- bundled and user exports ----------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, runtime", [("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert")])
+
+@pytest.mark.parametrize(
+    "fmt, runtime", [("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert")]
+)
 def test_bit_flip_in_bundled_export_is_refused(bundle, fmt, runtime):
     folder = registry.EXPORT_DIR / MODEL
     path = folder / hanzoo.export.FORMATS[fmt]
     flip_at(path, onnx_bias(folder))
     pin = pins.manifest()[MODEL]["files"][f"{fmt}/{path.name}"]
-    loaders = [lambda: RUNTIMES[runtime].load(registry.get(MODEL).dir, folder, 1), lambda: hub.export_path(MODEL, fmt)]
-    loaders += {"onnx": [lambda: hanzoo.load_onnx(MODEL), lambda: hanzoo.load_onnx(MODEL, session=True)],
-                "tflite": [lambda: hanzoo.load_tflite(MODEL)]}.get(fmt, [])
+    loaders = [
+        lambda: RUNTIMES[runtime].load(registry.get(MODEL).dir, folder, 1),
+        lambda: hub.export_path(MODEL, fmt),
+    ]
+    loaders += {
+        "onnx": [lambda: hanzoo.load_onnx(MODEL), lambda: hanzoo.load_onnx(MODEL, session=True)],
+        "tflite": [lambda: hanzoo.load_tflite(MODEL)],
+    }.get(fmt, [])
     for load in loaders:
         with pytest.raises(HanzooError) as e:
             load()
@@ -156,13 +166,17 @@ def test_cli_predict_refuses_a_flipped_bundled_export(bundle, tmp_path, capsys):
     code = main(["predict", MODEL, "--input", str(rows), "--runtime", "onnxruntime"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
-    assert_refused(err, folder / "model.onnx", pins.manifest()[MODEL]["files"]["onnx/model.onnx"], "hub_manifest.json")
+    assert_refused(
+        err, folder / "model.onnx", pins.manifest()[MODEL]["files"]["onnx/model.onnx"], "hub_manifest.json"
+    )
 
 
 # --- folders hanzoo writes ---------------------------------------------------------------------
 
+
 def _tiny_train(dest):
     from hanzoo.train import Protocol, train_model
+
     protocol = Protocol(iterations=20, lrs=(0.05,), seeds=(0,), eval_every=10, refit=False)
     return train_model(MODEL, dest, inits=["han-normal"], protocol=protocol, progress=False, compile=False)
 

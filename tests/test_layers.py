@@ -5,7 +5,6 @@ from hanzoo import HanLayer, HanzooError
 from hanzoo.layers import check_reflection_vector
 
 
-
 def eye(n: int) -> torch.Tensor:
     return torch.eye(n, dtype=torch.float64)
 
@@ -56,8 +55,9 @@ def test_deep_stack_keeps_gradient_norm():
     assert torch.allclose(jac @ jac.T, eye(30), atol=1e-9)
 
 
-@pytest.mark.parametrize("bad, message", [(torch.zeros(30), "zero norm"),
-                                          (torch.full((30,), float("nan")), "non-finite")])
+@pytest.mark.parametrize(
+    "bad, message", [(torch.zeros(30), "zero norm"), (torch.full((30,), float("nan")), "non-finite")]
+)
 def test_degenerate_vectors_are_refused_on_load(bad, message):
     layer = HanLayer(30)
     with pytest.raises(HanzooError, match=message):

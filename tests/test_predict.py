@@ -31,11 +31,29 @@ def test_every_runtime_predicts_the_test_decisions(model, runtime):
 def test_cli_csv_in_csv_and_npy_out(tmp_path, capsys):
     src = tmp_path / "in.csv"
     src.write_text("x1,x2\n0.1,-0.5\n0.9,0.9\n-1,1\n")
-    assert main(["predict", "checkerboard-hannet-20x30", "--input", str(src), "--output", str(tmp_path / "o.csv")]) == 0
+    assert (
+        main(
+            ["predict", "checkerboard-hannet-20x30", "--input", str(src), "--output", str(tmp_path / "o.csv")]
+        )
+        == 0
+    )
     lines = (tmp_path / "o.csv").read_text().splitlines()
     assert lines[0] == "output_0,output_1,decision" and len(lines) == 4
-    assert main(["predict", "checkerboard-hannet-20x30", "--input", str(src), "--runtime", "litert",
-                 "--output", str(tmp_path / "o.npy")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "checkerboard-hannet-20x30",
+                "--input",
+                str(src),
+                "--runtime",
+                "litert",
+                "--output",
+                str(tmp_path / "o.npy"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "o.npy").shape == (3, 2)
     np.save(tmp_path / "in.npy", np.zeros((5, 2), dtype=np.float64))
     capsys.readouterr()
@@ -43,15 +61,18 @@ def test_cli_csv_in_csv_and_npy_out(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["rows"] == 5
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "is empty"),
-    ("x1,x2\n", "has no data rows"),
-    ("a,b\n1,2\n", "has columns a,b; expected x1,x2"),
-    ("x1,x2\n1,2\n3\n", "row 3 has 1 values; expected 2"),
-    ("x1,x2\n1,2\n3,abc\n", "row 3, column x2: 'abc' is not a number"),
-    ("x1,x2\nnan,1\n", "row 2, column x1: nan"),
-    ("x1,x2\n1,inf\n", "row 2, column x2: inf"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ("x1,x2\n", "has no data rows"),
+        ("a,b\n1,2\n", "has columns a,b; expected x1,x2"),
+        ("x1,x2\n1,2\n3\n", "row 3 has 1 values; expected 2"),
+        ("x1,x2\n1,2\n3,abc\n", "row 3, column x2: 'abc' is not a number"),
+        ("x1,x2\nnan,1\n", "row 2, column x1: nan"),
+        ("x1,x2\n1,inf\n", "row 2, column x2: inf"),
+    ],
+)
 def test_bad_csv_input(tmp_path, content, message):
     path = tmp_path / "in.csv"
     path.write_text(content)
@@ -75,7 +96,12 @@ def test_bad_npy_input_and_paths(tmp_path, capsys):
     src.write_text("x1,x2\n0,0\n")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["predict", "checkerboard-hannet-20x30", "--input", str(src), "--output", str(blocker / "o.csv")]) == 1
+    assert (
+        main(
+            ["predict", "checkerboard-hannet-20x30", "--input", str(src), "--output", str(blocker / "o.csv")]
+        )
+        == 1
+    )
     assert "cannot write" in capsys.readouterr().err
     assert main(["predict", "checkerboard-hannet-20x30", "--input", str(src), "--runtime", "tvm"]) == 1
     assert "unknown runtime 'tvm'" in capsys.readouterr().err
@@ -90,11 +116,17 @@ def test_csv_with_a_bom_crlf_and_trailing_blank_lines_reads(tmp_path):
     assert read_inputs(path, FEATURES).tolist() == [[0.5, -0.25], [1.0, 2.0]]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"x1,x2\n\xe9,1\n", "is not a UTF-8 CSV text file; m takes a CSV with header x1,x2 or an .npy \\[rows, 2\\]"),
-    (b"0.1,0.2\n", "expected a header row x1,x2"),
-    (b"x1,x2\n1e39,0\n", "row 2, column x1: 1e\\+39 \\(beyond float32"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            b"x1,x2\n\xe9,1\n",
+            "is not a UTF-8 CSV text file; m takes a CSV with header x1,x2 or an .npy \\[rows, 2\\]",
+        ),
+        (b"0.1,0.2\n", "expected a header row x1,x2"),
+        (b"x1,x2\n1e39,0\n", "row 2, column x1: 1e\\+39 \\(beyond float32"),
+    ],
+)
 def test_csv_that_is_not_what_the_model_reads(tmp_path, content, message):
     path = tmp_path / "in.csv"
     path.write_bytes(content)
@@ -108,7 +140,9 @@ def test_check_output_names_the_rows():
     assert check_output(np.zeros(3, np.int64), "here") is not None  # decisions cannot be NaN
     bad = ok.copy()
     bad[1, 0], bad[3, 1] = np.nan, np.inf
-    with pytest.raises(HanzooError, match=r"^here: the output is NaN or infinite for 2 of 4 rows \(rows 3, 5\); check"):
+    with pytest.raises(
+        HanzooError, match=r"^here: the output is NaN or infinite for 2 of 4 rows \(rows 3, 5\); check"
+    ):
         check_output(bad, "here", first_row=2, hint="check")
     with pytest.raises(HanzooError, match=r"for 7 of 7 rows \(rows 0, 1, 2, 3, 4 and 2 more\)"):
         check_output(torch.full((7, 1), float("nan")), "t")
@@ -117,13 +151,17 @@ def test_check_output_names_the_rows():
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "ort-mobile", "litert"])
 def test_every_runtime_refuses_an_overflowing_row(runtime):
     x = np.array([[0.1, 0.2], [3e38, 0.0]], np.float32)  # finite, but NaN out of every runtime (measured)
-    with pytest.raises(HanzooError, match=rf"\({runtime}\) on x: the output is NaN or infinite for 1 of 2 rows \(row 1\)"):
+    with pytest.raises(
+        HanzooError, match=rf"\({runtime}\) on x: the output is NaN or infinite for 1 of 2 rows \(row 1\)"
+    ):
         predict("checkerboard-hannet-20x30", x, runtime, source="x")
 
 
 def test_torch_evaluation_refuses_non_finite_outputs():
     net = load("checkerboard-hannet-20x30")
-    with pytest.raises(HanzooError, match=r"checkerboard-hannet-20x30 \(torch\): the output is NaN .* \(row 1\)"):
+    with pytest.raises(
+        HanzooError, match=r"checkerboard-hannet-20x30 \(torch\): the output is NaN .* \(row 1\)"
+    ):
         torch_predict(net, np.array([[0.0, 0.0], [3e38, 0.0]], np.float32))
     with pytest.raises(HanzooError, match="beyond float32"):  # a float64 that float32 cannot hold
         torch_predict(net, np.array([[1e300, 0.0]]))

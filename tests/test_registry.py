@@ -23,13 +23,23 @@ PAPER_PARAMS = {
     "cifar10-head-fc": 20490,
 }
 # AR (%) as printed in the paper, which truncates; FCNet2's 1.96 is a misprint (1000/51002), so it is left out.
-PAPER_AR = {"checkerboard-hannet-20x30": 19.78, "checkerboard-fcnet-6x100": 1.17, "checkerboard-fcnet-6x300": 0.39,
-            "elevators-hannet-20x200": 34.47, "elevators-fcnet-5x50": 2.23, "elevators-fcnet-5x200": 0.60,
-            "calhousing-hannet-20x200": 41.66, "calhousing-fcnet-5x50": 2.33, "calhousing-fcnet-5x200": 0.61}
+PAPER_AR = {
+    "checkerboard-hannet-20x30": 19.78,
+    "checkerboard-fcnet-6x100": 1.17,
+    "checkerboard-fcnet-6x300": 0.39,
+    "elevators-hannet-20x200": 34.47,
+    "elevators-fcnet-5x50": 2.23,
+    "elevators-fcnet-5x200": 0.60,
+    "calhousing-hannet-20x200": 41.66,
+    "calhousing-fcnet-5x50": 2.33,
+    "calhousing-fcnet-5x200": 0.61,
+}
 
 
 # Figure 6's 20%-training models: the same architectures as the 80% ones, trained on fewer rows.
-PAPER_PARAMS |= {f"{m}-20pct": PAPER_PARAMS[m] for m in list(PAPER_PARAMS) if m.startswith(("elevators", "calhousing"))}
+PAPER_PARAMS |= {
+    f"{m}-20pct": PAPER_PARAMS[m] for m in list(PAPER_PARAMS) if m.startswith(("elevators", "calhousing"))
+}
 
 
 # hanzoo's own CIFAR-10 classifiers (the paper's LaNet cannot be had): backbone 448 + 13920 + 55488 + 221568
@@ -49,10 +59,13 @@ def test_image_model_param_counts(model_id):
 
 def test_20pct_models_train_on_a_fifth_of_the_same_rows():
     from hanzoo.tasks import get_task
+
     full, fifth = get_task("elevators").split(), get_task("elevators-20pct").split()
     n = len(full.x_train) + len(full.x_test)
     assert len(fifth.x_train) == round(0.2 * n) and len(fifth.x_train) + len(fifth.x_test) == n
-    assert registry.get("elevators-hannet-20x200-20pct").config == registry.get("elevators-hannet-20x200").config
+    assert (
+        registry.get("elevators-hannet-20x200-20pct").config == registry.get("elevators-hannet-20x200").config
+    )
 
 
 @pytest.mark.parametrize("model_id", sorted(PAPER_PARAMS))
@@ -83,7 +96,10 @@ def test_unknown_id_suggests_close_ones():
 def test_baselines_are_the_fcnets_of_the_task():
     ids = {e.id for e in registry.baselines("checkerboard-hannet-20x30")}
     assert ids == {"checkerboard-fcnet-6x100", "checkerboard-fcnet-10x100", "checkerboard-fcnet-6x300"}
-    assert {e.id for e in registry.baselines("elevators-hannet-20x200")} == {"elevators-fcnet-5x50", "elevators-fcnet-5x200"}
+    assert {e.id for e in registry.baselines("elevators-hannet-20x200")} == {
+        "elevators-fcnet-5x50",
+        "elevators-fcnet-5x200",
+    }
 
 
 def test_config_round_trips_and_rejects_nonsense():

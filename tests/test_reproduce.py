@@ -4,7 +4,9 @@ from hanzoo import reproduce
 def test_report_builds_from_shipped_metrics_and_is_current():
     text = reproduce.report()
     assert "## Table 3: Checkerboard" in text and "## Table 4" in text and "## Table 5" in text
-    assert (reproduce.DOCS / "reproduction.md").read_text() == text, "docs/reproduction.md is stale: run `hanzoo reproduce`"
+    assert (reproduce.DOCS / "reproduction.md").read_text() == text, (
+        "docs/reproduction.md is stale: run `hanzoo reproduce`"
+    )
     for fig in ("reproduction-figure1.png", "reproduction-figure6.png"):
         assert (reproduce.DOCS / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -28,7 +30,10 @@ def test_selection_study_summary_comes_from_its_records():
     spec.loader.exec_module(study)
     d = json.loads(reproduce.SELECTION_JSON.read_text())
     assert study.summarize(d["records"]) == d["summary"]
-    assert f"| best validation | {d['summary']['shipped_test_mean']['best validation']:.2f} |" in reproduce.report()
+    assert (
+        f"| best validation | {d['summary']['shipped_test_mean']['best validation']:.2f} |"
+        in reproduce.report()
+    )
 
 
 def test_shipping_rule_text_is_each_models_metrics():

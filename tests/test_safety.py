@@ -1,4 +1,5 @@
 """Whatever is in a model folder, loading it gives a module or a HanzooError that names the problem."""
+
 import json
 import shutil
 
@@ -45,7 +46,9 @@ def test_bit_flipped_weights(folder, flips):
     for where, bit in flips:
         data[int(where * len(data))] ^= 1 << bit
     (folder / "model.safetensors").write_bytes(bytes(data))
-    _load_cleanly(folder)  # a flip inside the numbers can still be a valid model; the Hub's sha256 pin catches it
+    _load_cleanly(
+        folder
+    )  # a flip inside the numbers can still be a valid model; the Hub's sha256 pin catches it
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16, torch.int32])
@@ -57,16 +60,40 @@ def test_wrong_dtype_is_named(folder, dtype):
 
 
 def _json_values():
-    return st.recursive(st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | st.text(max_size=8),
-                        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
-                        max_leaves=8)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | st.text(max_size=8),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+        max_leaves=8,
+    )
 
 
 @FUZZ
-@given(path=st.lists(st.sampled_from(["architecture", "blocks", 0, 1, 2, "width", "kind", "repeat", "act", "init",
-                                      "in_features", "out_features", "task", "format_version", "preprocessing"]),
-                     min_size=1, max_size=4),
-       value=_json_values())
+@given(
+    path=st.lists(
+        st.sampled_from(
+            [
+                "architecture",
+                "blocks",
+                0,
+                1,
+                2,
+                "width",
+                "kind",
+                "repeat",
+                "act",
+                "init",
+                "in_features",
+                "out_features",
+                "task",
+                "format_version",
+                "preprocessing",
+            ]
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    value=_json_values(),
+)
 def test_mutated_config(folder, path, value):
     meta = json.loads((registry.get(MODEL).dir / "config.json").read_text())
     node = meta
@@ -93,17 +120,29 @@ def test_truncated_config(folder, cut):
         load(folder)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(extra=1), r"'extra' is not a known field"),
-    (lambda m: m["architecture"].update(dropout=0.1), r"architecture.dropout is not a known field"),
-    (lambda m: m["architecture"]["blocks"][1].update(width="30"), r"blocks\[1\].width must be int, got str"),
-    (lambda m: m["architecture"]["blocks"][0].update(repeat=True), r"blocks\[0\].repeat must be int, got bool"),
-    (lambda m: m["architecture"].update(in_features=3), r"tensor layers.0.linear.weight has shape"),
-    (lambda m: m["architecture"]["blocks"][1].update(repeat=16), r"does not match the architecture: missing \['layers.18"),
-    (lambda m: m.update(task="imagenet"), r"task 'imagenet' is unknown"),
-    (lambda m: m.update(model_id="../../x"), r"not a valid model id"),
-    (lambda m: m.update(format_version=2), r"format_version 2"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(extra=1), r"'extra' is not a known field"),
+        (lambda m: m["architecture"].update(dropout=0.1), r"architecture.dropout is not a known field"),
+        (
+            lambda m: m["architecture"]["blocks"][1].update(width="30"),
+            r"blocks\[1\].width must be int, got str",
+        ),
+        (
+            lambda m: m["architecture"]["blocks"][0].update(repeat=True),
+            r"blocks\[0\].repeat must be int, got bool",
+        ),
+        (lambda m: m["architecture"].update(in_features=3), r"tensor layers.0.linear.weight has shape"),
+        (
+            lambda m: m["architecture"]["blocks"][1].update(repeat=16),
+            r"does not match the architecture: missing \['layers.18",
+        ),
+        (lambda m: m.update(task="imagenet"), r"task 'imagenet' is unknown"),
+        (lambda m: m.update(model_id="../../x"), r"not a valid model id"),
+        (lambda m: m.update(format_version=2), r"format_version 2"),
+    ],
+)
 def test_config_errors_name_the_field(folder, edit, message):
     meta = json.loads((folder / "config.json").read_text())
     edit(meta)
@@ -123,6 +162,7 @@ def test_zero_norm_u_is_named(folder):
 def test_no_pickle_path_exists():
     """Weights are read with safetensors only: no torch.load, pickle or numpy allow_pickle anywhere."""
     from pathlib import Path
+
     src = Path(__file__).resolve().parent.parent / "hanzoo"
     for f in src.rglob("*.py"):
         text = f.read_text()

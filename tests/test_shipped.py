@@ -1,4 +1,5 @@
 """Every shipped model must still give the figures on its card."""
+
 import json
 
 import numpy as np
@@ -19,6 +20,7 @@ def test_required_models_are_shipped():
 
 def _training_images_here() -> bool:
     from hanzoo import cifar
+
     try:
         cifar.full_tarball()
         return True
@@ -63,6 +65,7 @@ def test_reevaluation_matches_metrics_and_card(entry):
 def test_reevaluation_rule_catches_a_changed_model():
     """The tolerance is no blanket: one Han-layer's bias nudged by 1e-3 moves a figure past it."""
     import torch
+
     for model_id in ("checkerboard-hannet-20x30", "calhousing-hannet-20x200"):
         net = load(model_id)
         task = get_task(net.meta["task"])
@@ -115,9 +118,11 @@ def test_simulated_cpu_is_in_force():
     import os
 
     import torch
+
     if os.environ.get("ATEN_CPU_CAPABILITY") == "default":
         assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
     from pathlib import Path
+
     make = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
     assert "ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41" in make
     assert "$(OLD_CPU) $(BIN)/python -m pytest -m golden" in make

@@ -1,4 +1,5 @@
 """Bad files and bad input get one clear error naming the problem."""
+
 import json
 import shutil
 from pathlib import Path
@@ -16,8 +17,11 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return import_official(DATA / "official-checkerboard-hannet.safetensors",
-                           tmp_path_factory.mktemp("m") / "hannet", "checkerboard-hannet-20x30")
+    return import_official(
+        DATA / "official-checkerboard-hannet.safetensors",
+        tmp_path_factory.mktemp("m") / "hannet",
+        "checkerboard-hannet-20x30",
+    )
 
 
 @pytest.fixture
@@ -68,12 +72,15 @@ def test_broken_config(copy):
         load(copy)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update({"layers.5.u": torch.zeros(30)}), "zero norm"),
-    (lambda s: s["layers.0.linear.weight"].fill_(float("nan")), "non-finite"),
-    (lambda s: s.update({"head.weight": torch.zeros(3, 30)}), r"shape \(3, 30\)"),
-    (lambda s: s.pop("head.bias"), "missing \\['head.bias'\\]"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.update({"layers.5.u": torch.zeros(30)}), "zero norm"),
+        (lambda s: s["layers.0.linear.weight"].fill_(float("nan")), "non-finite"),
+        (lambda s: s.update({"head.weight": torch.zeros(3, 30)}), r"shape \(3, 30\)"),
+        (lambda s: s.pop("head.bias"), "missing \\['head.bias'\\]"),
+    ],
+)
 def test_bad_tensors(copy, edit, message):
     w = copy / "model.safetensors"
     state = load_file(str(w))

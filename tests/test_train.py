@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hanzoo import HanzooError, build, registry
-from hanzoo.train import BatchStream, Protocol, RunResult, StackedNet, select, train_model, train_stacked
 from hanzoo.tasks import get_task
+from hanzoo.train import BatchStream, Protocol, RunResult, StackedNet, select, train_model, train_stacked
 
 TASK = get_task("checkerboard")
 
@@ -16,23 +16,30 @@ def _data(dtype=torch.float64):
     return torch.as_tensor(s.x_train, dtype=dtype), torch.as_tensor(s.y_train, dtype=dtype)
 
 
-@pytest.mark.parametrize("model_id, init, compile", [("checkerboard-hannet-20x30", "han-normal", False),
-                                                     ("checkerboard-hannet-20x30", "han-authors", False),
-                                                     ("checkerboard-fcnet-abs-20x30", "kaiming", False),
-                                                     ("checkerboard-hannet-20x30", "han-normal", True)])
+@pytest.mark.parametrize(
+    "model_id, init, compile",
+    [
+        ("checkerboard-hannet-20x30", "han-normal", False),
+        ("checkerboard-hannet-20x30", "han-authors", False),
+        ("checkerboard-fcnet-abs-20x30", "kaiming", False),
+        ("checkerboard-hannet-20x30", "han-normal", True),
+    ],
+)
 def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
     """Every run of a stack must follow the trajectory of torch.optim.SGD + MultiStepLR on an
     ordinary module: float64, 300 steps, crossing LR milestones; eager and inductor-compiled."""
     config = registry.get(model_id).config
     from dataclasses import replace
+
     config = replace(config, init=init)
     x, y = _data()
     protocol = Protocol(iterations=300, milestones=(0.5, 0.7, 0.9), eval_every=10**9)
     lrs, seeds = [0.01, 0.05, 0.1], [0, 1, 0]  # the authors' init diverges at 0.1
     nets = [build(config, seed=s).double() for s in seeds]
     stacked = StackedNet(config, nets)
-    diverged = train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds,
-                             compile=compile)
+    diverged = train_stacked(
+        stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds, compile=compile
+    )
 
     assert not diverged.all()
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
@@ -61,6 +68,7 @@ def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
 def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
     """The heads' protocol: cross-entropy, momentum, weight decay and milestones, against torch.optim.SGD."""
     from hanzoo.tasks import FeatureClassification
+
     rng = np.random.default_rng(0)
     for part, n in {"train": 300, "val": 50, "test": 50}.items():
         np.save(tmp_path / f"features-{part}.npy", rng.normal(size=(n, 6)).astype(np.float32))
@@ -68,6 +76,7 @@ def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
     task = FeatureClassification("toy", tmp_path)
     config = registry.get("cifar10-head-hannet").config
     from dataclasses import replace
+
     config = replace(config, in_features=6)
     x = torch.as_tensor(task.split().x_train, dtype=torch.float64)
     y = torch.as_tensor(task.split().y_train, dtype=torch.float64)
@@ -107,12 +116,18 @@ def test_diverged_run_is_parked_and_does_not_harm_others():
 
 
 def _run(init, lr, seed, val, test, status="ok", val_loss=0.1):
-    return RunResult(init, lr, seed, status, 0, val={"accuracy": val, "mse": val_loss}, test={"accuracy": test})
+    return RunResult(
+        init, lr, seed, status, 0, val={"accuracy": val, "mse": val_loss}, test={"accuracy": test}
+    )
 
 
 def test_selection_never_reads_the_test_split():
-    runs = [_run("a", 0.1, 0, val=99.0, test=90.0), _run("a", 0.1, 1, val=98.0, test=99.9),
-            _run("a", 1.0, 0, val=97.0, test=100.0), _run("a", 1.0, 1, val=90.0, test=100.0)]
+    runs = [
+        _run("a", 0.1, 0, val=99.0, test=90.0),
+        _run("a", 0.1, 1, val=98.0, test=99.9),
+        _run("a", 1.0, 0, val=97.0, test=100.0),
+        _run("a", 1.0, 1, val=90.0, test=100.0),
+    ]
     assert select(runs, TASK) == 0
     # Perturbing test figures changes nothing.
     for r in runs:
@@ -121,8 +136,12 @@ def test_selection_never_reads_the_test_split():
 
 
 def test_selection_prefers_healthy_lrs_and_breaks_ties_on_loss():
-    runs = [_run("a", 0.1, 0, 100.0, 0, status="diverged"), _run("a", 0.1, 1, 100.0, 0),
-            _run("a", 0.01, 0, 99.0, 0), _run("a", 0.01, 1, 99.0, 0, val_loss=0.05)]
+    runs = [
+        _run("a", 0.1, 0, 100.0, 0, status="diverged"),
+        _run("a", 0.1, 1, 100.0, 0),
+        _run("a", 0.01, 0, 99.0, 0),
+        _run("a", 0.01, 1, 99.0, 0, val_loss=0.05),
+    ]
     assert select(runs, TASK) == 3
     with pytest.raises(HanzooError, match="every run"):
         select([_run("a", 0.1, 0, 1, 1, status="collapsed")], TASK)
@@ -130,14 +149,27 @@ def test_selection_prefers_healthy_lrs_and_breaks_ties_on_loss():
 
 def test_train_model_writes_a_complete_folder(tmp_path):
     protocol = Protocol(iterations=40, lrs=(0.01, 0.05), seeds=(0, 1), eval_every=20)
-    folder = train_model("checkerboard-hannet-20x30", tmp_path / "m", inits=["han-normal", "han-authors"],
-                         protocol=protocol, progress=False, compile=False)
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    folder = train_model(
+        "checkerboard-hannet-20x30",
+        tmp_path / "m",
+        inits=["han-normal", "han-authors"],
+        protocol=protocol,
+        progress=False,
+        compile=False,
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+    ]
     import json
+
     m = json.loads((folder / "metrics.json").read_text())
     assert len(m["sweep"]) == 8 and m["selected"]["init"] in ("han-normal", "han-authors")
-    assert math.isclose(m["seeds_at_selected"]["test"]["mean"],
-                        float(np.mean(m["seeds_at_selected"]["test"]["values"])))
+    assert math.isclose(
+        m["seeds_at_selected"]["test"]["mean"], float(np.mean(m["seeds_at_selected"]["test"]["values"]))
+    )
     assert list(tmp_path.iterdir()) == [folder]
 
 
@@ -150,5 +182,7 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "save_file", boom)
     protocol = Protocol(iterations=5, lrs=(0.01,), seeds=(0,), eval_every=5)
     with pytest.raises(KeyboardInterrupt):
-        train_model("checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False, compile=False)
+        train_model(
+            "checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False, compile=False
+        )
     assert list(tmp_path.iterdir()) == []

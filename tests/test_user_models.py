@@ -1,5 +1,6 @@
 """A user's own model goes train -> export -> verify, and an export is only ever checked against the
 weights it was made from; an interrupted export leaves nothing behind."""
+
 import json
 import os
 import signal
@@ -10,9 +11,9 @@ import time
 import pytest
 
 from hanzoo import HanzooError
-from hanzoo.files import staged_folder, sweep
 from hanzoo.cli import main
 from hanzoo.export import export
+from hanzoo.files import staged_folder, sweep
 from hanzoo.registry import EXPORT_DIR
 from hanzoo.train import Protocol, train_model
 from hanzoo.verify import source_hashes, verify
@@ -35,7 +36,9 @@ def test_user_folder_train_export_verify(user_model, capsys):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["source"] == source_hashes(folder)
     rep = verify(folder, export_dir=exported)
-    assert set(rep["runtimes"]) == {"onnxruntime", "litert"} and all(r["ok"] for r in rep["runtimes"].values())
+    assert set(rep["runtimes"]) == {"onnxruntime", "litert"} and all(
+        r["ok"] for r in rep["runtimes"].values()
+    )
     assert main(["verify", str(folder), "--export", str(exported), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)["reports"][0]
     assert out["export_dir"] == str(exported) and "latency" not in out
@@ -56,6 +59,7 @@ def test_verify_refuses_an_export_of_other_weights(user_model, capsys):
 def test_verify_refuses_an_export_without_its_source(user_model, tmp_path):
     folder, exported = user_model
     import shutil
+
     old = shutil.copytree(exported, tmp_path / "old")
     m = json.loads((old / "manifest.json").read_text())
     del m["source"]
@@ -80,8 +84,11 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
 def test_signalled_export_leaves_no_temporary_folder(tmp_path, sig):
     """A real `hanzoo export` process, signalled while it writes: no `.NAME.tmp-*` folder survives it."""
     dest = tmp_path / "intr"
-    proc = subprocess.Popen([sys.executable, "-m", "hanzoo.cli", "export", MODEL, "--format", "onnx,tflite",
-                             "--out", str(dest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hanzoo.cli", "export", MODEL, "--format", "onnx,tflite", "--out", str(dest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".intr.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -94,7 +101,9 @@ def test_signalled_export_leaves_no_temporary_folder(tmp_path, sig):
 
 def test_stale_temporary_folders_are_swept(tmp_path):
     dest = tmp_path / "intr"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     stale = tmp_path / f".intr.tmp-{dead.stdout.strip()}-abc"
     stale.mkdir()
     live = tmp_path / f".intr.tmp-{os.getpid()}-xyz"  # a writer still running: never swept
@@ -140,7 +149,9 @@ def test_writers_never_replace_a_folder_of_other_files(tmp_path):
     with pytest.raises(HanzooError, match="already holds other files"):
         with staged_folder(mine, marker="config.json"):
             pass
-    assert [p.name for p in mine.iterdir()] == ["cat.jpg"] and [p.name for p in tmp_path.iterdir()] == ["photos"]
+    assert [p.name for p in mine.iterdir()] == ["cat.jpg"] and [p.name for p in tmp_path.iterdir()] == [
+        "photos"
+    ]
 
 
 def test_verify_fails_on_non_finite_runtime_outputs(monkeypatch, capsys):
@@ -148,6 +159,7 @@ def test_verify_fails_on_non_finite_runtime_outputs(monkeypatch, capsys):
     from dataclasses import replace
 
     from hanzoo import runtimes
+
     real = runtimes.RUNTIMES["onnxruntime"]
 
     def load(model_dir, export_dir, threads):
@@ -157,6 +169,7 @@ def test_verify_fails_on_non_finite_runtime_outputs(monkeypatch, capsys):
             out = run(x)
             out["output"][3] = float("nan")
             return out
+
         return nan_row_3
 
     monkeypatch.setitem(runtimes.RUNTIMES, "onnxruntime", replace(real, load=load))

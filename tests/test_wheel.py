@@ -1,4 +1,5 @@
 """The wheel carries the weights and exports: installed outside the repo, with no network, models load."""
+
 import importlib.metadata
 import json
 import os
@@ -23,20 +24,43 @@ def installed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     # without build isolation when this environment can build it (fast, no index needed)
     iso = ["--no-build-isolation"] if _setuptools_ok() else []
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *iso, "-w", str(tmp / "dist"), str(REPO)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *iso, "-w", str(tmp / "dist"), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp / "dist").glob("hanzoo-*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp / "site"), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(tmp / "site"),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return tmp
 
 
 def _run(installed: Path, code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(installed / "site"), "HF_HUB_OFFLINE": "1",
-           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(installed / "empty-cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(installed / "site"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_CACHE": str(installed / "empty-cache"),
+    }
     env.pop("HANZOO_PRETRAINED", None)
     env.pop("HANZOO_EXPORT", None)
-    out = subprocess.run([sys.executable, "-c", code], cwd=installed, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=installed, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
