@@ -16,7 +16,8 @@ OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30
 
-test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), then run the test suite, then its golden tests on a simulated older CPU
+test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), lint, run the test suite, then its golden tests on a simulated older CPU
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(OLD_CPU) $(BIN)/python -m pytest -m golden
 

@@ -16,7 +16,7 @@ import torch
 
 from hanzoo import build, registry
 from hanzoo.tasks import get_task
-from hanzoo.train import Protocol, StackedNet, _tune_allocator, train_stacked
+from hanzoo.train import Protocol, StackedNet, train_stacked, tune_allocator
 
 
 def plain(config, task, x, y, iterations: int) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    _tune_allocator()
+    tune_allocator()
     entry = registry.get(args.model)
     task = get_task(entry.task)
     s = task.split()

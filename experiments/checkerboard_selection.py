@@ -1,6 +1,8 @@
-"""Which run should hanzoo ship for the Checkerboard HanNet? Decided on fresh random splits, never the official test set.
+r"""Which run should hanzoo ship for the Checkerboard HanNet? Decided on fresh random splits, never the
+official test set.
 
-    python experiments/checkerboard_selection.py [--splits 101,102,103] [--seeds 10] [--out docs/checkerboard-selection.json]
+    python experiments/checkerboard_selection.py [--splits 101,102,103] [--seeds 10] \
+        [--out docs/checkerboard-selection.json]
 
 Every run of the HanNet fits its 1640 training points perfectly, so the seeds differ only in how they
 generalize, and the shipping rule matters. This script draws fresh 25%/75% splits of the same grid
@@ -62,7 +64,7 @@ def summarize(records: list[dict], trials: int = 5) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--splits", default="101,102,103", help="seeds of the random splits")
     ap.add_argument("--seeds", type=int, default=10, help="training seeds per split")
     ap.add_argument("--iterations", type=int, help="override the protocol's 40000 (smoke tests only)")

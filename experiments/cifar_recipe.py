@@ -1,6 +1,7 @@
-"""A variant of the CIFAR-10 backbone's CPU recipe, judged on validation accuracy against the shipped one.
+r"""A variant of the CIFAR-10 backbone's CPU recipe, judged on validation accuracy against the shipped one.
 
-    python experiments/cifar_recipe.py [--crop sample] [--ema 0.99] [--epochs 30] [--out runs/cifar10-backbone-variant]
+    python experiments/cifar_recipe.py [--crop sample] [--ema 0.99] [--epochs 30] \
+        [--out runs/cifar10-backbone-variant]
 
 The shipped recipe (hanzoo.backbone.Recipe) crops with one offset per batch and ships the last
 iterate. This trains the same net for the same epochs with one crop offset per image and an exponential

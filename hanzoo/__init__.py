@@ -1,12 +1,11 @@
 """hanzoo: a model zoo of HanNets (Householder-absolute neural layers) for edge deployment."""
 
-__version__ = "0.1.0"
-
 from .errors import HanzooError  # noqa: E402
 from .hub import load, load_onnx, load_tflite  # noqa: E402
 from .layers import HanLayer  # noqa: E402
 from .models import ModelConfig, Net, build  # noqa: E402
 from .registry import MODELS, get  # noqa: E402
+from .version import __version__  # noqa: F401
 
 
 def create_model(model_id: str, seed: int | None = None) -> Net:

@@ -45,6 +45,7 @@ from .errors import HanzooError
 from .evaluate import evaluate_parts
 from .files import file_sha256
 from .models import Net
+from .registry import ModelEntry
 from .tasks import FeatureClassification, get_task
 
 BN_EPS = 1e-5
@@ -182,25 +183,76 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
 
     A finished checkpoint of the same recipe in `workdir` is reused rather than retrained.
     """
-
     workdir = Path(workdir)
     ckpt, record_path = workdir / "checkpoint.safetensors", workdir / "record.json"
-    if ckpt.is_file() and record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError:
-            record = {}  # a damaged record is never trusted: train again
-        if record.get("recipe") == recipe.record():
-            net = TrainNet(recipe.widths)
-            net.load_state_dict(load_file(str(ckpt)))
-            return record | {"state": fold(net.eval()), "reused_checkpoint": str(ckpt)}
+    reused = _reuse_checkpoint(recipe, ckpt, record_path)
+    if reused is not None:
+        return reused
+    data = _load_data(recipe)
+    torch.manual_seed(recipe.seed)  # the initial weights
+    net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)
+    net, log, seconds = _fit(net, recipe, data, progress)
+    record = {
+        "recipe": recipe.record(),
+        "image_mean": data.mean,
+        "image_std": data.std,
+        "train_images": len(data.x_train),
+        "val_images": len(data.x_val),
+        "train_seconds": seconds,
+        "images_per_second": recipe.epochs * data.steps * recipe.batch_size / seconds,
+        "threads": torch.get_num_threads(),
+        "log": log,
+    }
+    _save_checkpoint(net, record, ckpt, record_path)
+    return record | {"state": fold(net.eval())}
+
+
+def _reuse_checkpoint(recipe: Recipe, ckpt: Path, record_path: Path) -> dict | None:
+    """The record of a finished checkpoint of the same recipe, with its folded state; None if none."""
+    if not (ckpt.is_file() and record_path.is_file()):
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except json.JSONDecodeError:
+        return None  # a damaged record is never trusted: train again
+    if record.get("recipe") != recipe.record():
+        return None
+    net = TrainNet(recipe.widths)
+    net.load_state_dict(load_file(str(ckpt)))
+    return record | {"state": fold(net.eval()), "reused_checkpoint": str(ckpt)}
+
+
+@dataclass
+class _Data:
+    x_train: torch.Tensor  # normalized, NCHW
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    mean: list[float]  # per-channel statistics of the training images, which the model ships with
+    std: list[float]
+    steps: int  # batches per epoch
+
+
+def _load_data(recipe: Recipe) -> _Data:
     x_all, y_all = cifar.load("train")
     tr, va = cifar.split_indices(len(x_all), recipe.val_images, recipe.split_seed)
     mean, std = channel_stats(x_all[tr])
-    torch.manual_seed(recipe.seed)
-    x_tr, y_tr = _normalize(x_all[tr], mean, std), torch.from_numpy(y_all[tr]).long()
-    x_va, y_va = _normalize(x_all[va], mean, std), torch.from_numpy(y_all[va]).long()
-    net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)
+    return _Data(
+        _normalize(x_all[tr], mean, std),
+        torch.from_numpy(y_all[tr]).long(),
+        _normalize(x_all[va], mean, std),
+        torch.from_numpy(y_all[va]).long(),
+        mean,
+        std,
+        len(tr) // recipe.batch_size,
+    )
+
+
+def _optimizer(
+    net: TrainNet, recipe: Recipe, steps: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with Nesterov momentum, weight decay on the weights only (not on BN or biases), and the LR
+    warmed up linearly, then decayed linearly to 0 by the last step."""
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD(
@@ -209,38 +261,36 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
         momentum=recipe.momentum,
         nesterov=True,
     )
-    steps = len(x_tr) // recipe.batch_size
     total, warm = recipe.epochs * steps, recipe.warmup_epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
     )
+    return opt, sched
+
+
+def _fit(net: TrainNet, recipe: Recipe, data: _Data, progress: bool) -> tuple[nn.Module, list[dict], float]:
+    """The training loop; returns the net to ship (the weight average, with `ema_decay`), the per-epoch
+    log and the seconds taken."""
+    opt, sched = _optimizer(net, recipe, data.steps)
     g = torch.Generator().manual_seed(recipe.seed)
     ema = None
     if recipe.ema_decay:
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+    shipped = ema.module if ema is not None else net
     log: list[dict] = []
-    bar = Progress(
-        TextColumn("[bold]train[/] cifar10-backbone"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-    )
+    bar = _progress_bar(progress)
     start = time.perf_counter()
     with bar:
-        job = bar.add_task("", total=total, status="")
+        job = bar.add_task("", total=recipe.epochs * data.steps, status="")
         for epoch in range(recipe.epochs):
             net.train()
-            order = torch.randperm(len(x_tr), generator=g)
+            order = torch.randperm(len(data.x_train), generator=g)
             loss_sum = 0.0
-            for i in range(steps):
+            for i in range(data.steps):
                 idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-                xb = _augment(x_tr[idx], g, recipe.crop == "sample").contiguous(
-                    memory_format=torch.channels_last
-                )
-                loss = F.cross_entropy(net(xb), y_tr[idx], label_smoothing=recipe.label_smoothing)
+                xb = _augment(data.x_train[idx], g, recipe.crop == "sample")
+                xb = xb.contiguous(memory_format=torch.channels_last)
+                loss = F.cross_entropy(net(xb), data.y_train[idx], label_smoothing=recipe.label_smoothing)
                 if not torch.isfinite(loss):
                     raise HanzooError(
                         f"backbone training diverged at epoch {epoch + 1}, step {i} (loss {float(loss)})"
@@ -256,39 +306,40 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
             log.append(
                 {
                     "epoch": epoch + 1,
-                    "train_loss": loss_sum / steps,
-                    "val_accuracy": _accuracy(ema.module if ema is not None else net, x_va, y_va),
+                    "train_loss": loss_sum / data.steps,
+                    "val_accuracy": _accuracy(shipped, data.x_val, data.y_val),
                     "seconds": time.perf_counter() - start,
                 }
             )
             bar.update(job, status=f"epoch {epoch + 1}: val {log[-1]['val_accuracy']:.2f}%")
             if not progress:
                 print(json.dumps(log[-1]), flush=True)
-    seconds = time.perf_counter() - start
-    if ema is not None:
-        net = ema.module
-    workdir.mkdir(parents=True, exist_ok=True)
+    return shipped, log, time.perf_counter() - start
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]train[/] cifar10-backbone"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def _save_checkpoint(net: nn.Module, record: dict, ckpt: Path, record_path: Path) -> None:
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     # the record goes last, each file through a temporary name: a half-written pair is never reused
     record_path.unlink(missing_ok=True)
     save_file({k: v.float().contiguous() for k, v in net.state_dict().items()}, str(ckpt.with_suffix(".tmp")))
     ckpt.with_suffix(".tmp").replace(ckpt)
-    record = {
-        "recipe": recipe.record(),
-        "image_mean": mean,
-        "image_std": std,
-        "train_images": len(tr),
-        "val_images": len(va),
-        "train_seconds": seconds,
-        "images_per_second": recipe.epochs * steps * recipe.batch_size / seconds,
-        "threads": torch.get_num_threads(),
-        "log": log,
-    }
     record_path.with_suffix(".tmp").write_text(json.dumps(record, indent=1) + "\n")
     record_path.with_suffix(".tmp").replace(record_path)
-    return record | {"state": fold(net.eval())}
 
 
-def package(entry, record: dict, dest: Path) -> Path:
+def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
     """The trained backbone as a model folder (BN folded), scored through the same code as `hanzoo eval`."""
 
     task = get_task(entry.task)
@@ -317,7 +368,9 @@ def package(entry, record: dict, dest: Path) -> Path:
             s: {"values": [scores[s][task.metric]], "mean": scores[s][task.metric], "std": 0.0}
             for s in ("train", "test")
         },
-        "selection_rule": "none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)",
+        "selection_rule": (
+            "none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)"
+        ),
         "recipe": recipe,
         "log": record["log"],
         "train_images": record["train_images"],
@@ -344,27 +397,28 @@ def package(entry, record: dict, dest: Path) -> Path:
 
 
 def train_model(
-    entry,
+    entry: ModelEntry,
     out_dir: Path | None = None,
     recipe: Recipe | None = None,
     progress: bool = True,
     workdir: Path | None = None,
 ) -> Path:
-    """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe) and package."""
+    """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe), then
+    package."""
     workdir = Path(workdir) if workdir else cifar.cache_dir() / f"{entry.id}-run"
     record = train(recipe or Recipe(), workdir, progress=progress)
     return package(entry, record, Path(out_dir) if out_dir else entry.dir)
 
 
 @torch.no_grad()
-def features(net, images: np.ndarray, batch: int = 500) -> np.ndarray:
+def features(net: Net, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """The backbone's features of uint8 images, in batches (a whole split at once would need GBs)."""
     return np.concatenate(
         [net.backbone(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
     )
 
 
-def features_task(backbone_id: str):
+def features_task(backbone_id: str) -> tuple[FeatureClassification, Net]:
     """A FeatureClassification task over the frozen backbone's features of the train, validation and test
     images, cached by the weights' sha256 (written atomically); also returns the loaded backbone model."""
 

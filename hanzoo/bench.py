@@ -7,6 +7,7 @@ every HanNet cell its ratio to each baseline. Threads default to 1, as a phone p
 
 from __future__ import annotations
 
+import importlib
 import json
 import statistics
 import tempfile
@@ -206,29 +207,33 @@ def head_share(
     return out
 
 
+def _importable(module: str) -> bool:
+    # an import, not a find_spec: a package that is installed but cannot load counts as absent
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def available_runtimes() -> list[str]:
     out = []
     for r in ALL_RUNTIMES:
-        try:
-            if r in ("onnxruntime", "ort-mobile"):
-                import onnxruntime  # noqa: F401
-            elif r == "torch-cuda":
-                import torch
-
-                if not torch.cuda.is_available():
-                    continue
-            elif r == "litert":
-                import ai_edge_litert  # noqa: F401
-            out.append(r)
-        except ImportError:
-            pass
+        if r in ("onnxruntime", "ort-mobile") and not _importable("onnxruntime"):
+            continue
+        if r == "torch-cuda" and not torch.cuda.is_available():
+            continue
+        if r == "litert" and not _importable("ai_edge_litert"):
+            continue
+        out.append(r)
     return out
 
 
 def markdown(report: dict) -> str:
     """The full table, deterministic given the report."""
     lines = [
-        "| model | runtime | batch | median us | p90 us | samples/s | vs baseline (median ratio) | params | artifact B |",
+        "| model | runtime | batch | median us | p90 us | samples/s | vs baseline (median ratio) | params | "
+        "artifact B |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for c in report["cells"]:
@@ -245,8 +250,8 @@ def lower_bounds(threads: int = 1, rounds: int = 15) -> dict:
     the fixed cost of one call (a one-node Abs graph at batch 1), the cost per extra node (a chain of
     64 Abs nodes of width 31, as in a Han run), and this core's memory bandwidth and matmul peak."""
 
-    import onnx
-    from onnx import TensorProto, helper
+    import onnx  # noqa: PLC0415 (the optional [onnx] extra: only these synthetic graphs need it)
+    from onnx import TensorProto, helper  # noqa: PLC0415 (as above)
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,19 +303,16 @@ def plot(report: dict, path: Path) -> None:
     """One panel per task: the latency ratio HanNet / baseline (log) against batch size (log), one line per
     (runtime, baseline), with a line at 1 (below it the HanNet is faster). Each series has its own colour: a
     hue per runtime and a shade per baseline, with a marker and line style per baseline as well."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (the optional [docs] extra: only the figure needs it)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    matplotlib.use("Agg")  # before pyplot is imported, so no display is ever looked for
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415 (as above)
 
     groups = [g for g in report["groups"] if len(g) > 1]
     if not groups:
         return
-    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
     shades = plt.get_cmap("tab20c").colors  # 5 hues x 4 shades, dark to light
-    hue = {rt: i % 5 for i, rt in enumerate(report["runtimes"])}
-    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
     ratios = [r for c in report["cells"] for r in c.get("ratio_vs", {}).values()]
     lo, hi = min(ratios + [1.0]) / 1.6, max(ratios + [1.0]) * 1.6
     cols = 2 if len(groups) > 1 else 1
@@ -319,56 +321,13 @@ def plot(report: dict, path: Path) -> None:
         rows, cols, figsize=(7.6 * cols, 4.4 * rows), squeeze=False, layout="constrained"
     )
     for ax, group in zip(axes.ravel(), groups):
-        han, bases = group[0], group[1:]
-        for j, base in enumerate(bases):
-            marker, line = styles[j % len(styles)]
-            for rt in report["runtimes"]:
-                pts = [
-                    (b, cell[(han, rt, b)]["ratio_vs"][base])
-                    for b in report["batches"]
-                    if (han, rt, b) in cell
-                ]
-                if not pts:
-                    continue
-                short = base.removeprefix(f"{registry.get(han).task}-")
-                ax.plot(
-                    *zip(*pts),
-                    marker=marker,
-                    linestyle=line,
-                    color=shades[4 * hue[rt] + min(j, 2)],
-                    markersize=6,
-                    linewidth=1.8,
-                    label=f"{rt} vs {short} ({registry.get(base).config.num_params} params)",
-                )
-        # the label goes in the legend, so it never covers a data point
-        ax.axhline(1.0, color="black", linewidth=1.2, zorder=1, label="ratio 1: HanNet faster below")
-        ax.axhspan(lo, 1.0, color="#2ca02c", alpha=0.06, zorder=0, linewidth=0)
-        batches = sorted({b for rt in report["runtimes"] for b in report["batches"] if (han, rt, b) in cell})
-        ax.set(
-            xscale="log",
-            yscale="log",
-            ylim=(lo, hi),
-            xlabel="batch size (log)",
-            ylabel="latency ratio HanNet / baseline (log)",
-            title=f"{registry.get(han).task}: {han} ({registry.get(han).config.num_params} params)",
-        )
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.set_xlim(batches[0] / 1.6, batches[-1] * 1.6)
+        _plot_series(ax, report, group, shades)
+        _plot_axes(ax, report, group[0], lo, hi)
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(
-            handles[-1:] + handles[:-1],
-            labels[-1:] + labels[:-1],
-            fontsize=7,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0.0,
-            title="runtime vs baseline",
-            title_fontsize=7,
-        )
+        _plot_legend(ax)
     for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
     m = report["machine"]
@@ -381,6 +340,67 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_series(ax, report: dict, group: list[str], shades) -> None:
+    """One line per (runtime, baseline): a hue per runtime, a shade, marker and line style per baseline."""
+    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    hue = {rt: i % 5 for i, rt in enumerate(report["runtimes"])}
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
+    han, bases = group[0], group[1:]
+    for j, base in enumerate(bases):
+        marker, line = styles[j % len(styles)]
+        for rt in report["runtimes"]:
+            pts = [
+                (b, cell[(han, rt, b)]["ratio_vs"][base]) for b in report["batches"] if (han, rt, b) in cell
+            ]
+            if not pts:
+                continue
+            short = base.removeprefix(f"{registry.get(han).task}-")
+            ax.plot(
+                *zip(*pts),
+                marker=marker,
+                linestyle=line,
+                color=shades[4 * hue[rt] + min(j, 2)],
+                markersize=6,
+                linewidth=1.8,
+                label=f"{rt} vs {short} ({registry.get(base).config.num_params} params)",
+            )
+
+
+def _plot_axes(ax, report: dict, han: str, lo: float, hi: float) -> None:
+    """The line at ratio 1 with the HanNet-faster band below it, log axes, and the measured batches as
+    ticks."""
+    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    # the label goes in the legend, so it never covers a data point
+    ax.axhline(1.0, color="black", linewidth=1.2, zorder=1, label="ratio 1: HanNet faster below")
+    ax.axhspan(lo, 1.0, color="#2ca02c", alpha=0.06, zorder=0, linewidth=0)
+    batches = sorted({b for rt in report["runtimes"] for b in report["batches"] if (han, rt, b) in cell})
+    ax.set(
+        xscale="log",
+        yscale="log",
+        ylim=(lo, hi),
+        xlabel="batch size (log)",
+        ylabel="latency ratio HanNet / baseline (log)",
+        title=f"{registry.get(han).task}: {han} ({registry.get(han).config.num_params} params)",
+    )
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlim(batches[0] / 1.6, batches[-1] * 1.6)
+
+
+def _plot_legend(ax) -> None:
+    """Beside the panel, the ratio-1 line first."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(
+        handles[-1:] + handles[:-1],
+        labels[-1:] + labels[:-1],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        title="runtime vs baseline",
+        title_fontsize=7,
+    )
+
+
 def report_md(report: dict, bounds: dict) -> str:
     """docs/benchmarks.md, every figure read from the JSON report."""
     m = report["machine"]
@@ -390,9 +410,9 @@ def report_md(report: dict, bounds: dict) -> str:
         "",
         "Generated by `hanzoo bench --all --report docs/` from `docs/benchmarks.json`; do not edit by hand.",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {report['threads']} thread(s) per runtime; Python {m['python']}, "
-        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, ai-edge-litert {m['ai-edge-litert']}; GPU: "
-        f"{m['gpu'] or 'none (torch-cuda not measured)'}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {report['threads']} thread(s) per runtime; Python "
+        f"{m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, ai-edge-litert "
+        f"{m['ai-edge-litert']}; GPU: {m['gpu'] or 'none (torch-cuda not measured)'}.",
         "",
         "Each cell is the median (and p90) per-call latency over interleaved rounds, HanNet and baselines "
         "alternating in the same process. The ratio is HanNet / baseline: below 1 the HanNet is faster.",
@@ -421,11 +441,11 @@ def report_md(report: dict, bounds: dict) -> str:
     lines += [
         f"- ONNX Runtime's fixed cost of one call (a one-node graph at batch 1, through the Python API): "
         f"{fixed:.1f} us; each further node costs {per_node:.2f} us (a 64-node Abs chain of width 31).",
-        f"- This core copies memory at {bounds['memory_gb_per_s']:.1f} GB/s (16 MiB, read + write) and multiplies "
-        f"512 x 512 float32 matrices at {bounds['matmul_gflops']:.0f} GFLOP/s.",
+        f"- This core copies memory at {bounds['memory_gb_per_s']:.1f} GB/s (16 MiB, read + write) and "
+        f"multiplies 512 x 512 float32 matrices at {bounds['matmul_gflops']:.0f} GFLOP/s.",
         "",
-        "| model | ONNX nodes | node-count bound at batch 1 (us) | measured ORT batch 1 (us) | flops / sample | "
-        "flop bound at batch 1024 (us) | measured ORT batch 1024 (us) |",
+        "| model | ONNX nodes | node-count bound at batch 1 (us) | measured ORT batch 1 (us) | "
+        "flops / sample | flop bound at batch 1024 (us) | measured ORT batch 1024 (us) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for model in dict.fromkeys(c["model"] for c in report["cells"]):
@@ -470,14 +490,8 @@ def analysis(report: dict, bounds: dict) -> str:
         for base in bases:
             wins_big = [rt for rt in report["runtimes"] if cell[(han, rt, big)]["ratio_vs"][base] < 1]
             wins_small = [rt for rt in report["runtimes"] if cell[(han, rt, small)]["ratio_vs"][base] <= 1]
-            rts = report["runtimes"]
-
-            def where(wins: list[str], good: str, bad: str) -> str:
-                parts = ([f"{good} on {', '.join(wins)}"] if wins else []) + (
-                    [f"{bad} on {', '.join(r for r in rts if r not in wins)}"] if len(wins) < len(rts) else []
-                )
-                return " and ".join(parts)
-
+            at_big = _where(wins_big, report["runtimes"], "faster", "slower")
+            at_small = _where(wins_small, report["runtimes"], "no slower", "slower")
             bound = bounds["onnxruntime_1_node_us"] + (nodes[han] - 1) * bounds["onnxruntime_per_node_us"]
             base_ort = (
                 cell[(base, "onnxruntime", small)]["median_us"]
@@ -489,19 +503,20 @@ def analysis(report: dict, bounds: dict) -> str:
             out += [
                 f"**`{han}` against `{base}`.**",
                 "",
-                f"- Batch {big}: the HanNet is {where(wins_big, 'faster', 'slower')}. "
-                f"It does {flops_per_sample(han)} flops per sample against {flops_per_sample(base)}, and its "
-                f"weights are {4 * c.num_params / 1024:.0f} KB against {4 * registry.get(base).config.num_params / 1024:.0f} KB. "
-                f"Its activation at batch {big} is {act_kb:.0f} KB ({width} floats a row with the constant-1 "
-                f"column); each Han-layer reads and writes it once per node (3 nodes), so {n_han} layers move "
-                f"about {traffic_mb:.0f} MB per call, {traffic_mb / 1024 / bounds['memory_gb_per_s'] * 1e6:.0f} us "
-                f"at this core's {bounds['memory_gb_per_s']:.0f} GB/s if it all missed the caches. That traffic, "
-                "not the flops, is the floor for standard operators: fusing a reduction, a rank-one update and "
-                "|.| into one pass needs a custom kernel.",
-                f"- Batch {small}: the HanNet is {where(wins_small, 'no slower', 'slower')}. Here both nets are "
-                f"overhead, not work. Its ONNX graph has {nodes[han]} nodes against {nodes[base]}; at ONNX "
-                f"Runtime's measured {bounds['onnxruntime_per_node_us']:.2f} us per node and "
-                f"{bounds['onnxruntime_1_node_us']:.1f} us per call, the node count alone bounds it at {bound:.1f} us"
+                f"- Batch {big}: the HanNet is {at_big}. It does {flops_per_sample(han)} flops per sample "
+                f"against {flops_per_sample(base)}, and its weights are {4 * c.num_params / 1024:.0f} KB "
+                f"against {4 * registry.get(base).config.num_params / 1024:.0f} KB. Its activation at batch "
+                f"{big} is {act_kb:.0f} KB ({width} floats a row with the constant-1 column); each Han-layer "
+                f"reads and writes it once per node (3 nodes), so {n_han} layers move about {traffic_mb:.0f} "
+                f"MB per call, {traffic_mb / 1024 / bounds['memory_gb_per_s'] * 1e6:.0f} us at this core's "
+                f"{bounds['memory_gb_per_s']:.0f} GB/s if it all missed the caches. That traffic, not the "
+                "flops, is the floor for standard operators: fusing a reduction, a rank-one update and |.| "
+                "into one pass needs a custom kernel.",
+                f"- Batch {small}: the HanNet is {at_small}. Here both nets are overhead, not work. Its ONNX "
+                f"graph has {nodes[han]} nodes against {nodes[base]}; at ONNX Runtime's measured "
+                f"{bounds['onnxruntime_per_node_us']:.2f} us per node and "
+                f"{bounds['onnxruntime_1_node_us']:.1f} us per call, the node count alone bounds it at "
+                f"{bound:.1f} us"
                 + (
                     f", against {base_ort:.1f} us measured for the baseline, so "
                     + (
@@ -512,9 +527,9 @@ def analysis(report: dict, bounds: dict) -> str:
                     if base_ort
                     else ". "
                 )
-                + "A reflection needs at least a reduction and an update, so no standard-op graph has fewer than "
-                "2 nodes per Han-layer; the 3-node form is one above that. LiteRT's XNNPACK has a far smaller "
-                "per-op cost, which is why it behaves differently.",
+                + "A reflection needs at least a reduction and an update, so no standard-op graph has fewer "
+                "than 2 nodes per Han-layer; the 3-node form is one above that. LiteRT's XNNPACK has a far "
+                "smaller per-op cost, which is why it behaves differently.",
                 "",
             ]
     out += [
@@ -522,6 +537,15 @@ def analysis(report: dict, bounds: dict) -> str:
         "so at batch 1 it is launch-bound. Apps run the exported graphs."
     ]
     return "\n".join(out)
+
+
+def _where(wins: list[str], runtimes: list[str], good: str, bad: str) -> str:
+    """E.g. 'faster on litert and slower on onnxruntime, ort-mobile': `good` on the runtimes in `wins`, `bad`
+    on the rest."""
+    parts = ([f"{good} on {', '.join(wins)}"] if wins else []) + (
+        [f"{bad} on {', '.join(r for r in runtimes if r not in wins)}"] if len(wins) < len(runtimes) else []
+    )
+    return " and ".join(parts)
 
 
 def image_analysis(report: dict, group: list[str]) -> str:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from .models import ModelConfig
 from .registry import ModelEntry
 
-CITATION = """@article{yu2021hannet,
-  title   = {Householder-Absolute Neural Layers For High Variability and Deep Trainability},
-  author  = {Yu, Yueyao and Zhang, Yin},
-  journal = {arXiv preprint arXiv:2106.04088 (v1; later versions are titled "A Lightweight and Gradient-Stable Neural Layer")},
-  year    = {2021}
-}"""
+CITATION = "\n".join(
+    [
+        "@article{yu2021hannet,",
+        "  title   = {Householder-Absolute Neural Layers For High Variability and Deep Trainability},",
+        "  author  = {Yu, Yueyao and Zhang, Yin},",
+        "  journal = {arXiv preprint arXiv:2106.04088 (v1; later versions are titled "
+        '"A Lightweight and Gradient-Stable Neural Layer")},',
+        "  year    = {2021}",
+        "}",
+    ]
+)
 
 
 def fmt(metric: str, x: float) -> str:
@@ -55,7 +62,8 @@ def seed_count(runs: list[dict]) -> str:
 
 
 def excluded(runs: list[dict]) -> str:
-    """Which seeds failed and why, e.g. 'seed 5 diverged (non-finite loss) and is excluded'; '' if none did."""
+    """Which seeds failed and why, e.g. 'seed 5 diverged (non-finite loss) and is excluded'; '' if none
+    did."""
     by_status: dict[str, list[int]] = {}
     for r in runs:
         if r["status"] != "ok":
@@ -68,35 +76,52 @@ def excluded(runs: list[dict]) -> str:
 
 
 def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
-    m, sel = metrics["metric"], metrics["selected"]
-    seeds = metrics["seeds_at_selected"]
-    f = lambda x: fmt(m, x)  # noqa: E731
-    runs, first = final_runs(metrics), stage1_runs(metrics)
-    kept = [r["seed"] for r in runs if r["status"] == "ok"]
-    per_seed = ", ".join(f"seed {s} {f(v)}" for s, v in zip(kept, seeds["test"]["values"]))
-    gone = excluded(runs)
-    lines = [
-        "---",
-        "library_name: hanzoo",
-        "tags: [hannet, householder, tiny-model]",
-        "license: mit",
-        "---",
-        "",
-        f"# {entry.id}",
-        "",
-        entry.description,
-        "",
-        f"Task: **{entry.task}**. Architecture: "
-        + (
-            f"the conv backbone of `{entry.frozen}` (widths {'-'.join(map(str, config.backbone))}, frozen), then "
-            if config.backbone
-            else ""
-        )
-        + f"{config.depth} hidden layers x width {config.width} ({entry.arch}), {config.num_params} parameters"
-        + (f" ({config.head_params} in the head)" if config.backbone else "")
-        + f", activation ratio {100 * config.activation_ratio:.2f}%. Init: `{sel['init']}`.",
-        "",
-    ]
+    """The card of a trained model: what it is, what it scored, how it was trained and selected, and how
+    to use it."""
+    return "\n".join(
+        [
+            *_front_matter("hannet, householder, tiny-model"),
+            f"# {entry.id}",
+            "",
+            entry.description,
+            "",
+            _architecture(entry, config, metrics["selected"]["init"]),
+            "",
+            *_data_section(metrics),
+            *_measured_section(metrics),
+            *_paper_section(entry.paper, metrics["metric"]),
+            *_training_section(metrics),
+            *_use_section(entry, config),
+            *_citation_section(),
+        ]
+    )
+
+
+def _front_matter(tags: str) -> list[str]:
+    return ["---", "library_name: hanzoo", f"tags: [{tags}]", "license: mit", "---", ""]
+
+
+def _citation_section() -> list[str]:
+    return ["## Citation", "", "```bibtex", CITATION, "```", ""]
+
+
+def _architecture(entry: ModelEntry, config: ModelConfig, init: str) -> str:
+    backbone = (
+        f"the conv backbone of `{entry.frozen}` (widths {'-'.join(map(str, config.backbone))}, frozen), then "
+        if config.backbone
+        else ""
+    )
+    head = f" ({config.head_params} in the head)" if config.backbone else ""
+    return (
+        f"Task: **{entry.task}**. Architecture: {backbone}{config.depth} hidden layers x width "
+        f"{config.width} "
+        f"({entry.arch}), {config.num_params} parameters{head}, activation ratio "
+        f"{100 * config.activation_ratio:.2f}%. Init: `{init}`."
+    )
+
+
+def _data_section(metrics: dict) -> list[str]:
+    lines = []
     if "backbone" in metrics:
         b = metrics["backbone"]
         lines += [
@@ -112,20 +137,20 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         sp = metrics["split"]
         lines += [
             f"Data: a seeded split (seed {sp['split_seed']}) with {100 * sp['train_fraction']:.0f}% for "
-            f"training ({sp['train_rows']} rows) and the rest for test ({sp['test_rows']} rows). Inputs are raw "
+            f"training ({sp['train_rows']} rows) and the rest for test ({sp['test_rows']} rows). Inputs are "
+            "raw "
             "features and the output is the target in its own units: the standardization statistics of the "
             "training split are in config.json and applied inside the model.",
             "",
         ]
-    lines += [
-        "## Measured",
-        "",
-        f"| split | {m} (selected run) | {m}, mean +- std over {seed_count(runs)} |",
-        "| --- | ---: | ---: |",
-    ]
-    for split in ("train", "test"):
-        vals = seeds[split]
-        lines.append(f"| {split} | {f(sel[split][m])} | {f(vals['mean'])} +- {f(vals['std'])} |")
+    return lines
+
+
+def _measured_section(metrics: dict) -> list[str]:
+    m, sel, seeds = metrics["metric"], metrics["selected"], metrics["seeds_at_selected"]
+    f = partial(fmt, m)
+    runs = final_runs(metrics)
+    gone = excluded(runs)
     trained = (
         f"Stage 2 refit {len(runs)} seeds on the whole training split"
         if metrics.get("refit")
@@ -133,7 +158,15 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         if metrics.get("stage2")
         else f"{len(runs)} seeds were trained at the chosen init and LR"
     )
-    lines += [
+    lines = [
+        "## Measured",
+        "",
+        f"| split | {m} (selected run) | {m}, mean +- std over {seed_count(runs)} |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {split} | {f(sel[split][m])} | {f(seeds[split]['mean'])} +- {f(seeds[split]['std'])} |"
+            for split in ("train", "test")
+        ),
         "",
         trained + (f"; {gone} from the mean +- std." if gone else ", and every one is in the mean +- std."),
     ]
@@ -145,79 +178,117 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
             + ", ".join(f"{k.upper() if k == 'rmse' else 'R^2'} {fmt(k, sel['test'][k])}" for k in extra)
             + ".",
         ]
-    paper = entry.paper
     if "head_on_features" in metrics:
         lines += [
             "",
-            f"The same head scored on the cached features: test {m} {f(metrics['head_on_features']['test'][m])} "
+            f"The same head scored on the cached features: test {m} "
+            f"{f(metrics['head_on_features']['test'][m])} "
             "(the whole classifier's figure above is computed from the images).",
         ]
+    return lines
+
+
+def _paper_section(paper: dict, m: str) -> list[str]:
+    """What the paper reports for this model, and how far it compares with ours."""
     if "top1_error" in paper:
-        lines += [
-            "",
+        text = (
             f"The paper reports ({paper['table']}) a top-1 test error of {paper['top1_error']}: a different, "
             "far stronger backbone (LaNet, 99% accuracy), so only the relative change between the two heads "
-            "compares; see docs/reproduction.md.",
-        ]
+            "compares; see docs/reproduction.md."
+        )
     elif "test_accuracy" in paper:
-        lines += [
-            "",
+        text = (
             f"The paper reports ({paper['table']}): train {paper.get('train_accuracy', '-')}, test "
             f"{paper['test_accuracy']} (mean +- std over 5 runs, with the best of 10 learning rates picked "
-            "on the test set).",
-        ]
+            "on the test set)."
+        )
     else:
-        lines += [
-            "",
+        text = (
             f"The paper reports this model's test NRMSE only as curves ({paper.get('table', '-')}), "
-            "with no table of values; see docs/reproduction.md for the comparison.",
-        ]
-    lines += [
+            "with no table of values; see docs/reproduction.md for the comparison."
+        )
+    return ["", text]
+
+
+def _training_section(metrics: dict) -> list[str]:
+    return [
         "",
         "## How it was trained and selected",
         "",
         f"- Protocol: {metrics['protocol_text']}",
         f"- Selection (no test data): {metrics['selection_rule']}",
+        *(_refit_lines(metrics) if metrics["refit"] else _stage_lines(metrics)),
     ]
-    if metrics["refit"]:
-        lines += [
-            f"- Stage 1 chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
-            f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
-            + (f", {excluded(first)}" if excluded(first) else "")
-            + ". Failed runs in the whole sweep (diverged or "
-            f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
-            f"- Stage 2 refit {len(runs)} seeds and shipped seed {sel['seed']} (final iterate, iteration "
-            f"{sel['iterations']}). Test {m} of every refit seed{' kept' if gone else ''}: {per_seed}"
-            + (f"; {gone}" if gone else "")
-            + ".",
-            f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at "
-            f"once ({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
-            f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
-            f"{metrics['versions']['torch']}, {metrics['machine']}.",
-        ]
-    else:
-        stage2 = metrics.get("stage2")
-        lines += [
-            f"- Chose init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
-            f"{f(metrics['stage1']['val_mean'])} over {seed_count(first)}"
-            + (f", {excluded(first)}" if excluded(first) else "")
-            + ". Failed runs in the whole sweep (diverged or "
-            f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}.",
-            (
-                f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}"
-                if stage2
-                else f"- Shipped seed {sel['seed']}"
-            )
-            + f": its checkpoint at iteration {sel['iterations']}, the best validation {m} among that init and LR's "
-            f"seeds. Test {m} of every seed{' kept' if gone else ''}: {per_seed}"
-            + (f"; {gone}" if gone else "")
-            + ".",
-            f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs at once "
-            f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
-            + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")
-            + f"; torch {metrics['versions']['torch']}, {metrics['machine']}.",
-        ]
-    lines += [
+
+
+def _choice(metrics: dict, lead: str) -> str:
+    """The init and LR stage 1 chose, on how many seeds, and how many runs of the sweep failed."""
+    m, sel = metrics["metric"], metrics["selected"]
+    first = stage1_runs(metrics)
+    gone = excluded(first)
+    return (
+        f"- {lead} init `{sel['init']}` and LR {sel['lr']}: mean validation {m} "
+        f"{fmt(m, metrics['stage1']['val_mean'])} over {seed_count(first)}"
+        + (f", {gone}" if gone else "")
+        + ". Failed runs in the whole sweep (diverged or "
+        f"collapsed): {metrics['failed_runs']} of {len(metrics['sweep'])}."
+    )
+
+
+def _per_seed(metrics: dict, noun: str) -> str:
+    """The test figure of every kept seed of the final runs, and which ones failed."""
+    m = metrics["metric"]
+    runs = final_runs(metrics)
+    gone = excluded(runs)
+    kept = [r["seed"] for r in runs if r["status"] == "ok"]
+    values = metrics["seeds_at_selected"]["test"]["values"]
+    per_seed = ", ".join(f"seed {s} {fmt(m, v)}" for s, v in zip(kept, values))
+    return (
+        f"Test {m} of every {noun}{' kept' if gone else ''}: {per_seed}" + (f"; {gone}" if gone else "") + "."
+    )
+
+
+def _refit_lines(metrics: dict) -> list[str]:
+    """Stage 1 chose the init and LR, stage 2 refit seeds on the whole training split."""
+    sel, sweep = metrics["selected"], metrics["sweep"]
+    return [
+        _choice(metrics, "Stage 1 chose"),
+        f"- Stage 2 refit {len(final_runs(metrics))} seeds and shipped seed {sel['seed']} (final iterate, "
+        f"iteration {sel['iterations']}). " + _per_seed(metrics, "refit seed"),
+        f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(sweep)} runs at "
+        f"once ({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s), stage 2 "
+        f"{metrics['refit_wall_seconds']:.0f} s for {len(metrics['refit'])} seeds; torch "
+        f"{metrics['versions']['torch']}, {metrics['machine']}.",
+    ]
+
+
+def _stage_lines(metrics: dict) -> list[str]:
+    """Stage 1 chose the init and LR, and the shipped run is the best on validation (of stage 2 if any)."""
+    m, sel, sweep = metrics["metric"], metrics["selected"], metrics["sweep"]
+    stage2 = metrics.get("stage2")
+    shipped = (
+        f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}"
+        if stage2
+        else f"- Shipped seed {sel['seed']}"
+    )
+    return [
+        _choice(metrics, "Chose"),
+        shipped + f": its checkpoint at iteration {sel['iterations']}, the best validation {m} among that "
+        "init and LR's seeds. " + _per_seed(metrics, "seed"),
+        f"- Wall time {metrics['sweep_wall_seconds']:.0f} s for all {len(sweep)} runs at once "
+        f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
+        + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")
+        + f"; torch {metrics['versions']['torch']}, {metrics['machine']}.",
+    ]
+
+
+def _use_section(entry: ModelEntry, config: ModelConfig) -> list[str]:
+    call = (
+        "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]"
+        if config.backbone
+        else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"
+    )
+    return [
         "",
         "## Use",
         "",
@@ -225,24 +296,13 @@ def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
         "import hanzoo",
         "",
         f'net = hanzoo.load("{entry.id}")',
-        (
-            "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]"
-            if config.backbone
-            else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"
-        ),
+        call,
         "```",
         "",
         "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
         "evaluation by the test suite.",
         "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def render_imported(entry: ModelEntry, metrics: dict) -> str:
@@ -262,12 +322,7 @@ def render_imported(entry: ModelEntry, metrics: dict) -> str:
             "The authors picked this checkpoint by its test accuracy during training, so its test figure is "
             "not an honest estimate; hanzoo's own models are selected on validation data.",
             "",
-            "## Citation",
-            "",
-            "```bibtex",
-            CITATION,
-            "```",
-            "",
+            *_citation_section(),
         ]
     )
 
@@ -276,25 +331,23 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
     """The card of a backbone trained end to end by a fixed recipe (one seed, no selection)."""
     sel, r = metrics["selected"], metrics["recipe"]
     log = metrics["log"]
+    crop = "one offset per image" if r.get("crop") == "sample" else "one offset per batch"
     return "\n".join(
         [
-            "---",
-            "library_name: hanzoo",
-            "tags: [cifar10, cnn, backbone]",
-            "license: mit",
-            "---",
-            "",
+            *_front_matter("cifar10, cnn, backbone"),
             f"# {entry.id}",
             "",
             entry.description,
             "",
-            f"Architecture: {entry.arch}, {entry.config.num_params} parameters (BatchNorm folded into the convs and "
-            "per-channel scale/shift after each max pool). Input: raw uint8 pixels [batch, 32, 32, 3] (HWC, RGB); the "
-            "per-channel normalization (statistics of its training images) is inside the model. Output: logits [batch, 10].",
+            f"Architecture: {entry.arch}, {entry.config.num_params} parameters (BatchNorm folded into the "
+            "convs and per-channel scale/shift after each max pool). Input: raw uint8 pixels "
+            "[batch, 32, 32, 3] (HWC, RGB); the per-channel normalization (statistics of its training "
+            "images) is inside the model. Output: logits [batch, 10].",
             "",
-            "Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical binaries "
-            f"cannot be had here). It trained on {metrics['train_images']} of the 50000 training images; the other "
-            f"{metrics['val_images']} (seeded split) were only watched, and are the heads' validation set.",
+            "Data: CIFAR-10 (JPEG), the whole dataset re-encoded as JPEG at about quality 75 (the canonical "
+            f"binaries cannot be had here). It trained on {metrics['train_images']} of the 50000 training "
+            f"images; the other {metrics['val_images']} (seeded split) were only watched, and are the heads' "
+            "validation set.",
             "",
             "## Measured",
             "",
@@ -305,22 +358,22 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
                 for s in ("train", "val", "test")
             ],
             "",
-            f"One seed ({sel['seed']}); the last epoch is shipped, so nothing was selected on any data. Plain "
-            "forward pass, no test-time augmentation.",
+            f"One seed ({sel['seed']}); the last epoch is shipped, so nothing was selected on any data. "
+            "Plain forward pass, no test-time augmentation.",
             "",
             "## Recipe (hanzoo.backbone; `hanzoo train cifar10-backbone`)",
             "",
-            f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak LR {r['lr']} "
-            f"(linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight decay {r['weight_decay']} "
-            f"on weights, label smoothing {r['label_smoothing']}; random 4-pixel reflect-crop "
-            f"({'one offset per image' if r.get('crop') == 'sample' else 'one offset per batch'}) and horizontal flip"
+            f"- {r['epochs']} epochs, batch {r['batch_size']}, SGD Nesterov momentum {r['momentum']}, peak "
+            f"LR {r['lr']} (linear warm-up over {r['warmup_epochs']} epochs, then linear decay to 0), weight "
+            f"decay {r['weight_decay']} on weights, label smoothing {r['label_smoothing']}; random 4-pixel "
+            f"reflect-crop ({crop}) and horizontal flip"
             + (
                 f"; an exponential moving average of the weights (decay {r['ema_decay']}) is shipped."
                 if r.get("ema_decay")
                 else "."
             ),
-            f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} training images/s) "
-            f"on {metrics['machine']}; torch {metrics['versions']['torch']}.",
+            f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} "
+            f"training images/s) on {metrics['machine']}; torch {metrics['versions']['torch']}.",
             "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".",
             "",
             "## Use",
@@ -333,8 +386,8 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
             "features = net.backbone(images)  # [batch, 128]",
             "```",
             "",
-            "Every figure on this card is regenerated from `metrics.json` and checked against a fresh evaluation by "
-            "the test suite.",
+            "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
+            "evaluation by the test suite.",
             "",
         ]
     )

@@ -38,7 +38,8 @@ VAL_IMAGES = 5000  # of the training images, held out for validation (the backbo
 
 
 def split_indices(n: int, val_images: int = VAL_IMAGES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices into the n training images; the backbone and the heads use the same split."""
+    """(train, validation) indices into the n training images; the backbone and the heads use the same
+    split."""
     perm = np.random.default_rng(seed).permutation(n)
     return perm[val_images:], perm[:val_images]
 
@@ -62,9 +63,10 @@ def full_tarball() -> Path:
 
 
 def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every `<split>/<class>/*.jpg` in the tarball, in name order: uint8 images [N, 32, 32, 3], labels [N]."""
+    """Every `<split>/<class>/*.jpg` in the tarball, in name order: uint8 images [N, 32, 32, 3], labels
+    [N]."""
     try:
-        from PIL import Image
+        from PIL import Image  # noqa: PLC0415 - optional runtime, loaded on use
     except ImportError:
         raise HanzooError("decoding CIFAR-10 JPEGs needs Pillow: pip install 'hanzoo[cifar]'") from None
     images, labels, names = [], [], []

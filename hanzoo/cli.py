@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, backbone, bench, hub, registry, reproduce
+from . import backbone, bench, hub, registry, reproduce
 from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
@@ -37,6 +37,7 @@ from .store import read_config, resolve
 from .tasks import get_task
 from .train import PROTOCOLS, Protocol, train_model
 from .verify import failures, verify
+from .version import __version__
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -115,8 +116,10 @@ def cmd_list(args) -> dict:
             t.add_column(col, justify="right" if col in ("params", "AR %") else "left")
         for r in rows:
             h = r["test_metric"]
-            f = (lambda x: fmt(h["metric"], x)) if h else None  # noqa: E731
-            metric = f"{h['metric']} {f(h['test'])} ({f(h['mean'])} +- {f(h['std'])})" if h else "-"
+            metric = "-"
+            if h:
+                test, mean, std = (fmt(h["metric"], h[k]) for k in ("test", "mean", "std"))
+                metric = f"{h['metric']} {test} ({mean} +- {std})"
             t.add_row(
                 r["id"],
                 r["task"],
@@ -363,7 +366,8 @@ def _verify_table(rep: dict) -> None:
     t = Table(
         title=f"{rep['model_id']}: parity on the whole test split ({ref['rows']} rows) against torch fp32"
         + (f", and latency against {base} (1 thread)" if base else ""),
-        caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), and the same {ref['metric']} "
+        caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), "
+        f"and the same {ref['metric']} "
         "(decisions may differ only on rows within that tolerance of the boundary: "
         f"{ref.get('rows_near_boundary', 0)} here); "
         "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)",
@@ -542,7 +546,8 @@ def cmd_reproduce(args) -> dict:
 
         for i, m in enumerate(ids, 1):
             entry = registry.get(m)
-            # today's protocol, on the LR grid the shipped model was trained with (reduced for the largest FCNets)
+            # today's protocol, on the LR grid the shipped model was trained with
+            # (reduced for the largest FCNets)
             lrs = entry.metrics.get("protocol", {}).get("lrs")
             protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
             console.print(f"[{i}/{len(ids)}] {m}")
@@ -576,7 +581,7 @@ def _csv(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected a comma-separated list of {kind.__name__}, got {text!r}"
-            )
+            ) from None
 
     return parse
 
@@ -591,135 +596,193 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def parser() -> argparse.ArgumentParser:
+# --- the command line: one `_add_<command>` per command that takes arguments, then the table of commands ---
 
-    p = _Parser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
-    p.add_argument("--version", action="version", version=f"hanzoo {__version__}")
-    p.add_argument("--offline", action="store_true", help="make no network call (as HF_HUB_OFFLINE=1)")
-    sub = p.add_subparsers(dest="command", required=True)
+_EXPORT_HELP = (
+    "the export folder to {verb} (default: the bundled export of the model's id); "
+    "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote"
+)
 
-    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help, description=help)
-        s.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        s.set_defaults(fn=fn)
-        return s
 
-    add("list", cmd_list, "List every model in the registry.")
-    add("info", cmd_info, "Show one registry entry.").add_argument("model", help="model id")
-    add("eval", cmd_eval, "Evaluate a shipped model (by id) or a model folder on its task.").add_argument(
-        "model", help="model id or folder"
-    )
-    t = add("train", cmd_train, "Train a registry model with the paper's protocol (all runs stacked).")
-    t.add_argument("model", help="model id")
-    t.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
-    t.add_argument(
+def _add_info(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id")
+
+
+def _add_eval(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id or folder")
+
+
+def _add_train(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id")
+    s.add_argument("--out", help="model folder to write (default: pretrained/<id>)")
+    s.add_argument(
         "--init", type=_csv(str), help="inits to sweep, e.g. han-normal,han-authors (default: the config's)"
     )
-    t.add_argument("--iterations", type=_positive, help="override the protocol's iteration count")
-    t.add_argument(
+    s.add_argument("--iterations", type=_positive, help="override the protocol's iteration count")
+    s.add_argument(
         "--epochs",
         type=_positive,
         help="override the epoch count (regression protocol, or the CIFAR-10 backbone recipe)",
     )
-    t.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
-    t.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
-    t.add_argument(
+    s.add_argument("--seeds", type=_csv(int), help="override the seeds, e.g. 0,1,2")
+    s.add_argument("--lrs", type=_csv(float), help="override the learning-rate grid")
+    s.add_argument(
         "--threads",
         type=_positive,
         default=None,
         help="torch threads (default: 1 for the stacked sweeps, every core for a backbone)",
     )
-    t.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
-    t.add_argument(
+    s.add_argument("--no-compile", action="store_true", help="train eagerly instead of with torch.compile")
+    s.add_argument(
         "--reuse-sweep",
         action="store_true",
         help="skip stage 1: reselect from the sweep recorded in the model folder, then refit",
     )
-    e = add(
-        "export",
-        cmd_export,
-        "Export a model to ONNX, ORT and TFLite in rank-one form, with test data and a manifest.",
-    )
-    e.add_argument("model", nargs="?", help="model id or folder")
-    e.add_argument("--all", action="store_true", help="every shipped model")
-    e.add_argument(
+
+
+def _add_export(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", nargs="?", help="model id or folder")
+    s.add_argument("--all", action="store_true", help="every shipped model")
+    s.add_argument(
         "--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)"
     )
-    e.add_argument("--out", help="export folder (default: export/<id>)")
-    v = add(
-        "verify",
-        cmd_verify,
-        "Check every exported artifact against the torch fp32 reference on the whole test split.",
-    )
-    v.add_argument("model", nargs="?", help="model id, or a model folder (from `hanzoo train --out`)")
-    v.add_argument("--all", action="store_true", help="every shipped model")
-    v.add_argument(
-        "--export",
-        help="the export folder to check (default: the bundled export of the model's id); "
-        "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote",
-    )
-    v.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
-    v.add_argument(
+    s.add_argument("--out", help="export folder (default: export/<id>)")
+
+
+def _add_verify(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", nargs="?", help="model id, or a model folder (from `hanzoo train --out`)")
+    s.add_argument("--all", action="store_true", help="every shipped model")
+    s.add_argument("--export", help=_EXPORT_HELP.format(verb="check"))
+    s.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
+    s.add_argument(
         "--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline"
     )
-    b = add(
-        "bench",
-        cmd_bench,
-        "Time models in every runtime beside their FCNet baselines (interleaved, medians).",
-    )
-    b.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
-    b.add_argument("--all", action="store_true", help="every shipped model")
-    b.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
-    b.add_argument("--batch", type=_csv(_positive), help="batch sizes (default 1,64,1024)")
-    b.add_argument(
+
+
+def _add_bench(s: argparse.ArgumentParser) -> None:
+    s.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
+    s.add_argument("--all", action="store_true", help="every shipped model")
+    s.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
+    s.add_argument("--batch", type=_csv(_positive), help="batch sizes (default 1,64,1024)")
+    s.add_argument(
         "--threads", type=_positive, default=1, help="threads per runtime (default 1, as on a phone)"
     )
-    b.add_argument("--rounds", type=_positive, default=21, help="interleaved rounds per cell (default 21)")
-    b.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
-    b.add_argument("--markdown", action="store_true", help="print the markdown table")
-    b.add_argument(
+    s.add_argument("--rounds", type=_positive, default=21, help="interleaved rounds per cell (default 21)")
+    s.add_argument("--quick", action="store_true", help="batches 1 and 1024, 5 rounds")
+    s.add_argument("--markdown", action="store_true", help="print the markdown table")
+    s.add_argument(
         "--report", help="write benchmarks.md, .json and .png (with lower bounds) into this folder"
     )
-    rp = add(
-        "reproduce",
-        cmd_reproduce,
-        "Regenerate docs/reproduction.md (paper Tables 3-5, Figures 1 and 6) from the shipped models.",
-    )
-    rp.add_argument(
+
+
+def _add_reproduce(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
         "--retrain", action="store_true", help="first retrain every model the report covers (hours)"
     )
-    pr = add("predict", cmd_predict, "Run a shipped model on raw inputs from CSV (with a header) or .npy.")
-    pr.add_argument("model", help="model id or folder")
-    pr.add_argument(
+
+
+def _add_predict(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id or folder")
+    s.add_argument(
         "--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]"
     )
-    pr.add_argument(
+    s.add_argument(
         "--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch"
     )
-    pr.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
-    pr.add_argument(
-        "--export",
-        help="the export folder to run (default: the bundled export of the model's id); "
-        "for a folder of your own, the one `hanzoo export FOLDER --out EXP` wrote",
-    )
-    pr.add_argument("--threads", type=_positive, default=1, help="runtime threads (default 1)")
-    d = add(
-        "download", cmd_download, "Fetch a model's files from the Hub into the HF cache, checked by sha256."
-    )
-    d.add_argument("model", help="model id")
-    d.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
-    d.add_argument("--revision", help="Hub revision (default: the pinned one)")
-    pu = add("push", cmd_push, "Upload a shipped model to a Hub repo in hanzoo's layout.")
-    pu.add_argument("model", help="model id")
-    pu.add_argument("--repo", required=True, help="ORG/NAME")
-    pu.add_argument("--token", help="Hub token (default: the one huggingface_hub has stored)")
-    pu.add_argument("--private", action="store_true")
-    i = add(
-        "import-official", cmd_import_official, "Convert the paper authors' checkpoint into a model folder."
-    )
-    i.add_argument("src", help="the authors' .safetensors file")
-    i.add_argument("dest", help="model folder to write")
-    i.add_argument("--model", required=True, help="the registry id whose architecture it has")
+    s.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
+    s.add_argument("--export", help=_EXPORT_HELP.format(verb="run"))
+    s.add_argument("--threads", type=_positive, default=1, help="runtime threads (default 1)")
+
+
+def _add_download(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id")
+    s.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
+    s.add_argument("--revision", help="Hub revision (default: the pinned one)")
+
+
+def _add_push(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model", help="model id")
+    s.add_argument("--repo", required=True, help="ORG/NAME")
+    s.add_argument("--token", help="Hub token (default: the one huggingface_hub has stored)")
+    s.add_argument("--private", action="store_true")
+
+
+def _add_import_official(s: argparse.ArgumentParser) -> None:
+    s.add_argument("src", help="the authors' .safetensors file")
+    s.add_argument("dest", help="model folder to write")
+    s.add_argument("--model", required=True, help="the registry id whose architecture it has")
+
+
+def _commands() -> list[tuple]:
+    """(name, command, help, what adds its arguments), in the order `hanzoo --help` lists them; built at
+    each call, so the commands are looked up when a parser is made."""
+    return [
+        ("list", cmd_list, "List every model in the registry.", None),
+        ("info", cmd_info, "Show one registry entry.", _add_info),
+        ("eval", cmd_eval, "Evaluate a shipped model (by id) or a model folder on its task.", _add_eval),
+        (
+            "train",
+            cmd_train,
+            "Train a registry model with the paper's protocol (all runs stacked).",
+            _add_train,
+        ),
+        (
+            "export",
+            cmd_export,
+            "Export a model to ONNX, ORT and TFLite in rank-one form, with test data and a manifest.",
+            _add_export,
+        ),
+        (
+            "verify",
+            cmd_verify,
+            "Check every exported artifact against the torch fp32 reference on the whole test split.",
+            _add_verify,
+        ),
+        (
+            "bench",
+            cmd_bench,
+            "Time models in every runtime beside their FCNet baselines (interleaved, medians).",
+            _add_bench,
+        ),
+        (
+            "reproduce",
+            cmd_reproduce,
+            "Regenerate docs/reproduction.md (paper Tables 3-5, Figures 1 and 6) from the shipped models.",
+            _add_reproduce,
+        ),
+        (
+            "predict",
+            cmd_predict,
+            "Run a shipped model on raw inputs from CSV (with a header) or .npy.",
+            _add_predict,
+        ),
+        (
+            "download",
+            cmd_download,
+            "Fetch a model's files from the Hub into the HF cache, checked by sha256.",
+            _add_download,
+        ),
+        ("push", cmd_push, "Upload a shipped model to a Hub repo in hanzoo's layout.", _add_push),
+        (
+            "import-official",
+            cmd_import_official,
+            "Convert the paper authors' checkpoint into a model folder.",
+            _add_import_official,
+        ),
+    ]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hanzoo", description="A model zoo of HanNets for edge deployment.")
+    p.add_argument("--version", action="version", version=f"hanzoo {__version__}")
+    p.add_argument("--offline", action="store_true", help="make no network call (as HF_HUB_OFFLINE=1)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, fn, about, add_arguments in _commands():
+        s = sub.add_parser(name, help=about, description=about)
+        s.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        s.set_defaults(fn=fn)
+        if add_arguments:
+            add_arguments(s)
     return p
 
 

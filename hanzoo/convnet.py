@@ -20,7 +20,8 @@ def act(x: torch.Tensor) -> torch.Tensor:
 
 
 class Backbone(nn.Module):
-    """The inference backbone: uint8 [N, 32, 32, 3] (HWC, as images are stored) -> features [N, widths[-1]]."""
+    """The inference backbone: uint8 [N, 32, 32, 3] (HWC, as images are stored) -> features
+    [N, widths[-1]]."""
 
     def __init__(self, widths: tuple[int, ...]) -> None:
         super().__init__()

@@ -54,7 +54,8 @@ def check_output(
 
 
 def check_input(x, shape: tuple[int, ...]) -> np.ndarray:
-    """A batch for a model whose samples have `shape`: float32 features, or uint8 images [batch, 32, 32, 3]."""
+    """A batch for a model whose samples have `shape`: float32 features, or uint8 images
+    [batch, 32, 32, 3]."""
     x = np.asarray(x)
     want = "[batch, " + ", ".join(map(str, shape)) + "]"
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):

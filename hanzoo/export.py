@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, hub, provenance, registry, store
+from . import hub, provenance, registry, store
 from .errors import HanzooError
-from .export_onnx import OPSET, build_onnx
 from .export_tflite import build_tflite, op_types
 from .files import staged_folder
 from .runtimes import RUNTIMES
 from .tasks import get_task
 from .verify import source_hashes, verify_folder
+from .version import __version__
 
 FORMATS = registry.ARTIFACTS
 TEST_ROWS = (
@@ -38,10 +38,27 @@ def parse_formats(text: str | list[str]) -> list[str]:
     return [f for f in FORMATS if f in names]
 
 
+def _onnx():
+    """The onnx package, for writing and reading graphs."""
+    try:
+        import onnx  # noqa: PLC0415 - an optional extra, loaded on use so the core install runs without it
+    except ImportError:
+        raise HanzooError("ONNX export needs onnx: pip install 'hanzoo[onnx]'") from None
+    return onnx
+
+
+def _onnx_graphs():
+    """hanzoo.export_onnx, which imports onnx at its top: loaded with it, on use."""
+    _onnx()
+    from . import export_onnx  # noqa: PLC0415 - needs onnx, an optional extra
+
+    return export_onnx
+
+
 def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
     """ONNX Runtime's own conversion (what tools.convert_onnx_models_to_ort does), with basic
     optimisations only, so the file runs on any mobile build."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - optional runtime, loaded on use
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -52,9 +69,7 @@ def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
 
 
 def _tensor_pb(array: np.ndarray, name: str) -> bytes:
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(array, name).SerializeToString()
+    return _onnx().numpy_helper.from_array(array, name).SerializeToString()
 
 
 def export(
@@ -102,9 +117,9 @@ def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = No
     """The model files alone (ONNX, ORT, TFLite) for a loaded model, into an existing folder."""
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     if "onnx" in formats or "ort" in formats:
-        import onnx
-
-        onnx.save(build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"]))
+        _onnx().save(
+            _onnx_graphs().build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"])
+        )
     if "ort" in formats:
         onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
     if "tflite" in formats:
@@ -122,9 +137,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
             }
     ops = {}
     if "onnx" in formats:
-        import onnx
-
-        m = onnx.load(str(folder / FORMATS["onnx"]))
+        m = _onnx().load(str(folder / FORMATS["onnx"]))
         ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
@@ -139,7 +152,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
         "hanzoo_version": __version__,
         "versions": versions,
         "params": net.config.num_params,
-        "onnx_opset": OPSET if "onnx" in formats else None,
+        "onnx_opset": _onnx_graphs().OPSET if "onnx" in formats else None,
         **(io if "onnx" in formats else {}),
         "files": files,
         "ops": ops,
@@ -148,11 +161,9 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
 
 
 def _io(v) -> dict:
-    from onnx import TensorProto
-
     dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
     return {
         "name": v.name,
-        "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
+        "dtype": _onnx().TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
         "shape": dims,
     }

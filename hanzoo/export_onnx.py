@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import __version__
 from .lower import DenseStep, lower, lower_backbone
 from .models import Net
+from .version import __version__
 
 OPSET = 17
 ACT_OPS = {"abs": "Abs", "relu": "Relu"}

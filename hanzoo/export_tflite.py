@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 
-from . import __version__
 from .errors import HanzooError
 from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
+from .version import __version__
 
 
 def _tf():
@@ -23,14 +23,24 @@ def _tf():
     # loading Triton after TensorFlow aborts the process ("inconsistency in registered CommandLine
     # options"), while the other order works. So Triton, where installed, is loaded first.
     try:
-        import triton  # noqa: F401
+        import triton  # noqa: F401, PLC0415 - optional, and only to be loaded before TensorFlow
     except ImportError:
         pass
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 - optional runtime, loaded on use
     except ImportError:
         raise HanzooError("TFLite export needs TensorFlow: pip install 'hanzoo[tflite]'") from None
     return tf
+
+
+def _tflite_tools():
+    """TensorFlow's TFLite flatbuffer schema and its utilities, loaded through `_tf()` (which orders the
+    imports and says what to install)."""
+    _tf()
+    from tensorflow.lite.python import schema_py_generated as schema  # noqa: PLC0415 - optional runtime
+    from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415 - optional runtime
+
+    return schema, flatbuffer_utils
 
 
 def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = None) -> bytes:
@@ -97,10 +107,7 @@ def _finish(flat: bytes, name: str, data: bytes, outputs: list[str]) -> bytes:
     """Name the graph's tensors after the signature ("input", "output", "decision"/"class"), in the ONNX
     graph's order, and attach the metadata. The converter names them `serving_default_input:0` and
     `PartitionedCall:N` in no fixed order, which an app reading `get_output_details()` would trip on."""
-    _tf()
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
+    schema, flatbuffer_utils = _tflite_tools()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
     graph, (sig,) = model.subgraphs[0], model.signatureDefs
     index = {_text(t.name): t.tensorIndex for t in sig.inputs + sig.outputs}
@@ -125,18 +132,14 @@ def _text(name) -> str:
 
 def op_types(flat: bytes) -> list[str]:
     """The builtin op names of a TFLite file, in graph order."""
-    _tf()
-    from tensorflow.lite.tools import flatbuffer_utils
-
+    _, flatbuffer_utils = _tflite_tools()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
     names = [flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))]
     return [names[op.opcodeIndex] for op in model.subgraphs[0].operators]
 
 
 def read_metadata(flat: bytes, name: str = "hanzoo") -> dict:
-    _tf()
-    from tensorflow.lite.tools import flatbuffer_utils
-
+    _, flatbuffer_utils = _tflite_tools()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
     for m in model.metadata or []:
         if m.name in (name, name.encode()):

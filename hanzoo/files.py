@@ -48,7 +48,8 @@ def sweep(dest: Path) -> list[Path]:
 
 class _Interrupts:
     """SIGINT and SIGTERM raise KeyboardInterrupt (so `finally` blocks clean up), and are remembered: a
-    library that swallows the exception (a bare `except:` in an import) cannot make the write go on to land."""
+    library that swallows the exception (a bare `except:` in an import) cannot make the write go on to
+    land."""
 
     def __init__(self) -> None:
         self.received: int | None = None

@@ -15,6 +15,7 @@ cache are read. Settings are read when a call is made, not when hanzoo is import
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -89,47 +90,95 @@ def pin(model_id: str) -> dict:
     return pinned
 
 
-def hub_card(model_id: str) -> str:
-    """The model's card with Hugging Face front matter: library, tags, license, datasets and model-index."""
+def _pipeline_tag(model_id: str) -> str:
+    """The Hub task of a model: image-classification for the CIFAR-10 models (they take images, through
+    their conv backbone), else tabular regression or classification, by the task's kind."""
     entry = registry.get(model_id)
+    if entry.config.backbone:
+        return "image-classification"
+    if isinstance(get_task(entry.task), Regression):
+        return "tabular-regression"
+    return "tabular-classification"
+
+
+def _card_value(value: float) -> float:
+    """A measured metric as the Hub card states it: 6 decimals, and never fewer than 6 significant digits
+    (an elevators MSE is about 4e-06, which 6 decimals alone would all but erase)."""
+    v = float(value)
+    if v == 0 or not math.isfinite(v):
+        return v
+    return round(v, max(6, 5 - math.floor(math.log10(abs(v)))))
+
+
+def _eval_results(entry: registry.ModelEntry, task_type: str) -> list[hf.EvalResult]:
+    """The shipped run's test metrics, and the mean of the headline metric over the seeds."""
     m = entry.metrics
-    card = (entry.dir / "README.md").read_text()
-    task_type = (
-        "tabular-regression" if isinstance(get_task(entry.task), Regression) else "tabular-classification"
-    )
-    results = []
-    if m.get("selected"):
-        for name, value in m["selected"]["test"].items():
-            results.append(
-                {"type": name, "value": round(float(value), 6), "name": f"test {name} (shipped run)"}
-            )
-        s = m["seeds_at_selected"]["test"]
-        results.append(
-            {
-                "type": f"{m['metric']}_mean_over_seeds",
-                "value": round(float(s["mean"]), 6),
-                "name": f"test {m['metric']}, mean over {len(s['values'])} seeds",
-            }
-        )
-    front = {
-        "library_name": "hanzoo",
-        "license": "mit",
-        "tags": ["hannet", "householder", entry.family, entry.task, "onnx", "tflite"],
-        "datasets": [entry.task.removesuffix("-20pct")],
-        "model-index": [
-            {
-                "name": entry.id,
-                "results": [
-                    {
-                        "task": {"type": task_type},
-                        "dataset": {"name": entry.task, "type": entry.task},
-                        "metrics": results,
-                    }
-                ],
-            }
-        ],
+    if not m.get("selected"):
+        return []
+    on = {
+        "task_type": task_type,
+        "dataset_type": entry.task,
+        "dataset_name": entry.task,
+        "dataset_split": "test",
     }
-    return "---\n" + json.dumps(front, indent=1) + "\n---\n\n" + card  # JSON is valid YAML
+    results = [
+        hf.EvalResult(
+            **on, metric_type=name, metric_value=_card_value(value), metric_name=f"test {name} (shipped run)"
+        )
+        for name, value in m["selected"]["test"].items()
+    ]
+    s = m["seeds_at_selected"]["test"]
+    results.append(
+        hf.EvalResult(
+            **on,
+            metric_type=f"{m['metric']}_mean_over_seeds",
+            metric_value=_card_value(s["mean"]),
+            metric_name=f"test {m['metric']}, mean over {len(s['values'])} seeds",
+        )
+    )
+    return results
+
+
+def _listed(value) -> list:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _front_matter(data: hf.ModelCardData) -> str:
+    """The front matter as JSON, a YAML flow mapping (so the block reads as JSON too), when huggingface_hub's
+    ModelCard, whose parser is PyYAML's YAML 1.1, reads it back as the same metadata; else as the YAML
+    huggingface_hub itself writes. They can differ only on a number JSON writes without a point (4e-06,
+    1e+16, NaN), which YAML 1.1 takes for a string."""
+    meta = data.to_dict()
+    text = json.dumps(meta, indent=1)
+    if hf.ModelCard(f"---\n{text}\n---\n").data.to_dict() == meta:
+        return text
+    return data.to_yaml()
+
+
+def hub_card(model_id: str) -> str:
+    """The model's card as the Hub reads it: one front-matter block, the card's own merged with library,
+    license, tags, datasets, pipeline tag and a model-index of the measured test metrics."""
+    entry = registry.get(model_id)
+    card = hf.ModelCard((entry.dir / "README.md").read_text())
+    own = card.data.to_dict()
+    own.pop("model-index", None)  # the measured metrics replace any the card states
+    task_type = _pipeline_tag(entry.id)
+    results = _eval_results(entry, task_type)
+    tags = [*_listed(own.get("tags")), "hannet", "householder", entry.family, entry.task, "onnx", "tflite"]
+    datasets = [*_listed(own.get("datasets")), entry.task.removesuffix("-20pct")]
+    data = hf.ModelCardData(
+        **{
+            **own,
+            "library_name": "hanzoo",
+            "license": own.get("license", "mit"),
+            "tags": tags,  # ModelCardData keeps each tag once, in order
+            "datasets": list(dict.fromkeys(datasets)),
+            "pipeline_tag": task_type,
+            "model_name": entry.id,
+            "eval_results": results or None,
+        }
+    )
+    return f"---\n{_front_matter(data)}\n---\n{card.text}"
 
 
 def hub_files(model_id: str) -> dict[str, bytes | Path]:
@@ -211,11 +260,8 @@ def fetch(
     offline_flag: bool | None = None,
     repo: str | None = None,
 ) -> dict[str, Path]:
-    """Download (or find in the cache) `files` of a model's Hub repo, each checked against its pinned sha256."""
-    try:
-        import huggingface_hub as hf
-    except ImportError:
-        raise HanzooError("downloading needs huggingface_hub: pip install huggingface_hub") from None
+    """Download (or find in the cache) `files` of a model's Hub repo, each checked against its pinned
+    sha256."""
     pinned = pin(model_id)
     repo = check_repo(repo) if repo else repo_for(model_id)
     rev = revision or pinned["revision"]
@@ -362,7 +408,7 @@ def load_onnx(model_id: str, revision: str | None = None, offline: bool | None =
     path = export_path(model_id, "onnx", revision, offline)
     if not session:
         return path
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - optional runtime, loaded on use
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -375,7 +421,8 @@ def load_tflite(model_id: str, revision: str | None = None, offline: bool | None
 def download(
     model_id: str, fmt: str = "torch", revision: str | None = None, offline: bool | None = None
 ) -> dict[str, Path]:
-    """Fetch a model's files for one format into the HF cache (always from the Hub); returns the local paths."""
+    """Fetch a model's files for one format into the HF cache (always from the Hub); returns the local
+    paths."""
     if fmt not in FORMATS:
         raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     return fetch(model_id, FORMATS[fmt], revision, offline)
@@ -383,14 +430,10 @@ def download(
 
 def push(model_id: str, repo: str, token: str | None = None, private: bool = False) -> str:
     """Upload a shipped model in the Hub layout with `HfApi.upload_folder`; returns the new commit's id."""
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:
-        raise HanzooError("pushing needs huggingface_hub: pip install huggingface_hub") from None
     repo = check_repo(repo)
     if offline():
         raise HanzooError("cannot push while offline (HF_HUB_OFFLINE is set)")
-    api = HfApi(endpoint=endpoint(), token=token)
+    api = hf.HfApi(endpoint=endpoint(), token=token)
     with tempfile.TemporaryDirectory() as tmp:
         stage(model_id, Path(tmp))
         api.create_repo(repo, private=private, exist_ok=True)

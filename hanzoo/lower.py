@@ -84,7 +84,7 @@ def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 def lower(net: Net) -> list[DenseStep | HanStep]:
     """The plan of `net`, with a regression net's standardization folded into its ends (`fold_scaling`),
     so the graph takes raw features and returns the target in its units at no extra op."""
-    f32 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
+    f64 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
     layers = list(net.layers)
     w_in, b_in, w_head, b_head = fold_scaling(net)
     steps: list[DenseStep | HanStep] = []
@@ -92,7 +92,7 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, Dense):
-            w, b = (w_in, b_in) if i == 0 else (f32(layer.linear.weight), f32(layer.linear.bias))
+            w, b = (w_in, b_in) if i == 0 else (f64(layer.linear.weight), f64(layer.linear.bias))
             if ones:  # the bias moves into the weight's column for the constant 1
                 w, b = np.concatenate([w, b[:, None]], axis=1), None
             if isinstance(nxt, HanLayer):  # emit the constant-1 column for the Han run that follows
@@ -107,7 +107,7 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
                 DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), layer.act_name)
             )
         else:
-            u, b = f32(layer.u), f32(layer.bias)
+            u, b = f64(layer.u), f64(layer.bias)
             n = len(u)
             v = 2.0 * u / u.dot(u)
             p = np.zeros((n + 1, 2))

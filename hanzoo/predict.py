@@ -181,7 +181,7 @@ def read_images(path: Path, model: str | None = None) -> np.ndarray:
     want = takes_images(model)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
-            from PIL import Image
+            from PIL import Image  # noqa: PLC0415 - optional runtime, loaded on use
         except ImportError:
             raise HanzooError("reading image files needs Pillow: pip install 'hanzoo[cifar]'") from None
         try:

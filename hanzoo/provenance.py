@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from .version import __version__
 
 
 def dist_version(dist: str) -> str:

@@ -20,7 +20,6 @@ from .evaluate import predict
 from .store import load
 from .tasks import checkerboard_grid, get_task
 from .train import PROTOCOLS
-from .train import PROTOCOLS as P
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TABLE3 = [
@@ -67,13 +66,19 @@ def _ours(model_id: str, split: str = "test") -> str:
     )
 
 
+def _pyplot():
+    """matplotlib's pyplot, drawing off screen."""
+    import matplotlib  # noqa: PLC0415 (the optional [docs] extra: only the figures need it)
+
+    matplotlib.use("Agg")  # before pyplot is imported, so no display is ever looked for
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
+
+    return plt
+
+
 def figure1(path: Path) -> None:
     """The target and the top views (predicted class over the 81 x 81 grid) of the shipped models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     x, label = checkerboard_grid()
     panels = [("target", label, None)]
     for mid in ("checkerboard-fcnet-6x100", "checkerboard-hannet-20x30"):
@@ -95,11 +100,7 @@ def figure1(path: Path) -> None:
 
 def figure6(path: Path) -> None:
     """Test NRMSE against epoch, mean over seeds with a +-1 std band, per regression dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.6))  # rows: datasets; columns: 80% and 20% training
     for ax, (task, ids) in zip(np.ravel(axes), TABLE5.items()):
         for mid in ids:
@@ -138,8 +139,8 @@ def report() -> str:
         "",
         "## Table 3: Checkerboard",
         "",
-        "| model | depth x width | params | AR % (paper) | AR % (ours) | train acc % (paper) | train acc % (ours) | "
-        "test acc % (paper) | test acc % (ours) |",
+        "| model | depth x width | params | AR % (paper) | AR % (ours) | train acc % (paper) | "
+        "train acc % (ours) | test acc % (paper) | test acc % (ours) |",
         "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for mid in TABLE3:
@@ -147,8 +148,8 @@ def report() -> str:
         c = e.config
         lines.append(
             f"| `{mid}` | {e.arch} | {c.num_params} | {e.paper.get('ar', '-')} | "
-            f"{100 * c.activation_ratio:.2f} | {e.paper.get('train_accuracy', '-')} | {_ours(mid, 'train')} | "
-            f"{e.paper.get('test_accuracy', '-')} | {_ours(mid)} |"
+            f"{100 * c.activation_ratio:.2f} | {e.paper.get('train_accuracy', '-')} | "
+            f"{_ours(mid, 'train')} | {e.paper.get('test_accuracy', '-')} | {_ours(mid)} |"
         )
     lines += [
         "",
@@ -160,14 +161,15 @@ def report() -> str:
     for layer, act, mid in TABLE4:
         e = registry.get(mid)
         lines.append(
-            f"| {layer} | {act} | `{mid}` | {e.config.num_params} | {e.paper.get('test_accuracy', '-')} | {_ours(mid)} |"
+            f"| {layer} | {act} | `{mid}` | {e.config.num_params} | {e.paper.get('test_accuracy', '-')} | "
+            f"{_ours(mid)} |"
         )
     lines += [
         "",
         "## Table 5 and Figure 6: regression",
         "",
-        "| dataset | training | model | depth x width | params | AR % (paper) | AR % (ours) | test NRMSE (ours) | "
-        "test R^2 (shipped run) |",
+        "| dataset | training | model | depth x width | params | AR % (paper) | AR % (ours) | "
+        "test NRMSE (ours) | test R^2 (shipped run) |",
         "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | ---: |",
     ]
     for task, ids in TABLE5.items():
@@ -176,8 +178,9 @@ def report() -> str:
             m = e.metrics
             r2 = fmt("r2", m["selected"]["test"]["r2"]) if m.get("selected") else "-"
             lines.append(
-                f"| {task.removesuffix('-20pct')} | {_percent(task)}% | `{mid}` | {e.arch} | {e.config.num_params} | "
-                f"{e.paper.get('ar', '-')} | {100 * e.config.activation_ratio:.2f} | {_ours(mid)} | {r2} |"
+                f"| {task.removesuffix('-20pct')} | {_percent(task)}% | `{mid}` | {e.arch} | "
+                f"{e.config.num_params} | {e.paper.get('ar', '-')} | {100 * e.config.activation_ratio:.2f} | "
+                f"{_ours(mid)} | {r2} |"
             )
     lines += [
         "",
@@ -225,15 +228,16 @@ def table6_section() -> list[str]:
         "",
         "The paper replaced the last FC layer of LaNet (2048-d features, 99% accuracy) with a HanNet head. "
         "Neither LaNet nor the canonical CIFAR-10 binaries can be had here, so hanzoo trains its own small "
-        f"backbone on CIFAR-10 re-encoded as JPEG (`cifar10-backbone`, {registry.get('cifar10-backbone').config.num_params} "
-        f"parameters, {bb['wall_seconds'] / 60:.1f} min on this machine's CPU: test accuracy "
-        f"{100 - bb['selected']['test']['top1_error']:.2f}%). Both heads train on its frozen 128-d features "
-        "with the paper's protocol (SGD momentum 0.9, batch 1024, 20000 iterations, weight decay 1e-4, the 10 "
-        "LRs annealed x0.2 at 1/2, 7/10 and 9/10, 5 seeds), the LR and checkpoint chosen on 5000 training "
-        "images the backbone never saw. Figures are top-1 test error % on the 10000 test images, through the "
-        "whole classifier (`hanzoo eval`).",
+        "backbone on CIFAR-10 re-encoded as JPEG (`cifar10-backbone`, "
+        f"{registry.get('cifar10-backbone').config.num_params} parameters, {bb['wall_seconds'] / 60:.1f} min "
+        f"on this machine's CPU: test accuracy {100 - bb['selected']['test']['top1_error']:.2f}%). Both "
+        "heads train on its frozen 128-d features with the paper's protocol (SGD momentum 0.9, batch 1024, "
+        "20000 iterations, weight decay 1e-4, the 10 LRs annealed x0.2 at 1/2, 7/10 and 9/10, 5 seeds), the "
+        "LR and checkpoint chosen on 5000 training images the backbone never saw. Figures are top-1 test "
+        "error % on the 10000 test images, through the whole classifier (`hanzoo eval`).",
         "",
-        "| model | head | head params | top-1 error % (paper, LaNet) | top-1 error % (ours: mean +- std over seeds; shipped run) |",
+        "| model | head | head params | top-1 error % (paper, LaNet) | "
+        "top-1 error % (ours: mean +- std over seeds; shipped run) |",
         "| --- | --- | ---: | --- | --- |",
         f"| `cifar10-backbone` | its own linear head, trained end to end | 1290 | - | "
         f"{bb['selected']['test']['top1_error']:.2f} (one seed) |",
@@ -251,9 +255,9 @@ def table6_section() -> list[str]:
     tta = 100 * float(np.mean(both.argmax(1) == y))
     lines += [
         "",
-        f"The backbone's CPU recipe reaches {100 - bb['selected']['test']['top1_error']:.2f}% test "
-        f"accuracy (its validation accuracy was {100 - bb['selected']['val']['top1_error']:.2f}%), and "
-        f"{tta:.2f}% with flip averaging at test time, which the shipped graphs do not do (it would double the "
+        f"The backbone's CPU recipe reaches {100 - bb['selected']['test']['top1_error']:.2f}% test accuracy "
+        f"(its validation accuracy was {100 - bb['selected']['val']['top1_error']:.2f}%), and {tta:.2f}% "
+        "with flip averaging at test time, which the shipped graphs do not do (it would double the "
         "backbone's cost). This release has no GPU training recipe for the backbone.",
     ]
     holds = rc["change"] <= 0.5 * rc["paper"] and -rc["difference"] > 2 * rc["pooled_std"]
@@ -291,11 +295,7 @@ def _cifar_logits(model_id: str, flip: bool) -> np.ndarray:
 
 def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
     """Confusion matrices of both classifiers on the test images, and a grid of the HanNet's mistakes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, mid in zip(axes, ("cifar10-fc", "cifar10-hannet")):
         x, y = _test_images()
@@ -348,7 +348,8 @@ SELECTION_JSON = DOCS / "checkerboard-selection.json"
 
 
 def selection_section() -> list[str]:
-    """The experiment that chose Checkerboard's shipping rule, on fresh random splits (never the official test set)."""
+    """The experiment that chose Checkerboard's shipping rule, on fresh random splits (never the official
+    test set)."""
     if not SELECTION_JSON.is_file():
         return []
     d = json.loads(SELECTION_JSON.read_text())
@@ -358,11 +359,12 @@ def selection_section() -> list[str]:
     lines = [
         "## Which Checkerboard run to ship",
         "",
-        f"Every HanNet run fits the 1640 training points perfectly, so the training loss cannot tell the seeds "
-        f"apart. `experiments/checkerboard_selection.py` compared two shipping rules on {len(splits)} fresh random "
-        f"25%/75% splits of the grid (seeds {splits}; the official test set is never read), with {seeds} seeds "
-        f"each at the shipped init `{d['init']}` and LR {d['lr']}, scoring each rule by the test accuracy of the "
-        f"run it ships, over every {s['trials']}-seed subset ({d['wall_seconds'] / 60:.0f} min on this machine):",
+        "Every HanNet run fits the 1640 training points perfectly, so the training loss cannot tell the "
+        f"seeds apart. `experiments/checkerboard_selection.py` compared two shipping rules on {len(splits)} "
+        f"fresh random 25%/75% splits of the grid (seeds {splits}; the official test set is never read), "
+        f"with {seeds} seeds each at the shipped init `{d['init']}` and LR {d['lr']}, scoring each rule by "
+        f"the test accuracy of the run it ships, over every {s['trials']}-seed subset "
+        f"({d['wall_seconds'] / 60:.0f} min on this machine):",
         "",
         "| rule | shipped run: mean test acc % | worst % | share >= 99.5% |",
         "| --- | ---: | ---: | ---: |",
@@ -379,12 +381,12 @@ def selection_section() -> list[str]:
         "",
         f"The average run scores {avg['refit']:.2f}% when trained on the whole training split and "
         f"{avg['validation']:.2f}% on 90% of it. The lowest training loss picks a "
-        f"{'below' if low < avg['refit'] else 'above'}-average run ({low - avg['refit']:+.2f} points); the best "
-        f"validation accuracy picks one {val - avg['validation']:+.2f} points "
+        f"{'below' if low < avg['refit'] else 'above'}-average run ({low - avg['refit']:+.2f} points); the "
+        f"best validation accuracy picks one {val - avg['validation']:+.2f} points "
         f"{'above' if val >= avg['validation'] else 'below'} its average. "
         + (
-            f"So `hanzoo train` trains {len(p.ship_seeds)} seeds at stage 1's init and LR on the same split and "
-            "ships the one with the best validation accuracy, with no refit."
+            f"So `hanzoo train` trains {len(p.ship_seeds)} seeds at stage 1's init and LR on the same split "
+            "and ships the one with the best validation accuracy, with no refit."
             if not p.refit and p.ship_seeds
             else "So `hanzoo train` keeps the refit rule for Checkerboard."
             if p.refit
@@ -489,12 +491,12 @@ def gaps() -> list[str]:
             else "the seed with the best validation accuracy (see above)"
         )
         out.append(
-            f"- Checkerboard HanNet: ours {s['mean']:.2f} +- {s['std']:.2f}% over {seed_count(final_runs(han))}, "
-            "shipped run "
-            f"{shipped:.2f}%, against the paper's 99.52 +- 0.27%. The paper picked each run's best "
-            "test-accuracy checkpoint and the LR by test accuracy; we pick the LR on validation data and ship "
-            f"{rule}. The shipped run {'reaches' if shipped >= 99.5 else 'does not reach'} the paper's 99.5%. "
-            "The paper's claim that the HanNet is near perfect where the FCNets stay near 85% "
+            f"- Checkerboard HanNet: ours {s['mean']:.2f} +- {s['std']:.2f}% over "
+            f"{seed_count(final_runs(han))}, shipped run {shipped:.2f}%, against the paper's 99.52 +- 0.27%. "
+            "The paper picked each run's best test-accuracy checkpoint and the LR by test accuracy; we pick "
+            f"the LR on validation data and ship {rule}. The shipped run "
+            f"{'reaches' if shipped >= 99.5 else 'does not reach'} the paper's 99.5%. The paper's claim that "
+            "the HanNet is near perfect where the FCNets stay near 85% "
             f"{'holds' if s['mean'] > 95 else 'does not hold'} in our figures."
         )
     for task, ids in TABLE5.items():
@@ -503,9 +505,9 @@ def gaps() -> list[str]:
             fc1, fc2, h = (m["seeds_at_selected"]["test"]["mean"] for m in ms)
             size = registry.get(ids[1]).config.num_params / registry.get(ids[2]).config.num_params
             out.append(
-                f"- {task.removesuffix('-20pct')}, {_percent(task)}% training: HanNet mean test NRMSE {h:.4f} "
-                f"against FCNet1 {fc1:.4f} and FCNet2 {fc2:.4f}: "
-                f"the HanNet {'beats' if h < fc1 else 'does not beat'} its equal-size FCNet1 and is "
+                f"- {task.removesuffix('-20pct')}, {_percent(task)}% training: HanNet mean test NRMSE "
+                f"{h:.4f} against FCNet1 {fc1:.4f} and FCNet2 {fc2:.4f}: the HanNet "
+                f"{'beats' if h < fc1 else 'does not beat'} its equal-size FCNet1 and is "
                 f"{'below' if h < fc2 else 'above'} the {size:.0f}x larger FCNet2."
             )
     for mid in COVERED:
@@ -517,7 +519,11 @@ def gaps() -> list[str]:
                 f"{len(PROTOCOLS[e.task].lrs)} LRs, to fit this 2-core machine's time; the LR came from the "
                 "validation choice of the nearest shipped FCNet, not from its test figures."
             )
-    older = [m for m in COVERED if registry.get(m).metrics.get("refit") and not P[registry.get(m).task].refit]
+    older = [
+        m
+        for m in COVERED
+        if registry.get(m).metrics.get("refit") and not PROTOCOLS[registry.get(m).task].refit
+    ]
     if older:
         out.append(
             "- Still shipped under the earlier rule (stage 2 refits every seed on the whole training split "
@@ -532,7 +538,9 @@ def gaps() -> list[str]:
 
 
 def write(docs: Path = DOCS) -> list[Path]:
-    docs.mkdir(exist_ok=True)
+    """Write reproduction.md and its figures into `docs` (by default the checkout's docs/; an installed
+    package has none, so pass a folder of your own there); returns the files written."""
+    docs.mkdir(parents=True, exist_ok=True)
     figure1(docs / "reproduction-figure1.png")
     figure6(docs / "reproduction-figure6.png")
     out = [docs / "reproduction.md", docs / "reproduction-figure1.png", docs / "reproduction-figure6.png"]

@@ -113,13 +113,13 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
 def ort_session(path: Path, threads: int, mobile: bool):
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 - optional runtime, loaded on use
     except ImportError:
         raise HanzooError("this runtime needs onnxruntime: pip install onnxruntime") from None
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
     if path.suffix == ".onnx":
-        import onnx
+        import onnx  # noqa: PLC0415 - optional runtime, loaded on use
 
         try:
             onnx.checker.check_model(str(path), full_check=True)
@@ -157,7 +157,7 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     check_artifact(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional runtime, loaded on use
     except ImportError:
         raise HanzooError("this runtime needs LiteRT: pip install 'hanzoo[tflite]'") from None
     interp = Interpreter(model_path=str(path), num_threads=threads)  # XNNPACK is the default CPU delegate

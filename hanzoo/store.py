@@ -16,13 +16,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__, integrity, registry
+from . import integrity, registry
 from .errors import HanzooError
 from .files import file_sha256, staged_folder
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
 from .registry import MODELS, get
 from .tasks import TASKS
+from .version import __version__
 
 FORMAT_VERSION = 1
 

@@ -259,7 +259,8 @@ class CifarImages(Task):
     )
 
     def split(self, val_images: int = cifar.VAL_IMAGES, split_seed: int = 0) -> Split:
-        """Train, validation and test parts (a backbone recipe's `val_images` and `split_seed` set the latter)."""
+        """Train, validation and test parts (a backbone recipe's `val_images` and `split_seed` set the
+        latter)."""
         x, y = cifar.load("train")
         tr, va = cifar.split_indices(len(x), val_images, split_seed)
         xs, ys = self.test_data()
@@ -276,7 +277,8 @@ class CifarImages(Task):
 class _Pending(Task):
     has_data = False
 
-    """A task of the paper that hanzoo cannot load (its data cannot be had); its models are in the registry as reference configs."""
+    """A task of the paper that hanzoo cannot load (its data cannot be had); its models are in the
+    registry as reference configs."""
 
     def __init__(self, name: str, n_in: int, n_out: int, metric: str, higher_is_better: bool) -> None:
         self.name, self.n_in, self.n_out, self.metric, self.higher_is_better = (

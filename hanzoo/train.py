@@ -18,6 +18,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -58,9 +59,8 @@ class Protocol:
     epochs: int = 0  # when set, iterations = epochs x (training rows // batch_size)
     refit: bool = True  # stage 2: retrain the chosen init and LR on the whole training split
     weight_decay: float = 0.0  # L2 penalty (as torch.optim.SGD's weight_decay), added to each run's loss
-    ship_seeds: tuple[
-        int, ...
-    ] = ()  # without refit: seeds trained at the chosen init and LR; the best validation one ships
+    # without refit: seeds trained at the chosen init and LR; the best validation one ships
+    ship_seeds: tuple[int, ...] = ()
     record_curves: bool = False  # keep each run's validation and test metric at every check, for plots
 
     def to_dict(self) -> dict:
@@ -75,7 +75,8 @@ _REGRESSION = Protocol(
 # Checkerboard ships the best-validation stage-1 run rather than refitting on the whole training split.
 # Every run fits the training points perfectly, so the training loss says nothing about generalization;
 # on fresh random splits of the grid (experiments/checkerboard_selection.py, which never reads the
-# official test set), the best-validation rule shipped clearly better HanNets (docs/checkerboard-selection.json).
+# official test set), the best-validation rule shipped clearly better HanNets
+# (docs/checkerboard-selection.json).
 PROTOCOLS = {
     "checkerboard": Protocol(refit=False, ship_seeds=tuple(range(10))),
     "elevators": _REGRESSION,
@@ -192,7 +193,11 @@ class StackedAdam:
     Adam is elementwise, so a leading run dimension changes nothing in the update."""
 
     def __init__(
-        self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8
+        self,
+        params: list[torch.Tensor],
+        lrs: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ) -> None:
         self.params, self.lrs, self.betas, self.eps = params, lrs.clone(), betas, eps
         self.m = [torch.zeros_like(p) for p in params]
@@ -275,7 +280,9 @@ class BatchStream:
         return idx[self.row]  # [R, B]
 
 
-def compiled_loss(net: StackedNet, task: Task, compile: bool = True):
+def compiled_loss(
+    net: StackedNet, task: Task, compile: bool = True
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-run training loss as a function of a batch, compiled by inductor when possible.
 
     Eager PyTorch makes one pass over memory per op; inductor fuses each Han-layer's dot product,
@@ -313,10 +320,10 @@ def train_stacked(
     lrs: torch.Tensor,
     protocol: Protocol,
     seeds: list[int],
-    evaluate=None,
-    progress=None,
+    evaluate: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
     compile: bool = False,
-):
+) -> torch.Tensor:
     """Train every run of `net` in place; returns a bool tensor [R], True for runs that diverged.
 
     `evaluate(it)` is called every eval_every iterations and at the end, `progress(it)` every step.
@@ -393,6 +400,152 @@ def fit_scaling(split: Split) -> dict[str, list[float]]:
     return {"x_mean": xm, "x_std": xs, "y_mean": ym, "y_std": ys}
 
 
+def tune_allocator() -> None:
+    """Keep glibc from returning every freed activation buffer to the OS: on these small stacked
+    tensors (~0.5 MB) the mmap/munmap and page faults per op cost about 10% of a step."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _progress_bar(total: int, label: str, enabled: bool):
+
+    class Bar:
+        def __init__(self) -> None:
+            self.p = Progress(
+                TextColumn("[bold]train[/] " + label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                disable=not enabled,
+                transient=False,
+            )
+            self.task = self.p.add_task("train", total=total)
+
+        def __enter__(self):
+            self.p.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+        def advance(self, it: int) -> None:
+            if it % 50 == 0 or it == total:  # rich's refresh is not free at thousands of steps/s
+                self.p.update(self.task, completed=it)
+            if enabled and not self.p.console.is_terminal and it * 20 // total > (it - 1) * 20 // total:
+                # Logs (nohup, CI) get a plain line every 5%, since a live bar only draws on a terminal.
+                t = self.p.tasks[0]
+                eta = f", about {t.time_remaining:.0f} s left" if t.time_remaining else ""
+                print(f"train {label}: {it}/{total} iterations, {t.elapsed:.0f} s{eta}", flush=True)
+
+    return Bar()
+
+
+# --- stage 1: the sweep -----------------------------------------------------------------------
+
+
+@dataclass
+class _SweepData:
+    """A sweep's tensors. Inputs are standardized wherever they are fed to the nets; the training
+    targets are standardized too, but the scored targets stay in their own units, since outputs
+    are unscaled before scoring."""
+
+    x: torch.Tensor  # the fit part's inputs and targets, as trained on
+    y: torch.Tensor
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]]  # fit, val, train, test: as scored
+    scaling: dict[str, list[float]] | None
+    unscale: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def _sweep_data(task: Task, split: Split, protocol: Protocol, dtype: torch.dtype) -> _SweepData:
+    fit, x_val, y_val = carve_validation(split, protocol.val_fraction, protocol.split_seed)
+    scaling = fit_scaling(split) if task.standardize else None
+    sc = {k: torch.tensor(v, dtype=dtype) for k, v in (scaling or {}).items()}
+
+    def as_t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype)
+
+    def standardized(a: np.ndarray, which: str) -> torch.Tensor:
+        return (as_t(a) - sc[f"{which}_mean"]) / sc[f"{which}_std"] if sc else as_t(a)
+
+    def unscale(out: torch.Tensor) -> torch.Tensor:
+        return out * sc["y_std"] + sc["y_mean"]
+
+    x = standardized(fit.x_train, "x")
+    parts = {
+        "fit": (x, as_t(fit.y_train)),
+        "val": (standardized(x_val, "x"), as_t(y_val)),
+        "train": (standardized(split.x_train, "x"), as_t(split.y_train)),
+        "test": (standardized(split.x_test, "x"), as_t(split.y_test)),
+    }
+    return _SweepData(x, standardized(fit.y_train, "y"), parts, scaling, unscale if sc else None)
+
+
+def _resolve_schedule(protocol: Protocol, steps_per_epoch: int) -> Protocol:
+    """The protocol with epoch counts turned into iterations (`epochs`, and `eval_every` 0)."""
+    if protocol.epochs:
+        protocol = replace(protocol, iterations=protocol.epochs * steps_per_epoch)
+    if protocol.eval_every == 0:
+        protocol = replace(protocol, eval_every=steps_per_epoch)
+    return protocol
+
+
+class _BestCheckpoints:
+    """Each run's parameters at its best validation check so far (metric first, loss breaks ties).
+
+    With `record_curves` it also keeps every run's validation and test metric at each check, for
+    plots; selection never reads the test curve.
+    """
+
+    def __init__(self, net: StackedNet, task: Task, data: _SweepData, record_curves: bool) -> None:
+        self.net, self.task, self.data = net, task, data
+        self.params = [p.detach().clone() for p in net.params]
+        worst = -math.inf if task.higher_is_better else math.inf
+        self.metric = torch.full((net.runs,), worst, dtype=torch.float64)
+        self.loss = torch.full((net.runs,), math.inf, dtype=torch.float64)
+        self.iteration = torch.zeros(net.runs, dtype=torch.int64)
+        self.curves: dict[str, list] | None = (
+            {"iterations": [], "val": [], "test": []} if record_curves else None
+        )
+
+    def check(self, it: int) -> None:
+        net, task, unscale = self.net, self.task, self.data.unscale
+        m = _stacked_metrics(net, task, net.params, *self.data.parts["val"], unscale)
+        acc, loss = m[task.metric].double(), m[task.loss_name].double()
+        better = _better(acc, loss, self.metric, self.loss, task.higher_is_better) & torch.isfinite(loss)
+        self.metric[better], self.loss[better], self.iteration[better] = acc[better], loss[better], it
+        for b, p in zip(self.params, net.params):
+            b[better] = p.detach()[better]
+        if self.curves is not None:
+            test = _stacked_metrics(net, task, net.params, *self.data.parts["test"], unscale)
+            self.curves["iterations"].append(it)
+            self.curves["val"].append(acc.tolist())
+            self.curves["test"].append(test[task.metric].tolist())
+
+    def curve(self, r: int) -> dict | None:
+        if self.curves is None:
+            return None
+        c = self.curves
+        return {
+            "iterations": c["iterations"],
+            "val": [v[r] for v in c["val"]],
+            "test": [v[r] for v in c["test"]],
+        }
+
+
+def _run_status(diverged: torch.Tensor, scored_fit: dict[str, torch.Tensor], r: int) -> str:
+    return "diverged" if diverged[r] else "collapsed" if scored_fit["constant"][r] else "ok"
+
+
+def _run_figures(scored: dict[str, dict[str, torch.Tensor]], r: int) -> dict[str, dict[str, float]]:
+    """Run r's figures on each scored part, as RunResult fields."""
+    return {part: {n: float(v[r]) for n, v in m.items() if n != "constant"} for part, m in scored.items()}
+
+
 def sweep(
     config: ModelConfig,
     task: Task,
@@ -407,19 +560,8 @@ def sweep(
 
     Regression tasks train on standardized data (statistics from the training split) and are scored
     in target units."""
-    fit, x_val_np, y_val_np = carve_validation(split, protocol.val_fraction, protocol.split_seed)
-    scaling = fit_scaling(split) if task.standardize else None
-    sc = {k: torch.tensor(v, dtype=dtype) for k, v in (scaling or {}).items()}
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    xin = lambda a: (as_t(a) - sc["x_mean"]) / sc["x_std"] if sc else as_t(a)  # noqa: E731
-    yin = lambda a: (as_t(a) - sc["y_mean"]) / sc["y_std"] if sc else as_t(a)  # noqa: E731
-    unscale = (lambda out: out * sc["y_std"] + sc["y_mean"]) if sc else None
-    x, y = xin(fit.x_train), yin(fit.y_train)
-    steps = len(x) // protocol.batch_size
-    if protocol.epochs:
-        protocol = replace(protocol, iterations=protocol.epochs * steps)
-    if protocol.eval_every == 0:
-        protocol = replace(protocol, eval_every=steps)
+    data = _sweep_data(task, split, protocol, dtype)
+    protocol = _resolve_schedule(protocol, len(data.x) // protocol.batch_size)
     grid = [
         (init, lr, seed) for init in inits or [config.init] for lr in protocol.lrs for seed in protocol.seeds
     ]
@@ -427,77 +569,33 @@ def sweep(
     net = StackedNet(config, nets)
     lrs = torch.tensor([lr for _, lr, _ in grid], dtype=dtype)
     seeds = [seed for _, _, seed in grid]
-    splits = {
-        "fit": (x, as_t(fit.y_train)),
-        "val": (xin(x_val_np), as_t(y_val_np)),
-        "train": (xin(split.x_train), as_t(split.y_train)),
-        "test": (xin(split.x_test), as_t(split.y_test)),
-    }
+    best = _BestCheckpoints(net, task, data, protocol.record_curves)
 
-    best = [p.detach().clone() for p in net.params]
-    worst = -math.inf if task.higher_is_better else math.inf
-    best_acc = torch.full((net.runs,), worst, dtype=torch.float64)
-    best_loss = torch.full((net.runs,), math.inf, dtype=torch.float64)
-    best_it = torch.zeros(net.runs, dtype=torch.int64)
-    curves: dict[str, list] = {"iterations": [], "val": [], "test": []}
-
-    def evaluate(it: int) -> None:
-        m = _stacked_metrics(net, task, net.params, *splits["val"], unscale)
-        acc, loss = m[task.metric].double(), m[task.loss_name].double()
-        better = _better(acc, loss, best_acc, best_loss, task.higher_is_better) & torch.isfinite(loss)
-        best_acc[better], best_loss[better], best_it[better] = acc[better], loss[better], it
-        for b, p in zip(best, net.params):
-            b[better] = p.detach()[better]
-        if protocol.record_curves:  # the test curve is recorded for plots only; selection never reads it
-            curves["iterations"].append(it)
-            curves["val"].append(acc.tolist())
-            curves["test"].append(
-                _stacked_metrics(net, task, net.params, *splits["test"], unscale)[task.metric].tolist()
-            )
-
-    _tune_allocator()
+    tune_allocator()
     bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
     start = time.perf_counter()
     with bar:
         diverged = train_stacked(
-            net, task, x, y, lrs, protocol, seeds, evaluate, bar.advance, compile=compile
+            net, task, data.x, data.y, lrs, protocol, seeds, best.check, bar.advance, compile=compile
         )
     seconds = time.perf_counter() - start
 
-    scored = {k: _stacked_metrics(net, task, best, *xy, unscale) for k, xy in splits.items()}
-    runs = []
-    for r, (init, lr, seed) in enumerate(grid):
-        status = "diverged" if diverged[r] else "collapsed" if scored["fit"]["constant"][r] else "ok"
-        curve = (
-            {
-                "iterations": curves["iterations"],
-                "val": [v[r] for v in curves["val"]],
-                "test": [v[r] for v in curves["test"]],
-            }
-            if protocol.record_curves
-            else None
+    scored = {k: _stacked_metrics(net, task, best.params, *xy, data.unscale) for k, xy in data.parts.items()}
+    runs = [
+        RunResult(
+            init,
+            lr,
+            seed,
+            _run_status(diverged, scored["fit"], r),
+            int(best.iteration[r]),
+            curve=best.curve(r),
+            **_run_figures(scored, r),
         )
-        runs.append(
-            RunResult(
-                init,
-                lr,
-                seed,
-                status,
-                int(best_it[r]),
-                curve=curve,
-                **{k: {n: float(v[r]) for n, v in s.items() if n != "constant"} for k, s in scored.items()},
-            )
-        )
+        for r, (init, lr, seed) in enumerate(grid)
+    ]
     selected = select(runs, task)
-    return SweepResult(
-        runs,
-        selected,
-        net.state_dict(selected, best),
-        seconds,
-        protocol.iterations / seconds,
-        protocol,
-        scaling,
-    )
+    state = net.state_dict(selected, best.params)
+    return SweepResult(runs, selected, state, seconds, protocol.iterations / seconds, protocol, data.scaling)
 
 
 def select(runs: list[RunResult], task: Task) -> int:
@@ -526,6 +624,9 @@ def select(runs: list[RunResult], task: Task) -> int:
     return max(candidates, key=lambda i: (sign * runs[i].val[task.metric], -runs[i].val[task.loss_name]))
 
 
+# --- stage 2 ----------------------------------------------------------------------------------
+
+
 def refit(
     config: ModelConfig,
     task: Task,
@@ -543,34 +644,24 @@ def refit(
     hyperparameters. With no held-out data left, each run keeps its final iterate (the schedule ends
     annealed), and the run with the lowest training loss is shipped.
     """
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    x, y = as_t(split.x_train), as_t(split.y_train)
+    x, y = torch.as_tensor(split.x_train, dtype=dtype), torch.as_tensor(split.y_train, dtype=dtype)
     seeds = list(protocol.seeds)
     net = StackedNet(config, [build(replace(config, init=init), seed=s).to(dtype) for s in seeds])
-    _tune_allocator()
+    lrs = torch.full((net.runs,), lr, dtype=dtype)
+    tune_allocator()
     start = time.perf_counter()
     with _progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
-        diverged = train_stacked(
-            net,
-            task,
-            x,
-            y,
-            torch.full((net.runs,), lr, dtype=dtype),
-            protocol,
-            seeds,
-            None,
-            bar.advance,
-            compile=compile,
-        )
+        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, None, bar.advance, compile=compile)
     seconds = time.perf_counter() - start
-    scored = {
-        k: _stacked_metrics(net, task, net.params, *xy)
-        for k, xy in {"train": (x, y), "test": (as_t(split.x_test), as_t(split.y_test))}.items()
+    parts = {
+        "train": (x, y),
+        "test": (torch.as_tensor(split.x_test, dtype=dtype), torch.as_tensor(split.y_test, dtype=dtype)),
     }
+    scored = {k: _stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
     runs = []
     for r, seed in enumerate(seeds):
-        status = "diverged" if diverged[r] else "collapsed" if scored["train"]["constant"][r] else "ok"
-        m = {k: {n: float(v[r]) for n, v in sc.items() if n != "constant"} for k, sc in scored.items()}
+        m = _run_figures(scored, r)
+        status = _run_status(diverged, scored["train"], r)
         runs.append(
             RunResult(
                 init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]
@@ -588,145 +679,152 @@ def select_refit(runs: list[RunResult]) -> int:
     return min(ok, key=lambda i: runs[i].train["mse"])
 
 
-def _tune_allocator() -> None:
-    """Keep glibc from returning every freed activation buffer to the OS: on these small stacked
-    tensors (~0.5 MB) the mmap/munmap and page faults per op cost about 10% of a step."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 256 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+# --- training a registry model: both stages, then its model folder ----------------------------
 
 
-def _progress_bar(total: int, label: str, enabled: bool):
+@dataclass
+class Stages:
+    """What both stages of one training produced: the record and the model folder are made from it."""
 
-    class Bar:
-        def __init__(self) -> None:
-            self.p = Progress(
-                TextColumn("[bold]train[/] " + label),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                disable=not enabled,
-                transient=False,
-            )
-            self.task = self.p.add_task("train", total=total)
-            self.n = 0
+    stage1: SweepResult  # its protocol is the one the record states (iterations resolved from epochs)
+    chosen: RunResult  # stage 1's pick: stage 2 runs at its (init, LR)
+    stage2: SweepResult | None  # a refit or more seeds; None: the chosen stage-1 run itself ships
 
-        def __enter__(self):
-            self.p.__enter__()
-            return self
+    @property
+    def protocol(self) -> Protocol:
+        return self.stage1.protocol
 
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
+    @property
+    def shipped(self) -> RunResult:
+        return self.stage2.runs[self.stage2.selected] if self.stage2 is not None else self.chosen
 
-        def advance(self, it: int) -> None:
-            if it % 50 == 0 or it == total:  # rich's refresh is not free at thousands of steps/s
-                self.p.update(self.task, completed=it)
-            if enabled and not self.p.console.is_terminal and it * 20 // total > (it - 1) * 20 // total:
-                # Logs (nohup, CI) get a plain line every 5%, since a live bar only draws on a terminal.
-                t = self.p.tasks[0]
-                eta = f", about {t.time_remaining:.0f} s left" if t.time_remaining else ""
-                print(f"train {label}: {it}/{total} iterations, {t.elapsed:.0f} s{eta}", flush=True)
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return (self.stage2 if self.stage2 is not None else self.stage1).state_dict
 
-    return Bar()
+    @property
+    def at_chosen(self) -> list[RunResult]:
+        """The healthy stage-1 runs at the chosen (init, LR): its seeds."""
+        hp = (self.chosen.init, self.chosen.lr)
+        return [r for r in self.stage1.runs if (r.init, r.lr) == hp and r.status == "ok"]
 
+    @property
+    def peers(self) -> list[RunResult]:
+        """The healthy runs the shipped one was picked from; the card gives their spread over seeds."""
+        if self.stage2 is None:
+            return self.at_chosen
+        return [r for r in self.stage2.runs if r.status == "ok"]
 
-CARVED = "a validation split of {pct:.0f}% is carved from the training split (seed {seed})"
-SELECTION_RULE = (
-    "stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each "
-    "run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
-    "{every} iterations); the init and LR are those with the fewest failed runs, then the best mean "
-    "validation {metric} over seeds. Stage 2: every seed is retrained at that init and LR on the "
-    "whole training split, keeping its final iterate; the run with the lowest training loss is shipped."
-)
-
-
-SELECTION_RULE_SHIP_SEEDS = (
-    "stage 1: a validation split of {pct:.0f}% is carved from the training split (seed {seed}); "
-    "each run keeps its checkpoint with the best validation {metric} (loss breaks ties, checked "
-    "every {every} iterations); the init and LR are those with the fewest failed runs, then the "
-    "best mean validation {metric} over seeds. Stage 2: {n} seeds are trained at that init and LR "
-    "on the same split, and the one with the best validation {metric} is shipped."
-)
-
-
-SELECTION_RULE_NO_REFIT = (
-    "a validation split of {pct:.0f}% is carved from the training split (seed {seed}); each run "
-    "keeps its checkpoint with the best validation {metric} (loss breaks ties, checked every "
-    "{every} iterations); the init and LR are those with the fewest failed runs, then the best "
-    "mean validation {metric} over seeds; the shipped run is, among that init and LR's seeds, "
-    "the one with the best validation {metric}."
-)
+    @property
+    def stage2_seconds(self) -> float:
+        return self.stage2.seconds if self.stage2 is not None else 0.0
 
 
 def train_model(
     model_id: str,
-    out_dir=None,
+    out_dir: str | Path | None = None,
     inits: list[str] | None = None,
     protocol: Protocol | None = None,
     progress: bool = True,
     compile: bool = True,
     reuse_sweep: bool = False,
-):
-    """Run the paper's sweep for a registry model, refit, and write its model folder; returns the folder.
+) -> Path:
+    """Run the paper's sweep for a registry model, then its stage 2, and write its model folder;
+    returns the folder.
 
     With `reuse_sweep`, stage 1 is not run again: its records are read from the model folder's
     metrics.json and the same selection rule is applied to them.
     """
-
     entry = registry.get(model_id)
-    if entry.task not in PROTOCOLS and protocol is None:
-        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
-    protocol = protocol or PROTOCOLS[entry.task]
-    train_config, frozen = entry.config, None
-    if entry.frozen:  # only the head trains, on the frozen backbone's (cached) features
-        task, frozen = features_task(entry.frozen)
-        train_config = replace(entry.config, backbone=())
-    else:
-        task = get_task(entry.task)
+    protocol = _check_protocol(entry, protocol)
+    task, train_config, frozen = _training_task(entry)
     split = task.split()
     dest = Path(out_dir) if out_dir else entry.dir
-    stage1 = stage2 = None
     if reuse_sweep:
-        old = store.read_metrics(dest)
-        if not old.get("sweep"):
-            raise HanzooError(f"--reuse-sweep needs a metrics.json with a sweep in {dest}")
-        # Fields added since the record was written take their defaults; what happens after stage 1
-        # (refit, ship_seeds) may differ, since --reuse-sweep exists to rerun just that part.
-        fields = Protocol.__dataclass_fields__
-        same = lambda d: {k: v for k, v in d.items() if k not in ("refit", "ship_seeds")}  # noqa: E731
-        recorded = json.loads(
-            json.dumps(
-                Protocol(**{k: v for k, v in old.get("protocol", {}).items() if k in fields}).to_dict()
-            )
-        )
-        if same(recorded) != same(json.loads(json.dumps(protocol.to_dict()))):  # tuples -> lists
-            raise HanzooError(f"the sweep in {dest / 'metrics.json'} was run with another protocol")
-        runs = [RunResult(**r) for r in old["sweep"]]
-        sweep_seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
-        if not protocol.refit and not protocol.ship_seeds:
-            raise HanzooError(
-                "--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
-                "use a protocol with a refit or ship_seeds stage"
-            )
+        stage1 = _recorded_sweep(dest, protocol, task)
     else:
         stage1 = sweep(train_config, task, split, protocol, inits=inits, progress=progress, compile=compile)
-        runs, sweep_seconds, protocol = stage1.runs, stage1.seconds, stage1.protocol
-    chosen = runs[select(runs, task)]
-    if protocol.refit:
-        stage2 = refit(
-            train_config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile
+    chosen = stage1.runs[select(stage1.runs, task)]
+    stage2 = run_stage2(train_config, task, split, stage1.protocol, chosen, progress, compile)
+    stages = Stages(stage1, chosen, stage2)
+
+    config = replace(entry.config, init=stages.shipped.init)
+    scaling = fit_scaling(split) if task.standardize else None  # as every stage computed it
+    state = _with_backbone(stages.state_dict, frozen)
+    final = evaluate_shipped(_shipped_net(config, state, scaling, frozen), entry, task, split, frozen)
+    metrics = build_record(entry, task, split, stages, final, scaling, frozen)
+    return _write_folder(dest, entry, config, state, metrics, scaling, frozen)
+
+
+def _check_protocol(entry: registry.ModelEntry, protocol: Protocol | None) -> Protocol:
+    if entry.task not in PROTOCOLS and protocol is None:
+        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
+    return protocol or PROTOCOLS[entry.task]
+
+
+def _training_task(entry: registry.ModelEntry) -> tuple[Task, ModelConfig, Net | None]:
+    """The task the nets train on, their config, and the frozen backbone model when only a head
+    trains (then on the backbone's cached features)."""
+    if entry.frozen:
+        task, frozen = features_task(entry.frozen)
+        return task, replace(entry.config, backbone=()), frozen
+    return get_task(entry.task), entry.config, None
+
+
+def _recorded_sweep(folder: Path, protocol: Protocol, task: Task) -> SweepResult:
+    """Stage 1 as recorded in `folder`'s metrics.json, for --reuse-sweep. Its weights were not kept, so
+    its state_dict is empty and a stage 2 must follow."""
+    old = store.read_metrics(folder)
+    if not old.get("sweep"):
+        raise HanzooError(f"--reuse-sweep needs a metrics.json with a sweep in {folder}")
+    if not _same_stage1(old.get("protocol", {}), protocol):
+        raise HanzooError(f"the sweep in {folder / 'metrics.json'} was run with another protocol")
+    runs = [RunResult(**r) for r in old["sweep"]]
+    seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
+    if not protocol.refit and not protocol.ship_seeds:
+        raise HanzooError(
+            "--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
+            "use a protocol with a refit or ship_seeds stage"
         )
-        final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
-        sel = stage2.runs[stage2.selected]
-    elif protocol.ship_seeds:
-        # Stage 2: more seeds at the chosen init and LR, on the same fit/validation split; the best
-        # validation run is shipped (experiments/checkerboard_selection.py shows why on fresh splits).
-        stage2 = sweep(
-            train_config,
+    return SweepResult(runs, select(runs, task), {}, seconds, protocol.iterations / seconds, protocol)
+
+
+def _same_stage1(recorded: dict, protocol: Protocol) -> bool:
+    """Whether a recorded protocol ran stage 1 as `protocol` would.
+
+    Fields added since the record was written take their defaults; what happens after stage 1
+    (refit, ship_seeds) may differ, since --reuse-sweep exists to rerun just that part.
+    """
+    fields = Protocol.__dataclass_fields__
+    old = Protocol(**{k: v for k, v in recorded.items() if k in fields})
+
+    def stage1_part(p: Protocol) -> dict:
+        as_recorded = json.loads(json.dumps(p.to_dict()))  # tuples -> lists
+        return {k: v for k, v in as_recorded.items() if k not in ("refit", "ship_seeds")}
+
+    return stage1_part(old) == stage1_part(protocol)
+
+
+def run_stage2(
+    config: ModelConfig,
+    task: Task,
+    split: Split,
+    protocol: Protocol,
+    chosen: RunResult,
+    progress: bool = True,
+    compile: bool = True,
+) -> SweepResult | None:
+    """Stage 2 at stage 1's chosen (init, LR), as the protocol asks: a refit on the whole training
+    split, more seeds on the same split, or none (None: the chosen stage-1 run is shipped)."""
+    if protocol.refit:
+        return refit(
+            config, task, split, protocol, chosen.init, chosen.lr, progress=progress, compile=compile
+        )
+    if protocol.ship_seeds:
+        # The best validation run of the new seeds is shipped: experiments/checkerboard_selection.py
+        # shows why, on fresh splits.
+        return sweep(
+            config,
             task,
             split,
             replace(protocol, lrs=(chosen.lr,), seeds=protocol.ship_seeds),
@@ -734,127 +832,110 @@ def train_model(
             progress=progress,
             compile=compile,
         )
-        final_runs, state, refit_seconds = stage2.runs, stage2.state_dict, stage2.seconds
-        sel = stage2.runs[stage2.selected]
-    else:  # the stage-1 run chosen on validation is the one shipped
-        final_runs = [r for r in runs if (r.init, r.lr) == (chosen.init, chosen.lr)]
-        state, refit_seconds, sel = stage1.state_dict, 0.0, chosen
-    config = replace(entry.config, init=sel.init)
-    scaling = fit_scaling(split) if task.standardize else None  # as every stage computed it
+    return None
 
-    # The card's figures come from the plain module, through the same code as `hanzoo eval`.
+
+def _with_backbone(state: dict[str, torch.Tensor], frozen: Net | None) -> dict[str, torch.Tensor]:
+    """A head's state as the whole classifier ships it: the frozen backbone's weights, then the head."""
+    if frozen is None:
+        return state
+    return {f"backbone.{k}": v for k, v in frozen.backbone.state_dict().items()} | dict(state)
+
+
+def _shipped_net(
+    config: ModelConfig, state: dict[str, torch.Tensor], scaling: dict | None, frozen: Net | None
+) -> Net:
+    # The plain module, not the stacked one: the record's figures come through the same code as
+    # `hanzoo eval`.
     net = Net(config)
-    preprocessing = None
-    if frozen is not None:  # the whole classifier: the frozen backbone's weights, then the trained head
-        state = {f"backbone.{k}": v for k, v in frozen.backbone.state_dict().items()} | dict(state)
+    net.load_state_dict(state)
+    if frozen is not None:
         preprocessing = frozen.meta["preprocessing"]
-        net.load_state_dict(state)
         net.backbone.set_stats(preprocessing["image_mean"], preprocessing["image_std"])
     else:
-        net.load_state_dict(state)
         net.set_scaling(scaling)
-    net.eval()
-    final = (
-        evaluate(net, get_task(entry.task), get_task(entry.task).split())
-        if frozen
-        else evaluate(net, task, split)
-    )
+    return net.eval()
+
+
+def evaluate_shipped(
+    net: Net, entry: registry.ModelEntry, task: Task, split: Split, frozen: Net | None
+) -> dict[str, dict[str, float]]:
+    """The shipped model's figures on the train and test parts. A head on frozen features is scored
+    as the whole classifier, on the task's images."""
+    if frozen is None:
+        return evaluate(net, task, split)
+    images = get_task(entry.task)
+    return evaluate(net, images, images.split())
+
+
+def build_record(
+    entry: registry.ModelEntry,
+    task: Task,
+    split: Split,
+    stages: Stages,
+    final: dict[str, dict[str, float]],
+    scaling: dict | None,
+    frozen: Net | None,
+) -> dict:
+    """The model's metrics.json: the shipped run's figures, how it was chosen, and every run."""
+    protocol, runs, chosen, shipped = stages.protocol, stages.stage1.runs, stages.chosen, stages.shipped
     m = task.metric
-    peers = [r for r in final_runs if r.status == "ok"]
-    seeds = {s: {"values": [getattr(r, s)[m] for r in peers]} for s in ("train", "test")}
-    for v in seeds.values():
-        v["mean"], v["std"] = float(np.mean(v["values"])), float(np.std(v["values"]))
-    rule = (
-        SELECTION_RULE
-        if protocol.refit
-        else SELECTION_RULE_SHIP_SEEDS
-        if protocol.ship_seeds
-        else SELECTION_RULE_NO_REFIT
-    )
-    if (
-        split.x_val is not None
-    ):  # the task holds out its own validation part (CIFAR-10: images the backbone never saw)
-        rule = rule.replace(CARVED, f"the task's own validation part ({len(split.x_val)} rows) is used")
-    optimizer = f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam"
-    schedule = (
-        f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else ""
-    )
-    length = (
-        f"{protocol.epochs} epochs ({protocol.iterations} iterations)"
-        if protocol.epochs
-        else f"{protocol.iterations} iterations"
-    )
-    metrics = {
+    stage2 = [asdict(r) for r in stages.stage2.runs] if stages.stage2 is not None else []
+    only_stage2 = protocol.ship_seeds and not protocol.refit  # the more-seeds stage, not a refit
+    seconds = stages.stage1.seconds
+    record = {
         "model_id": entry.id,
-        "task": task.name,
+        "task": entry.task if frozen is not None else task.name,
         "metric": m,
         "higher_is_better": task.higher_is_better,
         "selected": {
-            "init": sel.init,
-            "lr": sel.lr,
-            "seed": sel.seed,
-            "iterations": protocol.iterations if protocol.refit else sel.best_iteration,
+            "init": shipped.init,
+            "lr": shipped.lr,
+            "seed": shipped.seed,
+            "iterations": protocol.iterations if protocol.refit else shipped.best_iteration,
             "train": final["train"],
             "test": final["test"],
         },
         "stage1": {
             "init": chosen.init,
             "lr": chosen.lr,
-            "val_mean": float(
-                np.mean(
-                    [
-                        r.val[m]
-                        for r in runs
-                        if (r.init, r.lr) == (chosen.init, chosen.lr) and r.status == "ok"
-                    ]
-                )
-            ),
+            "val_mean": float(np.mean([r.val[m] for r in stages.at_chosen])),
         },
-        "seeds_at_selected": seeds,
-        "selection_rule": rule.format(
-            pct=100 * protocol.val_fraction,
-            seed=protocol.split_seed,
-            metric=m,
-            every=protocol.eval_every,
-            n=len(protocol.ship_seeds),
-        ),
+        "seeds_at_selected": _seed_spread(stages.peers, m),
+        "selection_rule": _selection_rule(protocol, m, None if split.x_val is None else len(split.x_val)),
         "protocol": protocol.to_dict(),
-        "protocol_text": (
-            f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
-            f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"
-            + (f", weight decay {protocol.weight_decay}" if protocol.weight_decay else "")
-            + ("; cross-entropy loss on the frozen backbone's features." if frozen else "; MSE loss")
-            + (
-                ""
-                if frozen
-                else " on standardized inputs and targets (statistics of the training split)."
-                if scaling
-                else "."
-            )
-        ),
+        "protocol_text": _protocol_text(protocol, runs, frozen is not None, bool(scaling)),
         "failed_runs": sum(r.status != "ok" for r in runs),
         "sweep": [asdict(r) for r in runs],
-        "refit": [asdict(r) for r in stage2.runs] if protocol.refit else [],
-        "stage2": [asdict(r) for r in stage2.runs] if protocol.ship_seeds and not protocol.refit else [],
-        "sweep_wall_seconds": sweep_seconds,
-        "refit_wall_seconds": refit_seconds if protocol.refit else 0.0,
-        "stage2_wall_seconds": refit_seconds if protocol.ship_seeds and not protocol.refit else 0.0,
-        "wall_seconds": sweep_seconds + refit_seconds,
-        "sweep_iterations_per_second": protocol.iterations / sweep_seconds,
+        "refit": stage2 if protocol.refit else [],
+        "stage2": stage2 if only_stage2 else [],
+        "sweep_wall_seconds": seconds,
+        "refit_wall_seconds": stages.stage2_seconds if protocol.refit else 0.0,
+        "stage2_wall_seconds": stages.stage2_seconds if only_stage2 else 0.0,
+        "wall_seconds": seconds + stages.stage2_seconds,
+        "sweep_iterations_per_second": protocol.iterations / seconds,
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
         "machine": provenance.machine_line(),
     }
+    return record | _data_record(entry, task, split, shipped, frozen)
+
+
+def _data_record(
+    entry: registry.ModelEntry, task: Task, split: Split, shipped: RunResult, frozen: Net | None
+) -> dict:
+    """Where the data came from: the split, for tasks that draw their own; for a head, the frozen
+    backbone and the head's figures on its features."""
+    record: dict = {}
     if hasattr(task, "train_fraction"):
-        metrics["split"] = {
+        record["split"] = {
             "train_fraction": task.train_fraction,
             "split_seed": task.split_seed,
             "train_rows": len(split.x_train),
             "test_rows": len(split.x_test),
         }
     if frozen is not None:
-        metrics["task"] = entry.task
-        metrics["backbone"] = {
+        record["backbone"] = {
             "model_id": entry.frozen,
             "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
             "feature_width": task.n_in,
@@ -862,7 +943,78 @@ def train_model(
             "val_images": len(split.x_val),
             "test_images": len(split.x_test),
         }
-        metrics["head_on_features"] = {"test": sel.test, "val": sel.val}
+        record["head_on_features"] = {"test": shipped.test, "val": shipped.val}
+    return record
+
+
+def _seed_spread(runs: list[RunResult], metric: str) -> dict[str, dict]:
+    spread = {part: {"values": [getattr(r, part)[metric] for r in runs]} for part in ("train", "test")}
+    for s in spread.values():
+        s["mean"], s["std"] = float(np.mean(s["values"])), float(np.std(s["values"]))
+    return spread
+
+
+def _selection_rule(protocol: Protocol, metric: str, own_val_rows: int | None) -> str:
+    """The card's sentence for how the shipped run was chosen. `own_val_rows`: the size of the task's
+    own validation part (CIFAR-10: images the backbone never saw), used instead of a carved one."""
+    if own_val_rows is None:
+        validation = (
+            f"a validation split of {100 * protocol.val_fraction:.0f}% is carved from the training split "
+            f"(seed {protocol.split_seed})"
+        )
+    else:
+        validation = f"the task's own validation part ({own_val_rows} rows) is used"
+    stage1 = (
+        f"{validation}; each run keeps its checkpoint with the best validation {metric} (loss breaks ties, "
+        f"checked every {protocol.eval_every} iterations); the init and LR are those with the fewest failed "
+        f"runs, then the best mean validation {metric} over seeds"
+    )
+    if protocol.refit:
+        return (
+            f"stage 1: {stage1}. Stage 2: every seed is retrained at that init and LR on the whole "
+            "training split, keeping its final iterate; the run with the lowest training loss is shipped."
+        )
+    if protocol.ship_seeds:
+        return (
+            f"stage 1: {stage1}. Stage 2: {len(protocol.ship_seeds)} seeds are trained at that init and "
+            f"LR on the same split, and the one with the best validation {metric} is shipped."
+        )
+    return (
+        f"{stage1}; the shipped run is, among that init and LR's seeds, the one with the best "
+        f"validation {metric}."
+    )
+
+
+def _protocol_text(protocol: Protocol, runs: list[RunResult], frozen: bool, standardized: bool) -> str:
+    optimizer = f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam"
+    length = f"{protocol.iterations} iterations"
+    if protocol.epochs:
+        length = f"{protocol.epochs} epochs ({length})"
+    schedule = (
+        f", LR x{protocol.gamma} at {list(protocol.milestones)} of training" if protocol.milestones else ""
+    )
+    text = (
+        f"{optimizer}, batch {protocol.batch_size}, {length}{schedule}, LRs {list(protocol.lrs)}, "
+        f"inits {sorted({r.init for r in runs})}, seeds {list(protocol.seeds)}"
+    )
+    if protocol.weight_decay:
+        text += f", weight decay {protocol.weight_decay}"
+    if frozen:
+        return text + "; cross-entropy loss on the frozen backbone's features."
+    if standardized:
+        return text + "; MSE loss on standardized inputs and targets (statistics of the training split)."
+    return text + "; MSE loss."
+
+
+def _write_folder(
+    dest: Path,
+    entry: registry.ModelEntry,
+    config: ModelConfig,
+    state: dict[str, torch.Tensor],
+    metrics: dict,
+    scaling: dict | None,
+    frozen: Net | None,
+) -> Path:
     folder = store.write_folder(
         dest,
         entry.id,
@@ -872,7 +1024,7 @@ def train_model(
         metrics,
         card.render(entry, config, metrics),
         scaling=scaling,
-        preprocessing=preprocessing,
+        preprocessing=frozen.meta["preprocessing"] if frozen is not None else None,
     )
     hub.repin_if_bundled(folder)  # retraining a shipped model changes the files its pins describe
     return folder

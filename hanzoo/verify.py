@@ -194,7 +194,8 @@ def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], thread
 def verify(
     model: str | Path, runtimes: list[str] | None = None, threads: int = 1, export_dir: Path | None = None
 ) -> dict:
-    """Verify a shipped model (id) or a model folder against its export (default: the bundled export of its id)."""
+    """Verify a shipped model (id) or a model folder against its export (default: the bundled export of
+    its id)."""
 
     model_dir = store.resolve(model)
     export_dir = (

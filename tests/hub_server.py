@@ -7,7 +7,8 @@ It implements what `hf_hub_download` uses, with the Hub's semantics:
   X-Linked-Size and X-Repo-Commit, as the Hub does for LFS files;
 - GET  /cdn/{sha256}                          the bytes, with Range support (resumed downloads);
 - errors with the Hub's X-Error-Code header: RepoNotFound, RevisionNotFound, EntryNotFound;
-- POST /api/validate-yaml (the card's front matter must parse as a YAML mapping), /api/repos/create, /api/models/{repo}/preupload/{rev} and /api/models/{repo}/commit/{rev}:
+- POST /api/validate-yaml (the card's front matter must parse as a YAML mapping), /api/repos/create,
+  /api/models/{repo}/preupload/{rev} and /api/models/{repo}/commit/{rev}:
   uploads, with every file declared "regular" so the commit carries the bytes inline (the Hub
   would send large files through LFS or Xet, which this server does not implement).
 

@@ -138,7 +138,7 @@ def test_readme_table_gives_seed_counts():
         assert f" over {n})" in row
 
 
-# --- units, NaN behaviour and the speed summary ---------------------------------------------------------------
+# --- units, NaN behaviour and the speed summary ----------------------------------------------------------
 
 
 def test_every_parity_row_has_the_unit_of_its_task():

@@ -213,6 +213,73 @@ def test_hub_card_front_matter_has_measured_metrics():
     assert front["library_name"] == "hanzoo"
 
 
+def _hub_task(model_id: str) -> str:
+    """What the Hub should file a model under: its inputs decide (images for the CIFAR-10 models)."""
+    from hanzoo.tasks import Regression, get_task
+
+    entry = registry.get(model_id)
+    if entry.config.backbone:
+        return "image-classification"
+    return "tabular-regression" if isinstance(get_task(entry.task), Regression) else "tabular-classification"
+
+
+@pytest.mark.parametrize("model_id", registry.shipped())
+def test_hub_card_reads_as_one_front_matter_block_on_the_hub(model_id, tmp_path):
+    """hub_card parsed the way the Hub client does (ModelCard, metadata_load): one front-matter block, the
+    card's own merged into it, each tag once, the right task, and the metrics of metrics.json."""
+    import json
+
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard import metadata_load
+
+    entry = registry.get(model_id)
+    text = hub.hub_card(model_id)
+    card = ModelCard(text)
+    (tmp_path / "README.md").write_text(text)
+    meta = metadata_load(tmp_path / "README.md")
+    assert meta == card.data.to_dict()
+    assert text.startswith("---\n") and not card.text.lstrip().startswith("---")  # no second block
+    own = ModelCard((entry.dir / "README.md").read_text()).data.to_dict()
+    assert own and {k: meta[k] for k in own if k != "tags"} == {k: v for k, v in own.items() if k != "tags"}
+    assert meta["tags"][: len(own["tags"])] == own["tags"]
+    assert len(meta["tags"]) == len(set(meta["tags"])) and {"hannet", entry.task} <= set(meta["tags"])
+    assert meta["library_name"] == "hanzoo"
+    assert meta["pipeline_tag"] == _hub_task(model_id)
+    (index,) = meta["model-index"]
+    (result,) = index["results"]
+    assert index["name"] == model_id and result["task"]["type"] == _hub_task(model_id)
+    assert result["dataset"]["type"] == entry.task and result["dataset"]["split"] == "test"
+    measured = json.loads((entry.dir / "metrics.json").read_text())
+    want = {
+        **measured["selected"]["test"],
+        f"{measured['metric']}_mean_over_seeds": measured["seeds_at_selected"]["test"]["mean"],
+    }
+    got = {m["type"]: m["value"] for m in result["metrics"]}
+    assert list(got) == list(want)
+    for name, value in want.items():  # stated to 6 significant digits at least: a 4e-06 MSE keeps its digits
+        assert isinstance(got[name], float) and got[name] == pytest.approx(value, rel=1e-5, abs=0), name
+
+
+def test_hub_card_front_matter_is_yaml_where_json_would_be_misread():
+    """A number JSON writes without a point (4e-06) is a string to YAML 1.1 (PyYAML, which the Hub client
+    parses cards with): such front matter is written as YAML instead, and reads back as the same metadata."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    result = EvalResult(
+        task_type="tabular-regression",
+        dataset_type="d",
+        dataset_name="d",
+        metric_type="mse",
+        metric_value=4e-06,
+    )
+    data = ModelCardData(library_name="hanzoo", model_name="m", eval_results=[result])
+    text = hub._front_matter(data)
+    assert not text.startswith("{")
+    assert ModelCard(f"---\n{text}\n---\n").data.to_dict() == data.to_dict()
+    value = ModelCard(f"---\n{text}\n---\n").data.to_dict()["model-index"][0]["results"][0]["metrics"][0]
+    assert value["value"] == 4e-06
+
+
 def test_push_uploads_the_hub_layout_and_pins_the_commit(fake, monkeypatch, tmp_path):
     """`hanzoo push` against the local server, then a download of what it pushed, checked by the pins."""
     import json
@@ -258,7 +325,8 @@ def _refusing_endpoint() -> str:
 
 @pytest.fixture(params=["refused", "unresolvable"])
 def dead_hub(request, tmp_path, monkeypatch, no_bundle):
-    """HF_ENDPOINT at a port that refuses, or at a name that never resolves (.invalid, RFC 6761); empty cache."""
+    """HF_ENDPOINT at a port that refuses, or at a name that never resolves (.invalid, RFC 6761); empty
+    cache."""
     url = _refusing_endpoint() if request.param == "refused" else "http://hub.invalid"
     monkeypatch.setenv("HF_ENDPOINT", url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
@@ -290,7 +358,8 @@ def test_unreachable_hub_fails_fast_with_one_clear_line(dead_hub, capfd, caplog)
 
 
 def test_unreachable_hub_still_serves_what_is_cached(fake, no_bundle):
-    """Failing fast must not cost the cache: with the Hub gone, cached files load and only missing ones fail."""
+    """Failing fast must not cost the cache: with the Hub gone, cached files load and only missing ones
+    fail."""
     hub.load(MODEL)
     fake.stop()  # its port now refuses
     start = time.monotonic()
@@ -301,7 +370,8 @@ def test_unreachable_hub_still_serves_what_is_cached(fake, no_bundle):
 
 
 def test_a_download_asks_the_hub_once_more_at_most(fake, no_bundle):
-    """The reachability check is one HEAD per fetch, before the first file that is not cached, and none after."""
+    """The reachability check is one HEAD per fetch, before the first file that is not cached, and none
+    after."""
     hub.load(MODEL)
     heads = [r for r in fake.requests if r.startswith("HEAD")]
     assert len(heads) <= len(hub.FORMATS["torch"]) + 1

@@ -1,5 +1,6 @@
 """Image classifiers (conv backbone + head): config, folding, the uint8 input contract, export parity,
-and the backbone trainer, on tiny nets and synthetic images (the shipped ones are in test_shipped/test_export)."""
+and the backbone trainer, on tiny nets and synthetic images (the shipped ones are in
+test_shipped/test_export)."""
 
 import json
 from dataclasses import replace

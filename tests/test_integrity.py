@@ -1,4 +1,5 @@
-"""A flipped bit in any shipped or saved file is refused at load, with one line naming the file and both hashes.
+"""A flipped bit in any shipped or saved file is refused at load, with one line naming the file and both
+hashes.
 
 The flips here are chosen to be harmless-looking: the lowest mantissa bit of one weight, or one digit of a
 scaling constant. Every file still parses and every tensor is finite, so only the sha256 checks can see

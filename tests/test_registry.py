@@ -22,7 +22,8 @@ PAPER_PARAMS = {
     "cifar10-head-hannet": 61960,
     "cifar10-head-fc": 20490,
 }
-# AR (%) as printed in the paper, which truncates; FCNet2's 1.96 is a misprint (1000/51002), so it is left out.
+# AR (%) as printed in the paper, which truncates; FCNet2's 1.96 is a misprint (1000/51002), so it is left
+# out.
 PAPER_AR = {
     "checkerboard-hannet-20x30": 19.78,
     "checkerboard-fcnet-6x100": 1.17,

@@ -1,0 +1,22 @@
+"""The rank-one plan that every exporter builds its graph from, run in numpy, is the torch module."""
+
+import numpy as np
+import pytest
+import torch
+
+from hanzoo import load, registry
+from hanzoo.bench import random_input
+from hanzoo.lower import lower, run_plan
+
+MLPS = [e for e in registry.MODELS.values() if e.shipped and not e.config.backbone]
+
+
+@pytest.mark.parametrize("entry", MLPS, ids=lambda e: e.id)
+def test_plan_in_numpy_is_the_module(entry):
+    net = load(entry.id)
+    x = random_input(np.random.default_rng(0), 64, entry.config.input_shape)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = run_plan(lower(net), x.astype(np.float64))
+    scale = max(1.0, float(np.abs(want).max()))
+    assert np.abs(got - want).max() <= 1e-4 * scale
