@@ -288,6 +288,11 @@ def _use_section(entry: ModelEntry, config: ModelConfig) -> list[str]:
         if config.backbone
         else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"
     )
+    return _use_lines(entry, [call])
+
+
+def _use_lines(entry: ModelEntry, calls: list[str]) -> list[str]:
+    """The card's closing "Use" snippet around `calls`, and where its figures come from."""
     return [
         "",
         "## Use",
@@ -296,7 +301,7 @@ def _use_section(entry: ModelEntry, config: ModelConfig) -> list[str]:
         "import hanzoo",
         "",
         f'net = hanzoo.load("{entry.id}")',
-        call,
+        *calls,
         "```",
         "",
         "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
@@ -375,19 +380,12 @@ def render_backbone(entry: ModelEntry, metrics: dict) -> str:
             f"- Wall time {metrics['wall_seconds'] / 60:.1f} min ({metrics['images_per_second']:.0f} "
             f"training images/s) on {metrics['machine']}; torch {metrics['versions']['torch']}.",
             "- Validation accuracy by epoch: " + ", ".join(f"{e['val_accuracy']:.1f}" for e in log) + ".",
-            "",
-            "## Use",
-            "",
-            "```python",
-            "import hanzoo",
-            "",
-            f'net = hanzoo.load("{entry.id}")',
-            "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]",
-            "features = net.backbone(images)  # [batch, 128]",
-            "```",
-            "",
-            "Every figure on this card is regenerated from `metrics.json` and checked against a fresh "
-            "evaluation by the test suite.",
-            "",
+            *_use_lines(
+                entry,
+                [
+                    "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]",
+                    "features = net.backbone(images)  # [batch, 128]",
+                ],
+            ),
         ]
     )

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
 from .export import export, parse_formats
+from .files import written_atomically
 from .hub import load
 from .official import import_official
 from .predict import (
@@ -519,18 +519,8 @@ def _write_report(folder: Path, writers: dict) -> None:
     except OSError as e:
         raise HanzooError(f"cannot write --report {folder}: {e.strerror or e}") from None
     for name, write in writers.items():
-        dest, tmp = folder / name, None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=folder)
-            os.close(fd)
-            write(Path(tmp))
-            os.chmod(tmp, 0o644)  # mkstemp's file is private; a report is as readable as any other
-            os.replace(tmp, dest)
-        except OSError as e:
-            raise HanzooError(f"cannot write {dest}: {e.strerror or e}") from None
-        finally:
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
+        with written_atomically(folder / name) as tmp:
+            write(tmp)
 
 
 def cmd_reproduce(args) -> dict:

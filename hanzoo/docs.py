@@ -13,6 +13,7 @@ import numpy as np
 
 from . import card, registry, store
 from .card import final_runs, fmt, seed_count
+from .files import written_atomically
 from .models import ModelConfig
 from .tasks import TASKS, checkerboard_grid, get_task
 from .verify import ABS_TOL, METRIC_RTOL
@@ -770,9 +771,8 @@ def write(docs: Path = DOCS, readme: Path = README) -> list[Path]:
     written = []
     for path, text in generated(docs, readme).items():
         if not path.is_file() or path.read_text() != text:
-            tmp = path.with_suffix(".md.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)  # atomic: a reader never sees half a file
+            with written_atomically(path) as tmp:
+                tmp.write_text(text)
             written.append(path)
     return written
 

@@ -20,6 +20,16 @@ OUT_OF_RANGE = (
 MAX_ROWS_NAMED = 5
 
 
+def non_finite_rows(out: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Indices of the rows of `out` [rows, ...] holding a NaN or an infinity (integer outputs have none)."""
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu().numpy()
+    arr = np.asarray(out)
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(arr).all(axis=tuple(range(1, arr.ndim))))
+
+
 def check_output(
     out: np.ndarray | torch.Tensor, where: str, *, first_row: int = 0, hint: str = OUT_OF_RANGE
 ) -> np.ndarray | torch.Tensor:
@@ -28,26 +38,12 @@ def check_output(
     `where` starts the message (e.g. "checkerboard-hannet-20x30 (onnxruntime) on in.csv"); `first_row` is
     the number of out[0] in the user's terms (a CSV's first data row is its row 2); `hint` says what to do.
     """
-    if isinstance(out, torch.Tensor):
-        finite = (
-            torch.isfinite(out.detach()).flatten(1).all(dim=1).cpu().numpy()
-            if out.ndim > 1
-            else (torch.isfinite(out.detach()).cpu().numpy())
-        )
-    else:
-        arr = np.asarray(out)
-        # integer outputs (decisions, classes) cannot be NaN
-        finite = (
-            np.isfinite(arr).all(axis=tuple(range(1, arr.ndim)))
-            if np.issubdtype(arr.dtype, np.inexact)
-            else np.ones(len(arr), dtype=bool)
-        )
-    bad = np.flatnonzero(~finite)
+    bad = non_finite_rows(out)
     if len(bad):
         named = ", ".join(str(int(r) + first_row) for r in bad[:MAX_ROWS_NAMED])
         more = f" and {len(bad) - MAX_ROWS_NAMED} more" if len(bad) > MAX_ROWS_NAMED else ""
         raise HanzooError(
-            f"{where}: the output is NaN or infinite for {len(bad)} of {len(finite)} rows "
+            f"{where}: the output is NaN or infinite for {len(bad)} of {len(out)} rows "
             f"(row{'s' if len(bad) > 1 else ''} {named}{more}); {hint}"
         )
     return out

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -132,3 +133,31 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (with its suffix: some writers pick the format by it) for the
+    caller to write; on success it replaces `path` in one rename, on any failure it is removed, so a
+    reader never sees half a file. An OSError becomes one HanzooError naming `path`."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; the result is as readable as any other
+        yield tmp
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise HanzooError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

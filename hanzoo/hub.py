@@ -27,6 +27,7 @@ from huggingface_hub import errors as hf_errors
 from . import integrity, pins, registry, store
 from .errors import HanzooError
 from .files import file_sha256 as sha256
+from .files import written_atomically
 from .pins import EXPORT_FILES
 from .tasks import Regression, get_task
 
@@ -219,9 +220,8 @@ def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str]
             files = stage(mid, Path(tmp))
         rev = (revisions or {}).get(mid) or old.get(mid, {}).get("revision", "main")
         out[mid] = {"repo_name": mid, "revision": rev, "files": files}
-    tmp_path = pins.MANIFEST.with_suffix(".json.tmp")
-    tmp_path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    tmp_path.replace(pins.MANIFEST)
+    with written_atomically(pins.MANIFEST) as tmp_path:
+        tmp_path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     return pins.MANIFEST
 
 

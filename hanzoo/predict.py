@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from . import registry, store
 from .cifar import CLASSES
 from .errors import HanzooError
 from .evaluate import OUT_OF_RANGE, check_input, check_output
+from .files import written_atomically
 from .models import ModelConfig
 from .runtimes import get_runtime
 from .tasks import get_task
@@ -271,33 +271,15 @@ def check_output_path(path: Path) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_outputs(out: dict[str, np.ndarray], path: Path) -> None:
     """CSV (one column per output value) or .npy (the main output), written atomically."""
     path = check_output_path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as e:
-        raise HanzooError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private; an output is as readable as any other
-        with os.fdopen(fd, "wb") as f:
-            if path.suffix.lower() == ".npy":
+    with written_atomically(path) as tmp:
+        if path.suffix.lower() == ".npy":
+            with open(tmp, "wb") as f:
                 np.save(f, out["output"])
-            else:
-                f.write(to_csv(out).encode())
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk, or the path turned into a folder meanwhile
-        Path(tmp).unlink(missing_ok=True)
-        raise HanzooError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        else:
+            tmp.write_text(to_csv(out))
 
 
 def to_csv(out: dict[str, np.ndarray]) -> str:

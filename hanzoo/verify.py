@@ -30,7 +30,7 @@ import torch
 
 from . import registry, store
 from .errors import HanzooError
-from .evaluate import BROKEN_MODEL, check_output
+from .evaluate import BROKEN_MODEL, check_output, non_finite_rows
 from .files import file_sha256
 from .registry import MODELS
 from .runtimes import RUNTIMES
@@ -98,12 +98,6 @@ def allowance(metric: str, value: float, expected: float, rows_near: int, rows: 
             f"{rows_near} of {rows} rows lie within the output tolerance of the decision boundary",
         )
     return MetricCheck(value, expected, METRIC_RTOL * abs(expected), f"relative tolerance {METRIC_RTOL:g}")
-
-
-def non_finite_rows(out: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(
-        ~np.isfinite(np.asarray(out, dtype=np.float64)).all(axis=tuple(range(1, np.ndim(out))))
-    )
 
 
 def source_hashes(model_dir: Path) -> dict[str, str]:
