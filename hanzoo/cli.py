@@ -258,7 +258,7 @@ def cmd_train(args) -> dict:
         return {"model": entry.id, "folder": str(folder), "selected": sel}
     base = PROTOCOLS.get(entry.task)
     if base is None:
-        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
+        raise HanzooError(f"cannot train {entry.id}: {registry.train_advice(entry.id)}")
     over = {
         k: v
         for k, v in (

@@ -758,7 +758,7 @@ def train_model(
 
 def _check_protocol(entry: registry.ModelEntry, protocol: Protocol | None) -> Protocol:
     if entry.task not in PROTOCOLS and protocol is None:
-        raise HanzooError(f"no training protocol for task {entry.task!r} in this version of hanzoo")
+        raise HanzooError(f"cannot train {entry.id}: {registry.train_advice(entry.id)}")
     return protocol or PROTOCOLS[entry.task]
 
 
