@@ -3,7 +3,7 @@ test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomical
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,8 +12,8 @@ import numpy as np
 
 from . import hub, provenance, registry, store
 from .errors import HanzooError
-from .export_tflite import build_tflite, op_types
-from .files import staged_folder
+from .export_tflite import build_tflite, op_types, tensorflow
+from .files import file_sha256, staged_folder
 from .runtimes import RUNTIMES
 from .tasks import get_task
 from .verify import source_hashes, verify_folder
@@ -83,6 +83,7 @@ def export(
     net = store.load(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else registry.EXPORT_DIR / model_id
+    _load_libraries(formats, parity)
     with staged_folder(dest, marker="manifest.json") as tmp:
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
@@ -97,20 +98,29 @@ def export(
         manifest = _manifest(net, tmp, formats, None) | {"source": source_hashes(model_dir)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if parity:
-            manifest["parity"] = verify_folder(
-                model_dir,
-                tmp,
-                [
-                    r
-                    for r in RUNTIMES
-                    if r != "torch" and RUNTIMES[r].artifact in {FORMATS[f] for f in formats}
-                ],
-            )
+            artifacts = {FORMATS[f] for f in formats}
+            runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and rt.artifact in artifacts]
+            manifest["parity"] = verify_folder(model_dir, tmp, runtimes)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    hub.repin_if_bundled(
-        dest
-    )  # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
+    # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
+    hub.repin_if_bundled(dest)
     return dest
+
+
+def _load_libraries(formats: list[str], parity: bool) -> None:
+    """Import the heavy libraries this export uses before its temporary folder exists. Ctrl-C in the
+    middle of a native library's import can crash the process outright (seen: SIGSEGV, SIGABRT), past
+    every cleanup; interrupted anywhere later, the staged folder is removed."""
+    if "onnx" in formats:
+        _onnx_graphs()
+    if "tflite" in formats:
+        tensorflow()
+    if parity or "ort" in formats:
+        for name in ("onnxruntime", "ai_edge_litert.interpreter"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the runtime that needs it says what to install
 
 
 def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = None) -> None:
@@ -130,11 +140,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
     files = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
-            data = p.read_bytes()
-            files[str(p.relative_to(folder))] = {
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "bytes": len(data),
-            }
+            files[str(p.relative_to(folder))] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
     ops = {}
     if "onnx" in formats:
         m = _onnx().load(str(folder / FORMATS["onnx"]))

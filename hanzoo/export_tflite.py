@@ -17,7 +17,8 @@ from .models import Net
 from .version import __version__
 
 
-def _tf():
+def tensorflow():
+    """TensorFlow, loaded on first use (after Triton: see below), or one line saying what to install."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Triton (which torch's compiler loads) and TensorFlow both register LLVM's command-line options;
     # loading Triton after TensorFlow aborts the process ("inconsistency in registered CommandLine
@@ -34,9 +35,9 @@ def _tf():
 
 
 def _tflite_tools():
-    """TensorFlow's TFLite flatbuffer schema and its utilities, loaded through `_tf()` (which orders the
-    imports and says what to install)."""
-    _tf()
+    """TensorFlow's TFLite flatbuffer schema and its utilities, loaded through `tensorflow()` (which
+    orders the imports and says what to install)."""
+    tensorflow()
     from tensorflow.lite.python import schema_py_generated as schema  # noqa: PLC0415 - optional runtime
     from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415 - optional runtime
 
@@ -44,7 +45,7 @@ def _tflite_tools():
 
 
 def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = None) -> bytes:
-    tf = _tf()
+    tf = tensorflow()
     steps = lower(net)
     act = {"abs": tf.abs, "relu": tf.nn.relu, None: lambda z: z}
     consts = []
