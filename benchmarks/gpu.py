@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from hanzoo import fused, registry
+from hanzoo import fused, load, registry
 from hanzoo.runtimes import cuda_graphed
-from hanzoo.store import load
 from hanzoo.tasks import get_task
 from hanzoo.verify import ABS_TOL
 

@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recipe = replace(backbone.Recipe(), crop=args.crop, ema_decay=args.ema, epochs=args.epochs)
     out = Path(args.out)
-    folder = backbone.train_model(
+    folder = backbone.train_and_package(
         registry.get("cifar10-backbone"), out / "model", recipe, progress=False, workdir=out / "run"
     )
     m = json.loads((folder / "metrics.json").read_text())

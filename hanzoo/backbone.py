@@ -17,9 +17,6 @@ warm-up over 2 epochs and linear decay to 0, the last epoch shipped.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +40,7 @@ from . import card, cifar, hub, provenance, store
 from .convnet import act
 from .errors import HanzooError
 from .evaluate import evaluate_parts
-from .files import file_sha256
+from .files import file_sha256, staged_folder, written_atomically
 from .models import Net
 from .registry import ModelEntry
 from .tasks import FeatureClassification, get_task
@@ -234,7 +231,7 @@ class _Data:
 
 
 def _load_data(recipe: Recipe) -> _Data:
-    x_all, y_all = cifar.load("train")
+    x_all, y_all = cifar.load_split("train")
     tr, va = cifar.split_indices(len(x_all), recipe.val_images, recipe.split_seed)
     mean, std = channel_stats(x_all[tr])
     return _Data(
@@ -331,12 +328,12 @@ def _progress_bar(enabled: bool) -> Progress:
 
 def _save_checkpoint(net: nn.Module, record: dict, ckpt: Path, record_path: Path) -> None:
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    # the record goes last, each file through a temporary name: a half-written pair is never reused
+    # the record goes last, each file written whole: a checkpoint without its record is never reused
     record_path.unlink(missing_ok=True)
-    save_file({k: v.float().contiguous() for k, v in net.state_dict().items()}, str(ckpt.with_suffix(".tmp")))
-    ckpt.with_suffix(".tmp").replace(ckpt)
-    record_path.with_suffix(".tmp").write_text(json.dumps(record, indent=1) + "\n")
-    record_path.with_suffix(".tmp").replace(record_path)
+    with written_atomically(ckpt) as tmp:
+        save_file({k: v.float().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    with written_atomically(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
@@ -396,7 +393,7 @@ def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
     return folder
 
 
-def train_model(
+def train_and_package(
     entry: ModelEntry,
     out_dir: Path | None = None,
     recipe: Recipe | None = None,
@@ -422,14 +419,12 @@ def features_task(backbone_id: str) -> tuple[FeatureClassification, Net]:
     """A FeatureClassification task over the frozen backbone's features of the train, validation and test
     images, cached by the weights' sha256 (written atomically); also returns the loaded backbone model."""
 
-    net = store.load(backbone_id)
+    net = store.load_model(backbone_id)
     digest = file_sha256(net.folder / "model.safetensors")[:16]
     folder = cifar.cache_dir() / f"{backbone_id}-features-{digest}"
     if not (folder / "labels-test.npy").is_file():
         split = get_task("cifar10").split()
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with staged_folder(folder, marker="labels-test.npy") as tmp:
             for name, x, y in (
                 ("train", split.x_train, split.y_train),
                 ("val", split.x_val, split.y_val),
@@ -437,9 +432,4 @@ def features_task(backbone_id: str) -> tuple[FeatureClassification, Net]:
             ):
                 np.save(tmp / f"features-{name}.npy", features(net, x))
                 np.save(tmp / f"labels-{name}.npy", y[:, 0].astype(np.int64))
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return FeatureClassification(f"{backbone_id}-features", folder), net

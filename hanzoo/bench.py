@@ -22,6 +22,7 @@ from . import provenance, registry, store
 from .convnet import Backbone
 from .errors import HanzooError
 from .export import write_graphs
+from .files import save_figure
 from .runtimes import RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
@@ -129,7 +130,7 @@ def bench(
         "groups": groups,
         "cells": cells,
     }
-    images = [m for g in groups for m in g if registry.get(m).config.backbone]
+    images = [m for g in groups for m in g if registry.get(m).config.takes_images]
     if images:
         report["head_share"] = head_share(images, runtimes, batches, threads, rounds, progress)
     return report
@@ -163,7 +164,7 @@ def head_share(
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
         for mid in model_ids:
-            net = store.load(mid)
+            net = store.load_model(mid)
             config = replace(net.config, backbone=())
             state = {k: v for k, v in net.state_dict().items() if not k.startswith("backbone.")}
             head_dir = store.write_folder(
@@ -176,7 +177,7 @@ def head_share(
             ]
             head_export = Path(tmp) / mid / "export"
             head_export.mkdir()
-            write_graphs(store.load(head_dir), head_export, formats)
+            write_graphs(store.load_model(head_dir), head_export, formats)
             for runtime in runtimes:
                 fns = {
                     "whole": RUNTIMES[runtime].load(
@@ -336,7 +337,7 @@ def plot(report: dict, path: Path) -> None:
         "HanNet is faster",
         fontsize=10,
     )
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -475,7 +476,7 @@ def analysis(report: dict, bounds: dict) -> str:
     out = ["## Where HanNet wins and where it loses, and why", ""]
     for group in report["groups"]:
         han, bases = group[0], group[1:]
-        if registry.get(han).config.backbone:
+        if registry.get(han).config.takes_images:
             out += [image_analysis(report, group), ""]
             continue
         c = registry.get(han).config

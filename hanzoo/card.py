@@ -108,10 +108,10 @@ def _citation_section() -> list[str]:
 def _architecture(entry: ModelEntry, config: ModelConfig, init: str) -> str:
     backbone = (
         f"the conv backbone of `{entry.frozen}` (widths {'-'.join(map(str, config.backbone))}, frozen), then "
-        if config.backbone
+        if config.takes_images
         else ""
     )
-    head = f" ({config.head_params} in the head)" if config.backbone else ""
+    head = f" ({config.head_params} in the head)" if config.takes_images else ""
     return (
         f"Task: **{entry.task}**. Architecture: {backbone}{config.depth} hidden layers x width "
         f"{config.width} "
@@ -285,7 +285,7 @@ def _stage_lines(metrics: dict) -> list[str]:
 def _use_section(entry: ModelEntry, config: ModelConfig) -> list[str]:
     call = (
         "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]; logits [batch, 10]"
-        if config.backbone
+        if config.takes_images
         else "y = net(x)  # x: float32 [batch, " + str(config.in_features) + "]"
     )
     return _use_lines(entry, [call])

@@ -1,7 +1,7 @@
 """CIFAR-10 (JPEG): the images as uint8 arrays, decoded once and cached.
 
 The canonical CIFAR-10 binaries are not available here. The data are the whole of CIFAR-10
-re-encoded as JPEG (about quality 75; see ../shared/data/PROVENANCE.md, section 4), so every
+re-encoded as JPEG (about quality 75; see hanzoo/data/PROVENANCE.md), so every
 figure hanzoo reports on it is a "CIFAR-10 (JPEG)" figure.
 
 - The test split (10000 images, 3.1 MB) is vendored in the package, as the `test/` folder of that
@@ -97,7 +97,7 @@ def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images)[order], np.asarray(labels, dtype=np.uint8)[order]
 
 
-def load(split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """The CIFAR-10 (JPEG) `split` ("train" or "test") as uint8 images [N, 32, 32, 3] and labels [N]."""
     if split not in SIZES:
         raise HanzooError(f"unknown CIFAR-10 split {split!r}; expected 'train' or 'test'")

@@ -219,7 +219,7 @@ def cmd_eval(args) -> dict:
     # image models score the vendored test split alone: their training images are not in the package
     scores = (
         evaluate_parts(net, task, {"test": task.test_data()})
-        if net.config.backbone
+        if net.config.takes_images
         else evaluate(net, task, task.split())
     )
     card = net.metrics.get("selected") or net.metrics.get("evaluation") or {}
@@ -251,7 +251,7 @@ def cmd_train(args) -> dict:
     if entry.family == "backbone":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
         recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
-        folder = backbone.train_model(entry, args.out, recipe, progress=not args.json)
+        folder = backbone.train_and_package(entry, args.out, recipe, progress=not args.json)
         sel = json.loads((folder / "metrics.json").read_text())["selected"]
         if not args.json:
             console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
@@ -347,7 +347,7 @@ def cmd_verify(args) -> dict:
     if not args.no_latency and not bad:
         for rep in timed:
             rt = [r for r in rep["runtimes"]] + ["torch"]
-            batches = (1, 64) if registry.get(rep["model_id"]).config.backbone else (1, 1024)
+            batches = (1, 64) if registry.get(rep["model_id"]).config.takes_images else (1, 1024)
             timing = bench.bench([rep["model_id"]], rt, batches, 1, rounds=7)
             rep["latency"] = [c for c in timing["cells"]]
             rep["latency_batches"] = list(batches)
@@ -544,7 +544,7 @@ def cmd_reproduce(args) -> dict:
             if (
                 entry.family == "backbone"
             ):  # a fixed recipe rather than a sweep; the heads after it use its features
-                backbone.train_model(entry, progress=not args.json)
+                backbone.train_and_package(entry, progress=not args.json)
             else:
                 train_model(m, protocol=protocol, progress=not args.json)
     paths = reproduce.write()

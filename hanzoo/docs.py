@@ -84,7 +84,7 @@ def render(text: str) -> str:
 
 
 # Short labels for the regression targets' units (the long form comes from the task's `units`, where
-# ../shared/data/PROVENANCE.md states one, else "its own units").
+# hanzoo/data/PROVENANCE.md states one, else "its own units").
 TARGETS = {
     "Goal": ("`Goal` units", "`Goal`, the action on the aircraft's elevators"),
     "medianHouseValue": ("US dollars", "`medianHouseValue`, a census block group's median house value"),
@@ -208,7 +208,7 @@ def speed_summary(report: dict) -> str:
             + "."
             + (
                 " Both run the same conv backbone, which is most of the work."
-                if registry.get(han).config.backbone
+                if registry.get(han).config.takes_images
                 else ""
             )
         )

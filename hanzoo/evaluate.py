@@ -87,13 +87,13 @@ def _name(net: nn.Module) -> str:
 
 
 @torch.no_grad()
-def predict(
+def outputs(
     net: nn.Module, x, batch: int = 1000, *, where: str | None = None, hint: str = OUT_OF_RANGE
 ) -> torch.Tensor:
     """The module's outputs on `x`, refused (HanzooError) if any is NaN or infinite; `where` and `hint`
     word that error (see check_output)."""
     x = check_input(x, net.config.input_shape)
-    if not net.config.backbone:
+    if not net.config.takes_images:
         out = net(torch.from_numpy(x))
     else:  # conv activations of a whole split at once would take GBs
         out = torch.cat([net(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)])
@@ -103,7 +103,7 @@ def predict(
 def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[str, dict[str, float]]:
     out = {}
     for name, (x, y) in parts.items():
-        pred = predict(net, x, where=f"{_name(net)} on the {task.name} {name} split", hint=BROKEN_MODEL)
+        pred = outputs(net, x, where=f"{_name(net)} on the {task.name} {name} split", hint=BROKEN_MODEL)
         m = task.metrics(pred, torch.as_tensor(y))
         out[name] = {k: float(v) for k, v in m.items()}
     return out

@@ -38,7 +38,7 @@ def parse_formats(text: str | list[str]) -> list[str]:
     return [f for f in FORMATS if f in names]
 
 
-def _onnx():
+def onnx_package():
     """The onnx package, for writing and reading graphs."""
     try:
         import onnx  # noqa: PLC0415 - an optional extra, loaded on use so the core install runs without it
@@ -47,9 +47,9 @@ def _onnx():
     return onnx
 
 
-def _onnx_graphs():
+def onnx_graphs():
     """hanzoo.export_onnx, which imports onnx at its top: loaded with it, on use."""
-    _onnx()
+    onnx_package()
     from . import export_onnx  # noqa: PLC0415 - needs onnx, an optional extra
 
     return export_onnx
@@ -69,7 +69,7 @@ def onnx_to_ort(onnx_path: Path, ort_path: Path) -> None:
 
 
 def _tensor_pb(array: np.ndarray, name: str) -> bytes:
-    return _onnx().numpy_helper.from_array(array, name).SerializeToString()
+    return onnx_package().numpy_helper.from_array(array, name).SerializeToString()
 
 
 def export(
@@ -80,7 +80,7 @@ def export(
     always does; the re-export test, which compares bytes, skips it)."""
     formats = parse_formats(formats or list(FORMATS))
     model_dir = store.resolve(source)
-    net = store.load(model_dir)
+    net = store.load_model(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else registry.EXPORT_DIR / model_id
     _load_libraries(formats, parity)
@@ -88,7 +88,7 @@ def export(
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
         x_test, _ = get_task(task_name).test_data()
         reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
-        x = x_test[: TEST_IMAGES if net.config.backbone else TEST_ROWS]
+        x = x_test[: TEST_IMAGES if net.config.takes_images else TEST_ROWS]
         ref = reference(x)
         data = tmp / "test_data_set_0"
         data.mkdir()
@@ -112,7 +112,7 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
     middle of a native library's import can crash the process outright (seen: SIGSEGV, SIGABRT), past
     every cleanup; interrupted anywhere later, the staged folder is removed."""
     if "onnx" in formats:
-        _onnx_graphs()
+        onnx_graphs()
     if "tflite" in formats:
         tensorflow()
     if parity or "ort" in formats:
@@ -127,8 +127,8 @@ def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = No
     """The model files alone (ONNX, ORT, TFLite) for a loaded model, into an existing folder."""
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     if "onnx" in formats or "ort" in formats:
-        _onnx().save(
-            _onnx_graphs().build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"])
+        onnx_package().save(
+            onnx_graphs().build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"])
         )
     if "ort" in formats:
         onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
@@ -143,7 +143,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
             files[str(p.relative_to(folder))] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
     ops = {}
     if "onnx" in formats:
-        m = _onnx().load(str(folder / FORMATS["onnx"]))
+        m = onnx_package().load(str(folder / FORMATS["onnx"]))
         ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
@@ -158,7 +158,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
         "hanzoo_version": __version__,
         "versions": versions,
         "params": net.config.num_params,
-        "onnx_opset": _onnx_graphs().OPSET if "onnx" in formats else None,
+        "onnx_opset": onnx_graphs().OPSET if "onnx" in formats else None,
         **(io if "onnx" in formats else {}),
         "files": files,
         "ops": ops,
@@ -170,6 +170,6 @@ def _io(v) -> dict:
     dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
     return {
         "name": v.name,
-        "dtype": _onnx().TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
+        "dtype": onnx_package().TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
         "shape": dims,
     }

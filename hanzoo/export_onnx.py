@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .lower import DenseStep, lower, lower_backbone
 from .models import Net
+from .tasks import Checkerboard, get_task
 from .version import __version__
 
 OPSET = 17
@@ -22,11 +23,13 @@ ACT_OPS = {"abs": "Abs", "relu": "Relu"}
 
 def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None) -> onnx.ModelProto:
     """The ONNX graph of `net`: input "input" [batch, n_in] float32; output "output" [batch, n_out]
-    in task units, plus "decision" [batch] int64 (mean of the outputs > 0.5) for Checkerboard."""
+    in task units, plus the task's decision: "decision" [batch] int64 (mean of the outputs > the
+    threshold) for Checkerboard, "class" [batch] int64 (argmax) for CIFAR-10."""
     steps = lower(net)
+    decision = get_task(task).decision_output
     nodes, inits = [], []
     x = "input"
-    if net.config.backbone:
+    if net.config.takes_images:
         x = _backbone_nodes(net, nodes, inits)
     for i, s in enumerate(steps):
         pre = f"l{i}"
@@ -50,19 +53,20 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
         x = out
     n_out = steps[-1].weight.shape[0]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])]
-    if task == "checkerboard":
-        inits.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
+    if decision == "decision":
+        inits.append(numpy_helper.from_array(np.array(Checkerboard.THRESHOLD, dtype=np.float32), "half"))
         nodes += [
             helper.make_node("ReduceMean", ["output"], ["mean"], name="decision.mean", axes=[1], keepdims=0),
             helper.make_node("Greater", ["mean", "half"], ["above"], name="decision.greater"),
             helper.make_node("Cast", ["above"], ["decision"], name="decision.cast", to=TensorProto.INT64),
         ]
         outputs.append(helper.make_tensor_value_info("decision", TensorProto.INT64, ["batch"]))
-    if net.config.backbone:
+    if decision == "class":
         nodes.append(
             helper.make_node("ArgMax", ["output"], ["class"], name="class.argmax", axis=1, keepdims=0)
         )
         outputs.append(helper.make_tensor_value_info("class", TensorProto.INT64, ["batch"]))
+    if net.config.takes_images:
         inp = helper.make_tensor_value_info("input", TensorProto.UINT8, ["batch", *net.config.input_shape])
     else:
         inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", net.config.in_features])

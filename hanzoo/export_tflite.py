@@ -14,6 +14,7 @@ import os
 from .errors import HanzooError
 from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
+from .tasks import Checkerboard, get_task
 from .version import __version__
 
 
@@ -44,7 +45,11 @@ def _tflite_tools():
     return schema, flatbuffer_utils
 
 
-def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = None) -> bytes:
+def build_tflite(
+    net: Net, model_id: str, task: str, metadata: dict | None = None, configure=None
+) -> bytes:
+    """The TFLite flatbuffer of `net`; `configure(converter)`, if given, sets the converter's
+    quantization options (hanzoo.precision) before it converts."""
     tf = tensorflow()
     steps = lower(net)
     act = {"abs": tf.abs, "relu": tf.nn.relu, None: lambda z: z}
@@ -55,7 +60,8 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
         else:
             consts.append((tf.constant(s.p), tf.constant(s.q)))
 
-    image = bool(net.config.backbone)
+    image = net.config.takes_images
+    decision = get_task(task).decision_output
     if image:
         mean, std, conv_steps = lower_backbone(net)
         convs = [
@@ -88,17 +94,19 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
                 x = tf.matmul(x, a) if b is None else tf.matmul(x, a) + b
             x = act[s.act](x)
         out = {"output": x}
-        if task == "checkerboard":
-            out["decision"] = tf.cast(tf.reduce_mean(x, axis=1) > 0.5, tf.int64)
-        if image:
+        if decision == "decision":
+            out["decision"] = tf.cast(tf.reduce_mean(x, axis=1) > Checkerboard.THRESHOLD, tf.int64)
+        if decision == "class":
             out["class"] = tf.argmax(x, axis=1, output_type=tf.int64)
         return out
 
-    names = ["output"] + ["decision"] * (task == "checkerboard") + ["class"] * image  # the ONNX graph's order
+    names = ["output", *([decision] if decision else [])]  # the ONNX graph's order
     module = tf.Module()
     module.serve = serve
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: phones lack them
+    if configure is not None:
+        configure(converter)
     flat = converter.convert()
     meta = {"hanzoo_id": model_id, "hanzoo_version": __version__, "task": task} | (metadata or {})
     return _finish(flat, "hanzoo", json.dumps(meta, sort_keys=True).encode(), names)

@@ -157,6 +157,13 @@ def written_atomically(path: Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG written whole (no "Software" stamp: the bytes depend on the figure
+    alone)."""
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, metadata={"Software": None})
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

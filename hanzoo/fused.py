@@ -219,7 +219,7 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> 
     """Pack `net` for the kernel; a net outside the supported layout gets an error that says why."""
     if triton is None:
         raise HanzooError("the fused kernel needs triton: pip install triton")
-    if net.config.backbone:
+    if net.config.takes_images:
         raise HanzooError("the fused kernel covers MLPs; an image model's conv backbone runs as a CUDA graph")
     layers = list(net.layers)
     if not layers or not isinstance(layers[0], Dense):

@@ -95,7 +95,7 @@ def _pipeline_tag(model_id: str) -> str:
     """The Hub task of a model: image-classification for the CIFAR-10 models (they take images, through
     their conv backbone), else tabular regression or classification, by the task's kind."""
     entry = registry.get(model_id)
-    if entry.config.backbone:
+    if entry.config.takes_images:
         return "image-classification"
     if isinstance(get_task(entry.task), Regression):
         return "tabular-regression"
@@ -369,22 +369,17 @@ def _download(repo: str, name: str, rev: str, where: str) -> str:
 
 def model_folder(source: str | Path, revision: str | None = None, offline_flag: bool | None = None) -> Path:
     """The folder holding a model's torch files: a local folder, the bundle, or the Hub cache."""
-    path = Path(source)
-    if path.is_dir():
-        return path
-    if str(source) not in registry.MODELS and (os.sep in str(source) or path.suffix):
-        raise HanzooError(f"model folder {source} does not exist")
-    entry = registry.get(str(source))
-    if entry.shipped and revision is None:
-        return entry.dir
-    files = fetch(entry.id, FORMATS["torch"], revision, offline_flag)
+    folder = store.local_folder(source)
+    if folder is not None and (revision is None or Path(source).is_dir()):
+        return folder
+    files = fetch(registry.get(str(source)).id, FORMATS["torch"], revision, offline_flag)
     return files["config.json"].parent
 
 
 def load(source: str | Path, revision: str | None = None, offline: bool | None = None):
     """An eval-mode torch module with its card (`.card`), metrics and config attached."""
     folder = model_folder(source, revision, offline)
-    net = store.load(folder)
+    net = store.load_model(folder)
     card = folder / "README.md"
     net.card = card.read_text() if card.is_file() else ""
     return net

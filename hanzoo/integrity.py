@@ -1,7 +1,7 @@
 """sha256 checks between a file on disk and the model it becomes.
 
 A flipped bit in a weight can leave every tensor finite and every shape right, so nothing else in
-`store.load` or a runtime notices: the model just scores worse. Each file is compared, before it is
+`store.load_model` or a runtime notices: the model just scores worse. Each file is compared, before it is
 used, with every hash that applies to it:
 - a bundled model folder (`pretrained/<id>/`) and bundled export (`export/<id>/`): the pins in
   hub_manifest.json, the same ones a Hub download is checked against;

@@ -82,9 +82,14 @@ class ModelConfig:
         return max((b.width for b in self.blocks), default=0)
 
     @property
+    def takes_images(self) -> bool:
+        """Whether the model reads uint8 images (through its backbone) rather than float features."""
+        return bool(self.backbone)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """One sample's shape: (in_features,) floats, or (32, 32, 3) uint8 pixels with a backbone."""
-        return IMAGE_SHAPE if self.backbone else (self.in_features,)
+        return IMAGE_SHAPE if self.takes_images else (self.in_features,)
 
     @property
     def head_params(self) -> int:
@@ -176,7 +181,7 @@ class Net(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        if config.backbone:
+        if config.takes_images:
             self.backbone = Backbone(config.backbone)
         self.layers = nn.ModuleList(
             HanLayer(o, act) if kind == "han" else Dense(i, o, act) for kind, i, o, act in config.layers()
@@ -195,7 +200,7 @@ class Net(nn.Module):
             self.register_buffer(k, value, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.backbone:
+        if self.config.takes_images:
             x = self.backbone(x)
         if self.scaling:
             x = (x - self.x_mean) / self.x_std

@@ -35,7 +35,7 @@ BROKEN_IMAGE_MODEL = (
 )
 
 
-def takes(features: tuple[str, ...], model: str | None = None) -> str:
+def table_input_hint(features: tuple[str, ...], model: str | None = None) -> str:
     """What a tabular model reads, for error messages."""
     return (
         f"{model or 'this model'} takes a CSV with header {','.join(features)} "
@@ -43,7 +43,8 @@ def takes(features: tuple[str, ...], model: str | None = None) -> str:
     )
 
 
-def takes_images(model: str | None = None) -> str:
+def image_input_hint(model: str | None = None) -> str:
+    """What an image model reads, for error messages."""
     return (
         f"{model or 'this model'} takes one {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image of 32x32 pixels "
         "or an .npy of uint8 images [N, 32, 32, 3]"
@@ -94,7 +95,7 @@ def read_inputs(path: Path, features: tuple[str, ...], model: str | None = None)
     """
     path = _input_file(path)
     n = len(features)
-    want = takes(features, model)
+    want = table_input_hint(features, model)
     if path.suffix.lower() == ".npy":
         x = _load_npy(path, want)
         if x.ndim != 2 or x.shape[1] != n:
@@ -178,7 +179,7 @@ def _is_number(text: str) -> bool:
 def read_images(path: Path, model: str | None = None) -> np.ndarray:
     """uint8 images [N, 32, 32, 3] from a .npy array ([N, 32, 32, 3] or one [32, 32, 3]) or one image file."""
     path = _input_file(path)
-    want = takes_images(model)
+    want = image_input_hint(model)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
             from PIL import Image  # noqa: PLC0415 - optional runtime, loaded on use
@@ -251,7 +252,7 @@ def predict(
         out["output"],
         where,
         first_row=first_row,
-        hint=BROKEN_IMAGE_MODEL if config.backbone else OUT_OF_RANGE,
+        hint=BROKEN_IMAGE_MODEL if config.takes_images else OUT_OF_RANGE,
     )
     return out
 
@@ -297,7 +298,7 @@ def model_io(model_id: str, task_name: str, config) -> dict:
     `hanzoo info` shows it, and it matches export/<id>/manifest.json's inputs and outputs."""
 
     task = get_task(task_name)
-    if config.backbone:
+    if config.takes_images:
         inputs = [
             {
                 "name": "input",
@@ -338,7 +339,7 @@ def model_io(model_id: str, task_name: str, config) -> dict:
                 "meaning": "1 if the mean of the 2 scores is > 0.5, else 0",
             }
         )
-    if config.backbone:
+    if config.takes_images:
         outputs.append(
             {
                 "name": "class",

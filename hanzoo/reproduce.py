@@ -11,13 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import registry
 from .card import final_runs, fmt, seed_count
 from .cifar import CLASSES
-from .evaluate import predict
-from .store import load
+from .evaluate import outputs
+from .files import save_figure, written_atomically
+from .store import load_model
 from .tasks import checkerboard_grid, get_task
 from .train import PROTOCOLS
 
@@ -84,8 +84,7 @@ def figure1(path: Path) -> None:
     for mid in ("checkerboard-fcnet-6x100", "checkerboard-hannet-20x30"):
         e = registry.get(mid)
         if e.shipped:
-            with torch.no_grad():
-                pred = (load(mid)(torch.as_tensor(x)).mean(dim=1) > 0.5).numpy()
+            pred = get_task("checkerboard").decide(outputs(load_model(mid), x).numpy())["decision"]
             panels.append((mid, pred, e.metrics["selected"]["test"]["accuracy"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 4.0))
     for ax, (title, z, acc) in zip(np.atleast_1d(axes), panels):
@@ -94,7 +93,7 @@ def figure1(path: Path) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -124,7 +123,7 @@ def figure6(path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -290,7 +289,7 @@ def _test_images() -> tuple[np.ndarray, np.ndarray]:
 def _cifar_logits(model_id: str, flip: bool) -> np.ndarray:
     # cached: the report and its figures score the same 10000 images several times
     x, _ = _test_images()
-    return predict(load(model_id), np.ascontiguousarray(x[:, :, ::-1]) if flip else x).numpy()
+    return outputs(load_model(model_id), np.ascontiguousarray(x[:, :, ::-1]) if flip else x).numpy()
 
 
 def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
@@ -324,7 +323,7 @@ def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
         ax.set_xticklabels(CLASSES, rotation=60, fontsize=7)
         ax.set_yticklabels(CLASSES, fontsize=7)
     fig.tight_layout()
-    fig.savefig(confusion_path, dpi=110, metadata={"Software": None})
+    save_figure(fig, confusion_path, dpi=110)
     plt.close(fig)
     # the first 4 mistakes of each true class, in test order: every class shown, and no cherry-picking
     wrong = np.concatenate([np.flatnonzero((pred != y) & (y == c))[:4] for c in range(10)])
@@ -340,7 +339,7 @@ def cifar_figures(confusion_path: Path, misclassified_path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(misclassified_path, dpi=110, metadata={"Software": None})
+    save_figure(fig, misclassified_path, dpi=110)
     plt.close(fig)
 
 
@@ -549,5 +548,6 @@ def write(docs: Path = DOCS) -> list[Path]:
             docs / "reproduction-cifar10-confusion.png", docs / "reproduction-cifar10-misclassified.png"
         )
         out += [docs / "reproduction-cifar10-confusion.png", docs / "reproduction-cifar10-misclassified.png"]
-    (docs / "reproduction.md").write_text(report())
+    with written_atomically(docs / "reproduction.md") as tmp:
+        tmp.write_text(report())
     return out

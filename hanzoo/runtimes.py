@@ -19,7 +19,8 @@ import torch
 from . import fused
 from .errors import HanzooError
 from .integrity import check_artifact
-from .store import load
+from .store import load_model
+from .tasks import get_task
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -33,13 +34,8 @@ class Runtime:
 
 
 def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
-    """The graph's outputs from the module's: Checkerboard graphs also return the 0/1 decision."""
-    res = {"output": out}
-    if net.meta["task"] == "checkerboard":
-        res["decision"] = (out.mean(axis=1) > 0.5).astype(np.int64)
-    if net.config.backbone:  # image classifiers also return the class
-        res["class"] = out.argmax(axis=1).astype(np.int64)
-    return res
+    """The graph's outputs from the module's: the raw output, and the task's decision if it has one."""
+    return {"output": out, **get_task(net.meta["task"]).decide(out)}
 
 
 def _as_input(x: np.ndarray, dtype) -> np.ndarray:
@@ -50,8 +46,8 @@ def _as_input(x: np.ndarray, dtype) -> np.ndarray:
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     torch.set_num_threads(threads)
-    net = load(model_dir)
-    dtype = np.uint8 if net.config.backbone else np.float32
+    net = load_model(model_dir)
+    dtype = np.uint8 if net.config.takes_images else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
@@ -84,7 +80,7 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     if not torch.cuda.is_available():
         raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
-    net = load(model_dir).cuda()
+    net = load_model(model_dir).cuda()
     why_not = fused.available()
     kernel = None
     if why_not is None:
@@ -95,7 +91,7 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     graphs: dict[tuple[int, ...], tuple] = {}
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        xt = torch.from_numpy(_as_input(x, np.uint8 if net.config.backbone else np.float32)).cuda()
+        xt = torch.from_numpy(_as_input(x, np.uint8 if net.config.takes_images else np.float32)).cuda()
         if kernel is not None:
             out = kernel(xt)
         else:

@@ -68,24 +68,33 @@ def write_folder(
     return dest
 
 
-def resolve(source: str | Path) -> Path:
-    """A registry id or a model folder -> the folder that holds its files."""
+def local_folder(source: str | Path) -> Path | None:
+    """The model folder on disk for `source`: the folder itself, or a registry id's bundled folder.
+    None for a registry id with no bundled weights (the Hub may still have it); anything else is refused
+    with a message naming what is wrong. The one place an id or a path becomes a folder."""
     path = Path(source)
     if path.is_dir():
         return path
     if str(source) in MODELS:
         entry = get(str(source))
-        if not entry.shipped:
-            raise HanzooError(f"model {entry.id!r} has no shipped weights; {registry.train_advice(entry.id)}")
-        return entry.dir
+        return entry.dir if entry.shipped else None
     if path.is_file():
         raise HanzooError(
-            f"{source} is a file; give the model folder that holds it (config.json, model.safetensors)"
+            f"model folder {source} does not exist: it is a file; give the model folder that holds it "
+            "(config.json, model.safetensors)"
         )
     if os.sep in str(source) or path.suffix:
         raise HanzooError(f"model folder {source} does not exist")
     get(str(source))  # raises the unknown-id error with suggestions
     raise AssertionError("unreachable")
+
+
+def resolve(source: str | Path) -> Path:
+    """A registry id or a model folder -> the folder that holds its files, on this machine."""
+    folder = local_folder(source)
+    if folder is None:
+        raise HanzooError(f"model {source!r} has no shipped weights; {registry.train_advice(str(source))}")
+    return folder
 
 
 def read_config(folder: Path) -> dict:
@@ -173,7 +182,7 @@ def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
             check_reflection_vector(v, k)
 
 
-def load(source: str | Path) -> Net:
+def load_model(source: str | Path) -> Net:
     """Load a model from a registry id or a model folder, in eval mode, with `.meta` and `.metrics`."""
     folder = resolve(source)
     metrics = read_metrics(folder)
@@ -185,7 +194,7 @@ def load(source: str | Path) -> Net:
     state = load_state(weights)
     check_state(net, state, str(weights))
     net.load_state_dict(state)
-    if net.config.backbone:
+    if net.config.takes_images:
         net.backbone.set_stats(*_image_stats(meta, folder))
     else:
         net.set_scaling(_scaling(meta, folder))

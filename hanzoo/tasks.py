@@ -50,7 +50,7 @@ def verified_bytes(path: Path, sha256: str) -> bytes:
 class Task:
     name: str
     features: tuple[str, ...] = ()  # input column names, as a user's CSV carries them
-    # Units of input columns and targets, only where ../shared/data/PROVENANCE.md states them; a column
+    # Units of input columns and targets, only where hanzoo/data/PROVENANCE.md states them; a column
     # without one is raw, as in the dataset (the docs say so rather than guess).
     units: Mapping[str, str] = MappingProxyType({})
     n_in: int
@@ -77,6 +77,18 @@ class Task:
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    # A task's decision, from its outputs, is stated here once: the exported graphs compute the same
+    # rule (export_onnx, export_tflite), and verification allows for rows that lie on its boundary.
+    decision_output: str | None = None  # the graph output that carries it ("decision", "class"), if any
+
+    def decide(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's decision output beside the raw one (none for a regression)."""
+        return {}
+
+    def near_boundary(self, out: np.ndarray, tol: float) -> np.ndarray:
+        """Rows whose decision a change of `tol` in any output could flip."""
+        return np.zeros(len(out), dtype=bool)
+
 
 class Checkerboard(Task):
     """12x12 blocks on an 81x81 grid over [-1, 1]^2 (paper 3.1), with the authors' own split.
@@ -92,16 +104,22 @@ class Checkerboard(Task):
     file = DATA_DIR / "checkerboard-official-split.csv.gz"
     sha256 = "e085d48ab24d808482ebb6a38c54e31b0b3a5637a6b7b253119770aea331c3b1"
 
+    THRESHOLD = 0.5  # class 1 where the mean of the 2 outputs is above it
+    decision_output = "decision"
+
     def split(self) -> Split:
         return _official_checkerboard()
 
-    @staticmethod
-    def predict(out: torch.Tensor) -> torch.Tensor:
-        return (out.mean(dim=-1) > 0.5).to(torch.int64)
-
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        acc = (self.predict(out) == y[..., 0].to(torch.int64)).to(torch.float64).mean(dim=-1) * 100
+        label = (out.mean(dim=-1) > self.THRESHOLD).to(torch.int64)
+        acc = (label == y[..., 0].to(torch.int64)).to(torch.float64).mean(dim=-1) * 100
         return {"accuracy": acc, "mse": self.loss(out, y)}
+
+    def decide(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        return {"decision": (out.mean(axis=1) > self.THRESHOLD).astype(np.int64)}
+
+    def near_boundary(self, out: np.ndarray, tol: float) -> np.ndarray:
+        return np.abs(out.astype(np.float64).mean(axis=1) - self.THRESHOLD) <= tol
 
 
 @lru_cache(maxsize=1)
@@ -116,7 +134,7 @@ def _official_checkerboard() -> Split:
 
 
 def checkerboard_grid() -> tuple[np.ndarray, np.ndarray]:
-    """All 6561 grid points and their labels, from the rule in PROVENANCE.md.
+    """All 6561 grid points and their labels, from the rule in hanzoo/data/PROVENANCE.md.
 
     Grid index i = round((x1 + 1) * 40); a border of 4 points is label 0; inside, 6x6-point blocks
     alternate: label = ((i - 4) // 6 + (j - 4) // 6) % 2.
@@ -241,6 +259,10 @@ class FeatureClassification(Task):
         wrong = out.argmax(dim=-1) != y[..., 0].to(torch.int64)
         return {"top1_error": wrong.to(torch.float64).mean(dim=-1) * 100, "cross_entropy": self.loss(out, y)}
 
+    def near_boundary(self, out: np.ndarray, tol: float) -> np.ndarray:
+        top2 = np.sort(out.astype(np.float64), axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0] <= 2 * tol  # both logits may move by tol
+
 
 class CifarImages(Task):
     """CIFAR-10 (JPEG) classification from raw uint8 images [N, 32, 32, 3] (hanzoo.cifar).
@@ -261,17 +283,22 @@ class CifarImages(Task):
     def split(self, val_images: int = cifar.VAL_IMAGES, split_seed: int = 0) -> Split:
         """Train, validation and test parts (a backbone recipe's `val_images` and `split_seed` set the
         latter)."""
-        x, y = cifar.load("train")
+        x, y = cifar.load_split("train")
         tr, va = cifar.split_indices(len(x), val_images, split_seed)
         xs, ys = self.test_data()
         return Split(x[tr], y[tr, None].astype(np.float32), xs, ys, x[va], y[va, None].astype(np.float32))
 
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
-        x, y = cifar.load("test")  # vendored: needs nothing outside the package
+        x, y = cifar.load_split("test")  # vendored: needs nothing outside the package
         return x, y[:, None].astype(np.float32)
 
+    decision_output = "class"
     loss = FeatureClassification.loss
     metrics = FeatureClassification.metrics
+    near_boundary = FeatureClassification.near_boundary
+
+    def decide(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        return {"class": out.argmax(axis=1).astype(np.int64)}
 
 
 class _Pending(Task):
@@ -290,7 +317,7 @@ class _Pending(Task):
         )
 
 
-# From PROVENANCE.md (StatLib's cal_housing): the only columns of these datasets whose units it states.
+# From hanzoo/data/PROVENANCE.md (StatLib's cal_housing): the only columns whose units it states.
 CALHOUSING_UNITS = {
     "medianIncome": "tens of thousands of dollars ($10k)",
     "medianHouseValue": "dollars (the data cap it at 500001)",

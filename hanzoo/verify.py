@@ -49,13 +49,7 @@ def output_tolerance(out: np.ndarray) -> float:
 
 def near_boundary(task: Task, out: np.ndarray) -> np.ndarray:
     """Rows whose decision a float32 rounding difference could flip (see the module's docstring)."""
-    tol = output_tolerance(out)
-    if task.name == "checkerboard":
-        return np.abs(out.astype(np.float64).mean(axis=1) - 0.5) <= tol
-    if task.metric == "top1_error":
-        top2 = np.sort(out.astype(np.float64), axis=1)[:, -2:]
-        return top2[:, 1] - top2[:, 0] <= 2 * tol
-    return np.zeros(len(out), dtype=bool)
+    return task.near_boundary(out, output_tolerance(out))
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_test_split_shape_balance_and_cache(cache):
-    x, y = cifar.load("test")
+    x, y = cifar.load_split("test")
     assert x.shape == (10000, 32, 32, 3) and x.dtype == np.uint8
     assert np.bincount(y).tolist() == [1000] * 10
     assert 100 < x.mean() < 140  # natural images, not zeros or noise
     (cached,) = cache.glob("cifar10-jpeg-test-*.npz")
-    x2, y2 = cifar.load("test")  # from the cache now
+    x2, y2 = cifar.load_split("test")  # from the cache now
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
     cached.write_bytes(b"damaged")  # a damaged cache is rebuilt, not trusted
-    assert np.array_equal(cifar.load("test")[0], x)
+    assert np.array_equal(cifar.load_split("test")[0], x)
 
 
 def test_checksum_is_enforced(cache, tmp_path, monkeypatch):
@@ -35,7 +35,7 @@ def test_checksum_is_enforced(cache, tmp_path, monkeypatch):
     bad.write_bytes(cifar.TEST_TARBALL[0].read_bytes()[:-100])
     monkeypatch.setattr(cifar, "TEST_TARBALL", (bad, cifar.TEST_TARBALL[1]))
     with pytest.raises(HanzooError, match="sha256"):
-        cifar.load("test")
+        cifar.load_split("test")
 
 
 def test_decode_refuses_unknown_classes_and_wrong_counts(tmp_path):
@@ -55,7 +55,7 @@ def test_decode_refuses_unknown_classes_and_wrong_counts(tmp_path):
 
 def test_unknown_split_and_missing_training_tarball(monkeypatch, tmp_path):
     with pytest.raises(HanzooError, match="unknown CIFAR-10 split"):
-        cifar.load("val")
+        cifar.load_split("val")
     monkeypatch.setenv("HANZOO_CIFAR10", str(tmp_path / "nope.tar.xz"))
     monkeypatch.setattr(cifar, "__file__", str(tmp_path / "a" / "b" / "cifar.py"))
     with pytest.raises(HanzooError, match="set HANZOO_CIFAR10"):

@@ -94,3 +94,25 @@ def test_standardization_round_trip():
     with torch.no_grad():
         raw = net(torch.as_tensor(s.x_test[:4]))
     assert raw.shape == (4, 1) and abs(float(raw.mean()) - sc["y_mean"][0]) < 5 * sc["y_std"][0]
+
+
+def test_provenance_states_the_pinned_hash_of_every_bundled_file():
+    """The data's provenance note names each bundled file with the sha256 the loaders check."""
+    import re
+    from pathlib import Path
+
+    import hanzoo
+    from hanzoo import cifar
+    from hanzoo.files import file_sha256
+
+    data = Path(hanzoo.__file__).parent / "data"
+    text = (data / "PROVENANCE.md").read_text()
+    stated = dict(re.findall(r"^\| `([^`]+)` \| [^|]+ \| `([0-9a-f]{64})` \|$", text, re.M))
+    bundled = {p.name for p in data.iterdir() if p.suffix in (".gz", ".xz")}
+    assert set(stated) == bundled
+    for name, digest in stated.items():
+        assert file_sha256(data / name) == digest, name
+    pinned = {t.file.name: t.sha256 for t in (Checkerboard(), get_task("elevators"), get_task("calhousing"))}
+    pinned[cifar.TEST_TARBALL[0].name] = cifar.TEST_TARBALL[1]
+    assert pinned == stated
+    assert cifar.FULL_SHA256 in text

@@ -23,7 +23,7 @@ HANNETS = [e.id for e in registry.MODELS.values() if e.family == "hannet" and no
 def _net(model_id: str):
     entry = registry.get(model_id)
     if entry.shipped:
-        from hanzoo.store import load
+        from hanzoo.store import load_model as load
 
         return load(model_id)
     net = build(entry.config, seed=0).eval()

@@ -14,7 +14,7 @@ pytest.importorskip("huggingface_hub")
 
 from hanzoo import hub, pins, registry  # noqa: E402
 from hanzoo.errors import HanzooError  # noqa: E402
-from hanzoo.store import load as load_bundled  # noqa: E402
+from hanzoo.store import load_model as load_bundled  # noqa: E402
 
 from .hub_server import FakeHub  # noqa: E402
 

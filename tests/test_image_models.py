@@ -12,7 +12,8 @@ import torch
 from hanzoo import HanzooError, registry, store
 from hanzoo.backbone import Recipe, TrainNet, fold
 from hanzoo.convnet import Backbone
-from hanzoo.evaluate import check_input, predict
+from hanzoo.evaluate import check_input
+from hanzoo.evaluate import outputs as predict
 from hanzoo.models import ModelConfig, build
 
 TINY = (4, 8)
@@ -97,14 +98,14 @@ def tiny_folder(tmp_path):
 
 
 def test_stored_image_model_loads_and_refuses_bad_stats(tiny_folder):
-    net = store.load(tiny_folder)
+    net = store.load_model(tiny_folder)
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     assert predict(net, x).shape == (3, 10)
     meta = json.loads((tiny_folder / "config.json").read_text())
     meta["preprocessing"]["image_std"] = [0.0, 1.0, 1.0]
     (tiny_folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(HanzooError, match="image_std"):
-        store.load(tiny_folder)
+        store.load_model(tiny_folder)
 
 
 def test_export_parity_on_all_test_images(tiny_folder, tmp_path):
@@ -190,16 +191,18 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     images = rng.integers(0, 256, (700, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 700).astype(np.uint8)
     test = (rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 50).astype(np.uint8))
-    monkeypatch.setattr(cifar, "load", lambda split: (images, labels) if split == "train" else test)
+    monkeypatch.setattr(cifar, "load_split", lambda split: (images, labels) if split == "train" else test)
     recipe = Recipe(widths=TINY, epochs=1, batch_size=64, val_images=100, warmup_epochs=1)
     entry = replace(
         registry.get("cifar10-backbone"),
         config=replace(registry.get("cifar10-backbone").config, in_features=TINY[-1], backbone=TINY),
     )
-    folder = backbone.train_model(entry, tmp_path / "model", recipe, progress=False, workdir=tmp_path / "run")
+    folder = backbone.train_and_package(
+        entry, tmp_path / "model", recipe, progress=False, workdir=tmp_path / "run"
+    )
     m = json.loads((folder / "metrics.json").read_text())
     assert m["train_images"] == 600 and m["val_images"] == 100 and len(m["log"]) == 1
-    net = store.load(folder)
+    net = store.load_model(folder)
     x, y = test
     err = 100 * float(np.mean(predict(net, x).argmax(1).numpy() != y))
     assert m["selected"]["test"]["top1_error"] == pytest.approx(err)

@@ -99,7 +99,9 @@ def test_bit_flip_in_bundled_weights_is_refused(bundle, capsys):
     weights = folder / "model.safetensors"
     flip_weight(weights)
     pin = pins.manifest()[MODEL]["files"]["model.safetensors"]
-    for load in (store.load, hanzoo.load, lambda m: store.load(folder), lambda m: hanzoo.load(str(folder))):
+    by_path = (lambda m: store.load_model(folder), lambda m: hanzoo.load(str(folder)))
+    loaders = (store.load_model, hanzoo.load, *by_path)
+    for load in loaders:
         with pytest.raises(HanzooError) as e:
             load(MODEL)
         assert_refused(str(e.value), weights, pin, "hub_manifest.json")
@@ -110,7 +112,7 @@ def test_bit_flip_in_bundled_weights_is_refused(bundle, capsys):
         assert_refused(err, weights, pin, "hub_manifest.json")
     # the control: the same bytes anywhere but the bundle (no pin, no recorded hash) load without a word
     copy = shutil.copytree(folder, bundle / "elsewhere")
-    assert store.load(copy).meta["model_id"] == MODEL
+    assert store.load_model(copy).meta["model_id"] == MODEL
 
 
 def test_bit_flip_in_bundled_config_is_refused(bundle):
@@ -122,7 +124,8 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
     with pytest.raises(HanzooError) as e:
         hanzoo.load(SCALED)
     assert_refused(str(e.value), config, pins.manifest()[SCALED]["files"]["config.json"], "hub_manifest.json")
-    assert store.load(shutil.copytree(config.parent, bundle / "elsewhere")).meta["preprocessing"]["x_mean"]
+    moved = shutil.copytree(config.parent, bundle / "elsewhere")
+    assert store.load_model(moved).meta["preprocessing"]["x_mean"]
 
 
 # --- bundled and user exports ----------------------------------------------------------------
@@ -186,10 +189,10 @@ def _assert_records_and_checks(folder: Path, capsys) -> None:
     weights = folder / "model.safetensors"
     recorded = json.loads((folder / "metrics.json").read_text())["weights_sha256"]
     assert recorded == file_sha256(weights)
-    assert store.load(folder).metrics["weights_sha256"] == recorded
+    assert store.load_model(folder).metrics["weights_sha256"] == recorded
     flip_weight(weights)
     with pytest.raises(HanzooError) as e:
-        store.load(folder)
+        store.load_model(folder)
     assert_refused(str(e.value), weights, recorded, "weights_sha256 in")
     assert main(["eval", str(folder)]) == 1
     assert_refused(capsys.readouterr().err, weights, recorded, "weights_sha256 in")
@@ -209,7 +212,7 @@ def test_malformed_recorded_hash_is_named(tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps(metrics | {"weights_sha256": "abc"}))
     with pytest.raises(HanzooError, match=r"weights_sha256 must be 64 lowercase hex digits, got 'abc'"):
-        store.load(folder)
+        store.load_model(folder)
 
 
 def test_training_into_the_bundle_re_pins_it(bundle):

@@ -9,9 +9,9 @@ import torch
 from hanzoo import HanzooError, registry
 from hanzoo.cli import main
 from hanzoo.evaluate import check_output
-from hanzoo.evaluate import predict as torch_predict
+from hanzoo.evaluate import outputs as torch_predict
 from hanzoo.predict import model_io, predict, read_inputs, write_outputs
-from hanzoo.store import load
+from hanzoo.store import load_model as load
 from hanzoo.tasks import get_task
 
 FEATURES = ("x1", "x2")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from hanzoo import registry
 from hanzoo.errors import HanzooError
-from hanzoo.store import load
+from hanzoo.store import load_model as load
 
 MODEL = "checkerboard-hannet-20x30"
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

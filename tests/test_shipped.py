@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hanzoo import card, load, registry
-from hanzoo.evaluate import predict
+from hanzoo.evaluate import outputs as predict
 from hanzoo.tasks import get_task
 from hanzoo.verify import check_metric
 

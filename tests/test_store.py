@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hanzoo import HanzooError, load, registry
-from hanzoo.evaluate import predict
+from hanzoo.evaluate import outputs as predict
 from hanzoo.official import import_official
 
 DATA = Path(__file__).parent / "data"
