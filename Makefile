@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 # CPU gives fails on every machine, not just on the next user's.
 OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench quantization clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30
@@ -26,6 +26,10 @@ docs: $(VENV)/.test  ## regenerate README's model table, docs/export.md, docs/mo
 
 bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this machine
 	$(BIN)/hanzoo bench --all --report docs
+
+quantization: $(VENV)/.test  ## re-measure docs/quantization.md (+ .json) and ship the fp16/int8 variants that win
+	$(BIN)/python -m hanzoo.quantization --ship
+	$(BIN)/python -m hanzoo.docs
 
 # torch is pinned and installed first: an unpinned resolve would pull a multi-GB CUDA build.
 $(VENV)/.torch:

@@ -105,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit(
-            "benchmarks/gpu.py needs a CUDA GPU; on CPU, the kernel is tested by tests/test_fused.py"
+            "benchmarks/gpu.py needs a CUDA GPU; on CPU, the kernel is tested by tests/graphs/test_fused.py"
         )
     if fused.available() is not None:
         raise SystemExit(f"fused kernel unavailable: {fused.available()}")

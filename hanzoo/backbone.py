@@ -36,12 +36,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import card, cifar, hub, provenance, store
+from . import card, cifar, hub, store
 from .convnet import act
 from .errors import HanzooError
 from .evaluate import evaluate_parts
 from .files import file_sha256, staged_folder, written_atomically
 from .models import Net
+from .record import Record
 from .registry import ModelEntry
 from .tasks import FeatureClassification, get_task
 
@@ -355,30 +356,25 @@ def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
             "test": (split.x_test, split.y_test),
         },
     )
-    metrics = {
-        "model_id": entry.id,
-        "task": task.name,
-        "metric": task.metric,
-        "higher_is_better": False,
-        "selected": {"seed": recipe["seed"], "epochs": recipe["epochs"], **scores},
-        "seeds_at_selected": {
+    metrics = Record.build(
+        model_id=entry.id,
+        task=task.name,
+        metric=task.metric,
+        higher_is_better=task.higher_is_better,
+        selected={"seed": recipe["seed"], "epochs": recipe["epochs"], **scores},
+        seeds_at_selected={
             s: {"values": [scores[s][task.metric]], "mean": scores[s][task.metric], "std": 0.0}
             for s in ("train", "test")
         },
-        "selection_rule": (
-            "none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)"
-        ),
-        "recipe": recipe,
-        "log": record["log"],
-        "train_images": record["train_images"],
-        "val_images": record["val_images"],
-        "wall_seconds": record["train_seconds"],
-        "images_per_second": record["images_per_second"],
-        "threads": record["threads"],
-        "versions": provenance.versions(),
-        "git_commit": provenance.git_commit(),
-        "machine": provenance.machine_line(),
-    }
+        selection_rule="none: a fixed recipe, one seed, the last epoch shipped (validation is only watched)",
+        wall_seconds=record["train_seconds"],
+        recipe=recipe,
+        log=record["log"],
+        train_images=record["train_images"],
+        val_images=record["val_images"],
+        images_per_second=record["images_per_second"],
+        threads=record["threads"],
+    )
     folder = store.write_folder(
         dest,
         entry.id,

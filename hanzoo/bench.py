@@ -63,9 +63,9 @@ def _artifact_bytes(model_id: str, runtime: str) -> int | None:
 
 def _metric(model_id: str) -> dict | None:
     m = registry.get(model_id).metrics
-    if not m.get("selected"):
+    if not m.trained:
         return None
-    return {"name": m["metric"], "test": m["selected"]["test"][m["metric"]]}
+    return {"name": m.metric, "test": m.value("test")}
 
 
 def bench(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 from .models import ModelConfig
@@ -30,7 +31,7 @@ def fmt(metric: str, x: float) -> str:
 WHY = {"diverged": "diverged (non-finite loss)", "collapsed": "collapsed to a constant prediction"}
 
 
-def final_runs(metrics: dict) -> list[dict]:
+def final_runs(metrics: Mapping) -> list[dict]:
     """The runs behind `seeds_at_selected`, failed ones included: the refit seeds, else the stage-2 seeds,
     else the stage-1 runs at the chosen init and LR (as `hanzoo.train` computed them)."""
     if metrics.get("refit"):
@@ -40,7 +41,7 @@ def final_runs(metrics: dict) -> list[dict]:
     return stage1_runs(metrics)
 
 
-def stage1_runs(metrics: dict) -> list[dict]:
+def stage1_runs(metrics: Mapping) -> list[dict]:
     """Stage 1's runs at the init and LR it chose (their validation mean is `stage1.val_mean`)."""
     s1 = metrics["stage1"]
     return [r for r in metrics["sweep"] if (r["init"], r["lr"]) == (s1["init"], s1["lr"])]
@@ -75,7 +76,7 @@ def excluded(runs: list[dict]) -> str:
     return " and ".join(parts) + (" and is excluded" if n == 1 else " and are excluded")
 
 
-def render(entry: ModelEntry, config: ModelConfig, metrics: dict) -> str:
+def render(entry: ModelEntry, config: ModelConfig, metrics: Mapping) -> str:
     """The card of a trained model: what it is, what it scored, how it was trained and selected, and how
     to use it."""
     return "\n".join(
@@ -120,7 +121,7 @@ def _architecture(entry: ModelEntry, config: ModelConfig, init: str) -> str:
     )
 
 
-def _data_section(metrics: dict) -> list[str]:
+def _data_section(metrics: Mapping) -> list[str]:
     lines = []
     if "backbone" in metrics:
         b = metrics["backbone"]
@@ -146,7 +147,7 @@ def _data_section(metrics: dict) -> list[str]:
     return lines
 
 
-def _measured_section(metrics: dict) -> list[str]:
+def _measured_section(metrics: Mapping) -> list[str]:
     m, sel, seeds = metrics["metric"], metrics["selected"], metrics["seeds_at_selected"]
     f = partial(fmt, m)
     runs = final_runs(metrics)
@@ -210,7 +211,7 @@ def _paper_section(paper: dict, m: str) -> list[str]:
     return ["", text]
 
 
-def _training_section(metrics: dict) -> list[str]:
+def _training_section(metrics: Mapping) -> list[str]:
     return [
         "",
         "## How it was trained and selected",
@@ -221,7 +222,7 @@ def _training_section(metrics: dict) -> list[str]:
     ]
 
 
-def _choice(metrics: dict, lead: str) -> str:
+def _choice(metrics: Mapping, lead: str) -> str:
     """The init and LR stage 1 chose, on how many seeds, and how many runs of the sweep failed."""
     m, sel = metrics["metric"], metrics["selected"]
     first = stage1_runs(metrics)
@@ -235,7 +236,7 @@ def _choice(metrics: dict, lead: str) -> str:
     )
 
 
-def _per_seed(metrics: dict, noun: str) -> str:
+def _per_seed(metrics: Mapping, noun: str) -> str:
     """The test figure of every kept seed of the final runs, and which ones failed."""
     m = metrics["metric"]
     runs = final_runs(metrics)
@@ -248,7 +249,7 @@ def _per_seed(metrics: dict, noun: str) -> str:
     )
 
 
-def _refit_lines(metrics: dict) -> list[str]:
+def _refit_lines(metrics: Mapping) -> list[str]:
     """Stage 1 chose the init and LR, stage 2 refit seeds on the whole training split."""
     sel, sweep = metrics["selected"], metrics["sweep"]
     return [
@@ -262,7 +263,7 @@ def _refit_lines(metrics: dict) -> list[str]:
     ]
 
 
-def _stage_lines(metrics: dict) -> list[str]:
+def _stage_lines(metrics: Mapping) -> list[str]:
     """Stage 1 chose the init and LR, and the shipped run is the best on validation (of stage 2 if any)."""
     m, sel, sweep = metrics["metric"], metrics["selected"], metrics["sweep"]
     stage2 = metrics.get("stage2")
@@ -310,7 +311,7 @@ def _use_lines(entry: ModelEntry, calls: list[str]) -> list[str]:
     ]
 
 
-def render_imported(entry: ModelEntry, metrics: dict) -> str:
+def render_imported(entry: ModelEntry, metrics: Mapping) -> str:
     m, ev = metrics["metric"], metrics["evaluation"]
     return "\n".join(
         [
@@ -332,7 +333,7 @@ def render_imported(entry: ModelEntry, metrics: dict) -> str:
     )
 
 
-def render_backbone(entry: ModelEntry, metrics: dict) -> str:
+def render_backbone(entry: ModelEntry, metrics: Mapping) -> str:
     """The card of a backbone trained end to end by a fixed recipe (one seed, no selection)."""
     sel, r = metrics["selected"], metrics["recipe"]
     log = metrics["log"]

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import backbone, bench, hub, registry, reproduce
+from . import backbone, bench, hub, registry, reproduce, store
 from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
-from .export import export, parse_formats
+from .export import export, export_variants, parse_formats
 from .files import written_atomically
 from .hub import load
 from .official import import_official
@@ -46,15 +46,10 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 def _headline(entry: registry.ModelEntry) -> dict | None:
     """The shipped test metric of a model: selected run and mean +- std over seeds."""
     m = entry.metrics
-    if not m.get("selected"):
+    if not m.trained:
         return None
-    seeds = m["seeds_at_selected"]["test"]
-    return {
-        "metric": m["metric"],
-        "test": m["selected"]["test"][m["metric"]],
-        "mean": seeds["mean"],
-        "std": seeds["std"],
-    }
+    seeds = m.spread("test")
+    return {"metric": m.metric, "test": m.value("test"), "mean": seeds["mean"], "std": seeds["std"]}
 
 
 def _entry_dict(e: registry.ModelEntry) -> dict:
@@ -222,7 +217,7 @@ def cmd_eval(args) -> dict:
         if net.config.takes_images
         else evaluate(net, task, task.split())
     )
-    card = net.metrics.get("selected") or net.metrics.get("evaluation") or {}
+    card = net.metrics.scores
     out = {
         "model": net.meta["model_id"],
         "folder": str(net.folder),
@@ -252,7 +247,7 @@ def cmd_train(args) -> dict:
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
         recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
         folder = backbone.train_and_package(entry, args.out, recipe, progress=not args.json)
-        sel = json.loads((folder / "metrics.json").read_text())["selected"]
+        sel = store.read_metrics(folder)["selected"]
         if not args.json:
             console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
         return {"model": entry.id, "folder": str(folder), "selected": sel}
@@ -282,19 +277,14 @@ def cmd_train(args) -> dict:
         compile=not args.no_compile,
         reuse_sweep=args.reuse_sweep,
     )
-    result = {
-        "model": entry.id,
-        "folder": str(folder),
-        "metrics": json.loads((folder / "metrics.json").read_text()),
-    }
+    record = store.read_metrics(folder)
+    sel, metric = record["selected"], record.metric
     if not args.json:
-        sel = result["metrics"]["selected"]
-        metric = result["metrics"]["metric"]
         console.print(
             f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
-            f"test {metric} {fmt(metric, sel['test'][metric])}"
+            f"test {metric} {fmt(metric, record.value('test'))}"
         )
-    return {k: v for k, v in result.items() if k != "metrics"} | {"selected": result["metrics"]["selected"]}
+    return {"model": entry.id, "folder": str(folder), "selected": sel}
 
 
 def cmd_import_official(args) -> dict:
@@ -302,15 +292,16 @@ def cmd_import_official(args) -> dict:
     registry.get(args.model)  # an unknown id is named first
     check_out_folder(args.dest, "dest", replaces="config.json")
     folder = import_official(Path(args.src), Path(args.dest), args.model)
-    metrics = json.loads((folder / "metrics.json").read_text())
     if not args.json:
         console.print(f"wrote {folder}; run `hanzoo eval {folder}` to score it")
-    return {"folder": str(folder), "evaluation": metrics["evaluation"]}
+    return {"folder": str(folder), "evaluation": store.read_metrics(folder)["evaluation"]}
 
 
 def cmd_export(args) -> dict:
 
-    formats = parse_formats(args.format)
+    if args.precision:
+        return _export_variants(args)
+    formats = parse_formats(args.format or "onnx,ort,tflite")
     ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
         raise HanzooError("name a model id or folder, or pass --all")
@@ -332,6 +323,31 @@ def cmd_export(args) -> dict:
     return {"exports": done}
 
 
+def _export_variants(args) -> dict:
+    formats = [f.strip() for f in args.format.split(",") if f.strip()] if args.format else None
+    ids = registry.shipped() if args.all else [args.model]
+    if not ids or ids == [None]:
+        raise HanzooError("name a model id or folder, or pass --all")
+    if args.out and len(ids) > 1:
+        raise HanzooError("--out takes one model; drop --all or --out")
+    done = []
+    for model in ids:
+        folder = export_variants(model, args.precision, formats, Path(args.out) if args.out else None)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        parity = manifest["parity"]["runtimes"]
+        runs = {k: v for k, v in parity.items() if v.get("precision") == args.precision}
+        done.append({"model": model, "folder": str(folder), "parity": runs})
+        if not args.json:
+            for name, r in runs.items():
+                state = "ok" if r["ok"] else "outside its tolerance"
+                console.print(
+                    f"{folder}: {name} {manifest['parity']['reference']['metric']} {r['metric']:.6g} "
+                    f"(fp32 {manifest['parity']['reference']['value']:.6g}; {state}), "
+                    f"max abs error {r['max_abs_err']:.3g}"
+                )
+    return {"exports": done}
+
+
 def cmd_verify(args) -> dict:
 
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
@@ -346,7 +362,8 @@ def cmd_verify(args) -> dict:
     timed = [rep for rep in reports if rep["model_id"] in registry.MODELS and not args.export]
     if not args.no_latency and not bad:
         for rep in timed:
-            rt = [r for r in rep["runtimes"]] + ["torch"]
+            # the fp32 files, against the baselines' (variants are timed in docs/quantization.md)
+            rt = [r for r in rep["runtimes"] if get_runtime(r).precision == "fp32"] + ["torch"]
             batches = (1, 64) if registry.get(rep["model_id"]).config.takes_images else (1, 1024)
             timing = bench.bench([rep["model_id"]], rt, batches, 1, rounds=7)
             rep["latency"] = [c for c in timing["cells"]]
@@ -368,6 +385,7 @@ def _verify_table(rep: dict) -> None:
         + (f", and latency against {base} (1 thread)" if base else ""),
         caption=f"parity: max abs error <= {rep['tolerance_abs']:g} x max(1, output scale), "
         f"and the same {ref['metric']} "
+        "(fp16/int8 variants: the metric within their own tolerance) "
         "(decisions may differ only on rows within that tolerance of the boundary: "
         f"{ref.get('rows_near_boundary', 0)} here); "
         "latency: median per call, ratio = HanNet / FCNet (below 1: HanNet faster)",
@@ -383,6 +401,8 @@ def _verify_table(rep: dict) -> None:
     def timing(runtime: str) -> list[str]:
         if not base:
             return []
+        if (rep["model_id"], runtime, batches[0]) not in lat:  # a variant: timed in docs/quantization.md
+            return ["-"] * (3 * len(batches))
         row = []
         for b in batches:
             h, f = lat[(rep["model_id"], runtime, b)], lat[(base, runtime, b)]
@@ -634,9 +654,17 @@ def _add_export(s: argparse.ArgumentParser) -> None:
     s.add_argument("model", nargs="?", help="model id or folder")
     s.add_argument("--all", action="store_true", help="every shipped model")
     s.add_argument(
-        "--format", default="onnx,ort,tflite", help="comma-separated: onnx, ort, tflite (default: all)"
+        "--format",
+        default=None,
+        help="comma-separated: onnx, ort, tflite (default: all; with --precision: onnx, tflite)",
     )
     s.add_argument("--out", help="export folder (default: export/<id>)")
+    s.add_argument(
+        "--precision",
+        choices=registry.PRECISIONS,
+        help="add reduced-precision variants (model.fp16.onnx, model.int8.tflite, ...) to an existing "
+        "export folder, calibrated on the training split (see docs/quantization.md)",
+    )
 
 
 def _add_verify(s: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from .card import final_runs, fmt, seed_count
 from .files import written_atomically
 from .models import ModelConfig
 from .tasks import TASKS, checkerboard_grid, get_task
-from .verify import ABS_TOL, METRIC_RTOL
+from .verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -46,15 +46,15 @@ def model_table() -> str:
             if not get_task(e.task).has_data
             else "not trained yet"
         )
-        if m.get("selected"):
-            s, metric = m["seeds_at_selected"]["test"], m["metric"]
+        if m.trained:
+            s, metric = m.spread("test"), m.metric
             f = partial(fmt, metric)
             n = (
                 seed_count(final_runs(m))
                 if "sweep" in m
                 else f"{len(s['values'])} seed" + "s" * (len(s["values"]) > 1)
             )
-            ours = f"{metric} {f(m['selected']['test'][metric])} ({f(s['mean'])} +- {f(s['std'])} over {n})"
+            ours = f"{metric} {f(m.value('test'))} ({f(s['mean'])} +- {f(s['std'])} over {n})"
         paper = (
             e.paper.get("test_accuracy")
             or e.paper.get("top1_error")
@@ -381,7 +381,11 @@ def _parity_section(manifests: list[dict]) -> list[str]:
         f"{METRIC_RTOL:g} relative). The relative error is the max absolute error over the largest reference "
         "output. Why that tolerance: the shipped HanNet-20x30 is itself about 1.5e-5 away from its own "
         "float64 evaluation in torch fp32, and every fp32 runtime sits at that distance (different summation "
-        "orders through 20 layers); an export bug (a wrong sign, a lost bias) is of order 1e-1.",
+        "orders through 20 layers); an export bug (a wrong sign, a lost bias) is of order 1e-1. The rows "
+        "of a reduced-precision variant (`onnxruntime-fp16`, `litert-fp16`, ...) are held to the variants' "
+        f"own rule instead, the task metric within {VARIANT_TOLERANCE['accuracy']:g} accuracy points, "
+        f"{VARIANT_TOLERANCE['top1_error']:g} top-1 points or {100 * VARIANT_TOLERANCE['nrmse']:g}% "
+        "relative NRMSE of the reference (see docs/quantization.md).",
         "",
         "The absolute error is in the units of each task's output:",
         "",
@@ -415,11 +419,13 @@ def unit_table(manifests: list[dict]) -> list[str]:
     for m in manifests:
         groups.setdefault(output_unit(m["task"]), []).append(m)
     lines = [
-        "| task | unit of the absolute error | the output | largest max abs err (any model, any runtime) |",
+        "| task | unit of the absolute error | the output | largest max abs err (any model, any fp32 file) |",
         "| --- | --- | --- | ---: |",
     ]
     for (short, long), ms in groups.items():
-        worst = max(r["max_abs_err"] for m in ms for r in m["parity"]["runtimes"].values())
+        worst = max(
+            r["max_abs_err"] for m in ms for r in m["parity"]["runtimes"].values() if "precision" not in r
+        )
         lines.append(
             f"| {', '.join(dict.fromkeys(m['task'] for m in ms))} | {short} | {long} | {worst:.2e} {short} |"
         )
@@ -581,6 +587,7 @@ def mobile_md() -> str:
         [
             *_mobile_intro(),
             *_tensor_table(manifests),
+            *_variants_section(manifests),
             *_runtime_notes(manifests),
             *bad_input_md(bad_input_behaviour()),
             *_app_snippets(),
@@ -604,6 +611,44 @@ def _mobile_intro() -> list[str]:
         "## Tensors",
         "",
     ]
+
+
+def _variants_section(manifests: list[dict]) -> list[str]:
+    """The reduced-precision files that ship (docs/quantization.md measures every variant and says why
+    the others do not)."""
+    rows = []
+    for m in manifests:
+        for (form, precision), name in registry.VARIANT_FILES.items():
+            r = (m.get("parity") or {}).get("runtimes", {}).get(f"{_APP_RUNTIME[form]}-{precision}")
+            if name not in m["files"] or not r:
+                continue
+            metric, size = m["parity"]["reference"]["metric"], m["files"][name]["bytes"]
+            share = size / m["files"][registry.ARTIFACTS[form]]["bytes"]
+            rows.append(
+                f"| `{m['model_id']}` | `{name}` | {size} ({share:.2f}x) | "
+                f"{metric} {fmt(metric, r['metric'])} "
+                f"(fp32 {fmt(metric, m['parity']['reference']['value'])}) | {r['max_abs_err']:.2e} |"
+            )
+    head = [
+        "## Reduced-precision files",
+        "",
+        "Where a variant wins (the same task metric within its tolerance, no slower, and a smaller file or "
+        "less time), it ships beside the fp32 file and takes the same tensors. docs/quantization.md has "
+        "every variant's measurements, including those that do not ship and why.",
+        "",
+    ]
+    if not rows:
+        return [*head, "None ships in this release.", ""]
+    return [
+        *head,
+        "| model | file | bytes (x fp32) | metric (fp32) | max abs err |",
+        "| --- | --- | ---: | --- | ---: |",
+        *rows,
+        "",
+    ]
+
+
+_APP_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def _tensor_spec(v: dict) -> str:

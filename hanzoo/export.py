@@ -1,10 +1,14 @@
 """`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite,
-test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically."""
+test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically.
+
+`hanzoo export ID --precision fp16|int8` adds reduced-precision variants beside them (hanzoo.precision),
+and a later fp32 export rebuilds the variants its folder held, so they never lag the weights."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +17,11 @@ import numpy as np
 from . import hub, provenance, registry, store
 from .errors import HanzooError
 from .export_tflite import build_tflite, op_types, tensorflow
-from .files import file_sha256, staged_folder
+from .files import file_sha256, staged_folder, written_atomically
+from .precision import calibration_data, check_precision, onnx_fp16, onnx_int8, tflite_options
 from .runtimes import RUNTIMES
 from .tasks import get_task
-from .verify import source_hashes, verify_folder
+from .verify import check_source, source_hashes, verify_folder
 from .version import __version__
 
 FORMATS = registry.ARTIFACTS
@@ -83,9 +88,22 @@ def export(
     net = store.load_model(model_dir)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else registry.EXPORT_DIR / model_id
+    # the variants the folder holds are rebuilt from these weights, and for the bundled weights also those
+    # their bundled export ships (so an export elsewhere reproduces it whole)
+    bundled = (
+        model_id in registry.MODELS and Path(model_dir).resolve() == registry.get(model_id).dir.resolve()
+    )
+    held = (dest, registry.EXPORT_DIR / model_id) if bundled else (dest,)
+    variants = [
+        v
+        for v, f in registry.VARIANT_FILES.items()
+        if v[0] in formats and any((d / f).is_file() for d in held)
+    ]
     _load_libraries(formats, parity)
     with staged_folder(dest, marker="manifest.json") as tmp:
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(task_name).features)})
+        for fmt, precision in variants:
+            write_variant(net, fmt, precision, tmp)
         x_test, _ = get_task(task_name).test_data()
         reference = RUNTIMES["torch"].load(model_dir, tmp, 1)
         x = x_test[: TEST_IMAGES if net.config.takes_images else TEST_ROWS]
@@ -98,13 +116,90 @@ def export(
         manifest = _manifest(net, tmp, formats, None) | {"source": source_hashes(model_dir)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if parity:
-            artifacts = {FORMATS[f] for f in formats}
+            artifacts = {FORMATS[f] for f in formats} | {registry.VARIANT_FILES[v] for v in variants}
             runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and rt.artifact in artifacts]
             manifest["parity"] = verify_folder(model_dir, tmp, runtimes)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
     hub.repin_if_bundled(dest)
     return dest
+
+
+def export_variants(
+    source: str | Path, precision: str, formats: list[str] | None = None, out: Path | None = None
+) -> Path:
+    """Add a precision's variants (ONNX and TFLite by default) to a model's export folder, made from
+    the same weights; they are checked on the whole test split and recorded in its manifest."""
+    check_precision(precision)
+    formats = [f for f in (formats or registry.VARIANT_FORMATS) if f != "ort"]
+    bad = [f for f in formats if f not in registry.VARIANT_FORMATS]
+    if bad or not formats:
+        raise HanzooError(
+            f"format {', '.join(bad) or '(none)'} has no {precision} variant; "
+            f"expected some of {', '.join(registry.VARIANT_FORMATS)}"
+        )
+    model_dir = store.resolve(source)
+    net = store.load_model(model_dir)
+    dest = Path(out) if out else registry.EXPORT_DIR / net.meta["model_id"]
+    check_source(model_dir, dest, source)
+    _load_libraries(formats, parity=True)
+    names = {registry.VARIANT_FILES[(f, precision)] for f in formats}
+    try:
+        for fmt in formats:
+            write_variant(net, fmt, precision, dest)
+        runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact in names]
+        parity = verify_folder(model_dir, dest, runtimes)
+    except BaseException:  # a file its runtime cannot run, or an interruption: leave the folder as it was
+        for name in names:
+            (dest / name).unlink(missing_ok=True)
+        raise
+    manifest = json.loads((dest / "manifest.json").read_text())
+    new = _manifest(net, dest, [f for f in FORMATS if (dest / FORMATS[f]).is_file()], None)
+    manifest["files"], manifest["ops"] = new["files"], new["ops"]
+    if manifest.get("parity"):
+        manifest["parity"]["runtimes"] |= parity["runtimes"]
+    else:
+        manifest["parity"] = parity
+    with written_atomically(dest / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    hub.repin_if_bundled(dest)
+    return dest
+
+
+def remove_variants(folder: Path, variants: list[tuple[str, str]]) -> None:
+    """Take (format, precision) variants out of an export folder and its manifest (and its pins)."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for fmt, precision in variants:
+        name = registry.VARIANT_FILES[(fmt, precision)]
+        (folder / name).unlink(missing_ok=True)
+        manifest["files"].pop(name, None)
+        manifest["ops"].pop(f"{fmt}-{precision}", None)
+        runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt] + f"-{precision}"
+        (manifest.get("parity") or {}).get("runtimes", {}).pop(runtime, None)
+    with written_atomically(folder / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    hub.repin_if_bundled(folder)
+
+
+def write_variant(net, fmt: str, precision: str, dest: Path) -> Path:
+    """One reduced-precision file of a loaded model into the folder `dest` (hanzoo.precision)."""
+    model_id, task_name = net.meta["model_id"], net.meta["task"]
+    meta = {"input_names": ",".join(get_task(task_name).features), "precision": precision}
+    path = Path(dest) / registry.VARIANT_FILES[(fmt, precision)]
+    calibration = calibration_data(task_name) if precision == "int8" else None
+    with written_atomically(path) as tmp:
+        if fmt == "tflite":
+            configure = tflite_options(precision, calibration)
+            tmp.write_bytes(build_tflite(net, model_id, task_name, meta, configure))
+        elif precision == "fp16":
+            graph = onnx_graphs().build_onnx(net, model_id, task_name, meta)
+            onnx_package().save(onnx_fp16(graph), str(tmp))
+        else:
+            with tempfile.TemporaryDirectory() as work:
+                write_graphs(net, Path(work), ["onnx"], meta)
+                onnx_int8(Path(work) / FORMATS["onnx"], tmp, calibration)
+    return path
 
 
 def _load_libraries(formats: list[str], parity: bool) -> None:
@@ -148,6 +243,14 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
         ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
+    for (fmt, precision), name in registry.VARIANT_FILES.items():
+        if (folder / name).is_file():
+            kinds = (
+                (n.op_type for n in onnx_package().load(str(folder / name)).graph.node)
+                if fmt == "onnx"
+                else op_types((folder / name).read_bytes())
+            )
+            ops[f"{fmt}-{precision}"] = dict(sorted(Counter(kinds).items()))
     versions = {
         d: provenance.dist_version(d)
         for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")

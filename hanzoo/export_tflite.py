@@ -45,9 +45,7 @@ def _tflite_tools():
     return schema, flatbuffer_utils
 
 
-def build_tflite(
-    net: Net, model_id: str, task: str, metadata: dict | None = None, configure=None
-) -> bytes:
+def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = None, configure=None) -> bytes:
     """The TFLite flatbuffer of `net`; `configure(converter)`, if given, sets the converter's
     quantization options (hanzoo.precision) before it converts."""
     tf = tensorflow()
@@ -145,6 +143,18 @@ def op_types(flat: bytes) -> list[str]:
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
     names = [flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))]
     return [names[op.opcodeIndex] for op in model.subgraphs[0].operators]
+
+
+def tflite_tensor_ops(flat: bytes) -> list[tuple[str, bool]]:
+    """Each op of a TFLite file, in graph order, with whether it computes in float (a float32 output)."""
+    schema, flatbuffer_utils = _tflite_tools()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    names = [flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))]
+    graph = model.subgraphs[0]
+    return [
+        (names[op.opcodeIndex], any(graph.tensors[t].type == schema.TensorType.FLOAT32 for t in op.outputs))
+        for op in graph.operators
+    ]
 
 
 def read_metadata(flat: bytes, name: str = "hanzoo") -> dict:

@@ -114,7 +114,7 @@ def _card_value(value: float) -> float:
 def _eval_results(entry: registry.ModelEntry, task_type: str) -> list[hf.EvalResult]:
     """The shipped run's test metrics, and the mean of the headline metric over the seeds."""
     m = entry.metrics
-    if not m.get("selected"):
+    if not m.trained:
         return []
     on = {
         "task_type": task_type,
@@ -126,15 +126,15 @@ def _eval_results(entry: registry.ModelEntry, task_type: str) -> list[hf.EvalRes
         hf.EvalResult(
             **on, metric_type=name, metric_value=_card_value(value), metric_name=f"test {name} (shipped run)"
         )
-        for name, value in m["selected"]["test"].items()
+        for name, value in m.scores["test"].items()
     ]
-    s = m["seeds_at_selected"]["test"]
+    s = m.spread("test")
     results.append(
         hf.EvalResult(
             **on,
-            metric_type=f"{m['metric']}_mean_over_seeds",
+            metric_type=f"{m.metric}_mean_over_seeds",
             metric_value=_card_value(s["mean"]),
-            metric_name=f"test {m['metric']}, mean over {len(s['values'])} seeds",
+            metric_name=f"test {m.metric}, mean over {len(s['values'])} seeds",
         )
     )
     return results
@@ -385,12 +385,31 @@ def load(source: str | Path, revision: str | None = None, offline: bool | None =
     return net
 
 
-def export_path(model_id: str, fmt: str, revision: str | None = None, offline: bool | None = None) -> Path:
-    """The path of an exported artifact (onnx, tflite or ort): from the bundle, else the Hub cache."""
+def export_path(
+    model_id: str,
+    fmt: str,
+    revision: str | None = None,
+    offline: bool | None = None,
+    precision: str = "fp32",
+) -> Path:
+    """The path of an exported artifact (onnx, tflite or ort; `precision` fp16 or int8 for a shipped
+    variant, see docs/quantization.md): from the bundle, else the Hub cache."""
     if fmt not in registry.ARTIFACTS:
         raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(registry.ARTIFACTS)}")
     entry = registry.get(model_id)
-    (repo_path,) = FORMATS[fmt]
+    if precision == "fp32":
+        (repo_path,) = FORMATS[fmt]
+    elif (fmt, precision) in registry.VARIANT_FILES:
+        repo_path = f"{fmt}/{registry.VARIANT_FILES[(fmt, precision)]}"
+        if repo_path not in pins.files(entry.id):
+            raise HanzooError(
+                f"{entry.id} ships no {precision} {fmt} variant; docs/quantization.md says which ship and why"
+            )
+    else:
+        raise HanzooError(
+            f"no {precision!r} variant of the {fmt} format; variants: "
+            + ", ".join(f"{p} {f}" for f, p in registry.VARIANT_FILES)
+        )
     local = registry.EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
     if local.is_file() and revision is None:
         integrity.check_artifact(local)  # a path handed out is a promise: callers open it without checking
@@ -398,9 +417,16 @@ def export_path(model_id: str, fmt: str, revision: str | None = None, offline: b
     return fetch(entry.id, [repo_path], revision, offline)[repo_path]
 
 
-def load_onnx(model_id: str, revision: str | None = None, offline: bool | None = None, session: bool = False):
-    """The model.onnx path, or with `session=True` a ready onnxruntime InferenceSession."""
-    path = export_path(model_id, "onnx", revision, offline)
+def load_onnx(
+    model_id: str,
+    revision: str | None = None,
+    offline: bool | None = None,
+    session: bool = False,
+    precision: str = "fp32",
+):
+    """The model.onnx path (model.fp16.onnx with `precision="fp16"`, where that variant ships), or with
+    `session=True` a ready onnxruntime InferenceSession."""
+    path = export_path(model_id, "onnx", revision, offline, precision)
     if not session:
         return path
     import onnxruntime as ort  # noqa: PLC0415 - optional runtime, loaded on use
@@ -408,9 +434,12 @@ def load_onnx(model_id: str, revision: str | None = None, offline: bool | None =
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def load_tflite(model_id: str, revision: str | None = None, offline: bool | None = None):
-    """The model.tflite path (give it to LiteRT's Interpreter, or ship it in an app)."""
-    return export_path(model_id, "tflite", revision, offline)
+def load_tflite(
+    model_id: str, revision: str | None = None, offline: bool | None = None, precision: str = "fp32"
+):
+    """The model.tflite path (give it to LiteRT's Interpreter, or ship it in an app); `precision` picks a
+    shipped variant."""
+    return export_path(model_id, "tflite", revision, offline, precision)
 
 
 def download(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import pins, registry
@@ -64,7 +65,7 @@ def check_model_folder(folder: Path, metrics: object) -> None:
             check_file(config, pinned["config.json"], _pin_text(), fix)
         if pinned.get("model.safetensors") and weights.is_file():
             actual = check_file(weights, pinned["model.safetensors"], _pin_text(), fix)
-    recorded = metrics.get(WEIGHTS_KEY) if isinstance(metrics, dict) else None
+    recorded = metrics.get(WEIGHTS_KEY) if isinstance(metrics, Mapping) else None
     if recorded is not None and weights.is_file():
         if not isinstance(recorded, str) or not _SHA256.match(recorded):
             raise HanzooError(

@@ -18,6 +18,7 @@ from .evaluate import evaluate
 from .files import file_sha256
 from .layers import Dense
 from .models import Net
+from .record import Record
 from .tasks import get_task
 
 
@@ -57,17 +58,19 @@ def import_official(src: Path, dest: Path, model_id: str) -> Path:
     net.eval()
     task = get_task(entry.task)
     scores = evaluate(net, task, task.split())
-    metrics = {
-        "model_id": entry.id,
-        "task": task.name,
-        "metric": task.metric,
-        "evaluation": scores,
-        "source": {
-            "file": src.name,
-            "sha256": file_sha256(src),
-            "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)",
-        },
-    }
+    metrics = Record(
+        {
+            "model_id": entry.id,
+            "task": task.name,
+            "metric": task.metric,
+            "evaluation": scores,
+            "source": {
+                "file": src.name,
+                "sha256": file_sha256(src),
+                "origin": "github.com/yyy32/HanNet, checkerboard_experiments/model (release 7507e20)",
+            },
+        }
+    )
     folder = store.write_folder(
         dest, entry.id, task.name, entry.config, state, metrics, render_imported(entry, metrics)
     )

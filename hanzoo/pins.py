@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .registry import ARTIFACTS
+from .registry import ARTIFACTS, VARIANT_FILES
 
 MANIFEST = Path(__file__).resolve().parent / "hub_manifest.json"
 # Hub repo path of each exported artifact -> its file name in an export folder (onnx/model.onnx -> model.onnx)
-EXPORT_FILES = {f"{fmt}/{name}": name for fmt, name in ARTIFACTS.items()}
+EXPORT_FILES = {f"{fmt}/{name}": name for fmt, name in ARTIFACTS.items()} | {
+    f"{fmt}/{name}": name for (fmt, _), name in VARIANT_FILES.items()
+}
 
 
 def manifest() -> dict:

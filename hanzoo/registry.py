@@ -8,13 +8,14 @@ there, so a figure is never typed twice.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import HanzooError
 from .models import Block, ModelConfig
+from .record import Record
+from .record import read as read_record
 from .tasks import get_task
 
 
@@ -35,6 +36,21 @@ EXPORT_DIR = bundle_dir("HANZOO_EXPORT", "export", "exported")
 # The exported artifacts: format name -> file name in an export folder (the Hub repo keeps each in a
 # folder named after its format: onnx/model.onnx)
 ARTIFACTS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
+# Reduced-precision variants (hanzoo.precision), written beside the fp32 files: model.fp16.onnx, ...
+PRECISIONS = ("fp16", "int8")
+VARIANT_FORMATS = ("onnx", "tflite")
+
+
+def artifact_name(fmt: str, precision: str = "fp32") -> str:
+    """An export folder's file name for a format at a precision: model.onnx, model.int8.onnx, ..."""
+    base = ARTIFACTS[fmt]
+    if precision == "fp32":
+        return base
+    stem, ext = base.rsplit(".", 1)
+    return f"{stem}.{precision}.{ext}"
+
+
+VARIANT_FILES = {(fmt, p): artifact_name(fmt, p) for p in PRECISIONS for fmt in VARIANT_FORMATS}
 
 
 @dataclass(frozen=True)
@@ -72,15 +88,14 @@ class ModelEntry:
         return sorted(p.name for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else []
 
     @property
-    def metrics(self) -> dict:
-        path = self.dir / "metrics.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+    def metrics(self) -> Record:
+        return read_record(self.dir / "metrics.json")
 
     @property
     def arch(self) -> str:
         c = self.config
         head = f"{c.depth}x{c.width}" if c.depth else f"linear {c.in_features}->{c.out_features}"
-        return f"cnn {'-'.join(map(str, c.backbone))} + {head}" if c.backbone else head
+        return f"cnn {'-'.join(map(str, c.backbone))} + {head}" if c.takes_images else head
 
 
 def _hannet(

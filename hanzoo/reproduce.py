@@ -57,12 +57,12 @@ def _percent(task: str) -> int:
 
 def _ours(model_id: str, split: str = "test") -> str:
     m = registry.get(model_id).metrics
-    if not m.get("selected"):
+    if not m.trained:
         return "not trained"
-    s, metric = m["seeds_at_selected"][split], m["metric"]
+    s, metric = m.spread(split), m.metric
     return (
         f"{fmt(metric, s['mean'])} +- {fmt(metric, s['std'])} over {seed_count(final_runs(m))} "
-        f"(shipped run {fmt(metric, m['selected'][split][metric])})"
+        f"(shipped run {fmt(metric, m.value(split))})"
     )
 
 
@@ -85,7 +85,7 @@ def figure1(path: Path) -> None:
         e = registry.get(mid)
         if e.shipped:
             pred = get_task("checkerboard").decide(outputs(load_model(mid), x).numpy())["decision"]
-            panels.append((mid, pred, e.metrics["selected"]["test"]["accuracy"]))
+            panels.append((mid, pred, e.metrics.value("test", "accuracy")))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 4.0))
     for ax, (title, z, acc) in zip(np.atleast_1d(axes), panels):
         ax.imshow(z.reshape(81, 81).T, origin="lower", extent=(-1, 1, -1, 1), cmap="gray_r", vmin=0, vmax=1)
@@ -175,7 +175,7 @@ def report() -> str:
         for mid in ids:
             e = registry.get(mid)
             m = e.metrics
-            r2 = fmt("r2", m["selected"]["test"]["r2"]) if m.get("selected") else "-"
+            r2 = fmt("r2", m.value("test", "r2")) if m.trained else "-"
             lines.append(
                 f"| {task.removesuffix('-20pct')} | {_percent(task)}% | `{mid}` | {e.arch} | "
                 f"{e.config.num_params} | {e.paper.get('ar', '-')} | {100 * e.config.activation_ratio:.2f} | "
@@ -203,9 +203,9 @@ def report() -> str:
 def relative_change() -> dict | None:
     """The HanNet head's test error against the FC head's, as the paper states its claim (Table 6)."""
     fc, han = (registry.get(m).metrics for m in ("cifar10-fc", "cifar10-hannet"))
-    if not (fc.get("selected") and han.get("selected")):
+    if not (fc.trained and han.trained):
         return None
-    a, b = fc["seeds_at_selected"]["test"], han["seeds_at_selected"]["test"]
+    a, b = fc.spread("test"), han.spread("test")
     pooled = float(np.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2))
     return {
         "fc": a["mean"],
@@ -220,7 +220,7 @@ def relative_change() -> dict | None:
 def table6_section() -> list[str]:
     bb = registry.get("cifar10-backbone").metrics
     rc = relative_change()
-    if not bb.get("selected") or rc is None:
+    if not bb.trained or rc is None:
         return ["## Table 6: CIFAR-10 heads", "", "Not trained in this release.", ""]
     lines = [
         "## Table 6: CIFAR-10 (JPEG) heads on a frozen backbone",
@@ -404,7 +404,7 @@ def shipping_rules(task: str = "checkerboard") -> dict[str, list[str]]:
     for mid in COVERED:
         e = registry.get(mid)
         m = e.metrics
-        if e.task != task or not m.get("selected"):
+        if e.task != task or not m.trained:
             continue
         out["refit" if m.get("refit") else "stage2" if m.get("stage2") else "stage1"].append(mid)
     return out
@@ -481,9 +481,9 @@ def cost_section() -> list[str]:
 def gaps() -> list[str]:
     out = []
     han = registry.get("checkerboard-hannet-20x30").metrics
-    if han.get("selected"):
-        s = han["seeds_at_selected"]["test"]
-        shipped = han["selected"]["test"]["accuracy"]
+    if han.trained:
+        s = han.spread("test")
+        shipped = han.value("test", "accuracy")
         rule = (
             "the lowest-training-loss seed of a refit on the whole training split"
             if han.get("refit")
@@ -500,8 +500,8 @@ def gaps() -> list[str]:
         )
     for task, ids in TABLE5.items():
         ms = [registry.get(m).metrics for m in ids]
-        if all(m.get("selected") for m in ms):
-            fc1, fc2, h = (m["seeds_at_selected"]["test"]["mean"] for m in ms)
+        if all(m.trained for m in ms):
+            fc1, fc2, h = (m.spread("test")["mean"] for m in ms)
             size = registry.get(ids[1]).config.num_params / registry.get(ids[2]).config.num_params
             out.append(
                 f"- {task.removesuffix('-20pct')}, {_percent(task)}% training: HanNet mean test NRMSE "

@@ -19,6 +19,7 @@ import torch
 from . import fused
 from .errors import HanzooError
 from .integrity import check_artifact
+from .registry import VARIANT_FILES, artifact_name
 from .store import load_model
 from .tasks import get_task
 
@@ -31,6 +32,7 @@ class Runtime:
     artifact: str  # the file it runs, in an export folder ("" for the torch reference)
     description: str
     load: Callable[[Path, Path, int], Predictor]
+    precision: str = "fp32"  # of the artifact (hanzoo.precision); verify holds a variant to its own rule
 
 
 def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,8 +148,7 @@ def ort_session(path: Path, threads: int, mobile: bool):
     return run
 
 
-def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
-    path = export_dir / "model.tflite"
+def litert_session(path: Path, threads: int) -> Predictor:
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
     check_artifact(path)
@@ -161,7 +162,10 @@ def _litert(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     dtype = runner.get_input_details()["input"]["dtype"]
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        return runner(input=_as_input(x, dtype))
+        try:
+            return runner(input=_as_input(x, dtype))
+        except RuntimeError as e:  # the interpreter prepares its delegate on the first call
+            raise HanzooError(f"LiteRT cannot run {path}: {str(e).splitlines()[0]}") from None
 
     return run
 
@@ -182,7 +186,12 @@ RUNTIMES: dict[str, Runtime] = {
             "ONNX Runtime on the ORT-format file, as a mobile app loads it",
             lambda m, e, t: ort_session(e / "model.ort", t, True),
         ),
-        Runtime("litert", "model.tflite", "LiteRT interpreter with XNNPACK", _litert),
+        Runtime(
+            "litert",
+            "model.tflite",
+            "LiteRT interpreter with XNNPACK",
+            lambda m, e, t: litert_session(e / "model.tflite", t),
+        ),
         Runtime(
             "torch-cuda",
             "",
@@ -191,6 +200,28 @@ RUNTIMES: dict[str, Runtime] = {
         ),
     ]
 }
+
+
+def _variant(fmt: str, precision: str) -> Runtime:
+    name = artifact_name(fmt, precision)
+    if fmt == "onnx":
+        return Runtime(
+            f"onnxruntime-{precision}",
+            name,
+            f"ONNX Runtime, CPU provider, on the {precision} variant",
+            lambda m, e, t: ort_session(e / name, t, False),
+            precision,
+        )
+    return Runtime(
+        f"litert-{precision}",
+        name,
+        f"LiteRT interpreter with XNNPACK, on the {precision} variant",
+        lambda m, e, t: litert_session(e / name, t),
+        precision,
+    )
+
+
+RUNTIMES |= {r.name: r for r in (_variant(fmt, p) for (fmt, p) in VARIANT_FILES)}
 
 
 def get_runtime(name: str) -> Runtime:

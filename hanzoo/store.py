@@ -21,6 +21,8 @@ from .errors import HanzooError
 from .files import file_sha256, staged_folder
 from .layers import check_reflection_vector
 from .models import ModelConfig, Net, build
+from .record import Record
+from .record import read as read_record
 from .registry import MODELS, get
 from .tasks import TASKS
 from .version import __version__
@@ -138,16 +140,9 @@ def read_config(folder: Path) -> dict:
     return meta
 
 
-def read_metrics(folder: Path) -> dict:
-    path = Path(folder) / "metrics.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HanzooError(f"{path} is not valid JSON: {e}") from None
-    except OSError as e:
-        raise HanzooError(f"cannot read {path}: {e.strerror}") from None
+def read_metrics(folder: Path) -> Record:
+    """A folder's metrics.json (an empty record if it has none)."""
+    return read_record(Path(folder) / "metrics.json")
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:

@@ -33,13 +33,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from . import card, hub, provenance, registry, store
+from . import card, hub, registry, store
 from .backbone import features_task
 from .errors import HanzooError
 from .evaluate import evaluate
 from .files import file_sha256
 from .layers import ACTIVATIONS
 from .models import ModelConfig, Net, build
+from .record import Record
 from .tasks import Split, Task, get_task
 
 
@@ -876,19 +877,19 @@ def build_record(
     final: dict[str, dict[str, float]],
     scaling: dict | None,
     frozen: Net | None,
-) -> dict:
+) -> Record:
     """The model's metrics.json: the shipped run's figures, how it was chosen, and every run."""
     protocol, runs, chosen, shipped = stages.protocol, stages.stage1.runs, stages.chosen, stages.shipped
     m = task.metric
     stage2 = [asdict(r) for r in stages.stage2.runs] if stages.stage2 is not None else []
     only_stage2 = protocol.ship_seeds and not protocol.refit  # the more-seeds stage, not a refit
     seconds = stages.stage1.seconds
-    record = {
-        "model_id": entry.id,
-        "task": entry.task if frozen is not None else task.name,
-        "metric": m,
-        "higher_is_better": task.higher_is_better,
-        "selected": {
+    return Record.build(
+        model_id=entry.id,
+        task=entry.task if frozen is not None else task.name,
+        metric=m,
+        higher_is_better=task.higher_is_better,
+        selected={
             "init": shipped.init,
             "lr": shipped.lr,
             "seed": shipped.seed,
@@ -896,29 +897,26 @@ def build_record(
             "train": final["train"],
             "test": final["test"],
         },
-        "stage1": {
+        seeds_at_selected=_seed_spread(stages.peers, m),
+        selection_rule=_selection_rule(protocol, m, None if split.x_val is None else len(split.x_val)),
+        wall_seconds=seconds + stages.stage2_seconds,
+        stage1={
             "init": chosen.init,
             "lr": chosen.lr,
             "val_mean": float(np.mean([r.val[m] for r in stages.at_chosen])),
         },
-        "seeds_at_selected": _seed_spread(stages.peers, m),
-        "selection_rule": _selection_rule(protocol, m, None if split.x_val is None else len(split.x_val)),
-        "protocol": protocol.to_dict(),
-        "protocol_text": _protocol_text(protocol, runs, frozen is not None, bool(scaling)),
-        "failed_runs": sum(r.status != "ok" for r in runs),
-        "sweep": [asdict(r) for r in runs],
-        "refit": stage2 if protocol.refit else [],
-        "stage2": stage2 if only_stage2 else [],
-        "sweep_wall_seconds": seconds,
-        "refit_wall_seconds": stages.stage2_seconds if protocol.refit else 0.0,
-        "stage2_wall_seconds": stages.stage2_seconds if only_stage2 else 0.0,
-        "wall_seconds": seconds + stages.stage2_seconds,
-        "sweep_iterations_per_second": protocol.iterations / seconds,
-        "versions": provenance.versions(),
-        "git_commit": provenance.git_commit(),
-        "machine": provenance.machine_line(),
-    }
-    return record | _data_record(entry, task, split, shipped, frozen)
+        protocol=protocol.to_dict(),
+        protocol_text=_protocol_text(protocol, runs, frozen is not None, bool(scaling)),
+        failed_runs=sum(r.status != "ok" for r in runs),
+        sweep=[asdict(r) for r in runs],
+        refit=stage2 if protocol.refit else [],
+        stage2=stage2 if only_stage2 else [],
+        sweep_wall_seconds=seconds,
+        refit_wall_seconds=stages.stage2_seconds if protocol.refit else 0.0,
+        stage2_wall_seconds=stages.stage2_seconds if only_stage2 else 0.0,
+        sweep_iterations_per_second=protocol.iterations / seconds,
+        **_data_record(entry, task, split, shipped, frozen),
+    )
 
 
 def _data_record(

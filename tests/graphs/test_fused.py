@@ -1,0 +1,144 @@
+"""The fused HanNet kernel against the torch module, for every HanNet in the registry.
+
+On CI (no GPU) the kernel runs in Triton's interpreter (see conftest.py); on a GPU machine the
+same tests run the compiled kernel.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from hanzoo import build, registry
+from hanzoo.errors import HanzooError
+from hanzoo.models import Block, ModelConfig
+from hanzoo.verify import ABS_TOL
+
+triton = pytest.importorskip("triton")
+fused = pytest.importorskip("hanzoo.fused")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the kernel covers MLPs; an image classifier's HanNet head sits behind a conv backbone (CUDA graphs there)
+HANNETS = [e.id for e in registry.MODELS.values() if e.family == "hannet" and not e.config.backbone]
+
+
+def _net(model_id: str):
+    entry = registry.get(model_id)
+    if entry.shipped:
+        from hanzoo.store import load_model as load
+
+        return load(model_id)
+    net = build(entry.config, seed=0).eval()
+    with torch.no_grad():  # fresh biases are zero; perturb every parameter so each one is exercised
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return net
+
+
+def _inputs(model_id: str, batch: int) -> torch.Tensor:
+    """Rows from the task's test split where the task has data (raw units), else standard normal."""
+    from hanzoo.tasks import get_task
+
+    try:
+        x = get_task(registry.get(model_id).task).split().x_test
+    except HanzooError:  # a task whose data loader has not landed (the CIFAR-10 heads)
+        return torch.randn(
+            batch, registry.get(model_id).config.in_features, generator=torch.Generator().manual_seed(batch)
+        )
+    idx = np.random.default_rng(batch).choice(len(x), size=batch, replace=False)
+    return torch.as_tensor(x[idx])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+@pytest.mark.parametrize("model_id", HANNETS)
+def test_kernel_matches_torch(model_id, batch):
+    net = _net(model_id)
+    x = _inputs(model_id, batch)
+    with torch.no_grad():
+        ref = net(x).double()
+    # the column loop everywhere, and tl.dot as well where the net has W x W Dense layers
+    square = fused.prepare(net)
+    modes = [False, True] if square.n_pre + square.n_post else [False]
+    for dot in modes:
+        kernel = fused.prepare(net.to(DEVICE), device=DEVICE, dot=dot)
+        out = kernel(x.to(DEVICE)).cpu().double()
+        assert out.shape == ref.shape
+        err = float((out - ref).abs().max())
+        assert err <= ABS_TOL * max(1.0, float(ref.abs().max())), (model_id, batch, dot, err)
+
+
+def test_padding_columns_stay_zero_and_rows_are_independent():
+    """A row's output must not depend on the other rows of its tile, nor on the batch size."""
+    net = _net("checkerboard-hannet-20x30")
+    kernel = fused.prepare(net)
+    x = _inputs("checkerboard-hannet-20x30", 7)
+    alone = torch.cat([kernel(x[i : i + 1]) for i in range(7)])
+    assert torch.allclose(alone, kernel(x), atol=1e-6)
+
+
+def test_kernel_catches_a_wrong_weight():
+    """The parity test can fail: one Han-layer's v with the wrong sign is far outside the tolerance."""
+    net = _net("checkerboard-hannet-20x30")
+    kernel = fused.prepare(net)
+    kernel.weights["v"][5] *= -1
+    x = _inputs("checkerboard-hannet-20x30", 7)
+    with torch.no_grad():
+        assert float((kernel(x) - net(x)).abs().max()) > 10 * ABS_TOL
+
+
+def test_prepare_folds_the_regression_scaling():
+    net = _net("elevators-hannet-20x200")
+    assert net.scaling, "the shipped regression nets carry their standardization"
+    x = _inputs("elevators-hannet-20x200", 7)
+    with torch.no_grad():
+        ref = net(x)
+    assert torch.allclose(fused.prepare(net)(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_layouts_and_inputs_are_refused():
+    mixed = build(ModelConfig(2, 2, (Block("fc", 8, "abs", 1), Block("han", 8, "relu", 2)), "kaiming"))
+    with pytest.raises(HanzooError, match="one activation"):
+        fused.prepare(mixed)
+    kernel = fused.prepare(_net("checkerboard-hannet-20x30"))
+    with pytest.raises(HanzooError, match=r"shape \[batch, 2\]"):
+        kernel(torch.zeros(3, 5))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_runtime_says_no_gpu():
+    from hanzoo.runtimes import RUNTIMES
+
+    entry = registry.get("checkerboard-hannet-20x30")
+    with pytest.raises(HanzooError, match="needs a CUDA GPU"):
+        RUNTIMES["torch-cuda"].load(entry.dir, entry.dir, 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_benchmark_script_says_it_needs_a_gpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--out", "/dev/null"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode != 0 and "needs a CUDA GPU" in out.stderr
+
+
+def test_flops_per_row_counts_rank_one_han_layers():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+    )
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    net = build(registry.get("checkerboard-hannet-20x30").config, seed=0)
+    # 2x30 and 2 of 30x30 Dense, 17 Han-layers of 4n, a 30x2 head: 2 flops per multiply-add
+    assert gpu.flops_per_row(net) == 2 * (2 * 30 + 2 * 30 * 30 + 30 * 2) + 17 * 4 * 30
+
+
+def test_image_models_are_refused_with_a_reason():
+    net = build(registry.get("cifar10-hannet").config, seed=0)
+    with pytest.raises(HanzooError, match="conv backbone"):
+        fused.prepare(net, device=DEVICE)

@@ -1,0 +1,72 @@
+"""Benchmarks are not timed tests: these check that they run and that their reports are well formed."""
+
+import json
+from pathlib import Path
+
+from hanzoo import bench
+from hanzoo.cli import main
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+RUNTIMES = ["torch", "onnxruntime", "ort-mobile", "litert"]
+
+
+def test_quick_bench_covers_every_runtime_and_ratio(capsys):
+    assert (
+        main(["bench", "checkerboard-hannet-20x30", "--quick", "--rounds", "2", "--batch", "1,7", "--json"])
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["runtimes"] == RUNTIMES and report["groups"][0][0] == "checkerboard-hannet-20x30"
+    cells = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    for model in report["groups"][0]:
+        for rt in RUNTIMES:
+            for b in (1, 7):
+                c = cells[(model, rt, b)]
+                assert c["median_us"] > 0 and c["p90_us"] >= c["median_us"] and c["samples_per_s"] > 0
+    for rt in RUNTIMES:
+        ratio = cells[("checkerboard-hannet-20x30", rt, 1)]["ratio_vs"]["checkerboard-fcnet-6x100"]
+        base = cells[("checkerboard-fcnet-6x100", rt, 1)]["median_us"]
+        assert abs(ratio * base - cells[("checkerboard-hannet-20x30", rt, 1)]["median_us"]) < 1e-6
+
+
+def test_report_is_deterministic_given_its_json():
+    report = json.loads((DOCS / "benchmarks.json").read_text())
+    first = bench.report_md(report, report["lower_bounds"])
+    assert first == bench.report_md(report, report["lower_bounds"])
+    assert (DOCS / "benchmarks.md").read_text() == first, "docs/benchmarks.md is stale: run `make bench`"
+    assert bench.markdown(report) in first
+
+
+def test_verify_prints_parity_and_latency_in_one_table(capsys):
+    assert main(["verify", "checkerboard-hannet-20x30"]) == 0
+    out = capsys.readouterr().out
+    assert "parity" in out and "batch 1 us" in out and "FCNet" in out and "litert" in out
+
+
+def test_image_classifiers_bench_with_the_head_share(capsys):
+    assert (
+        main(
+            [
+                "bench",
+                "cifar10-hannet",
+                "--runtime",
+                "onnxruntime,litert",
+                "--rounds",
+                "2",
+                "--batch",
+                "1,1024",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"] == [["cifar10-hannet", "cifar10-fc"]]
+    assert {c["batch"] for c in report["cells"]} == {1}  # images are timed up to batch 64
+    shares = {(h["model"], h["runtime"]): h for h in report["head_share"]}
+    assert set(shares) == {
+        (m, rt) for m in ("cifar10-hannet", "cifar10-fc") for rt in ("onnxruntime", "litert")
+    }
+    for h in shares.values():
+        assert 0 < h["share"] < 1 and h["head_us"] < h["whole_us"]
+    assert "head share" in bench.image_analysis(report, report["groups"][0])
