@@ -11,12 +11,12 @@ TORCH_INDEX_URL ?=
 # CPU gives fails on every machine, not just on the next user's.
 OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 
-.PHONY: demo test docs bench quantization clean
+.PHONY: demo test docs bench quantization site chromium clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30
 
-test: $(VENV)/.test  ## set up (with ONNX Runtime, TensorFlow and LiteRT), lint, run the test suite, then its golden tests on a simulated older CPU
+test: $(VENV)/.test node_modules/.installed chromium  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(OLD_CPU) $(BIN)/python -m pytest -m golden
@@ -30,6 +30,19 @@ bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this m
 quantization: $(VENV)/.test  ## re-measure docs/quantization.md (+ .json) and ship the fp16/int8 variants that win
 	$(BIN)/python -m hanzoo.quantization --ship
 	$(BIN)/python -m hanzoo.docs
+
+site: $(VENV)/.test node_modules/.installed chromium  ## build site/ (hanzoo site) and its demo screenshots in docs/
+	$(BIN)/hanzoo site --out site --screenshots docs
+
+# The browser tests' parts: onnxruntime-web from the lock file, and Debian's Chromium where this runs as
+# root (as CI does); elsewhere those tests skip with one line saying how to get it.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
 
 # torch is pinned and installed first: an unpinned resolve would pull a multi-GB CUDA build.
 $(VENV)/.torch:
@@ -46,4 +59,4 @@ $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache node_modules site

@@ -7,6 +7,7 @@ every HanNet cell its ratio to each baseline. Threads default to 1, as a phone p
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import statistics
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import provenance, registry, store
+from . import provenance, registry, site, store
 from .convnet import Backbone
 from .errors import HanzooError
 from .export import write_graphs
@@ -27,7 +28,8 @@ from .runtimes import RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
 CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert")
-ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda",)
+WEB = "onnxruntime-web"  # model.onnx in headless Chromium (hanzoo.site), timed inside the page
+ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda", WEB)
 
 
 def _block(fn: Predictor, x: np.ndarray, n: int) -> float:
@@ -56,7 +58,7 @@ def time_pair(
 
 
 def _artifact_bytes(model_id: str, runtime: str) -> int | None:
-    art = RUNTIMES[runtime].artifact
+    art = "model.onnx" if runtime == WEB else RUNTIMES[runtime].artifact
     path = registry.EXPORT_DIR / model_id / art if art else registry.get(model_id).dir / "model.safetensors"
     return path.stat().st_size if path.is_file() else None
 
@@ -81,8 +83,8 @@ def bench(
         raise HanzooError(f"threads and rounds must be at least 1, got threads={threads}, rounds={rounds}")
     runtimes = list(runtimes or available_runtimes())
     for r in runtimes:
-        if r not in RUNTIMES:
-            raise HanzooError(f"unknown runtime {r!r}; expected some of {', '.join(RUNTIMES)}")
+        if r not in RUNTIMES and r != WEB:
+            raise HanzooError(f"unknown runtime {r!r}; expected some of {', '.join([*RUNTIMES, WEB])}")
     groups = []
     for mid in model_ids:
         entry = registry.get(mid)
@@ -92,36 +94,10 @@ def bench(
         groups.append([mid, *base])
     cells = []
     rng = np.random.default_rng(0)
-    for group in groups:
-        shape = registry.get(group[0]).config.input_shape
-        for runtime in runtimes:
-            fns = {
-                m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads)
-                for m in group
-            }
-            for batch in image_batches(batches) if len(shape) == 3 else batches:
-                x = random_input(rng, batch, shape)
-                samples = time_pair(fns, x, rounds)
-                med = {m: statistics.median(s) for m, s in samples.items()}
-                for m, s in samples.items():
-                    cell = {
-                        "model": m,
-                        "runtime": runtime,
-                        "batch": batch,
-                        "median_us": med[m] * 1e6,
-                        "p90_us": float(np.percentile(s, 90)) * 1e6,
-                        "samples_per_s": batch / med[m],
-                        "rounds": rounds,
-                        "params": registry.get(m).config.num_params,
-                        "artifact_bytes": _artifact_bytes(m, runtime),
-                        "metric": _metric(m),
-                        "path": getattr(fns[m], "path", None),
-                    }
-                    if m == group[0] and len(group) > 1:
-                        cell["ratio_vs"] = {b: med[m] / med[b] for b in group[1:]}
-                    cells.append(cell)
-                if progress:
-                    progress(f"{group[0]} {runtime} batch {batch}")
+    with contextlib.ExitStack() as stack:
+        web = stack.enter_context(site.browser_timer()) if WEB in runtimes else None
+        for group in groups:
+            cells += _time_group(group, runtimes, batches, threads, rounds, rng, web, progress)
     report = {
         "machine": provenance.machine(),
         "threads": threads,
@@ -132,8 +108,48 @@ def bench(
     }
     images = [m for g in groups for m in g if registry.get(m).config.takes_images]
     if images:
-        report["head_share"] = head_share(images, runtimes, batches, threads, rounds, progress)
+        cpu = [r for r in runtimes if r != WEB]
+        report["head_share"] = head_share(images, cpu, batches, threads, rounds, progress)
     return report
+
+
+def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -> list[dict]:
+    """Every cell of one HanNet and its baselines: each runtime, each batch, timed interleaved."""
+    cells = []
+    shape = registry.get(group[0]).config.input_shape
+    for runtime in runtimes:
+        if runtime == WEB and len(shape) == 3:
+            continue  # in the browser: the Checkerboard and regression groups
+        fns = {}
+        if runtime != WEB:
+            fns = {
+                m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads)
+                for m in group
+            }
+        for batch in image_batches(batches) if len(shape) == 3 else batches:
+            x = random_input(rng, batch, shape)
+            samples = web(group, x, rounds) if runtime == WEB else time_pair(fns, x, rounds)
+            med = {m: statistics.median(s) for m, s in samples.items()}
+            for m, s in samples.items():
+                cell = {
+                    "model": m,
+                    "runtime": runtime,
+                    "batch": batch,
+                    "median_us": med[m] * 1e6,
+                    "p90_us": float(np.percentile(s, 90)) * 1e6,
+                    "samples_per_s": batch / med[m],
+                    "rounds": rounds,
+                    "params": registry.get(m).config.num_params,
+                    "artifact_bytes": _artifact_bytes(m, runtime),
+                    "metric": _metric(m),
+                    "path": getattr(fns.get(m), "path", None),
+                }
+                if m == group[0] and len(group) > 1:
+                    cell["ratio_vs"] = {b: med[m] / med[b] for b in group[1:]}
+                cells.append(cell)
+            if progress:
+                progress(f"{group[0]} {runtime} batch {batch}")
+    return cells
 
 
 def image_batches(batches: tuple[int, ...]) -> tuple[int, ...]:
@@ -225,6 +241,8 @@ def available_runtimes() -> list[str]:
         if r == "torch-cuda" and not torch.cuda.is_available():
             continue
         if r == "litert" and not _importable("ai_edge_litert"):
+            continue
+        if r == WEB and not site.browser_available():
             continue
         out.append(r)
     return out
@@ -465,8 +483,41 @@ def report_md(report: dict, bounds: dict) -> str:
             f"| `{model}` | {nodes} | {fixed + (nodes - 1) * per_node:.1f} | "
             f"{b1['median_us'] if b1 else float('nan'):.1f} | {fl} | {at1024} |"
         )
-    lines += ["", analysis(report, bounds), ""]
+    lines += ["", analysis(report, bounds), "", *web_md(report)]
     return "\n".join(lines)
+
+
+def web_md(report: dict) -> list[str]:
+    """How onnxruntime-web (WASM, in headless Chromium) compares with native ONNX Runtime, per batch."""
+    if WEB not in report["runtimes"]:
+        return []
+    cell = {(c["model"], c["runtime"], c["batch"]): c for c in report["cells"]}
+    rows = []
+    for b in report["batches"]:
+        pairs = [
+            (m, cell[(m, WEB, b)]["median_us"] / cell[(m, "onnxruntime", b)]["median_us"])
+            for m in dict.fromkeys(c["model"] for c in report["cells"] if c["runtime"] == WEB)
+            if (m, WEB, b) in cell and (m, "onnxruntime", b) in cell
+        ]
+        if pairs:
+            lo, hi = min(pairs, key=lambda p: p[1]), max(pairs, key=lambda p: p[1])
+            rows.append(
+                f"| {b} | {statistics.median(r for _, r in pairs):.2f}x | {lo[1]:.2f}x (`{lo[0]}`) | "
+                f"{hi[1]:.2f}x (`{hi[0]}`) |"
+            )
+    return [
+        "## In the browser: onnxruntime-web against native ONNX Runtime",
+        "",
+        "onnxruntime-web runs the same `model.onnx` in headless Chromium (WASM backend, 1 thread, the "
+        "`hanzoo site` pages), timed inside the page in interleaved blocks, so the browser's round trip is "
+        "not counted. Per-call time in the browser over native ONNX Runtime (the Python API) on the same "
+        "machine, across the Checkerboard and regression models:",
+        "",
+        "| batch | median | fastest | slowest |",
+        "| ---: | ---: | --- | --- |",
+        *rows,
+        "",
+    ]
 
 
 def analysis(report: dict, bounds: dict) -> str:
@@ -568,6 +619,8 @@ def image_analysis(report: dict, group: list[str]) -> str:
     ]
     for rt in report["runtimes"]:
         for b in image_batches(tuple(report["batches"])):
+            if (han, rt, b) not in cell:  # a runtime that does not time image models (onnxruntime-web)
+                continue
             ratio = cell[(han, rt, b)]["ratio_vs"][base]
             sh = [shares.get((m, rt, b)) for m in (han, base)]
             lines.append(

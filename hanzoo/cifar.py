@@ -62,13 +62,20 @@ def full_tarball() -> Path:
     )
 
 
-def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every `<split>/<class>/*.jpg` in the tarball, in name order: uint8 images [N, 32, 32, 3], labels
-    [N]."""
+def pillow():
+    """Pillow's Image module, loaded on use (the one place it is imported), or one line saying what to
+    install."""
     try:
         from PIL import Image  # noqa: PLC0415 - optional runtime, loaded on use
     except ImportError:
-        raise HanzooError("decoding CIFAR-10 JPEGs needs Pillow: pip install 'hanzoo[cifar]'") from None
+        raise HanzooError("reading or writing images needs Pillow: pip install 'hanzoo[cifar]'") from None
+    return Image
+
+
+def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every `<split>/<class>/*.jpg` in the tarball, in name order: uint8 images [N, 32, 32, 3], labels
+    [N]."""
+    Image = pillow()  # noqa: N806 - the module, under its usual name
     images, labels, names = [], [], []
     try:
         with tarfile.open(tarball, "r:xz") as tar:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import backbone, bench, hub, registry, reproduce, store
+from . import backbone, bench, hub, registry, reproduce, site, store
 from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
@@ -348,6 +348,17 @@ def _export_variants(args) -> dict:
     return {"exports": done}
 
 
+def cmd_site(args) -> dict:
+    check_out_folder(args.out, "--out", replaces="index.html")
+    folder = site.build(Path(args.out))
+    shots = site.screenshots(folder, Path(args.screenshots)) if args.screenshots else []
+    if not args.json:
+        console.print(f"wrote {folder}; serve it with `python -m http.server -d {folder}`")
+        for shot in shots:
+            console.print(f"wrote {shot}")
+    return {"folder": str(folder), "screenshots": [str(p) for p in shots]}
+
+
 def cmd_verify(args) -> dict:
 
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
@@ -677,6 +688,15 @@ def _add_verify(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_site(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--out", default="site", help="the site's folder (default: site/), replaced whole")
+    s.add_argument(
+        "--screenshots",
+        metavar="DIR",
+        help="then run each demo in headless Chromium and save site-<demo>.png into DIR",
+    )
+
+
 def _add_bench(s: argparse.ArgumentParser) -> None:
     s.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
     s.add_argument("--all", action="store_true", help="every shipped model")
@@ -761,6 +781,12 @@ def _commands() -> list[tuple]:
             cmd_bench,
             "Time models in every runtime beside their FCNet baselines (interleaved, medians).",
             _add_bench,
+        ),
+        (
+            "site",
+            cmd_site,
+            "Build the static model gallery, with live demos in onnxruntime-web (serve it from any host).",
+            _add_site,
         ),
         (
             "reproduce",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry, store
-from .cifar import CLASSES
+from .cifar import CLASSES, pillow
 from .errors import HanzooError
 from .evaluate import OUT_OF_RANGE, check_input, check_output
 from .files import written_atomically
@@ -181,10 +181,7 @@ def read_images(path: Path, model: str | None = None) -> np.ndarray:
     path = _input_file(path)
     want = image_input_hint(model)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        try:
-            from PIL import Image  # noqa: PLC0415 - optional runtime, loaded on use
-        except ImportError:
-            raise HanzooError("reading image files needs Pillow: pip install 'hanzoo[cifar]'") from None
+        Image = pillow()  # noqa: N806 - the module, under its usual name
         try:
             with Image.open(path) as im:
                 if im.size != (32, 32):  # checked on the header, before decoding a possibly huge image

@@ -23,7 +23,7 @@ LAYERS = [
     ),
     ("publishing", {"hub", "export"}),
     ("training and use", {"train", "backbone", "official", "predict"}),
-    ("reports", {"docs", "reproduce", "bench", "quantization"}),
+    ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
     ("interface", {"cli", "__init__"}),
 ]
 LAYER = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
