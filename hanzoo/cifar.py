@@ -17,6 +17,7 @@ tarball's hash, and written atomically.
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import tarfile
 from pathlib import Path
@@ -33,6 +34,12 @@ TEST_TARBALL = (
     "d7efa35767c354f6aeb8b74ca777cd062a10873f43311a34dc999bba3498aa88",
 )
 FULL_SHA256 = "75cfd46979ffc6983c7f3d733f27154f634e7ba92082bbf9482c6703304929d1"
+# The int8 calibration sample (hanzoo.precision): 1000 training images, bundled so that an int8 export
+# needs no training tarball. write_calibration() makes it from the training split.
+CALIBRATION = (
+    DATA_DIR / "cifar10-calibration.npy.xz",
+    "536bab90a855dc1537fade79261788158c70c20b5022ad4ce2897493c8b1fe20",
+)
 SIZES = {"train": 50000, "test": 10000}
 VAL_IMAGES = 5000  # of the training images, held out for validation (the backbone never trains on them)
 
@@ -102,6 +109,25 @@ def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         )
     order = np.argsort(names)
     return np.stack(images)[order], np.asarray(labels, dtype=np.uint8)[order]
+
+
+def calibration_images() -> np.ndarray:
+    """The bundled calibration sample: uint8 training images [1000, 32, 32, 3], checked by sha256."""
+    path, sha = CALIBRATION
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing; reinstall hanzoo")
+    actual = file_sha256(path)
+    if actual != sha:
+        raise HanzooError(f"{path} has sha256 {actual}, expected {sha}; it is damaged: reinstall hanzoo")
+    return np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False)
+
+
+def write_calibration(images: np.ndarray, path: Path = CALIBRATION[0]) -> Path:
+    """Bundle a calibration sample (hanzoo.precision.training_sample of the training split)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(images, dtype=np.uint8))
+    path.write_bytes(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+    return path
 
 
 def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cifar import calibration_images
 from .errors import HanzooError
 from .export_tflite import tensorflow
 from .registry import PRECISIONS
@@ -37,11 +38,19 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def calibration_data(task_name: str, rows: int = CALIBRATION_ROWS) -> np.ndarray:
+def training_sample(task_name: str, rows: int = CALIBRATION_ROWS) -> np.ndarray:
     """A fixed sample of the training split's inputs (never validation or test rows)."""
     x = get_task(task_name).split().x_train
     pick = np.random.default_rng(CALIBRATION_SEED).permutation(len(x))[: min(rows, len(x))]
     return np.ascontiguousarray(x[np.sort(pick)])
+
+
+def calibration_data(task_name: str) -> np.ndarray:
+    """The int8 calibration rows: the training sample, which for CIFAR-10 is bundled (its training
+    images are not: hanzoo.cifar.calibration_images)."""
+    if task_name == "cifar10":
+        return calibration_images()
+    return training_sample(task_name)
 
 
 def onnx_fp16(model):

@@ -96,3 +96,17 @@ def test_bad_precision_requests_are_named(folder, capsys):
     with pytest.raises(HanzooError, match="manifest.json is missing"):
         export_variants(MODEL, "fp16", out=empty)
     assert not list(empty.iterdir())  # nothing half-written
+
+
+def test_the_bundled_cifar_calibration_is_the_training_sample():
+    """The bundled images are what training_sample draws from the training split (where it is here)."""
+    from hanzoo import cifar
+    from hanzoo.precision import training_sample
+
+    images = calibration_data("cifar10")
+    assert images.shape == (CALIBRATION_ROWS, 32, 32, 3) and images.dtype == np.uint8
+    try:
+        cifar.full_tarball()
+    except HanzooError:
+        pytest.skip("the CIFAR-10 training tarball is not here ($HANZOO_CIFAR10)")
+    assert np.array_equal(images, training_sample("cifar10"))

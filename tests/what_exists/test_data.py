@@ -114,5 +114,6 @@ def test_provenance_states_the_pinned_hash_of_every_bundled_file():
         assert file_sha256(data / name) == digest, name
     pinned = {t.file.name: t.sha256 for t in (Checkerboard(), get_task("elevators"), get_task("calhousing"))}
     pinned[cifar.TEST_TARBALL[0].name] = cifar.TEST_TARBALL[1]
+    pinned[cifar.CALIBRATION[0].name] = cifar.CALIBRATION[1]
     assert pinned == stated
     assert cifar.FULL_SHA256 in text
