@@ -11,12 +11,12 @@ TORCH_INDEX_URL ?=
 # CPU gives fails on every machine, not just on the next user's.
 OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 
-.PHONY: demo test docs bench quantization site chromium clean
+.PHONY: demo test docs bench quantization site verify-arm chromium fetch-ort-header clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30
 
-test: $(VENV)/.test node_modules/.installed chromium  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
+test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(OLD_CPU) $(BIN)/python -m pytest -m golden
@@ -33,6 +33,32 @@ quantization: $(VENV)/.test  ## re-measure docs/quantization.md (+ .json) and sh
 
 site: $(VENV)/.test node_modules/.installed chromium  ## build site/ (hanzoo site) and its demo screenshots in docs/
 	$(BIN)/hanzoo site --out site --screenshots docs
+
+verify-arm: $(VENV)/.test $(ORT_HEADER)  ## run every shipped export (and examples/c) on emulated aarch64 (qemu-user, Cortex-A76): docs/aarch64.json, docs/mobile.md
+	@command -v mmdebstrap >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -q mmdebstrap >/dev/null
+	@command -v aarch64-linux-gnu-gcc >/dev/null || [ "$$(id -u)" != 0 ] \
+		|| apt-get install -y -q gcc-aarch64-linux-gnu >/dev/null
+	$(BIN)/hanzoo verify --all --arch aarch64 --report docs/aarch64.json
+	$(BIN)/python -m hanzoo.docs
+
+# ONNX Runtime's C API header, for the C example (examples/c): extracted from Debian 13's
+# libonnxruntime-dev package (not installed), checked by sha256. The library is the onnxruntime wheel's.
+ORT_DEB := libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
+ORT_DEB_SHA256 := 14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+ORT_HEADER := examples/c/include/onnxruntime_c_api.h
+
+$(ORT_HEADER):
+	@command -v curl >/dev/null && command -v dpkg-deb >/dev/null \
+		|| { echo "no curl or dpkg-deb: the C example's tests will skip (see examples/c/README.md)"; exit 0; } \
+		&& $(MAKE) --no-print-directory fetch-ort-header
+
+fetch-ort-header:
+	mkdir -p .cache $(dir $(ORT_HEADER))
+	curl -fsSL --retry 3 -o .cache/$(ORT_DEB).part http://deb.debian.org/debian/pool/main/o/onnxruntime/$(ORT_DEB)
+	echo "$(ORT_DEB_SHA256)  .cache/$(ORT_DEB).part" | sha256sum -c --quiet
+	dpkg-deb --fsys-tarfile .cache/$(ORT_DEB).part | tar -xO ./usr/include/onnxruntime/onnxruntime_c_api.h \
+		> $(ORT_HEADER).part
+	mv $(ORT_HEADER).part $(ORT_HEADER) && rm .cache/$(ORT_DEB).part
 
 # The browser tests' parts: onnxruntime-web from the lock file, and Debian's Chromium where this runs as
 # root (as CI does); elsewhere those tests skip with one line saying how to get it.
@@ -59,4 +85,4 @@ $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache node_modules site
+	rm -rf $(VENV) *.egg-info .pytest_cache node_modules site .cache examples/c/include

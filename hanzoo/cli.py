@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import backbone, bench, hub, registry, reproduce, site, store
+from . import arm, backbone, bench, hub, registry, reproduce, site, store
 from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
@@ -361,6 +361,8 @@ def cmd_site(args) -> dict:
 
 def cmd_verify(args) -> dict:
 
+    if args.arch:
+        return _verify_arm(args)
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
     ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
@@ -385,6 +387,49 @@ def cmd_verify(args) -> dict:
     if bad:
         raise HanzooError("parity failed: " + "; ".join(bad))
     return {"reports": reports}
+
+
+def _verify_arm(args) -> dict:
+    ids = registry.shipped() if args.all else [args.model]
+    if not ids or ids == [None] or not all(i in registry.MODELS for i in ids):
+        raise HanzooError("--arch takes shipped model ids (or --all)")
+    report = arm.verify_arm(ids, progress=not args.json)
+    if args.report:
+        arm.write_report(report, Path(args.report))
+    bad = [
+        f"{m} {rt}" for m, rep in report["models"].items() for rt, r in rep["runtimes"].items() if not r["ok"]
+    ]
+    if not args.json:
+        t = Table(title=f"parity on emulated aarch64 ({report['cpu']}) against torch fp32 on this machine")
+        for col in (
+            "model",
+            "runtime",
+            "rows",
+            "max abs err",
+            "metric",
+            "reference",
+            "decisions differ",
+            "parity",
+        ):
+            t.add_column(col, justify="right")
+        for m, rep in report["models"].items():
+            for rt, r in rep["runtimes"].items():
+                metric, ref = fmt(rep["metric"], r["metric"]), fmt(rep["metric"], rep["reference"])
+                ok = "ok" if r["ok"] else "FAIL"
+                t.add_row(
+                    m,
+                    rt,
+                    str(rep["rows"]),
+                    f"{r['max_abs_err']:.2e}",
+                    metric,
+                    ref,
+                    str(r["decisions_differ"]),
+                    ok,
+                )
+        console.print(t)
+    if bad:
+        raise HanzooError("aarch64 parity failed: " + ", ".join(bad))
+    return report
 
 
 def _verify_table(rep: dict) -> None:
@@ -686,6 +731,13 @@ def _add_verify(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline"
     )
+    s.add_argument(
+        "--arch",
+        choices=["aarch64"],
+        help="run the shipped exports on emulated arm64 (qemu-user, a Cortex-A76) instead; the environment "
+        "is fetched once into the cache (needs mmdebstrap and dpkg-deb)",
+    )
+    s.add_argument("--report", metavar="JSON", help="with --arch: also write the figures to this file")
 
 
 def _add_site(s: argparse.ArgumentParser) -> None:

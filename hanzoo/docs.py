@@ -588,6 +588,7 @@ def mobile_md() -> str:
             *_mobile_intro(),
             *_tensor_table(manifests),
             *_variants_section(manifests),
+            *aarch64_section(),
             *_runtime_notes(manifests),
             *bad_input_md(bad_input_behaviour()),
             *_app_snippets(),
@@ -649,6 +650,44 @@ def _variants_section(manifests: list[dict]) -> list[str]:
 
 
 _APP_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+def aarch64_section(path: Path | None = None) -> list[str]:
+    """Parity on an emulated phone-class arm64 core, from docs/aarch64.json (`make verify-arm`)."""
+    path = path or DOCS / "aarch64.json"
+    head = ["## Parity on aarch64", ""]
+    if not path.is_file():
+        return [*head, "Not measured in this checkout: `make verify-arm` measures it.", ""]
+    rep = json.loads(path.read_text())
+    lines = [
+        *head,
+        f"`make verify-arm` runs every shipped `.onnx`, `.ort` and `.tflite` with the arm64 builds of "
+        f"{', '.join(rep['wheels'])} under qemu-user ({rep['emulator']}), on an emulated {rep['cpu']}, and "
+        "compares them with torch fp32 on x86-64 under `hanzoo verify`'s rule (whole test splits; the first "
+        "1000 test images for CIFAR-10). ARM's kernels (NEON, another FMA use) round differently from "
+        "x86's; the differences stay within the tolerance. Emulated time is not device time, so no "
+        "latency is given.",
+        "",
+        "| model | runtime | rows | max abs err | metric (torch x86-64) | decisions that differ | parity |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    for model, m in rep["models"].items():
+        for rt, r in m["runtimes"].items():
+            got, ref = fmt(m["metric"], r["metric"]), fmt(m["metric"], m["reference"])
+            lines.append(
+                f"| `{model}` | {rt} | {m['rows']} | {r['max_abs_err']:.2e} | {m['metric']} {got} ({ref}) | "
+                f"{r['decisions_differ']} | "
+                f"{'ok' if r['ok'] else 'FAIL'} |"
+            )
+    c = rep.get("c_example")
+    if c:
+        lines += [
+            "",
+            f"The C example (examples/c), cross-compiled with {c['compiler']} against the arm64 wheel's "
+            f"libonnxruntime, runs `{c['model']}`'s `model.ort` on its test_data_set_0 under the same "
+            f"emulator: max abs error {c['max_abs_err']:.2e} ({'ok' if c['ok'] else 'FAIL'}).",
+        ]
+    return [*lines, ""]
 
 
 def _tensor_spec(v: dict) -> str:
@@ -778,6 +817,22 @@ def _app_snippets() -> list[str]:
         "These snippets cannot run on this repository's CI (no phone, no Android or Xcode toolchain); the "
         "names, shapes and dtypes they use are the ones in the table above, which a test reads back from the "
         "artifacts.",
+        "",
+        *_c_section(),
+    ]
+
+
+def _c_section() -> list[str]:
+    return [
+        "## C, ONNX Runtime's C API (compiled and tested here)",
+        "",
+        "`examples/c/hanzoo_run.c` is the C version of the same calls: `CreateEnv`, `CreateSession` on "
+        "`model.ort`, `CreateTensorWithDataAsOrtValue` on raw inputs, `Run`, then the `output` tensor. The "
+        "test suite builds it with the system C compiler against the C API header of Debian 13's "
+        "libonnxruntime-dev and the library inside the onnxruntime wheel, and checks it on every shipped "
+        "model's `test_data_set_0`. An Android app reaches the same C API through JNI (or uses the "
+        "Java/Kotlin API above); an iOS app calls it directly, or through the Objective-C/Swift API. Those "
+        "two app builds are not compiled here. examples/c/README.md has the build commands.",
         "",
     ]
 

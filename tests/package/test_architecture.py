@@ -22,7 +22,7 @@ LAYERS = [
         {"lower", "export_onnx", "export_tflite", "precision", "fused", "runtimes", "verify"},
     ),
     ("publishing", {"hub", "export"}),
-    ("training and use", {"train", "backbone", "official", "predict"}),
+    ("training and use", {"train", "backbone", "official", "predict", "arm"}),
     ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
     ("interface", {"cli", "__init__"}),
 ]

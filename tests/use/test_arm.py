@@ -1,0 +1,65 @@
+"""`hanzoo verify --arch aarch64`: its measured figures, and its faults (the emulated run itself is
+`make verify-arm`, which fetches a few hundred MB)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hanzoo import HanzooError, arm, registry
+from hanzoo.docs import aarch64_section
+
+REPORT = Path(__file__).resolve().parents[2] / "docs" / "aarch64.json"
+
+
+def test_the_aarch64_report_covers_every_shipped_export_and_passes():
+    rep = json.loads(REPORT.read_text())
+    assert set(rep["models"]) == set(registry.shipped())
+    for model, m in rep["models"].items():
+        assert set(m["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}, model
+        assert all(r["ok"] and r["max_abs_err"] <= r["tolerance_abs"] for r in m["runtimes"].values()), model
+        if registry.get(model).config.takes_images:
+            assert m["rows"] == arm.IMAGE_ROWS
+    assert rep["cpu"] == arm.CPU and rep["c_example"]["ok"]
+    assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in aarch64_section(REPORT))
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HANZOO_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_a_missing_tool_is_named_with_how_to_get_it(empty_cache, monkeypatch):
+    monkeypatch.setattr(arm.shutil, "which", lambda t: None if t == "mmdebstrap" else f"/usr/bin/{t}")
+    with pytest.raises(HanzooError, match="needs mmdebstrap: apt-get install mmdebstrap"):
+        arm.environment(progress=False)
+    assert not list(empty_cache.iterdir())
+
+
+def test_a_failed_download_leaves_no_half_built_environment(empty_cache, monkeypatch):
+    monkeypatch.setattr(arm.shutil, "which", lambda tool: "/usr/bin/" + tool)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(arm.urllib.request, "urlopen", offline)
+    with pytest.raises(HanzooError, match="cannot download .*qemu-user.*Debian's package mirror"):
+        arm.environment(progress=False)
+    assert not [p for p in empty_cache.rglob("*") if p.is_file()]
+
+
+def test_a_damaged_cached_environment_is_rebuilt(empty_cache, monkeypatch):
+    damaged = empty_cache / f"aarch64-{arm.KEY}"
+    (damaged / "rootfs").mkdir(parents=True)  # an environment whose build never finished: no ready.json
+    monkeypatch.setattr(arm.shutil, "which", lambda tool: "/usr/bin/" + tool)
+    tried = []
+
+    def qemu(dest):
+        tried.append(dest)
+        raise HanzooError("stop here")
+
+    monkeypatch.setattr(arm, "_qemu", qemu)
+    with pytest.raises(HanzooError, match="stop here"):
+        arm.environment(progress=False)
+    assert tried and tried[0] != damaged  # rebuilt in a staged folder, never trusted as it was
