@@ -10,6 +10,11 @@ TORCH_INDEX_URL ?=
 # golden tests run a second time with torch held to its scalar/SSE4.2 kernels, so that a figure only one
 # CPU gives fails on every machine, not just on the next user's.
 OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
+# ONNX Runtime's C API header, for the C example (examples/c): extracted from Debian 13's
+# libonnxruntime-dev package (not installed), checked by sha256. The library is the onnxruntime wheel's.
+ORT_DEB := libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
+ORT_DEB_SHA256 := 14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+ORT_HEADER := examples/c/include/onnxruntime_c_api.h
 
 .PHONY: demo test docs bench quantization site verify-arm chromium fetch-ort-header clean
 
@@ -41,11 +46,6 @@ verify-arm: $(VENV)/.test $(ORT_HEADER)  ## run every shipped export (and exampl
 	$(BIN)/hanzoo verify --all --arch aarch64 --report docs/aarch64.json
 	$(BIN)/python -m hanzoo.docs
 
-# ONNX Runtime's C API header, for the C example (examples/c): extracted from Debian 13's
-# libonnxruntime-dev package (not installed), checked by sha256. The library is the onnxruntime wheel's.
-ORT_DEB := libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
-ORT_DEB_SHA256 := 14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
-ORT_HEADER := examples/c/include/onnxruntime_c_api.h
 
 $(ORT_HEADER):
 	@command -v curl >/dev/null && command -v dpkg-deb >/dev/null \

@@ -408,8 +408,19 @@ def open_page(b, url: str) -> tuple[object, list[str]]:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
-    page.evaluate("window.hanzoo.ready")
+    # polled flags rather than awaited promises: Chromium may collect a promise Playwright awaits
+    page.wait_for_function("document.documentElement.dataset.hanzoo", timeout=60_000)
+    if page.evaluate("document.documentElement.dataset.hanzoo") != "ready":
+        raise HanzooError(f"{url} could not load its models: {errors[:3]}")
     return page, errors
+
+
+def wait_for_demo(page, timeout_s: float = 300) -> None:
+    """Until the page's demo has run to its end; its failure, if it failed, as a HanzooError."""
+    page.wait_for_function("document.documentElement.dataset.demo", timeout=timeout_s * 1000)
+    state = page.evaluate("document.documentElement.dataset.demo")
+    if state != "done":
+        raise HanzooError(f"the demo at {page.url} {state}")
 
 
 def screenshots(site: Path, out: Path) -> list[Path]:
@@ -424,7 +435,7 @@ def shoot(b, url: str, out: Path) -> list[Path]:
     written = []
     for name in DEMO_SHOTS:
         page, errors = open_page(b, f"{url}demo/{name}.html")
-        page.evaluate("window.demoDone")
+        wait_for_demo(page)
         if errors:
             raise HanzooError(f"the {name} demo reported errors: {errors[:3]}")
         with written_atomically(out / f"site-{name}.png") as tmp:

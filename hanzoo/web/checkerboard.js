@@ -81,4 +81,4 @@ for (const side of ["left", "right"]) {
 }
 document.getElementById("batch").addEventListener("change", () => Promise.all([show("left"), show("right")]));
 paint(document.getElementById("canvas-target"), target());
-window.demoDone = Promise.all([show("left"), show("right")]);
+window.demoDone = window.hanzooFinished(Promise.all([show("left"), show("right")]));

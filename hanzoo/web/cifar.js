@@ -55,4 +55,4 @@ document.getElementById("file").addEventListener("change", async (event) => {
     box.hidden = false;
   }
 });
-window.demoDone = pick(0);
+window.demoDone = window.hanzooFinished(pick(0));

@@ -76,11 +76,23 @@ const ready = fetch(new URL("models.json", import.meta.url))
   })
   .then((m) => {
     models = m;
+    document.documentElement.dataset.hanzoo = "ready";  // for automation, which polls it
     return m;
   })
   .catch((e) => {
+    document.documentElement.dataset.hanzoo = "failed";
     throw fail(`could not load the model list (${e.message})`);
   });
+
+// A demo reports its end the same way: data-demo="done", or "failed: <why>".
+export function finished(promise) {
+  promise.then(
+    () => (document.documentElement.dataset.demo = "done"),
+    (e) => (document.documentElement.dataset.demo = `failed: ${e.message}`),
+  );
+  return promise;
+}
+window.hanzooFinished = finished;
 
 // For `hanzoo bench`: per-call seconds of each model over `rounds` interleaved blocks of about blockMs
 // each, timed here with performance.now() (its resolution, 0.1 ms without cross-origin isolation, is why

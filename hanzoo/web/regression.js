@@ -34,4 +34,4 @@ async function predict() {
 select.addEventListener("change", fill);
 document.getElementById("predict").addEventListener("click", () => predict().catch(() => {}));
 fill();
-window.demoDone = predict();
+window.demoDone = window.hanzooFinished(predict());

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from hanzoo import registry
 from hanzoo.errors import HanzooError
-from hanzoo.site import DEMO_SHOTS, browser, build, chromium, open_page, serve, shoot
+from hanzoo.site import DEMO_SHOTS, browser, build, chromium, open_page, serve, shoot, wait_for_demo
 from hanzoo.tasks import get_task
 from hanzoo.verify import output_tolerance
 
@@ -53,7 +53,7 @@ def test_index_and_every_model_page_load_cleanly(site):
 def test_each_demo_runs(site, name):
     _, url, b = site
     page, errors = open_page(b, f"{url}demo/{name}.html")
-    page.evaluate("window.demoDone")
+    wait_for_demo(page)
     assert errors == [] and page.locator("#error").is_hidden()
     result = {"checkerboard": "#info-left", "regression": "#result", "cifar": "#result"}[name]
     text = page.locator(result).inner_text()
@@ -104,7 +104,7 @@ def test_bad_input_is_rejected_and_shown(site, call, message):
 def test_a_dropped_file_that_is_not_an_image_is_named(site, tmp_path):
     _, url, b = site
     page, _ = open_page(b, f"{url}demo/cifar.html")
-    page.evaluate("window.demoDone")
+    wait_for_demo(page)
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     page.set_input_files("#file", str(bad))
