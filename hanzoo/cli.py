@@ -299,14 +299,10 @@ def cmd_import_official(args) -> dict:
 
 def cmd_export(args) -> dict:
 
+    ids = _export_ids(args)
     if args.precision:
-        return _export_variants(args)
+        return _export_variants(args, ids)
     formats = parse_formats(args.format or "onnx,ort,tflite")
-    ids = registry.shipped() if args.all else [args.model]
-    if not ids or ids == [None]:
-        raise HanzooError("name a model id or folder, or pass --all")
-    if args.out and len(ids) > 1:
-        raise HanzooError("--out takes one model; drop --all or --out")
     check_out_folder(args.out, "--out", replaces="manifest.json")
     done = []
     for model in ids:
@@ -323,13 +319,18 @@ def cmd_export(args) -> dict:
     return {"exports": done}
 
 
-def _export_variants(args) -> dict:
-    formats = [f.strip() for f in args.format.split(",") if f.strip()] if args.format else None
+def _export_ids(args) -> list:
+    """The models `hanzoo export` was asked for: one id or folder, or --all."""
     ids = registry.shipped() if args.all else [args.model]
     if not ids or ids == [None]:
         raise HanzooError("name a model id or folder, or pass --all")
     if args.out and len(ids) > 1:
         raise HanzooError("--out takes one model; drop --all or --out")
+    return ids
+
+
+def _export_variants(args, ids: list) -> dict:
+    formats = [f.strip() for f in args.format.split(",") if f.strip()] if args.format else None
     done = []
     for model in ids:
         folder = export_variants(model, args.precision, formats, Path(args.out) if args.out else None)

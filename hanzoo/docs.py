@@ -15,6 +15,7 @@ from . import card, registry, store
 from .card import final_runs, fmt, seed_count
 from .files import written_atomically
 from .models import ModelConfig
+from .runtimes import runtime_for
 from .tasks import TASKS, checkerboard_grid, get_task
 from .verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE
 
@@ -620,7 +621,7 @@ def _variants_section(manifests: list[dict]) -> list[str]:
     rows = []
     for m in manifests:
         for (form, precision), name in registry.VARIANT_FILES.items():
-            r = (m.get("parity") or {}).get("runtimes", {}).get(f"{_APP_RUNTIME[form]}-{precision}")
+            r = (m.get("parity") or {}).get("runtimes", {}).get(runtime_for(form, precision))
             if name not in m["files"] or not r:
                 continue
             metric, size = m["parity"]["reference"]["metric"], m["files"][name]["bytes"]
@@ -647,9 +648,6 @@ def _variants_section(manifests: list[dict]) -> list[str]:
         *rows,
         "",
     ]
-
-
-_APP_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def aarch64_section(path: Path | None = None) -> list[str]:

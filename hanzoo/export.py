@@ -19,7 +19,7 @@ from .errors import HanzooError
 from .export_tflite import build_tflite, op_types, tensorflow
 from .files import file_sha256, staged_folder, written_atomically
 from .precision import calibration_data, check_precision, onnx_fp16, onnx_int8, tflite_options
-from .runtimes import RUNTIMES
+from .runtimes import RUNTIMES, runtime_for
 from .tasks import get_task
 from .verify import check_source, source_hashes, verify_folder
 from .version import __version__
@@ -175,8 +175,7 @@ def remove_variants(folder: Path, variants: list[tuple[str, str]]) -> None:
         (folder / name).unlink(missing_ok=True)
         manifest["files"].pop(name, None)
         manifest["ops"].pop(f"{fmt}-{precision}", None)
-        runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt] + f"-{precision}"
-        (manifest.get("parity") or {}).get("runtimes", {}).pop(runtime, None)
+        (manifest.get("parity") or {}).get("runtimes", {}).pop(runtime_for(fmt, precision), None)
     with written_atomically(folder / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     hub.repin_if_bundled(folder)

@@ -31,7 +31,7 @@ from .export_tflite import tflite_tensor_ops
 from .files import written_atomically
 from .precision import FP16_MAX
 from .registry import PRECISIONS, VARIANT_FILES, VARIANT_FORMATS
-from .runtimes import RUNTIMES
+from .runtimes import RUNTIMES, runtime_for
 from .tasks import get_task
 from .verify import VARIANT_TOLERANCE
 
@@ -43,14 +43,6 @@ SLOWER = 1.10  # median latency ratio variant / fp32 above which a variant count
 SMALLER = 0.80  # a file at most this share of the fp32 file's bytes counts as smaller
 FASTER = 0.90  # a latency ratio at most this, at some batch, counts as faster
 INT_OPS = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger", "DynamicQuantize")
-
-
-def _fp32_runtime(fmt: str) -> str:
-    return {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
-
-
-def _variant_runtime(fmt: str, precision: str) -> str:
-    return f"{_fp32_runtime(fmt)}-{precision}"
 
 
 def onnx_ops_as_run(path: Path) -> dict[str, int]:
@@ -116,8 +108,8 @@ def _partitions(path: Path) -> int:
 def _latency(model_id: str, folder: Path, fmt: str, precision: str, batches: tuple[int, ...]) -> dict:
     entry = registry.get(model_id)
     fns = {
-        "fp32": RUNTIMES[_fp32_runtime(fmt)].load(entry.dir, folder, 1),
-        precision: RUNTIMES[_variant_runtime(fmt, precision)].load(entry.dir, folder, 1),
+        "fp32": RUNTIMES[runtime_for(fmt)].load(entry.dir, folder, 1),
+        precision: RUNTIMES[runtime_for(fmt, precision)].load(entry.dir, folder, 1),
     }
     rng = np.random.default_rng(0)
     out = {}
@@ -152,6 +144,7 @@ def _worst(row: dict) -> str:
 def measure_model(model_id: str) -> list[dict]:
     """Every variant of one shipped model, built in a scratch copy of its export folder."""
     entry = registry.get(model_id)
+    beyond = _beyond_fp16(registry.EXPORT_DIR / model_id / registry.ARTIFACTS["onnx"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / model_id
@@ -167,7 +160,7 @@ def measure_model(model_id: str) -> list[dict]:
                     "format": fmt,
                     "precision": precision,
                     "metric": get_task(entry.task).metric,
-                    "beyond_fp16": _beyond_fp16(folder / registry.ARTIFACTS["onnx"]),
+                    "beyond_fp16": beyond,
                 }
                 try:
                     row |= _measure_variant(model_id, folder, fmt, precision)
@@ -183,7 +176,7 @@ def _measure_variant(model_id: str, folder: Path, fmt: str, precision: str) -> d
     batches = (1, 64) if entry.config.takes_images else (1, 1024)
     export_variants(model_id, precision, [fmt], folder)
     parity = json.loads((folder / "manifest.json").read_text())["parity"]
-    ref, r = parity["reference"], parity["runtimes"][_variant_runtime(fmt, precision)]
+    ref, r = parity["reference"], parity["runtimes"][runtime_for(fmt, precision)]
     path = folder / VARIANT_FILES[(fmt, precision)]
     return {
         "fp32": ref["value"],

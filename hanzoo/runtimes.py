@@ -202,18 +202,27 @@ RUNTIMES: dict[str, Runtime] = {
 }
 
 
+FORMAT_RUNTIMES = {"onnx": "onnxruntime", "tflite": "litert"}  # the runtime that runs a variant's format
+
+
+def runtime_for(fmt: str, precision: str = "fp32") -> str:
+    """The runtime name for an export format at a precision: onnxruntime, litert-int8, ..."""
+    base = FORMAT_RUNTIMES[fmt]
+    return base if precision == "fp32" else f"{base}-{precision}"
+
+
 def _variant(fmt: str, precision: str) -> Runtime:
     name = artifact_name(fmt, precision)
     if fmt == "onnx":
         return Runtime(
-            f"onnxruntime-{precision}",
+            runtime_for(fmt, precision),
             name,
             f"ONNX Runtime, CPU provider, on the {precision} variant",
             lambda m, e, t: ort_session(e / name, t, False),
             precision,
         )
     return Runtime(
-        f"litert-{precision}",
+        runtime_for(fmt, precision),
         name,
         f"LiteRT interpreter with XNNPACK, on the {precision} variant",
         lambda m, e, t: litert_session(e / name, t),

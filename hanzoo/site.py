@@ -36,7 +36,7 @@ import numpy as np
 
 from . import registry
 from .cifar import CLASSES, pillow
-from .docs import output_unit
+from .docs import DTYPES, output_unit
 from .errors import HanzooError
 from .files import staged_folder, written_atomically
 from .tasks import get_task
@@ -101,15 +101,15 @@ def _model_specs(models: list) -> dict:
     """What the page needs to check an input before it runs a model: shape, dtype, columns, units."""
     specs = {}
     for e in models:
-        task = get_task(e.task)
-        io = _manifest(e.id)["inputs"][0]
+        task, manifest = get_task(e.task), _manifest(e.id)
+        io = manifest["inputs"][0]
         specs[e.id] = {
             "task": e.task,
-            "input_shape": [d for d in io["shape"][1:]],
-            "input_dtype": io["dtype"].replace("float", "float32") if io["dtype"] == "float" else io["dtype"],
+            "input_shape": io["shape"][1:],
+            "input_dtype": DTYPES.get(io["dtype"], io["dtype"]),
             "features": list(task.features),
             "units": dict(task.units),
-            "outputs": [o["name"] for o in _manifest(e.id)["outputs"]],
+            "outputs": [o["name"] for o in manifest["outputs"]],
         }
     return specs
 
