@@ -1,26 +1,32 @@
 """GPU latency and throughput: the fused HanNet kernel against CUDA-graph eager, torch.compile and the FCNets.
 
-    python benchmarks/gpu.py [--out docs/gpu.json] [--batches 1,1024,65536] [--reps 200]
+    python benchmarks/gpu.py [--out docs/gpu.json] [--md docs/gpu.md] [--batches 1,1024,65536] [--reps 200]
+    python benchmarks/gpu.py --render          # docs/gpu.md's measured section from docs/gpu.json
+    TRITON_INTERPRET=1 python benchmarks/gpu.py --device cpu ...   # a smoke run of the code paths, no timing
 
-Needs a CUDA GPU and triton; it is the one script to run on a GPU machine. In one
-process it:
-1. checks the fused kernel's parity with the torch fp32 module on the real GPU (whole test split);
+Needs a CUDA GPU and triton; it is the one script to run on a GPU machine. In one process it:
+1. checks the fused kernel's parity with the torch module on the real GPU (whole test split, against float64);
 2. times, with CUDA events (medians of --reps launches, after warm-up), every shipped HanNet as
-   eager, CUDA-graph eager, torch.compile and the fused kernel (column loop and tl.dot), and its
-   FCNet baselines as CUDA-graph eager and torch.compile;
+   eager, CUDA-graph eager, torch.compile (in a CUDA graph) and the fused kernel (column loop and
+   tl.dot), and its FCNet baselines as eager, CUDA-graph eager and torch.compile;
 3. reports achieved HBM bandwidth and flop rate against the floor: the bytes that must move (input,
    output, weights once) and the flops a row needs;
-4. writes everything as JSON (ratios against the baselines measured in the same run).
+4. writes everything as JSON after every model (ratios against the baselines measured in the same
+   run), and the measured section of docs/gpu.md from that JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
+import time
 from pathlib import Path
 
 import torch
+import triton
 
 from hanzoo import fused, load, registry
 from hanzoo.runtimes import cuda_graphed
@@ -28,6 +34,14 @@ from hanzoo.tasks import get_task
 from hanzoo.verify import ABS_TOL
 
 HANNETS = ["checkerboard-hannet-20x30", "elevators-hannet-20x200", "calhousing-hannet-20x200"]
+# The design targets docs/gpu.md states: (HanNet, FCNet, batch, what is compared, the bound).
+TARGETS = [
+    ("checkerboard-hannet-20x30", "checkerboard-fcnet-6x100", 1, "latency", 1.0),
+    ("checkerboard-hannet-20x30", "checkerboard-fcnet-6x100", 65536, "throughput", 10.0),
+    ("elevators-hannet-20x200", "elevators-fcnet-5x200", 65536, "throughput", 2.0),
+    ("calhousing-hannet-20x200", "calhousing-fcnet-5x200", 65536, "throughput", 2.0),
+]
+BEGIN, END = "<!-- measured: begin -->", "<!-- measured: end -->"
 
 
 def flops_per_row(net) -> int:
@@ -41,116 +55,285 @@ def flops_per_row(net) -> int:
     return total + 2 * net.head.weight.numel()
 
 
-def time_cuda(fn, reps: int) -> float:
-    """Median seconds per call, each call timed with CUDA events."""
-    for _ in range(10):
+def timer(device: str):
+    """Median seconds per call: CUDA events on a GPU, the wall clock in a CPU smoke run."""
+
+    def on_gpu(fn, reps: int) -> float:
+        for _ in range(10):
+            fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times)
+
+    def on_cpu(fn, reps: int) -> float:
         fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    return on_gpu if device == "cuda" else on_cpu
 
 
-def variants(model_id: str, batch: int) -> dict:
-    net = load(model_id).cuda()
-    x = torch.rand(batch, net.config.in_features, device="cuda") * 2 - 1
-    out = {}
+class Variants:
+    """The ways to run one model on one device; torch.compile is built once per model and reused."""
+
+    def __init__(self, model_id: str, device: str):
+        self.model_id, self.device = model_id, device
+        self.net = load(model_id).to(device).eval()
+        self.hannet = registry.get(model_id).family == "hannet"
+        if device == "cuda":
+            # Dynamo's cache is per code object, shared by every Net: without a reset, the models
+            # measured earlier fill it and later ones fall back to eager without a word.
+            torch._dynamo.reset()
+        self.compiled = torch.compile(self.net) if device == "cuda" else None
+
+    def at(self, batch: int) -> dict:
+        net, dev = self.net, self.device
+        x = torch.rand(batch, net.config.in_features, device=dev) * 2 - 1
+        out = {}
+
+        def eager():
+            with torch.no_grad():
+                return net(x)
+
+        out["eager"] = eager
+        if dev == "cuda":
+            replay, static_x, _ = cuda_graphed(net, tuple(x.shape))
+            static_x.copy_(x)
+            out["cuda-graph"] = replay
+            replay_c, static_xc, _ = cuda_graphed(self.compiled, tuple(x.shape))
+            static_xc.copy_(x)
+            out["torch.compile+cuda-graph"] = replay_c
+        if self.hannet:
+            for dot in (False, True):
+                kernel = fused.prepare(net, device=dev, dot=dot)
+                if dot and not (kernel.n_pre or kernel.n_post):
+                    continue  # no W x W Dense layer: the tl.dot kernel would be the loop one
+                buf = torch.empty(batch, net.config.out_features, device=dev)
+                out["fused (tl.dot)" if dot else "fused"] = lambda k=kernel, b=buf: k(x, b)
+        return out
+
+
+def parity(model_id: str, device: str, rows: int | None) -> dict:
+    """The fused kernel (both Dense modes) against the float64 torch module on the test split."""
+    net = load(model_id).to(device)
+    x_test = get_task(net.meta["task"]).split().x_test[:rows]
+    x = torch.as_tensor(x_test, device=device)
     with torch.no_grad():
-        out["eager"] = lambda: net(x)
-        replay, static_x, _ = cuda_graphed(net, tuple(x.shape))
-        static_x.copy_(x)
-        out["cuda-graph"] = replay
-        compiled = torch.compile(net, mode="max-autotune-no-cudagraphs", dynamic=False)
-        graphed_compiled = cuda_graphed(compiled, tuple(x.shape))
-        out["torch.compile+cuda-graph"] = graphed_compiled[0]
-    if registry.get(model_id).family == "hannet":
-        for dot in (False, True):
-            kernel = fused.prepare(net, device="cuda", dot=dot)
-            if dot and not (kernel.n_pre or kernel.n_post):
-                continue
-            buf = torch.empty(batch, net.config.out_features, device="cuda")
-            out["fused" + (" (tl.dot)" if dot else "")] = lambda k=kernel, b=buf: k(x, b)
-    return out, net
-
-
-def parity(model_id: str) -> dict:
-    net = load(model_id).cuda()
-    split = get_task(net.meta["task"]).split()
-    x = torch.as_tensor(split.x_test, device="cuda")
-    with torch.no_grad():
-        ref = net.double()(x.double())
-    net = load(model_id).cuda()
-    res = {}
+        ref = load(model_id).to(device).double()(x.double())
+    res = {"rows": int(x.shape[0])}
     for dot in (False, True):
-        out = fused.prepare(net, device="cuda", dot=dot)(x).double()
+        out = fused.prepare(net, device=device, dot=dot)(x).double()
         err = float((out - ref).abs().max())
-        res["dot" if dot else "loop"] = {
-            "max_abs_err_vs_float64": err,
-            "ok": err <= ABS_TOL * max(1.0, float(ref.abs().max())),
-        }
+        bound = ABS_TOL * max(1.0, float(ref.abs().max()))
+        res["dot" if dot else "loop"] = {"max_abs_err_vs_float64": err, "bound": bound, "ok": err <= bound}
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="docs/gpu.json")
-    ap.add_argument("--batches", default="1,1024,65536")
-    ap.add_argument("--reps", type=int, default=200)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit(
-            "benchmarks/gpu.py needs a CUDA GPU; on CPU, the kernel is tested by tests/graphs/test_fused.py"
-        )
-    if fused.available() is not None:
-        raise SystemExit(f"fused kernel unavailable: {fused.available()}")
-    batches = [int(b) for b in args.batches.split(",")]
+def measure(args) -> dict:
     report = {
-        "gpu": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu (smoke run, not a timing)",
         "torch": torch.__version__,
-        "triton": fused.triton.__version__,
+        "triton": triton.__version__,
+        "date": time.strftime("%Y-%m-%d"),
         "reps": args.reps,
+        "timing": "CUDA events, median of reps single launches after 10 warm-up calls"
+        if args.device == "cuda"
+        else "wall clock (smoke run)",
+        "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "parity": {},
         "cells": [],
     }
-    for hid in HANNETS:
-        report["parity"][hid] = parity(hid)
-        print(hid, report["parity"][hid], flush=True)
+    time_it = timer(args.device)
+    batches = [int(b) for b in args.batches.split(",")]
+    for hid in args.models.split(","):
+        report["parity"][hid] = parity(hid, args.device, args.parity_rows)
+        print(hid, json.dumps(report["parity"][hid]), flush=True)
         group = [hid] + [b.id for b in registry.baselines(hid) if b.shipped]
-        for batch in batches:
-            base_best = {}
-            for mid in group:
-                fns, net = variants(mid, batch)
-                params = sum(p.numel() for p in net.parameters())
-                floor_bytes = 4 * (batch * (net.config.in_features + net.config.out_features) + params)
-                for name, fn in fns.items():
-                    s = time_cuda(fn, args.reps)
+        for mid in group:
+            runs = Variants(mid, args.device)
+            params = sum(p.numel() for p in runs.net.parameters())
+            for batch in batches:
+                row_bytes = 4 * (runs.net.config.in_features + runs.net.config.out_features)
+                floor_bytes = batch * row_bytes + 4 * params
+                for name, fn in runs.at(batch).items():
+                    s = time_it(fn, args.reps)
                     cell = {
                         "model": mid,
+                        "hannet": hid,
                         "variant": name,
                         "batch": batch,
+                        "params": params,
                         "median_us": s * 1e6,
                         "rows_per_s": batch / s,
                         "floor_bytes": floor_bytes,
                         "achieved_GBps": floor_bytes / s / 1e9,
-                        "achieved_TFLOPs": flops_per_row(net) * batch / s / 1e12,
+                        "achieved_TFLOPs": flops_per_row(runs.net) * batch / s / 1e12,
                     }
                     report["cells"].append(cell)
                     print(json.dumps(cell), flush=True)
-                    if mid != hid:
-                        base_best[mid] = min(base_best.get(mid, float("inf")), s)
-            for cell in report["cells"]:
-                if cell["model"] == hid and cell["batch"] == batch:
-                    cell["ratio_vs_best_baseline_variant"] = {
-                        b: cell["median_us"] / 1e6 / t for b, t in base_best.items()
-                    }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+            del runs
+            torch.cuda.empty_cache() if args.device == "cuda" else None
+            report["ratios"] = ratios(report["cells"])
+            write(report, args.out)  # after every model, so a run cut short still leaves its figures
+    return report
+
+
+def best(cells: list[dict], model: str, batch: int) -> dict | None:
+    mine = [c for c in cells if c["model"] == model and c["batch"] == batch]
+    return min(mine, key=lambda c: c["median_us"]) if mine else None
+
+
+def ratios(cells: list[dict]) -> list[dict]:
+    """Each HanNet's best variant against each baseline's best variant, batch by batch (>1: HanNet faster)."""
+    rows = []
+    for c in cells:
+        if c["model"] == c["hannet"]:
+            continue
+        han, base = best(cells, c["hannet"], c["batch"]), c
+        if han is None or base is not best(cells, c["model"], c["batch"]):
+            continue
+        rows.append(
+            {
+                "hannet": c["hannet"],
+                "baseline": c["model"],
+                "batch": c["batch"],
+                "hannet_variant": han["variant"],
+                "baseline_variant": base["variant"],
+                "speedup": base["median_us"] / han["median_us"],
+            }
+        )
+    return rows
+
+
+def write(report: dict, path: str) -> None:
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def render(report: dict) -> str:
+    """docs/gpu.md's measured section: every figure comes from the JSON."""
+    lines = [
+        f"Measured on **{report['device']}** with torch {report['torch']} and triton {report['triton']}, "
+        f"{report['date']}. Timing: {report['timing']} ({report['reps']} reps). TF32 "
+        f"{'on' if report['tf32'] else 'off'} (plain fp32 throughout).",
+        "",
+        "### Parity of the fused kernel on the GPU",
+        "",
+        "| model | rows | column loop: max abs err | tl.dot: max abs err | bound | within |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for mid, p in report["parity"].items():
+        ok = p["loop"]["ok"] and p["dot"]["ok"]
+        lines.append(
+            f"| {mid} | {p['rows']} | {p['loop']['max_abs_err_vs_float64']:.2e} | "
+            f"{p['dot']['max_abs_err_vs_float64']:.2e} | {p['loop']['bound']:.0e} | "
+            f"{'yes' if ok else '**no**'} |"
+        )
+    lines += [
+        "",
+        "### Design targets",
+        "",
+        "| HanNet | FCNet | batch | compared | target | measured | met |",
+        "| --- | --- | ---: | --- | ---: | ---: | --- |",
+    ]
+    for han, base, batch, what, bound in TARGETS:
+        key = (han, base, batch)
+        r = next(
+            (r for r in report.get("ratios", []) if (r["hannet"], r["baseline"], r["batch"]) == key), None
+        )
+        if r is None:
+            continue
+        lines.append(
+            f"| {han} ({r['hannet_variant']}) | {base} ({r['baseline_variant']}) | {batch} | {what} | "
+            f">= {bound:g}x | {r['speedup']:.2f}x | {'yes' if r['speedup'] >= bound else '**no**'} |"
+        )
+    lines += [
+        "",
+        "Ratios are the FCNet's best median time over the HanNet's best, in the same run (>1: the "
+        "HanNet is faster).",
+        "",
+        "### The fastest way to run each HanNet",
+        "",
+        "| HanNet | batch | fastest | median µs | fused kernel µs | fused / fastest |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for hid in report["parity"]:
+        for batch in sorted({c["batch"] for c in report["cells"] if c["model"] == hid}):
+            top = best(report["cells"], hid, batch)
+            kernel = best([c for c in report["cells"] if c["variant"].startswith("fused")], hid, batch)
+            lines.append(
+                f"| {hid} | {batch} | {top['variant']} | {top['median_us']:.1f} | {kernel['variant']}: "
+                f"{kernel['median_us']:.1f} | {kernel['median_us'] / top['median_us']:.2f} |"
+            )
+    lines.append("")
+    for hid in report["parity"]:
+        lines += [
+            f"### {hid} and its baselines",
+            "",
+            "| model | variant | batch | median µs | rows/s | GB/s (floor bytes) | TFLOP/s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for c in (c for c in report["cells"] if c["hannet"] == hid):
+            lines.append(
+                f"| {c['model']} | {c['variant']} | {c['batch']} | {c['median_us']:.1f} | "
+                f"{c['rows_per_s']:.3g} | {c['achieved_GBps']:.3g} | {c['achieved_TFLOPs']:.3g} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def splice(md: str, section: str) -> str:
+    """Replace what lies between the markers in docs/gpu.md; the prose around them is kept."""
+    if BEGIN not in md or END not in md:
+        raise SystemExit(f"docs/gpu.md has no {BEGIN} ... {END} section to fill")
+    head, rest = md.split(BEGIN, 1)
+    return head + BEGIN + "\n" + section + rest[rest.index(END) :]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="docs/gpu.json")
+    ap.add_argument(
+        "--md", default="docs/gpu.md", help="the page whose measured section is rewritten ('' for none)"
+    )
+    ap.add_argument("--batches", default="1,1024,65536")
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--models", default=",".join(HANNETS), help="HanNets to measure, each with its baselines")
+    ap.add_argument(
+        "--parity-rows", type=int, default=None, help="test rows for the parity check (default: all)"
+    )
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--render", action="store_true", help="only rewrite --md from --out")
+    args = ap.parse_args(argv)
+    if args.render:
+        report = json.loads(Path(args.out).read_text())
+    else:
+        if args.device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise SystemExit("a CPU smoke run needs TRITON_INTERPRET=1, set before the command")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit(
+                "benchmarks/gpu.py needs a CUDA GPU; on CPU, tests/graphs/test_fused.py tests the kernel"
+            )
+        if fused.available() is not None:
+            raise SystemExit(f"fused kernel unavailable: {fused.available()}")
+        report = measure(args)
+        print(f"wrote {args.out}")
+    if args.md:
+        md = Path(args.md)
+        md.write_text(splice(md.read_text(), render(report)))
+        print(f"wrote {args.md}", file=sys.stderr)
 
 
 if __name__ == "__main__":

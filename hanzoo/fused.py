@@ -165,7 +165,7 @@ class FusedHanNet:
     n_pre: int
     n_han: int
     n_post: int
-    dot: bool = False  # the W x W layers through tl.dot (needs BLOCK_M >= 16) or a column loop
+    dot: bool = True  # the W x W layers through tl.dot (needs BLOCK_M >= 16) or a column loop
     block_m: int = 0  # 0: chosen from the width
 
     @property
@@ -215,8 +215,29 @@ class FusedHanNet:
         return out
 
 
-def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> FusedHanNet:
-    """Pack `net` for the kernel; a net outside the supported layout gets an error that says why."""
+MAX_LOOP_COLUMNS = 256
+
+
+def for_runtime(net: Net, device: str | torch.device = "cuda") -> tuple[FusedHanNet | None, str | None]:
+    """What the torch-cuda runtime runs for `net`: the fused kernel for a HanNet, or None and the reason.
+
+    An FCNet is a chain of dense GEMMs that cuBLAS already runs well, so it stays a CUDA graph."""
+    why_not = available()
+    if why_not is not None:
+        return None, why_not
+    if not any(isinstance(layer, HanLayer) for layer in getattr(net, "layers", [])):
+        return None, "the fused kernel is for HanNets; this net has no Han-layer"
+    try:
+        return prepare(net, device=device), None
+    except HanzooError as e:
+        return None, str(e)
+
+
+def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = True) -> FusedHanNet:
+    """Pack `net` for the kernel; a net outside the supported layout gets an error that says why.
+
+    `dot` runs the W x W Dense layers through tl.dot (IEEE fp32), the default because it measured
+    faster than the column loop at every batch in docs/gpu.json; dot=False keeps the loop."""
     if triton is None:
         raise HanzooError("the fused kernel needs triton: pip install triton")
     if net.config.takes_images:
@@ -235,6 +256,12 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = False) -> 
         )
     n_pre, n_han, n_post = (len(g) for g in layout.groups())
     width = net.config.width
+    if not dot and (n_pre + n_post) * width > MAX_LOOP_COLUMNS:
+        # the loop is unrolled at compile time: FCNet-6x100's 500 columns took Triton minutes to compile
+        raise HanzooError(
+            f"the column loop would unroll {(n_pre + n_post) * width} columns (at most {MAX_LOOP_COLUMNS}); "
+            "use dot=True"
+        )
     w_in, b_in, w_head, b_head = fold_scaling(net)
     f32 = lambda t: torch.as_tensor(t, dtype=torch.float32, device=device).contiguous()  # noqa: E731
     dense = [layer.linear for layer in layers if isinstance(layer, Dense)]

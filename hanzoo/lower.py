@@ -67,7 +67,7 @@ def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
         W ((x - m) / s) + b = (W / s) x + (b - W (m / s))       (W h + b) * s + m
     """
-    f64 = lambda t: t.detach().double().numpy()  # noqa: E731
+    f64 = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
     sc = {k: np.asarray(v, dtype=np.float64) for k, v in (net.scaling or {}).items()}
     first = net.layers[0].linear if len(net.layers) else net.head
     w_in, b_in = f64(first.weight), f64(first.bias)
@@ -84,7 +84,7 @@ def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 def lower(net: Net) -> list[DenseStep | HanStep]:
     """The plan of `net`, with a regression net's standardization folded into its ends (`fold_scaling`),
     so the graph takes raw features and returns the target in its units at no extra op."""
-    f64 = lambda t: t.detach().double().numpy()  # noqa: E731 - precompute in float64, store float32
+    f64 = lambda t: t.detach().cpu().double().numpy()  # noqa: E731 - precompute in float64, store float32
     layers = list(net.layers)
     w_in, b_in, w_head, b_head = fold_scaling(net)
     steps: list[DenseStep | HanStep] = []

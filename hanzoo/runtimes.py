@@ -83,13 +83,7 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
     if not torch.cuda.is_available():
         raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
     net = load_model(model_dir).cuda()
-    why_not = fused.available()
-    kernel = None
-    if why_not is None:
-        try:
-            kernel = fused.prepare(net, device="cuda")
-        except HanzooError as e:
-            why_not = str(e)
+    kernel, why_not = fused.for_runtime(net, device="cuda")
     graphs: dict[tuple[int, ...], tuple] = {}
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:

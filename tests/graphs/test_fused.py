@@ -142,3 +142,86 @@ def test_image_models_are_refused_with_a_reason():
     net = build(registry.get("cifar10-hannet").config, seed=0)
     with pytest.raises(HanzooError, match="conv backbone"):
         fused.prepare(net, device=DEVICE)
+
+
+def _gpu_script():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+    )
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    return gpu
+
+
+def test_gpu_page_is_rendered_from_its_json():
+    """Every figure on docs/gpu.md comes from docs/gpu.json through the script's renderer."""
+    import json
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    gpu = _gpu_script()
+    report = json.loads((docs / "gpu.json").read_text())
+    md = (docs / "gpu.md").read_text()
+    assert gpu.splice(md, gpu.render(report)) == md
+    # every shipped HanNet was measured, and the parity it reports holds
+    assert set(report["parity"]) == set(gpu.HANNETS)
+    assert all(p["loop"]["ok"] and p["dot"]["ok"] for p in report["parity"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run; on a GPU the script runs for real")
+def test_gpu_script_smoke_run_on_cpu(tmp_path):
+    """The whole measuring path (parity, variants, ratios, rendering) in Triton's interpreter."""
+    import json
+
+    gpu = _gpu_script()
+    md = tmp_path / "gpu.md"
+    md.write_text(f"intro\n{gpu.BEGIN}\nold\n{gpu.END}\noutro\n")
+    out = tmp_path / "gpu.json"
+    gpu.main(
+        [
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--md",
+            str(md),
+            "--batches",
+            "1,16",
+            "--reps",
+            "1",
+            "--parity-rows",
+            "16",
+            "--models",
+            "checkerboard-hannet-20x30",
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert report["parity"]["checkerboard-hannet-20x30"]["dot"]["ok"]
+    variants = {c["variant"] for c in report["cells"] if c["model"] == "checkerboard-hannet-20x30"}
+    assert variants == {"eager", "fused", "fused (tl.dot)"}
+    assert {r["baseline"] for r in report["ratios"]} == {
+        "checkerboard-fcnet-6x100",
+        "checkerboard-fcnet-10x100",
+        "checkerboard-fcnet-6x300",
+    }
+    text = md.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| checkerboard-hannet-20x30 | 16 |" in text
+
+
+def test_runtime_runs_the_kernel_for_hannets_only():
+    """The torch-cuda runtime's choice: the kernel for a HanNet, a CUDA graph (with the reason) otherwise."""
+    kernel, why = fused.for_runtime(_net("checkerboard-hannet-20x30"), device=DEVICE)
+    assert kernel is not None and why is None and kernel.dot
+    kernel, why = fused.for_runtime(_net("checkerboard-fcnet-6x100"), device=DEVICE)
+    assert kernel is None and "no Han-layer" in why
+
+
+def test_column_loop_refuses_wide_dense_stacks():
+    """An unrolled loop over FCNet-6x100's 500 columns compiles for minutes on a GPU; refuse it up front."""
+    with pytest.raises(HanzooError, match="unroll 500 columns"):
+        fused.prepare(_net("checkerboard-fcnet-6x100"), dot=False)
+    assert fused.prepare(_net("checkerboard-fcnet-6x100"), dot=True).dot

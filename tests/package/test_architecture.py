@@ -24,7 +24,7 @@ LAYERS = [
     ("publishing", {"hub", "export"}),
     ("training and use", {"train", "backbone", "official", "predict", "arm"}),
     ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
-    ("interface", {"cli", "__init__"}),
+    ("interface", {"cli", "__init__", "__main__"}),
 ]
 LAYER = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 
