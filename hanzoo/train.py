@@ -377,7 +377,7 @@ def _better(
 
 
 @torch.no_grad()
-def _stacked_metrics(
+def stacked_metrics(
     net: StackedNet, task: Task, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, unscale=None
 ) -> dict[str, torch.Tensor]:
     saved, net.params = net.params, params
@@ -412,7 +412,7 @@ def tune_allocator() -> None:
         pass
 
 
-def _progress_bar(total: int, label: str, enabled: bool):
+def progress_bar(total: int, label: str, enabled: bool):
 
     class Bar:
         def __init__(self) -> None:
@@ -515,14 +515,14 @@ class _BestCheckpoints:
 
     def check(self, it: int) -> None:
         net, task, unscale = self.net, self.task, self.data.unscale
-        m = _stacked_metrics(net, task, net.params, *self.data.parts["val"], unscale)
+        m = stacked_metrics(net, task, net.params, *self.data.parts["val"], unscale)
         acc, loss = m[task.metric].double(), m[task.loss_name].double()
         better = _better(acc, loss, self.metric, self.loss, task.higher_is_better) & torch.isfinite(loss)
         self.metric[better], self.loss[better], self.iteration[better] = acc[better], loss[better], it
         for b, p in zip(self.params, net.params):
             b[better] = p.detach()[better]
         if self.curves is not None:
-            test = _stacked_metrics(net, task, net.params, *self.data.parts["test"], unscale)
+            test = stacked_metrics(net, task, net.params, *self.data.parts["test"], unscale)
             self.curves["iterations"].append(it)
             self.curves["val"].append(acc.tolist())
             self.curves["test"].append(test[task.metric].tolist())
@@ -538,11 +538,11 @@ class _BestCheckpoints:
         }
 
 
-def _run_status(diverged: torch.Tensor, scored_fit: dict[str, torch.Tensor], r: int) -> str:
+def run_status(diverged: torch.Tensor, scored_fit: dict[str, torch.Tensor], r: int) -> str:
     return "diverged" if diverged[r] else "collapsed" if scored_fit["constant"][r] else "ok"
 
 
-def _run_figures(scored: dict[str, dict[str, torch.Tensor]], r: int) -> dict[str, dict[str, float]]:
+def run_figures(scored: dict[str, dict[str, torch.Tensor]], r: int) -> dict[str, dict[str, float]]:
     """Run r's figures on each scored part, as RunResult fields."""
     return {part: {n: float(v[r]) for n, v in m.items() if n != "constant"} for part, m in scored.items()}
 
@@ -573,7 +573,7 @@ def sweep(
     best = _BestCheckpoints(net, task, data, protocol.record_curves)
 
     tune_allocator()
-    bar = _progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
+    bar = progress_bar(protocol.iterations, f"{net.runs} runs", enabled=progress)
     start = time.perf_counter()
     with bar:
         diverged = train_stacked(
@@ -581,16 +581,16 @@ def sweep(
         )
     seconds = time.perf_counter() - start
 
-    scored = {k: _stacked_metrics(net, task, best.params, *xy, data.unscale) for k, xy in data.parts.items()}
+    scored = {k: stacked_metrics(net, task, best.params, *xy, data.unscale) for k, xy in data.parts.items()}
     runs = [
         RunResult(
             init,
             lr,
             seed,
-            _run_status(diverged, scored["fit"], r),
+            run_status(diverged, scored["fit"], r),
             int(best.iteration[r]),
             curve=best.curve(r),
-            **_run_figures(scored, r),
+            **run_figures(scored, r),
         )
         for r, (init, lr, seed) in enumerate(grid)
     ]
@@ -651,18 +651,18 @@ def refit(
     lrs = torch.full((net.runs,), lr, dtype=dtype)
     tune_allocator()
     start = time.perf_counter()
-    with _progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
+    with progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
         diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, None, bar.advance, compile=compile)
     seconds = time.perf_counter() - start
     parts = {
         "train": (x, y),
         "test": (torch.as_tensor(split.x_test, dtype=dtype), torch.as_tensor(split.y_test, dtype=dtype)),
     }
-    scored = {k: _stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
+    scored = {k: stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
     runs = []
     for r, seed in enumerate(seeds):
-        m = _run_figures(scored, r)
-        status = _run_status(diverged, scored["train"], r)
+        m = run_figures(scored, r)
+        status = run_status(diverged, scored["train"], r)
         runs.append(
             RunResult(
                 init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]
