@@ -15,8 +15,8 @@ import time
 import torch
 
 from hanzoo import build, registry
+from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
 from hanzoo.tasks import get_task
-from hanzoo.train import Protocol, StackedNet, train_stacked, tune_allocator
 
 
 def plain(config, task, x, y, iterations: int) -> float:

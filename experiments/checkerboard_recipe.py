@@ -26,8 +26,8 @@ import torch
 from hanzoo import registry
 from hanzoo.distill import Recipe, distill
 from hanzoo.files import written_atomically
+from hanzoo.stacked import PROTOCOLS
 from hanzoo.tasks import get_task, random_checkerboard_split
-from hanzoo.train import PROTOCOLS
 
 MODEL = "checkerboard-hannet-20x30"
 TARGET_MEAN, TARGET_WORST = 99.7, 99.5

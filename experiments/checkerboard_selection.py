@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from hanzoo import registry
+from hanzoo.stacked import PROTOCOLS, refit, sweep
 from hanzoo.tasks import get_task, random_checkerboard_split
-from hanzoo.train import PROTOCOLS, refit, sweep
 
 RULES = ("refit, lowest train loss", "best validation")
 

@@ -267,6 +267,8 @@ def _stage_lines(metrics: Mapping) -> list[str]:
     """Stage 1 chose the init and LR, and the shipped run is the best on validation (of stage 2 if any)."""
     m, sel, sweep = metrics["metric"], metrics["selected"], metrics["sweep"]
     stage2 = metrics.get("stage2")
+    if metrics.get("distillation"):
+        return _distill_lines(metrics)
     shipped = (
         f"- Stage 2 trained {len(stage2)} seeds at that init and LR and shipped seed {sel['seed']}"
         if stage2
@@ -280,6 +282,26 @@ def _stage_lines(metrics: Mapping) -> list[str]:
         f"({metrics['sweep_iterations_per_second']:.1f} stacked iterations/s)"
         + (f", stage 2 {metrics['stage2_wall_seconds']:.0f} s" if stage2 else "")
         + f"; torch {metrics['versions']['torch']}, {metrics['machine']}.",
+    ]
+
+
+def _distill_lines(metrics: Mapping) -> list[str]:
+    """Stage 1 chose the init and LR; stage 2 distilled (hanzoo.distill) and shipped one student."""
+    m, sel, d = metrics["metric"], metrics["selected"], metrics["distillation"]
+    teachers = [t for t in d["teachers"] if t["status"] == "ok"]
+    reg = d["registered"]
+    return [
+        _choice(metrics, "Stage 1 chose"),
+        f"- Stage 2 distilled at that init and LR, with the recipe registered in {reg['page']} (commit "
+        f"{reg['commit'][:12]}) before this run: {len(d['teachers'])} teachers refit on the whole training "
+        f"split (test {m} {fmt(m, min(t['test'][m] for t in teachers))} to "
+        f"{fmt(m, max(t['test'][m] for t in teachers))}; their mean output {fmt(m, d['ensemble_test'][m])}) "
+        f"labelled {d['recipe']['points']} uniform points; {len(d['student_seeds'])} students trained on the "
+        f"training points plus those; shipped seed {sel['seed']}, the student closest to the teachers on "
+        f"{d['recipe']['points']} fresh uniform points. " + _per_seed(metrics, "student"),
+        f"- Wall time: stage 1 {metrics['sweep_wall_seconds']:.0f} s for all {len(metrics['sweep'])} runs "
+        f"at once, stage 2 {metrics['stage2_wall_seconds']:.0f} s; torch {metrics['versions']['torch']}, "
+        f"{metrics['machine']}.",
     ]
 
 

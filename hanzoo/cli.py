@@ -33,9 +33,10 @@ from .predict import (
     write_outputs,
 )
 from .runtimes import get_runtime
+from .stacked import PROTOCOLS, Protocol
 from .store import read_config, resolve
 from .tasks import get_task
-from .train import PROTOCOLS, Protocol, train_model
+from .train import train_model
 from .verify import failures, verify
 from .version import __version__
 
@@ -302,7 +303,7 @@ def cmd_export(args) -> dict:
     ids = _export_ids(args)
     if args.precision:
         return _export_variants(args, ids)
-    formats = parse_formats(args.format or "onnx,ort,tflite")
+    formats = parse_formats(args.format or list(registry.ARTIFACTS))
     check_out_folder(args.out, "--out", replaces="manifest.json")
     done = []
     for model in ids:
@@ -713,7 +714,7 @@ def _add_export(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--format",
         default=None,
-        help="comma-separated: onnx, ort, tflite (default: all; with --precision: onnx, tflite)",
+        help="comma-separated: onnx, ort, tflite, pte (default: all; with --precision: onnx, tflite)",
     )
     s.add_argument("--out", help="export folder (default: export/<id>)")
     s.add_argument(
@@ -787,7 +788,7 @@ def _add_predict(s: argparse.ArgumentParser) -> None:
 
 def _add_download(s: argparse.ArgumentParser) -> None:
     s.add_argument("model", help="model id")
-    s.add_argument("--format", default="torch", choices=["torch", "onnx", "tflite", "ort"])
+    s.add_argument("--format", default="torch", choices=["torch", *registry.ARTIFACTS])
     s.add_argument("--revision", help="Hub revision (default: the pinned one)")
 
 

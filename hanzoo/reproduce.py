@@ -17,9 +17,9 @@ from .card import final_runs, fmt, seed_count
 from .cifar import CLASSES
 from .evaluate import outputs
 from .files import save_figure, written_atomically
+from .stacked import PROTOCOLS
 from .store import load_model
 from .tasks import checkerboard_grid, get_task
-from .train import PROTOCOLS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TABLE3 = [

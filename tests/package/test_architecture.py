@@ -19,10 +19,10 @@ LAYERS = [
     ("storage and scoring", {"integrity", "card", "store", "evaluate"}),
     (
         "graphs and runtimes",
-        {"lower", "export_onnx", "export_tflite", "precision", "fused", "runtimes", "verify"},
+        {"lower", "export_onnx", "export_tflite", "export_pte", "precision", "fused", "runtimes", "verify"},
     ),
     ("publishing", {"hub", "export"}),
-    ("training and use", {"train", "backbone", "official", "predict", "arm"}),
+    ("training and use", {"stacked", "distill", "train", "backbone", "official", "predict", "arm"}),
     ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
     ("interface", {"cli", "__init__", "__main__"}),
 ]

@@ -11,8 +11,8 @@ import torch
 from hanzoo import registry
 from hanzoo.distill import Recipe, distill, uniform_points
 from hanzoo.errors import HanzooError
+from hanzoo.stacked import PROTOCOLS
 from hanzoo.tasks import get_task, random_checkerboard_split
-from hanzoo.train import PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from hanzoo import HanzooError, build, registry
+from hanzoo.stacked import BatchStream, Protocol, RunResult, StackedNet, select, train_stacked
 from hanzoo.tasks import get_task
-from hanzoo.train import BatchStream, Protocol, RunResult, StackedNet, select, train_model, train_stacked
+from hanzoo.train import train_model
 
 TASK = get_task("checkerboard")
 

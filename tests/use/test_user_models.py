@@ -15,7 +15,8 @@ from hanzoo.cli import main
 from hanzoo.export import export
 from hanzoo.files import staged_folder, sweep
 from hanzoo.registry import EXPORT_DIR
-from hanzoo.train import Protocol, train_model
+from hanzoo.stacked import Protocol
+from hanzoo.train import train_model
 from hanzoo.verify import source_hashes, verify
 
 MODEL = "checkerboard-hannet-20x30"

@@ -82,7 +82,7 @@ def test_standardization_round_trip():
     import torch
 
     from hanzoo import create_model
-    from hanzoo.train import fit_scaling
+    from hanzoo.stacked import fit_scaling
 
     s = get_task("calhousing").split()
     sc = fit_scaling(s)
