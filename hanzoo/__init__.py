@@ -1,7 +1,7 @@
 """hanzoo: a model zoo of HanNets (Householder-absolute neural layers) for edge deployment."""
 
 from .errors import HanzooError  # noqa: E402
-from .hub import load, load_onnx, load_tflite  # noqa: E402
+from .hub import load, load_onnx, load_pte, load_tflite  # noqa: E402
 from .layers import HanLayer  # noqa: E402
 from .models import ModelConfig, Net, build  # noqa: E402
 from .registry import MODELS, get  # noqa: E402
@@ -25,4 +25,5 @@ __all__ = [
     "load",
     "load_onnx",
     "load_tflite",
+    "load_pte",
 ]

@@ -257,6 +257,16 @@ def c_example(env: Path) -> dict | None:
 
 
 def write_report(report: dict, path: Path) -> Path:
+    """Write `report`; an existing report made in the same emulated environment keeps its other models,
+    so re-checking a few models (`hanzoo verify ID --arch aarch64 --report ...`) updates their rows only."""
+    path = Path(path)
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        old = None  # a damaged report is replaced whole
+    same = old and all(old.get(k) == report[k] for k in ("cpu", "emulator", "wheels"))
+    if same:
+        report = {**old, **report, "models": {**old["models"], **report["models"]}}
     with written_atomically(path) as tmp:
         tmp.write_text(json.dumps(report, indent=1) + "\n")
     return path

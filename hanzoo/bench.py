@@ -27,7 +27,7 @@ from .files import save_figure
 from .runtimes import RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
-CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert")
+CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert", "executorch")
 WEB = "onnxruntime-web"  # model.onnx in headless Chromium (hanzoo.site), timed inside the page
 ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda", WEB)
 
@@ -188,7 +188,12 @@ def head_share(
             )
             formats = [
                 f
-                for f, rt in (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"))
+                for f, rt in (
+                    ("onnx", "onnxruntime"),
+                    ("ort", "ort-mobile"),
+                    ("tflite", "litert"),
+                    ("pte", "executorch"),
+                )
                 if rt in runtimes
             ]
             head_export = Path(tmp) / mid / "export"
@@ -241,6 +246,8 @@ def available_runtimes() -> list[str]:
         if r == "torch-cuda" and not torch.cuda.is_available():
             continue
         if r == "litert" and not _importable("ai_edge_litert"):
+            continue
+        if r == "executorch" and not _importable("executorch.runtime"):
             continue
         if r == WEB and not site.browser_available():
             continue

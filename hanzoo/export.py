@@ -1,4 +1,4 @@
-"""`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite,
+"""`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite, model.pte,
 test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically.
 
 `hanzoo export ID --precision fp16|int8` adds reduced-precision variants beside them (hanzoo.precision),
@@ -16,6 +16,7 @@ import numpy as np
 
 from . import hub, provenance, registry, store
 from .errors import HanzooError
+from .export_pte import build_pte, executorch, pte_ops
 from .export_tflite import build_tflite, op_types, tensorflow
 from .files import file_sha256, staged_folder, written_atomically
 from .precision import calibration_data, check_precision, onnx_fp16, onnx_int8, tflite_options
@@ -209,6 +210,8 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
         onnx_graphs()
     if "tflite" in formats:
         tensorflow()
+    if "pte" in formats:
+        executorch()
     if parity or "ort" in formats:
         for name in ("onnxruntime", "ai_edge_litert.interpreter"):
             try:
@@ -218,7 +221,7 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
 
 
 def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = None) -> None:
-    """The model files alone (ONNX, ORT, TFLite) for a loaded model, into an existing folder."""
+    """The model files alone (ONNX, ORT, TFLite, ExecuTorch) for a loaded model, into an existing folder."""
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     if "onnx" in formats or "ort" in formats:
         onnx_package().save(
@@ -228,6 +231,8 @@ def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = No
         onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
     if "tflite" in formats:
         (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, metadata))
+    if "pte" in formats:
+        (dest / FORMATS["pte"]).write_bytes(build_pte(net))
 
 
 def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
@@ -242,6 +247,8 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     if "tflite" in formats:
         ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
+    if "pte" in formats:
+        ops["pte"] = pte_ops((folder / FORMATS["pte"]).read_bytes())
     for (fmt, precision), name in registry.VARIANT_FILES.items():
         if (folder / name).is_file():
             kinds = (
@@ -252,7 +259,7 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
             ops[f"{fmt}-{precision}"] = dict(sorted(Counter(kinds).items()))
     versions = {
         d: provenance.dist_version(d)
-        for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert")
+        for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert", "executorch")
     }
     return {
         "model_id": net.meta["model_id"],

@@ -392,7 +392,7 @@ def export_path(
     offline: bool | None = None,
     precision: str = "fp32",
 ) -> Path:
-    """The path of an exported artifact (onnx, tflite or ort; `precision` fp16 or int8 for a shipped
+    """The path of an exported artifact (onnx, tflite, ort or pte; `precision` fp16 or int8 for a shipped
     variant, see docs/quantization.md): from the bundle, else the Hub cache."""
     if fmt not in registry.ARTIFACTS:
         raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(registry.ARTIFACTS)}")
@@ -440,6 +440,11 @@ def load_tflite(
     """The model.tflite path (give it to LiteRT's Interpreter, or ship it in an app); `precision` picks a
     shipped variant."""
     return export_path(model_id, "tflite", revision, offline, precision)
+
+
+def load_pte(model_id: str, revision: str | None = None, offline: bool | None = None) -> Path:
+    """The model.pte path: an ExecuTorch program with the XNNPACK delegate, for a PyTorch mobile app."""
+    return export_path(model_id, "pte", revision, offline)
 
 
 def download(

@@ -35,7 +35,7 @@ PRETRAINED_DIR = bundle_dir("HANZOO_PRETRAINED", "pretrained", "pretrained")
 EXPORT_DIR = bundle_dir("HANZOO_EXPORT", "export", "exported")
 # The exported artifacts: format name -> file name in an export folder (the Hub repo keeps each in a
 # folder named after its format: onnx/model.onnx)
-ARTIFACTS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite"}
+ARTIFACTS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite", "pte": "model.pte"}
 # Reduced-precision variants (hanzoo.precision), written beside the fp32 files: model.fp16.onnx, ...
 PRECISIONS = ("fp16", "int8")
 VARIANT_FORMATS = ("onnx", "tflite")

@@ -20,7 +20,7 @@ from . import fused
 from .errors import HanzooError
 from .integrity import check_artifact
 from .registry import VARIANT_FILES, artifact_name
-from .store import load_model
+from .store import load_model, read_config
 from .tasks import get_task
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -164,6 +164,44 @@ def litert_session(path: Path, threads: int) -> Predictor:
     return run
 
 
+def executorch_session(path: Path, threads: int, task: str) -> Predictor:
+    """An ExecuTorch program through executorch.runtime (XNNPACK for the net, portable kernels for the
+    decision). The program's input holds at most as many rows as its planned size: larger inputs run
+    in pieces of that size (one image at a time for image models)."""
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing; run `hanzoo export` first")
+    check_artifact(path)
+    try:
+        from executorch.extension.pybindings import portable_lib  # noqa: PLC0415 - optional runtime
+        from executorch.runtime import Runtime as ETRuntime  # noqa: PLC0415 - optional runtime
+    except ImportError:
+        raise HanzooError("this runtime needs ExecuTorch: pip install 'hanzoo[executorch]'") from None
+    portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's thread pool, as LiteRT's num_threads
+    try:
+        method = ETRuntime.get().load_program(path).load_method("forward")
+    except Exception as e:  # noqa: BLE001 - the bindings raise RuntimeError and ValueError
+        raise HanzooError(f"ExecuTorch cannot load {path}: {e}") from None
+    meta = method.metadata.input_tensor_meta(0)
+    rows, image = meta.sizes()[0], len(meta.sizes()) == 4
+    decision = get_task(task).decision_output  # the program's outputs carry no names; the task says them
+    names = ["output", *([decision] if decision else [])]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        t = torch.from_numpy(_as_input(x, np.uint8 if image else np.float32))
+        if list(t.shape[1:]) != list(meta.sizes()[1:]):
+            raise HanzooError(
+                f"{path.name} takes input of shape [rows, {', '.join(map(str, meta.sizes()[1:]))}], "
+                f"got {list(t.shape)}"
+            )
+        try:
+            pieces = [method.execute([t[i : i + rows]]) for i in range(0, len(t), rows)]
+        except RuntimeError as e:
+            raise HanzooError(f"ExecuTorch cannot run {path}: {str(e).splitlines()[0]}") from None
+        return {n: np.concatenate([p[k].numpy() for p in pieces]) for k, n in enumerate(names)}
+
+    return run
+
+
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in [
@@ -185,6 +223,12 @@ RUNTIMES: dict[str, Runtime] = {
             "model.tflite",
             "LiteRT interpreter with XNNPACK",
             lambda m, e, t: litert_session(e / "model.tflite", t),
+        ),
+        Runtime(
+            "executorch",
+            "model.pte",
+            "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
+            lambda m, e, t: executorch_session(e / "model.pte", t, read_config(m)["task"]),
         ),
         Runtime(
             "torch-cuda",

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ORT_DIST = Path(os.environ.get("HANZOO_ORT_WEB") or ROOT / "node_modules" / "onnxruntime-web" / "dist")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 WEB = Path(__file__).resolve().parent / "web"  # the hand-written page assets: hanzoo.js, demos, style
-FORMATS = ("onnx", "ort", "tflite")
+FORMATS = ("onnx", "ort", "tflite", "pte")
 
 
 def ort_dist() -> Path:

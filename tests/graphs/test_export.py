@@ -113,7 +113,7 @@ def test_tflite_builtins_only_and_metadata(entry):
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
-@pytest.mark.parametrize("runtime", ["onnxruntime", "ort-mobile", "litert"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "ort-mobile", "litert", "executorch"])
 def test_dynamic_batch(entry, runtime):
     run = RUNTIMES[runtime].load(entry.dir, EXPORT_DIR / entry.id, 1)
     ref = RUNTIMES["torch"].load(entry.dir, EXPORT_DIR / entry.id, 1)
@@ -126,6 +126,51 @@ def test_dynamic_batch(entry, runtime):
         )
 
 
+@pytest.mark.parametrize("entry", SHIPPED, ids=ids)
+def test_pte_is_one_xnnpack_partition(entry):
+    """The whole net runs in one XNNPACK delegate call; only the decision (mean > 0.5, argmax) and an image's
+    reshape run outside it. The manifest's op counts are the file's own."""
+    from hanzoo.export_pte import pte_ops
+
+    folder = EXPORT_DIR / entry.id
+    ops = pte_ops((folder / "model.pte").read_bytes())
+    assert ops.pop("XnnpackBackend") == 1, ops
+    assert set(ops) <= {
+        "aten::mean",
+        "aten::gt",
+        "aten::argmax",
+        "aten::view_copy",
+        "dim_order_ops::_to_dim_order_copy",
+    }
+    assert json.loads((folder / "manifest.json").read_text())["ops"]["pte"] == pte_ops(
+        (folder / "model.pte").read_bytes()
+    )
+
+
+def test_a_one_dimensional_dot_would_split_the_partition():
+    """Why the .pte is built from the plan: the training module's 1-D `x @ u` lowers to ops XNNPACK does not
+    take, and the net falls apart into a partition per layer; the plan's (n+1) x 2 matrices keep one."""
+    import torch
+
+    from hanzoo.export_pte import executorch, lowered, partitions
+
+    to_edge, partitioner = executorch()
+    net = registry.get("checkerboard-hannet-20x30")
+    from hanzoo import load
+
+    module = load(net.id).eval()
+    as_trained = to_edge(torch.export.export(module, (torch.zeros(2, 2),)), partitioner=[partitioner()])
+    assert partitions(as_trained) > 10
+    assert partitions(lowered(module)) == 1
+
+
+def test_executorch_names_a_wrong_shape():
+    e = registry.get("checkerboard-hannet-20x30")
+    run = RUNTIMES["executorch"].load(e.dir, EXPORT_DIR / e.id, 1)
+    with pytest.raises(HanzooError, match=r"takes input of shape \[rows, 2\], got \[3, 5\]"):
+        run(np.zeros((3, 5), np.float32))
+
+
 @pytest.mark.golden
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
 def test_parity_on_the_whole_test_split(entry):
@@ -135,7 +180,7 @@ def test_parity_on_the_whole_test_split(entry):
     # the shipped fp16/int8 variants are checked by their own rule (tests/reports/test_quantization.py)
     variants = {n for n, r in rep["runtimes"].items() if "precision" in r}
     rep["runtimes"] = {n: r for n, r in rep["runtimes"].items() if n not in variants}
-    assert set(rep["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}
+    assert set(rep["runtimes"]) == {"onnxruntime", "ort-mobile", "litert", "executorch"}
     # The manifest's figures were measured on another CPU: they agree within verify's rule, not to the bit.
     recorded = json.loads((EXPORT_DIR / entry.id / "manifest.json").read_text())["parity"]
     ref, rows = rep["reference"], rep["reference"]["rows"]
@@ -161,7 +206,7 @@ def test_test_data_set_round_trips(entry):
 # Files computed from the weights alone are byte-identical on every machine; the reference outputs
 # are torch's float32 results, which differ in their last bits between CPUs, so they are compared
 # numerically; the ORT flatbuffer is laid out in hash-map order (same size, same outputs).
-WEIGHTS_ONLY = ("model.onnx", "model.tflite", "test_data_set_0/input_0.pb")
+WEIGHTS_ONLY = ("model.onnx", "model.tflite", "model.pte", "test_data_set_0/input_0.pb")
 
 
 @pytest.mark.golden

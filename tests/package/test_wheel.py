@@ -75,12 +75,14 @@ with torch.no_grad():
     y = net(torch.zeros(1, 2))
 print(json.dumps({"file": hanzoo.__file__, "folder": str(net.folder), "shipped": registry.shipped(),
                   "onnx": str(hanzoo.load_onnx("elevators-hannet-20x200")), "export": str(EXPORT_DIR),
+                  "pte": str(hanzoo.load_pte("elevators-hannet-20x200")),
                   "y": y.tolist()}))
 """
     res = json.loads(_run(installed, code).strip().splitlines()[-1])
     site = str(installed / "site")
     assert res["file"].startswith(site), "the wheel's hanzoo, not the checkout's, must be the one imported"
     assert res["folder"].startswith(site) and res["onnx"].startswith(site) and res["export"].startswith(site)
+    assert res["pte"].startswith(site) and res["pte"].endswith("model.pte")
     assert "checkerboard-hannet-20x30" in res["shipped"] and len(res["shipped"]) >= 13
 
 

@@ -20,6 +20,11 @@ def test_the_aarch64_report_covers_every_shipped_export_and_passes():
         assert all(r["ok"] and r["max_abs_err"] <= r["tolerance_abs"] for r in m["runtimes"].values()), model
         if registry.get(model).config.takes_images:
             assert m["rows"] == arm.IMAGE_ROWS
+        else:  # measured on the shipped weights: its reference is the figure the model's card gives
+            m_ = registry.get(model).metrics
+            assert abs(m["reference"] - m_.value("test", m["metric"])) <= 1e-6 * max(
+                1, abs(m["reference"])
+            ), model
     assert rep["cpu"] == arm.CPU and rep["c_example"]["ok"]
     assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in aarch64_section(REPORT))
 
@@ -63,3 +68,13 @@ def test_a_damaged_cached_environment_is_rebuilt(empty_cache, monkeypatch):
     with pytest.raises(HanzooError, match="stop here"):
         arm.environment(progress=False)
     assert tried and tried[0] != damaged  # rebuilt in a staged folder, never trusted as it was
+
+
+def test_a_partial_run_updates_its_models_only(tmp_path):
+    env = {"cpu": arm.CPU, "emulator": "qemu", "wheels": ["a"]}
+    path = tmp_path / "aarch64.json"
+    arm.write_report({**env, "models": {"a": 1, "b": 2}, "c_example": {"ok": True}}, path)
+    arm.write_report({**env, "models": {"b": 3}}, path)
+    assert json.loads(path.read_text()) == {**env, "models": {"a": 1, "b": 3}, "c_example": {"ok": True}}
+    arm.write_report({**env, "wheels": ["other"], "models": {"c": 4}}, path)  # another environment: replaced
+    assert json.loads(path.read_text())["models"] == {"c": 4}
