@@ -754,7 +754,11 @@ def _add_site(s: argparse.ArgumentParser) -> None:
 def _add_bench(s: argparse.ArgumentParser) -> None:
     s.add_argument("models", nargs="*", help="model ids (default: every shipped HanNet)")
     s.add_argument("--all", action="store_true", help="every shipped model")
-    s.add_argument("--runtime", help="comma-separated: torch, onnxruntime, ort-mobile, litert, torch-cuda")
+    s.add_argument(
+        "--runtime",
+        help="comma-separated: torch, onnxruntime, ort-mobile, litert, executorch, torch-cuda, "
+        "onnxruntime-web",
+    )
     s.add_argument("--batch", type=_csv(_positive), help="batch sizes (default 1,64,1024)")
     s.add_argument(
         "--threads", type=_positive, default=1, help="threads per runtime (default 1, as on a phone)"
@@ -779,7 +783,9 @@ def _add_predict(s: argparse.ArgumentParser) -> None:
         "--input", required=True, help="CSV with the model's input columns, or an .npy [rows, n_in]"
     )
     s.add_argument(
-        "--runtime", default="onnxruntime", help="onnxruntime (default), ort-mobile, litert or torch"
+        "--runtime",
+        default="onnxruntime",
+        help="onnxruntime (default), ort-mobile, litert, executorch or torch",
     )
     s.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
     s.add_argument("--export", help=_EXPORT_HELP.format(verb="run"))

@@ -108,7 +108,7 @@ def output_unit(task_name: str) -> tuple[str, str]:
     ) + (f"; the dataset's values run from {float(y.min()):g} to {float(y.max()):g}")
 
 
-APP_RUNTIMES = ("onnxruntime", "ort-mobile", "litert")  # what an app runs; torch is the training runtime
+APP_RUNTIMES = ("onnxruntime", "ort-mobile", "litert", "executorch")  # what an app runs; torch trains
 PAR = 0.05  # a ratio within 5% of 1 is reported as on par, not as faster or slower
 TASK_NAMES = {
     "checkerboard": "Checkerboard",
@@ -798,7 +798,8 @@ def _runtime_notes(manifests: list[dict]) -> list[str]:
 
 
 def _app_snippets() -> list[str]:
-    """Kotlin and Swift, LiteRT and ONNX Runtime Mobile: the names, shapes and dtypes of the table above."""
+    """Kotlin (LiteRT, ONNX Runtime Mobile, ExecuTorch), then Swift: the names, shapes and dtypes of the table
+    above."""
     return [
         "## Kotlin, LiteRT (signature runner)",
         "",
@@ -833,6 +834,31 @@ def _app_snippets() -> list[str]:
         "}",
         "```",
         "",
+        "## Kotlin, ExecuTorch (.pte)",
+        "",
+        "```kotlin",
+        "import org.pytorch.executorch.EValue",
+        "import org.pytorch.executorch.Module",
+        "import org.pytorch.executorch.Tensor",
+        "",
+        'val module = Module.load(assetFilePath(context, "model.pte"))',
+        "val x = Tensor.fromBlob(floatArrayOf(0.1f, -0.5f), longArrayOf(1, 2))",
+        "val outputs = module.forward(EValue.from(x))",
+        "val scores = outputs[0].toTensor().dataAsFloatArray",
+        "val decision = outputs[1].toTensor().dataAsLongArray",
+        "```",
+        "",
+        "On iOS, ExecuTorch's Swift package runs the same file (`Module(filePath:)`, then `forward`); the "
+        "outputs come in the order of the table above.",
+        "",
+        *_swift_snippets(),
+    ]
+
+
+def _swift_snippets() -> list[str]:
+    """Swift (LiteRT, ONNX Runtime Mobile, and a word on ExecuTorch's package); then the C section, which is
+    compiled and tested here."""
+    return [
         "## Swift, LiteRT (TensorFlowLiteSwift)",
         "",
         "```swift",
@@ -864,23 +890,6 @@ def _app_snippets() -> list[str]:
         'let out = try session.run(withInputs: ["input": input], '
         'outputNames: ["output", "decision"], runOptions: nil)',
         "```",
-        "",
-        "## Kotlin, ExecuTorch (.pte)",
-        "",
-        "```kotlin",
-        "import org.pytorch.executorch.EValue",
-        "import org.pytorch.executorch.Module",
-        "import org.pytorch.executorch.Tensor",
-        "",
-        'val module = Module.load(assetFilePath(context, "model.pte"))',
-        "val x = Tensor.fromBlob(floatArrayOf(0.1f, -0.5f), longArrayOf(1, 2))",
-        "val outputs = module.forward(EValue.from(x))",
-        "val scores = outputs[0].toTensor().dataAsFloatArray",
-        "val decision = outputs[1].toTensor().dataAsLongArray",
-        "```",
-        "",
-        "On iOS, ExecuTorch's Swift package runs the same file (`Module(filePath:)`, then `forward`); the "
-        "outputs come in the order of the table above.",
         "",
         "These snippets cannot run on this repository's CI (no phone, no Android or Xcode toolchain); the "
         "names, shapes and dtypes they use are the ones in the table above, which a test reads back from the "

@@ -30,8 +30,10 @@ DELEGATE = "executorch_call_delegate"
 
 def executorch():
     """The pieces of ExecuTorch the exporter needs, or one line saying what to install."""
-    # executorch's import registers an Enum with torch's pytree, which logs a deprecation warning
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    # executorch's import registers an Enum with torch's pytree, which logs a deprecation warning, and
+    # torchao logs the CUDA kernels it cannot load on a CPU machine
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import (  # noqa: PLC0415 - optional
             XnnpackPartitioner,

@@ -8,7 +8,11 @@ The exporters write the artifacts; `verify` and `predict` only ever go through t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -164,6 +168,21 @@ def litert_session(path: Path, threads: int) -> Predictor:
     return run
 
 
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Native libraries' logging to file descriptor 2, silenced for the block (Python's sys.stderr too)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def executorch_session(path: Path, threads: int, task: str) -> Predictor:
     """An ExecuTorch program through executorch.runtime (XNNPACK for the net, portable kernels for the
     decision). The program's input holds at most as many rows as its planned size: larger inputs run
@@ -171,16 +190,21 @@ def executorch_session(path: Path, threads: int, task: str) -> Predictor:
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
     check_artifact(path)
-    try:
-        from executorch.extension.pybindings import portable_lib  # noqa: PLC0415 - optional runtime
-        from executorch.runtime import Runtime as ETRuntime  # noqa: PLC0415 - optional runtime
-    except ImportError:
-        raise HanzooError("this runtime needs ExecuTorch: pip install 'hanzoo[executorch]'") from None
-    portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's thread pool, as LiteRT's num_threads
-    try:
-        method = ETRuntime.get().load_program(path).load_method("forward")
-    except Exception as e:  # noqa: BLE001 - the bindings raise RuntimeError and ValueError
-        raise HanzooError(f"ExecuTorch cannot load {path}: {e}") from None
+    # its import and first load log torchao's optional kernels, a pytree deprecation and the CPU probe's
+    # lines to stderr; none of it is about the model, so it is kept off the user's terminal
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with quiet_stderr():
+        try:
+            from executorch.extension.pybindings import portable_lib  # noqa: PLC0415 - optional runtime
+            from executorch.runtime import Runtime as ETRuntime  # noqa: PLC0415 - optional runtime
+        except ImportError:
+            raise HanzooError("this runtime needs ExecuTorch: pip install 'hanzoo[executorch]'") from None
+        portable_lib._unsafe_reset_threadpool(threads)  # XNNPACK's thread pool, as LiteRT's num_threads
+        try:
+            method = ETRuntime.get().load_program(path).load_method("forward")
+        except Exception as e:  # noqa: BLE001 - the bindings raise RuntimeError and ValueError
+            raise HanzooError(f"ExecuTorch cannot load {path}: {e}") from None
     meta = method.metadata.input_tensor_meta(0)
     rows, image = meta.sizes()[0], len(meta.sizes()) == 4
     decision = get_task(task).decision_output  # the program's outputs carry no names; the task says them

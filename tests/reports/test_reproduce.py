@@ -50,7 +50,8 @@ def test_shipping_rule_text_is_each_models_metrics():
             continue
         (clause,) = [c for c in clauses if f"`{mid}`" in c]
         assert ("refit rule" in clause) == bool(m["refit"]) == m["protocol"]["refit"]
-        assert ("stage 2 of" in clause) == bool(m.get("stage2"))
-        if m.get("stage2"):
+        assert ("distillation recipe" in clause) == bool(m.get("distillation"))
+        assert ("stage 2 of" in clause) == (bool(m.get("stage2")) and not m.get("distillation"))
+        if m.get("stage2") and not m.get("distillation"):
             assert f"stage 2 of {len(m['stage2'])} seeds" in clause or f" {len(m['stage2'])} seeds" in clause
     assert "every Checkerboard model" not in reproduce.report()

@@ -98,7 +98,12 @@ def test_selection_did_not_use_test(entry):
                 r.curve["test"] = [0.0] * len(r.curve["test"])
     chosen = sweep[select(sweep, get_task(entry.task))]
     task = get_task(entry.task)
-    shipped = refit[select_refit(refit)] if refit else stage2[select(stage2, task)] if stage2 else chosen
+    if m.get("distillation"):  # the student closest to the teachers; agreement is measured on uniform points
+        agreement = m["distillation"]["agreement_mse"]
+        ok = [i for i, r in enumerate(stage2) if r.status == "ok"]
+        shipped = stage2[min(ok, key=lambda i: agreement[i])]
+    else:
+        shipped = refit[select_refit(refit)] if refit else stage2[select(stage2, task)] if stage2 else chosen
     sel = m["selected"]
     assert (chosen.init, chosen.lr) == (sel["init"], sel["lr"]) == (m["stage1"]["init"], m["stage1"]["lr"])
     assert shipped.seed == sel["seed"]

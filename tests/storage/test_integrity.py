@@ -110,8 +110,14 @@ def test_bit_flip_in_bundled_weights_is_refused(bundle, capsys):
         err = capsys.readouterr().err
         assert err.startswith("hanzoo: error: ") and err.count("\n") == 1
         assert_refused(err, weights, pin, "hub_manifest.json")
-    # the control: the same bytes anywhere but the bundle (no pin, no recorded hash) load without a word
+    # outside the bundle, the weights hash recorded in metrics.json still applies ...
     copy = shutil.copytree(folder, bundle / "elsewhere")
+    with pytest.raises(HanzooError, match="does not match weights_sha256"):
+        store.load_model(copy)
+    # ... and the control: the same bytes with no pin and no recorded hash load without a word
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics.pop("weights_sha256")
+    (copy / "metrics.json").write_text(json.dumps(metrics))
     assert store.load_model(copy).meta["model_id"] == MODEL
 
 
