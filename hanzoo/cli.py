@@ -481,6 +481,8 @@ def _verify_table(rep: dict) -> None:
             *timing(name),
         )
     console.print(t)
+    for name, why in rep.get("not_run", {}).items():
+        console.print(f"{name}: not run ({why})")
 
 
 def cmd_predict(args) -> dict:

@@ -9,6 +9,7 @@ The exporters write the artifacts; `verify` and `predict` only ever go through t
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -37,6 +38,14 @@ class Runtime:
     description: str
     load: Callable[[Path, Path, int], Predictor]
     precision: str = "fp32"  # of the artifact (hanzoo.precision); verify holds a variant to its own rule
+    package: str = ""  # the import that runs it, and the extra that installs it ("" for torch)
+    extra: str = ""
+
+    def missing(self) -> str | None:
+        """Why this runtime cannot run here (its package is not installed), or None."""
+        if self.package and importlib.util.find_spec(self.package) is None:
+            return f"not installed: pip install 'hanzoo[{self.extra}]'"
+        return None
 
 
 def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
@@ -235,24 +244,32 @@ RUNTIMES: dict[str, Runtime] = {
             "model.onnx",
             "ONNX Runtime, CPU provider",
             lambda m, e, t: ort_session(e / "model.onnx", t, False),
+            package="onnxruntime",
+            extra="onnx",
         ),
         Runtime(
             "ort-mobile",
             "model.ort",
             "ONNX Runtime on the ORT-format file, as a mobile app loads it",
             lambda m, e, t: ort_session(e / "model.ort", t, True),
+            package="onnxruntime",
+            extra="onnx",
         ),
         Runtime(
             "litert",
             "model.tflite",
             "LiteRT interpreter with XNNPACK",
             lambda m, e, t: litert_session(e / "model.tflite", t),
+            package="ai_edge_litert",
+            extra="litert",
         ),
         Runtime(
             "executorch",
             "model.pte",
             "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
             lambda m, e, t: executorch_session(e / "model.pte", t, read_config(m)["task"]),
+            package="executorch",
+            extra="executorch",
         ),
         Runtime(
             "torch-cuda",
@@ -282,6 +299,8 @@ def _variant(fmt: str, precision: str) -> Runtime:
             f"ONNX Runtime, CPU provider, on the {precision} variant",
             lambda m, e, t: ort_session(e / name, t, False),
             precision,
+            "onnxruntime",
+            "onnx",
         )
     return Runtime(
         runtime_for(fmt, precision),
@@ -289,6 +308,8 @@ def _variant(fmt: str, precision: str) -> Runtime:
         f"LiteRT interpreter with XNNPACK, on the {precision} variant",
         lambda m, e, t: litert_session(e / name, t),
         precision,
+        "ai_edge_litert",
+        "litert",
     )
 
 

@@ -125,13 +125,21 @@ def _recorded_sweep(folder: Path, protocol: Protocol, task: Task) -> SweepResult
     if not old.get("sweep"):
         raise HanzooError(f"--reuse-sweep needs a metrics.json with a sweep in {folder}")
     if not _same_stage1(old.get("protocol", {}), protocol):
-        raise HanzooError(f"the sweep in {folder / 'metrics.json'} was run with another protocol")
+        now = json.loads(json.dumps(protocol.to_dict()))
+        differ = [
+            f"{k} {v} (now {now[k]})" for k, v in old.get("protocol", {}).items() if k in now and now[k] != v
+        ]
+        raise HanzooError(
+            f"the sweep in {folder / 'metrics.json'} was run with another protocol: "
+            + ", ".join(d for d in differ if not d.startswith(("refit ", "ship_seeds ", "distill ")))
+            + " (override them, e.g. --lrs, to reuse it)"
+        )
     runs = [RunResult(**r) for r in old["sweep"]]
     seconds = old["sweep_wall_seconds"] if "sweep_wall_seconds" in old else old["wall_seconds"]
     if not (protocol.refit or protocol.ship_seeds or protocol.distill):
         raise HanzooError(
             "--reuse-sweep cannot ship a stage-1 run (its weights were not kept); "
-            "use a protocol with a refit or ship_seeds stage"
+            "use a protocol with a refit, ship_seeds or distill stage"
         )
     return SweepResult(runs, select(runs, task), {}, seconds, protocol.iterations / seconds, protocol)
 
@@ -140,7 +148,7 @@ def _same_stage1(recorded: dict, protocol: Protocol) -> bool:
     """Whether a recorded protocol ran stage 1 as `protocol` would.
 
     Fields added since the record was written take their defaults; what happens after stage 1
-    (refit, ship_seeds) may differ, since --reuse-sweep exists to rerun just that part.
+    (refit, ship_seeds, distill) may differ, since --reuse-sweep exists to rerun just that part.
     """
     fields = Protocol.__dataclass_fields__
     old = Protocol(**{k: v for k, v in recorded.items() if k in fields})

@@ -220,13 +220,17 @@ def verify(
             f"{'' if str(model) in MODELS else ' --out DIR'}` first"
         )
     check_source(model_dir, export_dir, model)
-    if runtimes is None:
-        runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
+    skipped = {}
+    if runtimes is None:  # every artifact present, in every runtime installed here (the rest are named)
+        present = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
+        skipped = {r: RUNTIMES[r].missing() for r in present if RUNTIMES[r].missing()}
+        runtimes = [r for r in present if r not in skipped]
         if torch.cuda.is_available():
             runtimes.append("torch-cuda")
     return verify_folder(model_dir, export_dir, runtimes, threads) | {
         "model_id": str(model),
         "export_dir": str(export_dir),
+        "not_run": skipped,
     }
 
 

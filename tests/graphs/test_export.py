@@ -351,3 +351,17 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     sess = ort.InferenceSession(str(folder / "model.ort"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == [v["name"] for v in m["inputs"]]
     assert [o.name for o in sess.get_outputs()] == [v["name"] for v in m["outputs"]]
+
+
+def test_verify_names_a_runtime_that_is_not_installed(monkeypatch):
+    """`make demo` installs no ExecuTorch: verify runs the other files and names the one it could not run."""
+    from dataclasses import replace
+
+    from hanzoo.verify import verify
+
+    monkeypatch.setitem(
+        RUNTIMES, "executorch", replace(RUNTIMES["executorch"], package="no_such_package_here")
+    )
+    rep = verify("checkerboard-hannet-20x30", threads=1)
+    assert rep["not_run"] == {"executorch": "not installed: pip install 'hanzoo[executorch]'"}
+    assert "executorch" not in rep["runtimes"] and rep["runtimes"]["onnxruntime"]["ok"]
