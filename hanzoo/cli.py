@@ -482,7 +482,7 @@ def _verify_table(rep: dict) -> None:
         )
     console.print(t)
     for name, why in rep.get("not_run", {}).items():
-        console.print(f"{name}: not run ({why})")
+        console.print(f"{name}: not run ({why})", markup=False)
 
 
 def cmd_predict(args) -> dict:

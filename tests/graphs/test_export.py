@@ -353,7 +353,7 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     assert [o.name for o in sess.get_outputs()] == [v["name"] for v in m["outputs"]]
 
 
-def test_verify_names_a_runtime_that_is_not_installed(monkeypatch):
+def test_verify_names_a_runtime_that_is_not_installed(monkeypatch, capsys):
     """`make demo` installs no ExecuTorch: verify runs the other files and names the one it could not run."""
     from dataclasses import replace
 
@@ -365,3 +365,7 @@ def test_verify_names_a_runtime_that_is_not_installed(monkeypatch):
     rep = verify("checkerboard-hannet-20x30", threads=1)
     assert rep["not_run"] == {"executorch": "not installed: pip install 'hanzoo[executorch]'"}
     assert "executorch" not in rep["runtimes"] and rep["runtimes"]["onnxruntime"]["ok"]
+    from hanzoo.cli import main
+
+    assert main(["verify", "checkerboard-hannet-20x30", "--no-latency"]) == 0
+    assert "executorch: not run (not installed: pip install 'hanzoo[executorch]')" in capsys.readouterr().out
