@@ -24,7 +24,7 @@ from .convnet import Backbone
 from .errors import HanzooError
 from .export import write_graphs
 from .files import save_figure
-from .runtimes import RUNTIMES, Predictor, ort_session
+from .runtimes import FORMAT_RUNTIMES, RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
 CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert", "executorch")
@@ -186,16 +186,7 @@ def head_share(
             head_dir = store.write_folder(
                 Path(tmp) / mid / "model", f"{mid}-head", "cifar10-features", config, state, {}, ""
             )
-            formats = [
-                f
-                for f, rt in (
-                    ("onnx", "onnxruntime"),
-                    ("ort", "ort-mobile"),
-                    ("tflite", "litert"),
-                    ("pte", "executorch"),
-                )
-                if rt in runtimes
-            ]
+            formats = [f for f, rt in FORMAT_RUNTIMES.items() if rt in runtimes]
             head_export = Path(tmp) / mid / "export"
             head_export.mkdir()
             write_graphs(store.load_model(head_dir), head_export, formats)

@@ -14,24 +14,13 @@ that out, and the students learn it everywhere instead of only at the 1640 label
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
 from .errors import HanzooError
-from .models import ModelConfig, build
-from .stacked import (
-    Protocol,
-    RunResult,
-    StackedNet,
-    SweepResult,
-    progress_bar,
-    run_figures,
-    run_status,
-    stacked_metrics,
-    train_stacked,
-    tune_allocator,
-)
+from .models import ModelConfig
+from .stacked import Protocol, RunResult, StackedNet, SweepResult, scored_runs, train_seeds
 from .tasks import Split, Task
 
 # The commit that registered the recipe (docs/checkerboard-recipe.md) before the official split was
@@ -66,24 +55,6 @@ def uniform_points(n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, 2, generator=g) * 2 - 1
 
 
-def _train(config, task, x, y, protocol, init, lr, seeds, label, progress, compile):
-    net = StackedNet(config, [build(replace(config, init=init), seed=s) for s in seeds])
-    lrs = torch.full((net.runs,), lr)
-    with progress_bar(protocol.iterations, label, enabled=progress) as bar:
-        diverged = train_stacked(
-            net, task, x, y, lrs, protocol, list(seeds), None, bar.advance, compile=compile
-        )
-    return net, diverged
-
-
-def _runs(net, task, diverged, parts, init, lr, seeds, iterations) -> list[RunResult]:
-    scored = {k: stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
-    return [
-        RunResult(init, lr, s, run_status(diverged, scored["train"], r), iterations, **run_figures(scored, r))
-        for r, s in enumerate(seeds)
-    ]
-
-
 @torch.no_grad()
 def _outputs(net: StackedNet, x: torch.Tensor) -> torch.Tensor:
     return net.forward(x.expand(net.runs, *x.shape))  # [R, N, out]
@@ -107,12 +78,13 @@ def distill(
     x = torch.as_tensor(split.x_train, dtype=torch.float32)
     y = torch.as_tensor(split.y_train, dtype=torch.float32)
     parts = {"train": (x, y), "test": (torch.as_tensor(split.x_test), torch.as_tensor(split.y_test))}
-    tune_allocator()
     start = time.perf_counter()
 
     t_seeds = list(range(recipe.teachers))
-    teachers, t_bad = _train(config, task, x, y, protocol, init, lr, t_seeds, "teachers", progress, compile)
-    t_runs = _runs(teachers, task, t_bad, parts, init, lr, t_seeds, protocol.iterations)
+    teachers, t_bad = train_seeds(
+        config, task, x, y, protocol, init, lr, t_seeds, "teachers", progress, compile
+    )
+    t_runs = scored_runs(teachers, task, t_bad, parts, init, lr, t_seeds, protocol.iterations)
     healthy = torch.tensor([r.status == "ok" for r in t_runs])
     if not healthy.any():
         raise HanzooError("every teacher diverged or collapsed; nothing to distill")
@@ -127,8 +99,10 @@ def distill(
 
     s_seeds = list(range(100, 100 + recipe.students))  # not the teachers' seeds: other inits, other batches
     xs, ys = torch.cat([x, soft_x]), torch.cat([y, soft_y])
-    students, s_bad = _train(config, task, xs, ys, protocol, init, lr, s_seeds, "students", progress, compile)
-    s_runs = _runs(students, task, s_bad, parts, init, lr, s_seeds, protocol.iterations)
+    students, s_bad = train_seeds(
+        config, task, xs, ys, protocol, init, lr, s_seeds, "students", progress, compile
+    )
+    s_runs = scored_runs(students, task, s_bad, parts, init, lr, s_seeds, protocol.iterations)
     agreement = ((_outputs(students, fresh_x) - fresh_y) ** 2).mean(dim=(1, 2))
     ok = [i for i, r in enumerate(s_runs) if r.status == "ok"]
     if not ok:

@@ -15,7 +15,7 @@ from . import card, registry, store
 from .card import final_runs, fmt, seed_count
 from .files import written_atomically
 from .models import ModelConfig
-from .runtimes import runtime_for
+from .runtimes import FORMAT_RUNTIMES, runtime_for
 from .tasks import TASKS, checkerboard_grid, get_task
 from .verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE
 
@@ -621,9 +621,6 @@ def _mobile_intro() -> list[str]:
     ]
 
 
-APP_FILES = (("onnx", "onnxruntime"), ("ort", "ort-mobile"), ("tflite", "litert"), ("pte", "executorch"))
-
-
 def _parity_cell(metric: str, r: dict | None) -> str:
     if not r:
         return "not run"
@@ -651,7 +648,7 @@ def _runtime_table(manifests: list[dict]) -> list[str]:
     for m in manifests:
         metric = m["parity"]["reference"]["metric"] if m.get("parity") else None
         runs = (m.get("parity") or {}).get("runtimes", {})
-        for form, rt in APP_FILES:
+        for form, rt in FORMAT_RUNTIMES.items():
             name = registry.ARTIFACTS[form]
             if name not in m["files"]:
                 continue

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import warnings
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 from .errors import HanzooError
 from .lower import DenseStep, HanStep, lower, lower_backbone
 from .models import Net
+from .runtimes import quiet_executorch_logs
 from .tasks import Checkerboard, get_task
 
 MAX_BATCH = 8192
@@ -30,10 +30,7 @@ DELEGATE = "executorch_call_delegate"
 
 def executorch():
     """The pieces of ExecuTorch the exporter needs, or one line saying what to install."""
-    # executorch's import registers an Enum with torch's pytree, which logs a deprecation warning, and
-    # torchao logs the CUDA kernels it cannot load on a CPU machine
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_executorch_logs()
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import (  # noqa: PLC0415 - optional
             XnnpackPartitioner,

@@ -177,6 +177,13 @@ def litert_session(path: Path, threads: int) -> Predictor:
     return run
 
 
+def quiet_executorch_logs() -> None:
+    """ExecuTorch's import logs through Python: torchao names the CUDA kernels it cannot load on a CPU
+    machine, and torch's pytree deprecates the Enum executorch registers. Neither is about the model."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Native libraries' logging to file descriptor 2, silenced for the block (Python's sys.stderr too)."""
@@ -199,10 +206,8 @@ def executorch_session(path: Path, threads: int, task: str) -> Predictor:
     if not path.is_file():
         raise HanzooError(f"{path} is missing; run `hanzoo export` first")
     check_artifact(path)
-    # its import and first load log torchao's optional kernels, a pytree deprecation and the CPU probe's
-    # lines to stderr; none of it is about the model, so it is kept off the user's terminal
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # its import and first load also print the CPU probe's lines to stderr, natively
+    quiet_executorch_logs()
     with quiet_stderr():
         try:
             from executorch.extension.pybindings import portable_lib  # noqa: PLC0415 - optional runtime
@@ -281,7 +286,8 @@ RUNTIMES: dict[str, Runtime] = {
 }
 
 
-FORMAT_RUNTIMES = {"onnx": "onnxruntime", "tflite": "litert"}  # the runtime that runs a variant's format
+# the runtime that runs each export format (and its fp16/int8 variants, for onnx and tflite)
+FORMAT_RUNTIMES = {"onnx": "onnxruntime", "ort": "ort-mobile", "tflite": "litert", "pte": "executorch"}
 
 
 def runtime_for(fmt: str, precision: str = "fp32") -> str:

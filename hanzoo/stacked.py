@@ -642,29 +642,64 @@ def refit(
     """
     x, y = torch.as_tensor(split.x_train, dtype=dtype), torch.as_tensor(split.y_train, dtype=dtype)
     seeds = list(protocol.seeds)
-    net = StackedNet(config, [build(replace(config, init=init), seed=s).to(dtype) for s in seeds])
-    lrs = torch.full((net.runs,), lr, dtype=dtype)
-    tune_allocator()
     start = time.perf_counter()
-    with progress_bar(protocol.iterations, f"refit, {net.runs} seeds", enabled=progress) as bar:
-        diverged = train_stacked(net, task, x, y, lrs, protocol, seeds, None, bar.advance, compile=compile)
+    net, diverged = train_seeds(
+        config, task, x, y, protocol, init, lr, seeds, f"refit, {len(seeds)} seeds", progress, compile
+    )
     seconds = time.perf_counter() - start
     parts = {
         "train": (x, y),
         "test": (torch.as_tensor(split.x_test, dtype=dtype), torch.as_tensor(split.y_test, dtype=dtype)),
     }
-    scored = {k: stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
-    runs = []
-    for r, seed in enumerate(seeds):
-        m = run_figures(scored, r)
-        status = run_status(diverged, scored["train"], r)
-        runs.append(
-            RunResult(
-                init, lr, seed, status, protocol.iterations, fit=m["train"], train=m["train"], test=m["test"]
-            )
-        )
+    runs = scored_runs(net, task, diverged, parts, init, lr, seeds, protocol.iterations)
+    for r in runs:
+        r.fit = r.train  # the whole training split is what each run fit
     selected = select_refit(runs)
     return SweepResult(runs, selected, net.state_dict(selected), seconds, protocol.iterations / seconds)
+
+
+def train_seeds(
+    config: ModelConfig,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    protocol: Protocol,
+    init: str,
+    lr: float,
+    seeds: list[int],
+    label: str,
+    progress: bool = True,
+    compile: bool = True,
+) -> tuple[StackedNet, torch.Tensor]:
+    """One run per seed at a fixed (init, LR), trained together on (x, y) for the protocol's iterations;
+    returns the stacked net (each run at its final iterate) and which runs diverged."""
+    net = StackedNet(config, [build(replace(config, init=init), seed=s).to(x.dtype) for s in seeds])
+    lrs = torch.full((net.runs,), lr, dtype=x.dtype)
+    tune_allocator()
+    with progress_bar(protocol.iterations, label, enabled=progress) as bar:
+        diverged = train_stacked(
+            net, task, x, y, lrs, protocol, list(seeds), None, bar.advance, compile=compile
+        )
+    return net, diverged
+
+
+def scored_runs(
+    net: StackedNet,
+    task: Task,
+    diverged: torch.Tensor,
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    init: str,
+    lr: float,
+    seeds: list[int],
+    iterations: int,
+) -> list[RunResult]:
+    """Each run's final iterate scored on `parts` ({"train": (x, y), "test": ...}); "train" decides a run's
+    status."""
+    scored = {k: stacked_metrics(net, task, net.params, *xy) for k, xy in parts.items()}
+    return [
+        RunResult(init, lr, s, run_status(diverged, scored["train"], r), iterations, **run_figures(scored, r))
+        for r, s in enumerate(seeds)
+    ]
 
 
 def select_refit(runs: list[RunResult]) -> int:

@@ -223,7 +223,7 @@ def verify(
     skipped = {}
     if runtimes is None:  # every artifact present, in every runtime installed here (the rest are named)
         present = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
-        skipped = {r: RUNTIMES[r].missing() for r in present if RUNTIMES[r].missing()}
+        skipped = {r: why for r in present if (why := RUNTIMES[r].missing())}
         runtimes = [r for r in present if r not in skipped]
         if torch.cuda.is_available():
             runtimes.append("torch-cuda")
