@@ -1,25 +1,71 @@
-"""Trainer throughput: one plain nn.Module run at a time against the stacked sweep (eager and compiled).
+"""Trainer throughput: the stacked sweep's closed-form step against its autograd step, and against the floor.
 
-    python benchmarks/train_speed.py [--model ID] [--runs 50] [--iterations 300] [--repeats 3]
+    python benchmarks/train_speed.py [--model ID ...] [--runs 50] [--iterations 300] [--repeats 3]
+                                     [--report docs]
 
-Prints the median seconds per 1000 iterations for the whole sweep and per run, and the ratio of the
-plain loop's cost to each stacked mode's, measured in the same process. Threads: 1 (as the trainer).
+For each model, in one process and interleaved (so drift hits every mode alike), it times:
+- plain: one ordinary nn.Module run with torch.optim.SGD, the loop a newcomer would write;
+- autograd: the stacked sweep with torch's backward of the compiled loss (the trainer before
+  hanzoo.backprop, kept as `train_stacked(..., backward="autograd")`);
+- closed-form: the stacked sweep with hanzoo.backprop's hand-written step (the trainer's default).
+It prints the median seconds per run per 1000 iterations, each mode's speed-up over autograd, and
+the floor: the step's flops (counted below) at the core's measured single-thread sgemm rate.
+Threads: 1, as the trainer. With --report it writes DIR/train-speed.json and DIR/train-speed.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from hanzoo import build, registry
+from hanzoo.models import ModelConfig
 from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
 from hanzoo.tasks import get_task
 
+MODES = ("plain", "autograd", "closed-form")
 
-def plain(config, task, x, y, iterations: int) -> float:
+
+def step_flops(config: ModelConfig, batch: int) -> int:
+    """Floating-point operations of one training step of one run (forward, backward, update).
+
+    A fully connected layer in -> out costs 2 in out per sample for each of its forward, weight
+    gradient and input gradient (the first layer has no input gradient). A Han-layer of width n costs
+    18 n per sample: the forward's dot product (2n), update and bias (3n) and |.| (n); the backward's
+    sign product (n), dot product (2n), input update (3n), bias sum (n) and the two batch sums in du
+    (4n), with the c^2 term counted once per layer. The update is 3 flops per parameter.
+    """
+    flops, params = 0, 0
+    layers = [(kind, n_in, n_out) for kind, n_in, n_out, _ in config.layers()]
+    layers.append(("fc", layers[-1][2], config.out_features))
+    for i, (kind, n_in, n_out) in enumerate(layers):
+        if kind == "fc":
+            flops += batch * 2 * n_in * n_out * (2 if i == 0 else 3) + batch * 2 * n_out  # bias, act
+            params += n_in * n_out + n_out
+        else:
+            flops += batch * 18 * n_in + 4 * n_in
+            params += 2 * n_in
+    return flops + 3 * params
+
+
+def sgemm_gflops(seconds: float = 1.0) -> float:
+    """The core's single-thread float32 matrix-multiply rate (1024^3), the floor's yardstick."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * 1024**3 * n / (time.perf_counter() - start) / 1e9
+
+
+def plain(config: ModelConfig, task, x, y, iterations: int) -> float:
     net = build(config, seed=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     g = torch.Generator().manual_seed(0)
@@ -32,52 +78,111 @@ def plain(config, task, x, y, iterations: int) -> float:
     return time.perf_counter() - start
 
 
-def stacked(config, task, x, y, runs: int, iterations: int, compile: bool) -> float:
+def stacked(config: ModelConfig, task, x, y, runs: int, iterations: int, backward: str) -> float:
     net = StackedNet(config, [build(config, seed=i) for i in range(runs)])
     lrs = torch.full((runs,), 0.01)
+    protocol = Protocol(iterations=iterations, milestones=())
     start = time.perf_counter()
-    train_stacked(net, task, x, y, lrs, Protocol(iterations=iterations), list(range(runs)), compile=compile)
+    train_stacked(net, task, x, y, lrs, protocol, list(range(runs)), compile=True, backward=backward)
     return time.perf_counter() - start
+
+
+def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: float) -> dict:
+    entry = registry.get(model_id)
+    task = get_task(entry.task)
+    s = task.split()
+    x, y = torch.as_tensor(s.x_train), torch.as_tensor(s.y_train)
+    time_of = {
+        "plain": lambda n: plain(entry.config, task, x, y, n) * runs,  # as if each run went alone
+        "autograd": lambda n: stacked(entry.config, task, x, y, runs, n, "autograd"),
+        "closed-form": lambda n: stacked(entry.config, task, x, y, runs, n, "closed-form"),
+    }
+    for mode in MODES:  # warm-up, and inductor's one-off compile, outside the timed repeats
+        time_of[mode](10)
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for _ in range(repeats):
+        for mode in MODES:
+            times[mode].append(time_of[mode](iterations))
+    per_run = {m: statistics.median(t) * 1000 / iterations / runs for m, t in times.items()}
+    flops = step_flops(entry.config, 100)
+    floor = flops * 1000 / (gflops * 1e9)
+    return {
+        "model": model_id,
+        "runs": runs,
+        "iterations": iterations,
+        "repeats": repeats,
+        "seconds_per_run_per_1000": per_run,
+        "speedup_over_autograd": {m: per_run["autograd"] / t for m, t in per_run.items()},
+        "step_flops_per_run": flops,
+        "floor_seconds_per_run_per_1000": floor,
+        "closed_form_over_floor": per_run["closed-form"] / floor,
+    }
+
+
+def render(report: dict) -> str:
+    lines = [
+        "# Trainer throughput",
+        "",
+        "Made by `python benchmarks/train_speed.py --report docs` on "
+        f"{report['machine']} (1 thread, torch {report['torch']}). Seconds per run per 1000 iterations "
+        "(batch 100), median of the repeats; the speed-up is over the autograd step, measured in the "
+        "same process. The floor is the step's flops at this core's measured sgemm rate "
+        f"({report['sgemm_gflops']:.0f} GFLOP/s), a bound no fp32 step reaches.",
+        "",
+        "| model | runs | plain | autograd | closed-form | speed-up | floor | closed-form / floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["models"]:
+        t = r["seconds_per_run_per_1000"]
+        lines.append(
+            f"| {r['model']} | {r['runs']} | {t['plain']:.3f} | {t['autograd']:.3f} | {t['closed-form']:.3f} "
+            f"| {r['speedup_over_autograd']['closed-form']:.2f}x | {r['floor_seconds_per_run_per_1000']:.3f} "
+            f"| {r['closed_form_over_floor']:.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="checkerboard-hannet-20x30")
+    ap.add_argument("--model", nargs="+", default=["checkerboard-hannet-20x30", "checkerboard-fcnet-6x300"])
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--report", type=Path, help="write train-speed.json and train-speed.md into this folder")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tune_allocator()
-    entry = registry.get(args.model)
-    task = get_task(entry.task)
-    s = task.split()
-    x, y = torch.as_tensor(s.x_train), torch.as_tensor(s.y_train)
+    gflops = sgemm_gflops()
+    print(f"sgemm, 1 thread: {gflops:.1f} GFLOP/s")
+    print(f"{'model':<28} {'mode':<12} {'s/run/1000 it':>14} {'vs autograd':>12}")
+    results = []
+    for model_id in args.model:
+        r = measure(model_id, args.runs, args.iterations, args.repeats, gflops)
+        results.append(r)
+        for mode in MODES:
+            t, x = r["seconds_per_run_per_1000"][mode], r["speedup_over_autograd"][mode]
+            print(f"{model_id:<28} {mode:<12} {t:>14.4f} {x:>11.2f}x")
+        print(f"{model_id:<28} {'floor':<12} {r['floor_seconds_per_run_per_1000']:>14.4f}")
+    if args.report:
+        report = {
+            "machine": _cpu_name(),
+            "torch": torch.__version__,
+            "sgemm_gflops": gflops,
+            "models": results,
+        }
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "train-speed.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.report / "train-speed.md").write_text(render(report))
 
-    # Warm-up (and inductor's one-off compile) outside the timed repeats.
-    plain(entry.config, task, x, y, 20)
-    stacked(entry.config, task, x, y, args.runs, 20, compile=False)
-    t0 = time.perf_counter()
-    stacked(entry.config, task, x, y, args.runs, 20, compile=True)
-    compile_s = time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {"plain (1 run)": [], "stacked eager": [], "stacked compiled": []}
-    for _ in range(args.repeats):  # interleaved, so drift hits every mode alike
-        times["plain (1 run)"].append(plain(entry.config, task, x, y, args.iterations))
-        times["stacked eager"].append(stacked(entry.config, task, x, y, args.runs, args.iterations, False))
-        times["stacked compiled"].append(stacked(entry.config, task, x, y, args.runs, args.iterations, True))
-
-    k = 1000 / args.iterations
-    per_run_plain = statistics.median(times["plain (1 run)"]) * k
-    print(
-        f"{entry.id}: {args.runs} runs, {args.iterations} iterations x {args.repeats} repeats, 1 thread; "
-        f"first compile {compile_s:.1f} s"
-    )
-    print(f"{'mode':<18} {'s/1000 it (sweep)':>18} {'s/1000 it per run':>18} {'speed-up vs plain':>18}")
-    for mode, ts in times.items():
-        sweep = statistics.median(ts) * k * (args.runs if mode.startswith("plain") else 1)
-        per_run = sweep / args.runs
-        print(f"{mode:<18} {sweep:>18.2f} {per_run:>18.3f} {per_run_plain / per_run:>17.1f}x")
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.machine()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from . import backprop
 from .errors import HanzooError
 from .layers import ACTIVATIONS
 from .models import ModelConfig, Net, build
@@ -114,7 +116,8 @@ class StackedNet:
             torch.stack([n.state_dict()[k] for n in nets]).detach().clone().requires_grad_(True)
             for k in self.names
         ]
-        self.acts = [ACTIVATIONS[act] for _, _, _, act in config.layers()]
+        self.act_names = [act for _, _, _, act in config.layers()]
+        self.acts = [ACTIVATIONS[act] for act in self.act_names]
         self.kinds = [kind for kind, _, _, _ in config.layers()]
 
     @property
@@ -142,45 +145,36 @@ class StackedNet:
 
 
 class StackedSGD:
-    """SGD with momentum and a learning rate per run, in three foreach ops per step.
+    """SGD with momentum and a learning rate per run.
 
     Scaling run r's loss by lr_r makes its gradient lr_r * g, so the momentum buffer holds lr_r * buf
     and the update is p -= buf. When the LR is annealed the buffers are scaled by the same factor,
-    which keeps this exactly equal to torch.optim.SGD with a per-run MultiStepLR.
+    which keeps this exactly equal to torch.optim.SGD with a per-run MultiStepLR. The buffers start at
+    zero, so the first step is buf = g, as torch's.
     """
 
     def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, momentum: float) -> None:
         self.params, self.lrs, self.momentum = params, lrs.clone(), momentum
-        self.bufs: list[torch.Tensor] | None = None
+        self.bufs = [torch.zeros_like(p, requires_grad=False) for p in params]
 
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
-        with torch.no_grad():
-            if self.bufs is None:
-                self.bufs = [g.clone() for g in grads]
-            else:
-                torch._foreach_mul_(self.bufs, self.momentum)
-                torch._foreach_add_(self.bufs, grads)
-            torch._foreach_sub_(self.params, self.bufs)
-        for p in self.params:
-            p.grad = None
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        torch._foreach_mul_(self.bufs, self.momentum)
+        torch._foreach_add_(self.bufs, grads)
+        torch._foreach_sub_(self.params, self.bufs)
 
     def loss_weights(self) -> torch.Tensor:
         return self.lrs
 
     def park(self, bad: torch.Tensor) -> None:
         self.lrs[bad] = 0
-        if self.bufs is not None:
-            for b in self.bufs:
-                b[bad] = 0
+        for b in self.bufs:
+            b[bad] = 0
 
-    def scale_lr(self, factor: float | torch.Tensor) -> None:
+    @torch.no_grad()
+    def scale_lr(self, factor: float) -> None:
         self.lrs *= factor
-        if self.bufs is not None:
-            with torch.no_grad():
-                f = torch.as_tensor(factor, dtype=self.bufs[0].dtype)
-                for b in self.bufs:
-                    b.mul_(f.view(-1, *[1] * (b.dim() - 1)) if f.dim() else f)
+        torch._foreach_mul_(self.bufs, factor)
 
 
 class StackedAdam:
@@ -204,10 +198,9 @@ class StackedAdam:
         return self.alive
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, grads: list[torch.Tensor]) -> None:
         b1, b2 = self.betas
         self.t += 1
-        grads = [p.grad for p in self.params]
         torch._foreach_lerp_(self.m, grads, 1 - b1)
         torch._foreach_mul_(self.v, b2)
         torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
@@ -217,7 +210,6 @@ class StackedAdam:
         step = (self.lrs / (1 - b1**self.t)).to(self.params[0].dtype)
         for p, m, d in zip(self.params, self.m, denom):
             p.addcdiv_(m * step.view(-1, *[1] * (p.dim() - 1)), d, value=-1)
-            p.grad = None
 
     def scale_lr(self, factor: float) -> None:
         self.lrs *= factor
@@ -276,36 +268,85 @@ class BatchStream:
         return idx[self.row]  # [R, B]
 
 
-def compiled_loss(
-    net: StackedNet, task: Task, compile: bool = True
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The per-run training loss as a function of a batch, compiled by inductor when possible.
+def compiled(fn: Callable, compile: bool = True) -> Callable:
+    """`fn` compiled by inductor when possible, else `fn` itself.
 
-    Eager PyTorch makes one pass over memory per op; inductor fuses each Han-layer's dot product,
-    rank-one update, bias and |.| (and their backward) into a few loops, which is most of a step.
+    Eager PyTorch makes one pass over memory per op; inductor fuses each layer's dot product,
+    rank-one update, bias and |.|, and their backward, into a few loops, which is most of a step.
     Without a working C++ toolchain it falls back to eager, with a warning.
     """
-
-    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return task.loss(net.forward(xb), yb)
-
     if not compile:
-        return loss
-    fast = torch.compile(loss, dynamic=False)
+        return fn
+    fast = torch.compile(fn, dynamic=False)
 
-    def guarded(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def guarded(*args):
         nonlocal fast
-        if fast is not loss:
+        if fast is not fn:
             try:
-                return fast(xb, yb)
+                return fast(*args)
             except Exception as e:  # noqa: BLE001 - any compiler failure means: run eager
                 warnings.warn(
                     f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2
                 )
-                fast = loss
-        return loss(xb, yb)
+                fast = fn
+        return fn(*args)
 
     return guarded
+
+
+BACKWARDS = ("closed-form", "autograd")
+
+
+def step_function(
+    net: StackedNet,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: StackedSGD | StackedAdam,
+    protocol: Protocol,
+    compile: bool,
+    backward: str = "closed-form",
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One training step of every run on the minibatch rows `idx` [R, B], in place; returns each
+    run's loss before the step.
+
+    "closed-form" is hanzoo.backprop's hand-written backward (SGD's update fused into it);
+    "autograd" is torch's backward of the same loss, kept as its reference and the benchmark's
+    baseline.
+    """
+    if backward not in BACKWARDS:
+        raise HanzooError(f"unknown backward {backward!r}; expected one of {list(BACKWARDS)}")
+    wd = protocol.weight_decay
+    if backward == "autograd":
+        loss_fn = compiled(lambda xb, yb: task.loss(net.forward(xb), yb), compile)
+
+        def autograd_step(idx: torch.Tensor) -> torch.Tensor:
+            loss = loss_fn(x[idx], y[idx])
+            if wd:  # wd/2 ||p||^2 has gradient wd p: torch.optim.SGD's weight_decay
+                loss = loss + 0.5 * wd * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
+            (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
+            opt.step([p.grad for p in net.params])
+            for p in net.params:
+                p.grad = None
+            return loss.detach()
+
+        return autograd_step
+
+    kinds, acts = net.kinds, net.act_names
+    params = [p.detach() for p in net.params]  # the same storage, updated in place
+    if isinstance(opt, StackedSGD):
+        step = compiled(partial(backprop.sgd_step, kinds, acts, task), compile)
+        return lambda idx: step(
+            params, opt.bufs, x[idx].transpose(1, 2), y[idx], opt.lrs, protocol.momentum, wd
+        )
+    grads = compiled(partial(backprop.loss_and_grads, kinds, acts, task), compile)
+
+    def adam_step(idx: torch.Tensor) -> torch.Tensor:
+        loss, g = grads(params, x[idx].transpose(1, 2), y[idx], opt.loss_weights(), wd)
+        opt.step(g)
+        return loss
+
+    return adam_step
 
 
 def train_stacked(
@@ -319,6 +360,7 @@ def train_stacked(
     evaluate: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     compile: bool = False,
+    backward: str = "closed-form",
 ) -> torch.Tensor:
     """Train every run of `net` in place; returns a bool tensor [R], True for runs that diverged.
 
@@ -329,7 +371,7 @@ def train_stacked(
         if protocol.optimizer == "sgd"
         else StackedAdam(net.params, lrs)
     )
-    step_loss = compiled_loss(net, task, compile)
+    step = step_function(net, task, x, y, opt, protocol, compile, backward)
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
     milestones = {math.floor(f * protocol.iterations) for f in protocol.milestones}
     alive = torch.ones(net.runs, dtype=torch.bool)
@@ -337,21 +379,16 @@ def train_stacked(
     for it in range(protocol.iterations):
         if it in milestones:
             opt.scale_lr(protocol.gamma)
-        idx = stream.next()
-        loss = step_loss(x[idx], y[idx])  # [R]
-        if protocol.weight_decay:  # wd/2 ||p||^2 has gradient wd p: torch.optim.SGD's weight_decay
-            loss = loss + 0.5 * protocol.weight_decay * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
-        bad = ~torch.isfinite(loss.detach()) & alive
+        loss = step(stream.next())  # [R]
+        bad = ~torch.isfinite(loss) & alive
         if bad.any():
-            # A diverged run is parked at its init with LR 0, so it costs nothing and harms no other run.
+            # A diverged run is parked at its init with LR 0, so it costs nothing and harms no other
+            # run (no op mixes runs, so this step's non-finite update touched only its own).
             alive &= ~bad
             with torch.no_grad():
                 for p, p0 in zip(net.params, initial):
                     p[bad] = p0[bad]
             opt.park(bad)
-            loss = step_loss(x[idx], y[idx])
-        (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
-        opt.step()
         if evaluate is not None and ((it + 1) % protocol.eval_every == 0 or it + 1 == protocol.iterations):
             evaluate(it + 1)
         if progress is not None:

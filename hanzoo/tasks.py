@@ -74,6 +74,11 @@ class Task:
         """Mean over the sample and output dims; leading dims (stacked runs) are kept."""
         return ((out - y) ** 2).mean(dim=(-2, -1))
 
+    def loss_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`loss` and its gradient with respect to `out`, in closed form (for hanzoo.backprop)."""
+        d = out - y
+        return (d * d).mean(dim=(-2, -1)), d * (2.0 / (d.shape[-2] * d.shape[-1]))
+
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -254,6 +259,13 @@ class FeatureClassification(Task):
         logp = torch.log_softmax(out, dim=-1)
         target = y[..., 0].to(torch.int64).expand(out.shape[:-1])
         return -logp.gather(-1, target.unsqueeze(-1))[..., 0].mean(dim=-1)
+
+    def loss_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = torch.log_softmax(out, dim=-1)
+        target = y[..., 0].to(torch.int64).expand(out.shape[:-1]).unsqueeze(-1)
+        loss = -logp.gather(-1, target)[..., 0].mean(dim=-1)
+        onehot = torch.zeros_like(out).scatter_(-1, target, 1.0)
+        return loss, (logp.exp() - onehot) / out.shape[-2]
 
     def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         wrong = out.argmax(dim=-1) != y[..., 0].to(torch.int64)

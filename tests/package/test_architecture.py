@@ -22,7 +22,10 @@ LAYERS = [
         {"lower", "export_onnx", "export_tflite", "export_pte", "precision", "fused", "runtimes", "verify"},
     ),
     ("publishing", {"hub", "export"}),
-    ("training and use", {"stacked", "distill", "train", "backbone", "official", "predict", "arm"}),
+    (
+        "training and use",
+        {"backprop", "stacked", "distill", "train", "backbone", "official", "predict", "arm"},
+    ),
     ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
     ("interface", {"cli", "__init__", "__main__"}),
 ]
