@@ -1,0 +1,116 @@
+"""The hand-written training step (hanzoo.backprop) against torch's autograd and torch.optim, in float64."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hanzoo import HanzooError, backprop, build, registry
+from hanzoo.stacked import BatchStream, Protocol, StackedNet, train_stacked
+from hanzoo.tasks import FeatureClassification, get_task
+
+TASK = get_task("checkerboard")
+
+
+def _batch(n_in: int, n_out: int, runs: int, classes: bool = False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(runs, 50, n_in, generator=g, dtype=torch.float64)
+    if classes:
+        y = torch.randint(0, n_out, (runs, 50, 1), generator=g).to(torch.float64)
+    else:
+        y = torch.randn(runs, 50, n_out, generator=g, dtype=torch.float64)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "checkerboard-hannet-20x30",  # Han-layers with |.|, fc layers around them
+        "checkerboard-hannet-relu-20x30",  # Han-layers with ReLU
+        "checkerboard-fcnet-6x100",  # fc with ReLU
+        "checkerboard-fcnet-abs-20x30",  # fc with |.|
+    ],
+)
+def test_closed_form_gradients_equal_autograd(model_id):
+    config = registry.get(model_id).config
+    net = StackedNet(config, [build(config, seed=s).double() for s in range(3)])
+    x, y = _batch(config.in_features, config.out_features, 3)
+    scale = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    wd = 1e-2
+    loss = TASK.loss(net.forward(x), y)
+    penalty = 0.5 * wd * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
+    ((loss + penalty) * scale).sum().backward()
+
+    params = [p.detach() for p in net.params]
+    got_loss, grads = backprop.loss_and_grads(
+        net.kinds, net.act_names, TASK, params, x.transpose(1, 2), y, scale, wd
+    )
+    assert torch.allclose(got_loss, loss.detach(), rtol=1e-12)
+    for name, g, p in zip(net.names, grads, net.params):
+        assert g.shape == p.shape, name
+        assert torch.allclose(g, p.grad, rtol=1e-9, atol=1e-12), (name, (g - p.grad).abs().max())
+
+
+def test_cross_entropy_gradient_equals_autograd(tmp_path):
+    rng = np.random.default_rng(0)
+    for part in ("train", "val", "test"):
+        np.save(tmp_path / f"features-{part}.npy", rng.normal(size=(20, 6)).astype(np.float32))
+        np.save(tmp_path / f"labels-{part}.npy", rng.integers(0, 10, 20).astype(np.int64))
+    task = FeatureClassification("toy", tmp_path)
+    out = torch.randn(3, 50, 10, dtype=torch.float64, requires_grad=True)
+    _, y = _batch(6, 10, 3, classes=True)
+    task.loss(out, y).sum().backward()
+    loss, grad = task.loss_grad(out.detach(), y)
+    assert torch.allclose(loss, task.loss(out, y).detach())
+    assert torch.allclose(grad, out.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_adam_matches_torch_adam():
+    """The regression protocol's optimizer: stacked Adam (closed-form gradients) against torch.optim.Adam."""
+    config = replace(registry.get("checkerboard-hannet-20x30").config, init="han-normal")
+    s = TASK.split()
+    x = torch.as_tensor(s.x_train, dtype=torch.float64)
+    y = torch.as_tensor(s.y_train, dtype=torch.float64)
+    protocol = Protocol(iterations=150, optimizer="adam", milestones=(0.5,), eval_every=10**9)
+    lrs, seeds = [1e-3, 3e-3], [0, 1]
+    nets = [build(config, seed=s).double() for s in seeds]
+    stacked = StackedNet(config, nets)
+    train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
+    stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
+    batches = [stream.next() for _ in range(protocol.iterations)]
+    for r, (net, lr) in enumerate(zip(nets, lrs)):
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [75], gamma=protocol.gamma)
+        for idx in batches:
+            opt.zero_grad()
+            ((net(x[idx[r]]) - y[idx[r]]) ** 2).mean().backward()
+            opt.step()
+            sched.step()
+        for k, v in net.state_dict().items():
+            assert torch.allclose(stacked.state_dict(r)[k], v, rtol=1e-7, atol=1e-9), (r, k)
+
+
+def test_closed_form_and_autograd_steps_train_alike():
+    """Both steps of the same sweep, float64, 200 iterations with a milestone: the same trajectories."""
+    config = registry.get("checkerboard-hannet-20x30").config
+    s = TASK.split()
+    x = torch.as_tensor(s.x_train, dtype=torch.float64)
+    y = torch.as_tensor(s.y_train, dtype=torch.float64)
+    protocol = Protocol(iterations=200, milestones=(0.5,), eval_every=10**9)
+    out = {}
+    for backward in ("closed-form", "autograd"):
+        net = StackedNet(config, [build(config, seed=s).double() for s in (0, 1)])
+        lrs = torch.tensor([0.01, 0.05], dtype=torch.float64)
+        train_stacked(net, TASK, x, y, lrs, protocol, [0, 1], backward=backward)
+        out[backward] = net
+    for a, b in zip(out["closed-form"].params, out["autograd"].params):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_unknown_backward_is_refused():
+    config = registry.get("checkerboard-hannet-20x30").config
+    net = StackedNet(config, [build(config, seed=0)])
+    x, y = torch.zeros(10, 2), torch.zeros(10, 2)
+    with pytest.raises(HanzooError, match="unknown backward 'numeric'"):
+        train_stacked(net, TASK, x, y, torch.tensor([0.1]), Protocol(iterations=1), [0], backward="numeric")
