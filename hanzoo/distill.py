@@ -57,7 +57,7 @@ def uniform_points(n: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _outputs(net: StackedNet, x: torch.Tensor) -> torch.Tensor:
-    return net.forward(x.expand(net.runs, *x.shape))  # [R, N, out]
+    return net.predict(x)  # [R, N, out]
 
 
 def distill(

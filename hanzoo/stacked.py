@@ -140,6 +140,18 @@ class StackedNet:
         w, b = next(p), next(p)
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Every run's outputs on the same rows: x [N, in] -> [R, N, out].
+
+        Rows go through in chunks of about 1 MB of activations: a whole test split at once makes each
+        op a pass over main memory (16512 rows x 5 runs x 200 wide is 66 MB a tensor), which made
+        evaluation 15x slower than the chunked loop. Rows are independent, so chunking changes no bit.
+        """
+        width = max(n for _, _, n, _ in self.config.layers())
+        rows = max(16, 2**18 // (self.runs * width))
+        return torch.cat([self.forward(c.expand(self.runs, *c.shape)) for c in x.split(rows)], dim=1)
+
     def state_dict(self, r: int, params: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         return {k: t[r].detach().clone() for k, t in zip(self.names, params or self.params)}
 
@@ -414,7 +426,7 @@ def stacked_metrics(
 ) -> dict[str, torch.Tensor]:
     saved, net.params = net.params, params
     try:
-        out = net.forward(x.expand(net.runs, *x.shape))
+        out = net.predict(x)
     finally:
         net.params = saved
     m = task.metrics(unscale(out) if unscale else out, y)

@@ -114,3 +114,11 @@ def test_unknown_backward_is_refused():
     x, y = torch.zeros(10, 2), torch.zeros(10, 2)
     with pytest.raises(HanzooError, match="unknown backward 'numeric'"):
         train_stacked(net, TASK, x, y, torch.tensor([0.1]), Protocol(iterations=1), [0], backward="numeric")
+
+
+def test_chunked_predict_is_the_whole_forward_bit_for_bit():
+    config = registry.get("calhousing-hannet-20x200").config
+    net = StackedNet(config, [build(config, seed=s) for s in range(3)])
+    x = torch.randn(2000, config.in_features, generator=torch.Generator().manual_seed(0))
+    whole = net.forward(x.expand(3, *x.shape)).detach()
+    assert torch.equal(net.predict(x), whole)
