@@ -65,6 +65,23 @@ def sgemm_gflops(seconds: float = 1.0) -> float:
     return 2 * 1024**3 * n / (time.perf_counter() - start) / 1e9
 
 
+def stream_gbs(seconds: float = 1.0) -> float:
+    """The core's main-memory bandwidth for c = a + b on 64 MB arrays (3 x 4 bytes moved per element)."""
+    a, b, c = torch.rand(2**24), torch.rand(2**24), torch.empty(2**24)
+    torch.add(a, b, out=c)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.add(a, b, out=c)
+        n += 1
+    return 12 * 2**24 * n / (time.perf_counter() - start) / 1e9
+
+
+def update_bytes(config: ModelConfig) -> int:
+    """Main-memory traffic of one SGD update of one run: read p, buf and g, write p and buf (4 bytes each).
+    It only matters where the parameters outgrow the caches (FCNet-6x300: 1.8 MB a run)."""
+    return 5 * 4 * config.num_params
+
+
 def plain(config: ModelConfig, task, x, y, iterations: int) -> float:
     net = build(config, seed=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -87,7 +104,7 @@ def stacked(config: ModelConfig, task, x, y, runs: int, iterations: int, backwar
     return time.perf_counter() - start
 
 
-def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: float) -> dict:
+def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: float, gbs: float) -> dict:
     entry = registry.get(model_id)
     task = get_task(entry.task)
     s = task.split()
@@ -106,6 +123,7 @@ def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: flo
     per_run = {m: statistics.median(t) * 1000 / iterations / runs for m, t in times.items()}
     flops = step_flops(entry.config, 100)
     floor = flops * 1000 / (gflops * 1e9)
+    traffic = update_bytes(entry.config) * 1000 / (gbs * 1e9)
     return {
         "model": model_id,
         "runs": runs,
@@ -116,6 +134,7 @@ def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: flo
         "step_flops_per_run": flops,
         "floor_seconds_per_run_per_1000": floor,
         "closed_form_over_floor": per_run["closed-form"] / floor,
+        "update_traffic_seconds_per_run_per_1000": traffic,
     }
 
 
@@ -127,17 +146,21 @@ def render(report: dict) -> str:
         f"{report['machine']} (1 thread, torch {report['torch']}). Seconds per run per 1000 iterations "
         "(batch 100), median of the repeats; the speed-up is over the autograd step, measured in the "
         "same process. The floor is the step's flops at this core's measured sgemm rate "
-        f"({report['sgemm_gflops']:.0f} GFLOP/s), a bound no fp32 step reaches.",
+        f"({report['sgemm_gflops']:.0f} GFLOP/s), a bound no fp32 step reaches. The update's traffic is "
+        "the SGD update's main-memory reads and writes at this core's measured bandwidth "
+        f"({report['stream_gbs']:.0f} GB/s), which no flop count sees: it is what keeps a wide FCNet "
+        "from its floor.",
         "",
-        "| model | runs | plain | autograd | closed-form | speed-up | floor | closed-form / floor |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | runs | plain | autograd | closed-form | speed-up | floor | closed-form / floor "
+        "| update's traffic |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["models"]:
         t = r["seconds_per_run_per_1000"]
         lines.append(
             f"| {r['model']} | {r['runs']} | {t['plain']:.3f} | {t['autograd']:.3f} | {t['closed-form']:.3f} "
             f"| {r['speedup_over_autograd']['closed-form']:.2f}x | {r['floor_seconds_per_run_per_1000']:.3f} "
-            f"| {r['closed_form_over_floor']:.1f}x |"
+            f"| {r['closed_form_over_floor']:.1f}x | {r['update_traffic_seconds_per_run_per_1000']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -152,22 +175,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     tune_allocator()
-    gflops = sgemm_gflops()
-    print(f"sgemm, 1 thread: {gflops:.1f} GFLOP/s")
+    gflops, gbs = sgemm_gflops(), stream_gbs()
+    print(f"sgemm, 1 thread: {gflops:.1f} GFLOP/s; memory: {gbs:.1f} GB/s")
     print(f"{'model':<28} {'mode':<12} {'s/run/1000 it':>14} {'vs autograd':>12}")
     results = []
     for model_id in args.model:
-        r = measure(model_id, args.runs, args.iterations, args.repeats, gflops)
+        r = measure(model_id, args.runs, args.iterations, args.repeats, gflops, gbs)
         results.append(r)
         for mode in MODES:
             t, x = r["seconds_per_run_per_1000"][mode], r["speedup_over_autograd"][mode]
             print(f"{model_id:<28} {mode:<12} {t:>14.4f} {x:>11.2f}x")
         print(f"{model_id:<28} {'floor':<12} {r['floor_seconds_per_run_per_1000']:>14.4f}")
+        print(f"{model_id:<28} {'update':<12} {r['update_traffic_seconds_per_run_per_1000']:>14.4f}")
     if args.report:
         report = {
             "machine": _cpu_name(),
             "torch": torch.__version__,
             "sgemm_gflops": gflops,
+            "stream_gbs": gbs,
             "models": results,
         }
         args.report.mkdir(parents=True, exist_ok=True)
