@@ -446,6 +446,15 @@ def _scaling_notes(rows: list[dict]) -> list[str]:
     ]
 
 
+def merged(old: dict, new: dict) -> dict:
+    """`new` with the rows of every model it did not measure kept from `old`, in registry order: re-measuring
+    one retrained model leaves the others' rows as they were."""
+    fresh = {r["model"] for r in new["rows"]}
+    rows = [r for r in old["rows"] if r["model"] not in fresh] + new["rows"]
+    order = {m: i for i, m in enumerate(registry.shipped())}
+    return new | {"rows": sorted(rows, key=lambda r: order.get(r["model"], len(order)))}
+
+
 def write(report: dict, docs: Path = DOCS) -> list[Path]:
     docs.mkdir(parents=True, exist_ok=True)
     with written_atomically(docs / "quantization.json") as tmp:
@@ -472,7 +481,9 @@ def ship(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m hanzoo.quantization", description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="*", help="model ids (default: every shipped model)")
+    ap.add_argument(
+        "models", nargs="*", help="model ids (default: every shipped model; the others' rows are kept)"
+    )
     ap.add_argument("--docs", type=Path, default=DOCS, help="output folder (default: the checkout's docs/)")
     ap.add_argument("--render", action="store_true", help="rewrite quantization.md from quantization.json")
     ap.add_argument(
@@ -485,6 +496,8 @@ def main(argv: list[str] | None = None) -> None:
         report = json.loads((args.docs / "quantization.json").read_text())
     else:
         report = measure(args.models or None)
+        if args.models and (args.docs / "quantization.json").exists():
+            report = merged(json.loads((args.docs / "quantization.json").read_text()), report)
     for path in write(report, args.docs):
         print(f"wrote {path}")
     if args.ship:

@@ -88,3 +88,13 @@ def test_shipped_variants_pass_verify_and_give_their_figures(model):
             got["metric"],
             r["value"],
         )
+
+
+def test_remeasuring_one_model_keeps_the_others_rows():
+    from hanzoo.quantization import merged
+
+    old = {"rows": [{"model": "a", "v": 1}, {"model": "b", "v": 1}, {"model": "b", "v": 2}], "machine": "x"}
+    new = {"rows": [{"model": "b", "v": 3}], "machine": "y"}
+    out = merged(old, new)
+    assert out["machine"] == "y"
+    assert sorted((r["model"], r["v"]) for r in out["rows"]) == [("a", 1), ("b", 3)]
