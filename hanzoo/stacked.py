@@ -354,9 +354,13 @@ def step_function(
         ]
 
         def sgd_groups(idx: torch.Tensor) -> torch.Tensor:
-            return torch.cat(
-                [step(p, b, x, y, idx[g], lr, protocol.momentum, wd) for g, (p, b, lr) in zip(groups, views)]
-            )
+            finite = torch.ones(net.runs, dtype=torch.bool)
+            for g, (p, b, lr) in zip(groups, views):
+                # A group whose runs have all diverged (parked, at LR 0) is skipped: at the large LRs of a
+                # grid that is most of the sweep's runs, and skipping changes nothing they would compute.
+                if lr.any():
+                    finite[g] = step(p, b, x, y, idx[g], lr, protocol.momentum, wd)
+            return finite
 
         return sgd_groups
     grads = compiled(partial(backprop.loss_and_grads, kinds, acts, task), compile)
