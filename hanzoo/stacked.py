@@ -2,7 +2,8 @@
 
 On nets this small, Python and dispatch overhead dominate, not flops. So the R runs of a sweep are
 one computation: every parameter carries a leading run dimension and each layer is one batched
-matmul (`baddbmm`) over all runs. A step costs about as many torch ops as one plain run's step.
+matmul (`baddbmm`) over all runs. A step costs about as many torch ops as one plain run's step, and
+its backward is written out by hand (hanzoo.backprop), with torch's autograd kept as the reference.
 
 Selection never looks at the test split. A validation split is carved from the training split
 (seeded, `val_fraction`). Within a run the checkpoint with the best validation score is kept
