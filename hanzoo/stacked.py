@@ -308,73 +308,8 @@ def compiled(fn: Callable, compile: bool = True) -> Callable:
 
 
 BACKWARDS = ("closed-form", "autograd")
-
-
-def step_function(
-    net: StackedNet,
-    task: Task,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    opt: StackedSGD | StackedAdam,
-    protocol: Protocol,
-    compile: bool,
-    backward: str = "closed-form",
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One training step of every run on the minibatch rows `idx` [R, B], in place; returns which
-    runs' loss was finite before the step.
-
-    "closed-form" is hanzoo.backprop's hand-written backward (SGD's update fused into it);
-    "autograd" is torch's backward of the same loss, kept as its reference and the benchmark's
-    baseline.
-    """
-    if backward not in BACKWARDS:
-        raise HanzooError(f"unknown backward {backward!r}; expected one of {list(BACKWARDS)}")
-    wd = protocol.weight_decay
-    if backward == "autograd":
-        loss_fn = compiled(lambda xb, yb: task.loss(net.forward(xb), yb), compile)
-
-        def autograd_step(idx: torch.Tensor) -> torch.Tensor:
-            loss = loss_fn(x[idx], y[idx])
-            if wd:  # wd/2 ||p||^2 has gradient wd p: torch.optim.SGD's weight_decay
-                loss = loss + 0.5 * wd * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
-            (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
-            opt.step([p.grad for p in net.params])
-            for p in net.params:
-                p.grad = None
-            return torch.isfinite(loss.detach())
-
-        return autograd_step
-
-    kinds, acts = net.kinds, net.act_names
-    params = [p.detach() for p in net.params]  # the same storage, updated in place
-    if isinstance(opt, StackedSGD):
-        step = compiled(partial(backprop.sgd_step, kinds, acts, task), compile)
-        groups = run_groups(net.runs, max(n for _, _, n, _ in net.config.layers()) * protocol.batch_size)
-        views = [  # each group's slice of every parameter, buffer and LR: in place updates the whole
-            ([p[g] for p in params], [b[g] for b in opt.bufs], opt.lrs[g]) for g in groups
-        ]
-
-        def sgd_groups(idx: torch.Tensor) -> torch.Tensor:
-            finite = torch.ones(net.runs, dtype=torch.bool)
-            for g, (p, b, lr) in zip(groups, views):
-                # A group whose runs have all diverged (parked, at LR 0) is skipped: at the large LRs of a
-                # grid that is most of the sweep's runs, and skipping changes nothing they would compute.
-                if lr.any():
-                    finite[g] = step(p, b, x, y, idx[g], lr, protocol.momentum, wd)
-            return finite
-
-        return sgd_groups
-    grads = compiled(partial(backprop.loss_and_grads, kinds, acts, task), compile)
-
-    def adam_step(idx: torch.Tensor) -> torch.Tensor:
-        loss, g = grads(params, x[idx].transpose(1, 2), y[idx], opt.loss_weights(), wd)
-        opt.step(g)
-        return torch.isfinite(loss)
-
-    return adam_step
-
-
 GROUP_BYTES = 320 * 1024  # one layer's activations per compiled call: what stays in a core's L2 cache
+Step = Callable[[torch.Tensor], torch.Tensor]
 
 
 def run_groups(runs: int, floats_per_run: int) -> list[slice]:
@@ -386,6 +321,93 @@ def run_groups(runs: int, floats_per_run: int) -> list[slice]:
     n = -(-runs // per)
     bounds = [runs * i // n for i in range(n + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def step_function(
+    net: StackedNet,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: StackedSGD | StackedAdam,
+    protocol: Protocol,
+    compile: bool,
+    backward: str = "closed-form",
+) -> Step:
+    """One training step of every run on the minibatch rows `idx` [R, B], in place; returns which
+    runs' loss was finite before the step.
+
+    "closed-form" is hanzoo.backprop's hand-written backward (SGD's update fused into it);
+    "autograd" is torch's backward of the same loss, kept as its reference and the benchmark's
+    baseline.
+    """
+    if backward not in BACKWARDS:
+        raise HanzooError(f"unknown backward {backward!r}; expected one of {list(BACKWARDS)}")
+    if backward == "autograd":
+        return _autograd_step(net, task, x, y, opt, protocol.weight_decay, compile)
+    if isinstance(opt, StackedSGD):
+        return _closed_form_sgd(net, task, x, y, opt, protocol, compile)
+    grads = compiled(partial(backprop.loss_and_grads, net.kinds, net.act_names, task), compile)
+    params = [p.detach() for p in net.params]
+
+    def adam_step(idx: torch.Tensor) -> torch.Tensor:
+        loss, g = grads(params, x[idx].transpose(1, 2), y[idx], opt.loss_weights(), protocol.weight_decay)
+        opt.step(g)
+        return torch.isfinite(loss)
+
+    return adam_step
+
+
+def _closed_form_sgd(
+    net: StackedNet,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: StackedSGD,
+    protocol: Protocol,
+    compile: bool,
+) -> Step:
+    step = compiled(partial(backprop.sgd_step, net.kinds, net.act_names, task), compile)
+    groups = run_groups(net.runs, max(n for _, _, n, _ in net.config.layers()) * protocol.batch_size)
+    params = [p.detach() for p in net.params]  # the same storage, updated in place
+    views = [  # each group's slice of every parameter, buffer and LR: updating a view updates the whole
+        ([p[g] for p in params], [b[g] for b in opt.bufs], opt.lrs[g]) for g in groups
+    ]
+    m, wd = protocol.momentum, protocol.weight_decay
+
+    def sgd_groups(idx: torch.Tensor) -> torch.Tensor:
+        finite = torch.ones(net.runs, dtype=torch.bool)
+        for g, (p, b, lr) in zip(groups, views):
+            # A group whose runs have all diverged (parked, at LR 0) is skipped: at the large LRs of a
+            # grid that is most of the sweep's runs, and skipping changes nothing they would compute.
+            if lr.any():
+                finite[g] = step(p, b, x, y, idx[g], lr, m, wd)
+        return finite
+
+    return sgd_groups
+
+
+def _autograd_step(
+    net: StackedNet,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: StackedSGD | StackedAdam,
+    wd: float,
+    compile: bool,
+) -> Step:
+    loss_fn = compiled(lambda xb, yb: task.loss(net.forward(xb), yb), compile)
+
+    def autograd_step(idx: torch.Tensor) -> torch.Tensor:
+        loss = loss_fn(x[idx], y[idx])
+        if wd:  # wd/2 ||p||^2 has gradient wd p: torch.optim.SGD's weight_decay
+            loss = loss + 0.5 * wd * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
+        (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
+        opt.step([p.grad for p in net.params])
+        for p in net.params:
+            p.grad = None
+        return torch.isfinite(loss.detach())
+
+    return autograd_step
 
 
 def train_stacked(
