@@ -1,13 +1,11 @@
 """The hand-written training step (hanzoo.backprop) against torch's autograd and torch.optim, in float64."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 
 from hanzoo import HanzooError, backprop, build, registry
-from hanzoo.stacked import BatchStream, Protocol, StackedNet, train_stacked
+from hanzoo.stacked import Protocol, StackedNet, train_stacked
 from hanzoo.tasks import FeatureClassification, get_task
 
 TASK = get_task("checkerboard")
@@ -64,31 +62,6 @@ def test_cross_entropy_gradient_equals_autograd(tmp_path):
     loss, grad = task.loss_grad(out.detach(), y)
     assert torch.allclose(loss, task.loss(out, y).detach())
     assert torch.allclose(grad, out.grad, rtol=1e-10, atol=1e-14)
-
-
-def test_adam_matches_torch_adam():
-    """The regression protocol's optimizer: stacked Adam (closed-form gradients) against torch.optim.Adam."""
-    config = replace(registry.get("checkerboard-hannet-20x30").config, init="han-normal")
-    s = TASK.split()
-    x = torch.as_tensor(s.x_train, dtype=torch.float64)
-    y = torch.as_tensor(s.y_train, dtype=torch.float64)
-    protocol = Protocol(iterations=150, optimizer="adam", milestones=(0.5,), eval_every=10**9)
-    lrs, seeds = [1e-3, 3e-3], [0, 1]
-    nets = [build(config, seed=s).double() for s in seeds]
-    stacked = StackedNet(config, nets)
-    train_stacked(stacked, TASK, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
-    stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
-    batches = [stream.next() for _ in range(protocol.iterations)]
-    for r, (net, lr) in enumerate(zip(nets, lrs)):
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [75], gamma=protocol.gamma)
-        for idx in batches:
-            opt.zero_grad()
-            ((net(x[idx[r]]) - y[idx[r]]) ** 2).mean().backward()
-            opt.step()
-            sched.step()
-        for k, v in net.state_dict().items():
-            assert torch.allclose(stacked.state_dict(r)[k], v, rtol=1e-7, atol=1e-9), (r, k)
 
 
 def test_closed_form_and_autograd_steps_train_alike():

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,7 +31,6 @@ def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
     """Every run of a stack must follow the trajectory of torch.optim.SGD + MultiStepLR on an
     ordinary module: float64, 300 steps, crossing LR milestones; eager and inductor-compiled."""
     config = registry.get(model_id).config
-    from dataclasses import replace
 
     config = replace(config, init=init)
     x, y = _data()
@@ -76,28 +76,64 @@ def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
         np.save(tmp_path / f"labels-{part}.npy", rng.integers(0, 10, n).astype(np.int64))
     task = FeatureClassification("toy", tmp_path)
     config = registry.get("cifar10-head-hannet").config
-    from dataclasses import replace
 
     config = replace(config, in_features=6)
     x = torch.as_tensor(task.split().x_train, dtype=torch.float64)
     y = torch.as_tensor(task.split().y_train, dtype=torch.float64)
     protocol = Protocol(iterations=120, batch_size=32, milestones=(0.5,), weight_decay=1e-2, eval_every=10**9)
-    lrs, seeds = [0.05, 0.2], [0, 1]
+    lrs = [0.05, 0.2]
+    _stacked_equals_plain(
+        config,
+        task,
+        x,
+        y,
+        protocol,
+        lrs,
+        lambda net, r: torch.optim.SGD(net.parameters(), lr=lrs[r], momentum=0.9, weight_decay=1e-2),
+        lambda out, yb: torch.nn.functional.cross_entropy(out, yb[:, 0].long()),
+        rtol=1e-8,
+    )
+
+
+def _stacked_equals_plain(config, task, x, y, protocol, lrs, make_opt, loss_fn, rtol):
+    """Train a stack (seeds 0, 1, ...; float64), then each plain module on the stack's own minibatches
+    with run r's optimizer make_opt(net, r) and MultiStepLR; stacked run r must hold the same parameters."""
+    seeds = list(range(len(lrs)))
     nets = [build(config, seed=s).double() for s in seeds]
     stacked = StackedNet(config, nets)
     train_stacked(stacked, task, x, y, torch.tensor(lrs, dtype=torch.float64), protocol, seeds)
     stream = BatchStream(len(x), protocol.batch_size, seeds, protocol.iterations)
     batches = [stream.next() for _ in range(protocol.iterations)]
-    for r, (net, lr) in enumerate(zip(nets, lrs)):
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-2)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [60], gamma=0.2)
+    milestones = [int(f * protocol.iterations) for f in protocol.milestones]
+    for r, net in enumerate(nets):
+        opt = make_opt(net, r)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=protocol.gamma)
         for idx in batches:
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[idx[r]]), y[idx[r], 0].long()).backward()
+            loss_fn(net(x[idx[r]]), y[idx[r]]).backward()
             opt.step()
             sched.step()
         for k, v in net.state_dict().items():
-            assert torch.allclose(stacked.state_dict(r)[k], v, rtol=1e-8, atol=1e-9), (r, k)
+            assert torch.allclose(stacked.state_dict(r)[k], v, rtol=rtol, atol=1e-9), (r, k)
+
+
+def test_adam_matches_torch_adam():
+    """The regression protocol's optimizer: stacked Adam (closed-form gradients) against torch.optim.Adam."""
+    config = replace(registry.get("checkerboard-hannet-20x30").config, init="han-normal")
+    x, y = _data()
+    protocol = Protocol(iterations=150, optimizer="adam", milestones=(0.5,), eval_every=10**9)
+    lrs = [1e-3, 3e-3]
+    _stacked_equals_plain(
+        config,
+        TASK,
+        x,
+        y,
+        protocol,
+        lrs,
+        lambda net, r: torch.optim.Adam(net.parameters(), lr=lrs[r]),
+        lambda out, yb: ((out - yb) ** 2).mean(),
+        rtol=1e-7,
+    )
 
 
 def test_diverged_run_is_parked_and_does_not_harm_others():
