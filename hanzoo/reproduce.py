@@ -506,14 +506,16 @@ def cost_section() -> list[str]:
     lines = [
         "## Training cost",
         "",
-        "Wall time recorded in each shipped model's `metrics.json` (both stages; one torch "
-        "thread per sweep on the 2-core development machine, often two trainings at once; the CIFAR-10 "
-        "backbone used both cores):",
+        "Wall time recorded in each shipped model's `metrics.json` (every stage, the distillation's teachers "
+        "included) on the 2-core development machine, with the torch threads each record states, sometimes "
+        "with two trainings at once, and with the trainer of the commit each card names (models trained "
+        "since the hand-written step of `hanzoo/backprop.py` train several times faster; "
+        "[train-speed.md](train-speed.md)):",
         "",
-        "| family | models | runs | wall time (min) |",
-        "| --- | ---: | ---: | ---: |",
+        "| family | models | runs | torch threads | wall time (min) |",
+        "| --- | ---: | ---: | --- | ---: |",
     ]
-    families: dict[str, list[float]] = {}
+    families: dict[str, list] = {}
     for mid in COVERED:
         m = registry.get(mid).metrics
         if not m.get("wall_seconds"):
@@ -521,13 +523,16 @@ def cost_section() -> list[str]:
         e = registry.get(mid)
         base = registry.get(e.variant_of) if e.variant_of else e
         fam = f"{base.task} {'20% ' if e.variant_of else ''}{e.family}"
-        secs = m["wall_seconds"]
-        runs = len(m.get("sweep", [])) + len(m.get("refit", [])) + len(m.get("stage2", [])) or 1
-        acc = families.setdefault(fam, [0, 0, 0.0])
-        acc[0], acc[1], acc[2] = acc[0] + 1, acc[1] + runs, acc[2] + secs
-    for fam, (n, runs, secs) in families.items():
-        lines.append(f"| {fam} | {n} | {runs} | {secs / 60:.1f} |")
-    total = sum(v[2] for v in families.values())
+        teachers = (m.get("distillation") or {}).get("teachers", [])
+        runs = len(m.get("sweep", [])) + len(m.get("refit", [])) + len(m.get("stage2", [])) + len(teachers)
+        machine = m.get("machine", "")  # "x86_64 CPU, 2 cores, 1 torch threads"
+        threads = machine.rsplit(",", 1)[-1].split()[0] if machine.endswith("torch threads") else "?"
+        acc = families.setdefault(fam, [0, 0, set(), 0.0])
+        acc[0], acc[1], acc[3] = acc[0] + 1, acc[1] + (runs or 1), acc[3] + m["wall_seconds"]
+        acc[2].add(threads)
+    for fam, (n, runs, threads, secs) in families.items():
+        lines.append(f"| {fam} | {n} | {runs} | {', '.join(sorted(threads))} | {secs / 60:.1f} |")
+    total = sum(v[3] for v in families.values())
     lines += [
         "",
         f"Total: {total / 60:.0f} min of training for {sum(v[0] for v in families.values())} models "
