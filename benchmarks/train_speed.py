@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hanzoo import build, registry
+from hanzoo import build, provenance, registry
 from hanzoo.models import ModelConfig
 from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
 from hanzoo.tasks import get_task
@@ -189,7 +189,7 @@ def main() -> None:
         print(f"{model_id:<28} {'update':<12} {r['update_traffic_seconds_per_run_per_1000']:>14.4f}")
     if args.report:
         report = {
-            "machine": _cpu_name(),
+            "machine": f"{provenance.cpu_name()} ({platform.machine()})",
             "torch": torch.__version__,
             "sgemm_gflops": gflops,
             "stream_gbs": gbs,
@@ -198,16 +198,6 @@ def main() -> None:
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "train-speed.json").write_text(json.dumps(report, indent=2) + "\n")
         (args.report / "train-speed.md").write_text(render(report))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ from collections.abc import Callable
 
 import torch
 
+from .layers import ACTIVATIONS
 from .tasks import Task
 
-FORWARD: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"abs": torch.abs, "relu": torch.relu}
 # Each activation's derivative, as a function of its input z (which the forward keeps).
 DERIVATIVE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "abs": torch.sign,
@@ -59,7 +59,7 @@ def forward(
             s = (x * w.unsqueeze(2)).sum(1, keepdim=True)  # [R, 1, B]: one dot product per sample
             z = x + b.unsqueeze(2) - (c.unsqueeze(2) * s) * w.unsqueeze(2)
             saved.append((x, z, s, c))
-        x = FORWARD[acts[i]](z) if i < len(kinds) else z
+        x = ACTIVATIONS[acts[i]](z) if i < len(kinds) else z
     return x, saved
 
 

@@ -118,8 +118,8 @@ class StackedNet:
             for k in self.names
         ]
         self.act_names = [act for _, _, _, act in config.layers()]
-        self.acts = [ACTIVATIONS[act] for act in self.act_names]
         self.kinds = [kind for kind, _, _, _ in config.layers()]
+        self.width = max(n for _, _, n, _ in config.layers())  # the widest layer's activations per sample
 
     @property
     def runs(self) -> int:
@@ -128,7 +128,8 @@ class StackedNet:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [R, B, in] -> [R, B, out]."""
         p = iter(self.params)
-        for kind, act in zip(self.kinds, self.acts):
+        for kind, name in zip(self.kinds, self.act_names):
+            act = ACTIVATIONS[name]
             if kind == "fc":
                 w, b = next(p), next(p)
                 x = act(torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
@@ -149,8 +150,7 @@ class StackedNet:
         op a pass over main memory (16512 rows x 5 runs x 200 wide is 66 MB a tensor), which made
         evaluation 15x slower than the chunked loop. Rows are independent, so chunking changes no bit.
         """
-        width = max(n for _, _, n, _ in self.config.layers())
-        rows = max(16, 2**18 // (self.runs * width))
+        rows = max(16, 2**18 // (self.runs * self.width))
         return torch.cat([self.forward(c.expand(self.runs, *c.shape)) for c in x.split(rows)], dim=1)
 
     def state_dict(self, r: int, params: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -367,7 +367,7 @@ def _closed_form_sgd(
     compile: bool,
 ) -> Step:
     step = compiled(partial(backprop.sgd_step, net.kinds, net.act_names, task), compile)
-    groups = run_groups(net.runs, max(n for _, _, n, _ in net.config.layers()) * protocol.batch_size)
+    groups = run_groups(net.runs, net.width * protocol.batch_size)
     params = [p.detach() for p in net.params]  # the same storage, updated in place
     views = [  # each group's slice of every parameter, buffer and LR: updating a view updates the whole
         ([p[g] for p in params], [b[g] for b in opt.bufs], opt.lrs[g]) for g in groups
