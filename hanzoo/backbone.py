@@ -66,10 +66,17 @@ class Recipe:
     # its record, so records written before they existed still match).
     crop: str = "batch"  # "batch": one crop offset per batch; "sample": one per image
     ema_decay: float = 0.0  # > 0: ship an exponential moving average of the weights (and BN buffers)
+    # "bf16": the forward and loss under CPU autocast (convolutions in bfloat16, weights, optimizer and the
+    # shipped model in float32), about 2x the images per second on CPUs with bfloat16 dot products
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise HanzooError(f"backbone recipe precision must be 'fp32' or 'bf16'; got {self.precision!r}")
 
     def record(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))
-        for name, default in (("crop", "batch"), ("ema_decay", 0.0)):
+        for name, default in (("crop", "batch"), ("ema_decay", 0.0), ("precision", "fp32")):
             if d[name] == default:
                 del d[name]
         return d
@@ -288,7 +295,9 @@ def _fit(net: TrainNet, recipe: Recipe, data: _Data, progress: bool) -> tuple[nn
                 idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
                 xb = _augment(data.x_train[idx], g, recipe.crop == "sample")
                 xb = xb.contiguous(memory_format=torch.channels_last)
-                loss = F.cross_entropy(net(xb), data.y_train[idx], label_smoothing=recipe.label_smoothing)
+                with torch.autocast("cpu", torch.bfloat16, enabled=recipe.precision == "bf16"):
+                    logits = net(xb)
+                loss = F.cross_entropy(logits.float(), data.y_train[idx], label_smoothing=recipe.label_smoothing)
                 if not torch.isfinite(loss):
                     raise HanzooError(
                         f"backbone training diverged at epoch {epoch + 1}, step {i} (loss {float(loss)})"
