@@ -119,7 +119,10 @@ class StackedNet:
         ]
         self.act_names = [act for _, _, _, act in config.layers()]
         self.kinds = [kind for kind, _, _, _ in config.layers()]
-        self.width = max(n for _, _, n, _ in config.layers())  # the widest layer's activations per sample
+        # the widest hidden layer's activations per sample (a net without hidden layers: its input or output)
+        self.width = max(
+            (n for _, _, n, _ in config.layers()), default=max(config.in_features, config.out_features)
+        )
 
     @property
     def runs(self) -> int:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hanzoo import HanzooError, backprop, build, registry
+from hanzoo.models import ModelConfig
 from hanzoo.stacked import Protocol, StackedNet, train_stacked
 from hanzoo.tasks import FeatureClassification, get_task
 
@@ -95,3 +96,30 @@ def test_chunked_predict_is_the_whole_forward_bit_for_bit():
     x = torch.randn(2000, config.in_features, generator=torch.Generator().manual_seed(0))
     whole = net.forward(x.expand(3, *x.shape)).detach()
     assert torch.equal(net.predict(x), whole)
+
+
+def test_a_net_without_hidden_layers_trains_and_predicts():
+    """A linear head (the shape of cifar10-fc: no hidden layer), through the closed-form step and predict."""
+    config = ModelConfig(2, 2, (), "kaiming")
+    s = TASK.split()
+    x = torch.as_tensor(s.x_train, dtype=torch.float64)
+    y = torch.as_tensor(s.y_train, dtype=torch.float64)
+    protocol = Protocol(iterations=50, milestones=(0.5,), eval_every=10**9)
+    out = {}
+    for backward in ("closed-form", "autograd"):
+        net = StackedNet(config, [build(config, seed=s).double() for s in (0, 1)])
+        train_stacked(
+            net,
+            TASK,
+            x,
+            y,
+            torch.tensor([0.01, 0.05], dtype=torch.float64),
+            protocol,
+            [0, 1],
+            backward=backward,
+        )
+        out[backward] = net
+    for a, b in zip(out["closed-form"].params, out["autograd"].params):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+    net = out["closed-form"]
+    assert torch.equal(net.predict(x), net.forward(x.expand(2, *x.shape)).detach())
