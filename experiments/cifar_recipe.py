@@ -10,8 +10,9 @@ most 30 minutes on 2 otherwise idle cores; the test figure is recorded, not used
 
 Variants run so far:
 - one crop offset per image and an EMA of the weights (0.99), 30 epochs: not adopted;
-- widths 24-48-96-192 in bfloat16 autocast, 52 epochs (sized to fit 30 minutes at the 30.7 s an epoch measured
-  on the 2-core development machine): `--crop batch --ema 0 --widths 24,48,96,192 --precision bf16 --epochs 52`.
+- widths 24-48-96-192 in bfloat16 autocast, 52 epochs (sized to fit 30 minutes at the 30.7 s an epoch
+  measured on the 2-core development machine):
+  `--crop batch --ema 0 --widths 24,48,96,192 --precision bf16 --epochs 52`.
 """
 
 from __future__ import annotations

@@ -609,7 +609,8 @@ def image_analysis(report: dict, group: list[str]) -> str:
         f"**`{han}` against `{base}` (whole image classifiers).** Both run the same frozen backbone "
         f"({Backbone.flops(c.backbone) / 1e6:.1f} MFLOP per image); the heads differ: "
         f"{c.head_params} parameters against {registry.get(base).config.head_params}. "
-        "Share = the head alone (the same layers exported the same way, on 128-d features) over the whole "
+        f"Share = the head alone (the same layers exported the same way, on {c.in_features}-d features) over "
+        "the whole "
         "classifier, timed in the same run.",
         "",
         "| runtime | batch | HanNet / FC whole-model ratio | HanNet head share | FC head share |",

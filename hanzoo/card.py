@@ -396,6 +396,11 @@ def render_backbone(entry: ModelEntry, metrics: Mapping) -> str:
             f"decay {r['weight_decay']} on weights, label smoothing {r['label_smoothing']}; random 4-pixel "
             f"reflect-crop ({crop}) and horizontal flip"
             + (
+                "; the forward in bfloat16 autocast (weights, update and the shipped model in float32)"
+                if r.get("precision") == "bf16"
+                else ""
+            )
+            + (
                 f"; an exponential moving average of the weights (decay {r['ema_decay']}) is shipped."
                 if r.get("ema_decay")
                 else "."
@@ -407,7 +412,7 @@ def render_backbone(entry: ModelEntry, metrics: Mapping) -> str:
                 entry,
                 [
                     "logits = net(images)  # images: torch.uint8 [batch, 32, 32, 3]",
-                    "features = net.backbone(images)  # [batch, 128]",
+                    f"features = net.backbone(images)  # [batch, {entry.config.in_features}]",
                 ],
             ),
         ]

@@ -292,24 +292,25 @@ _ENTRIES += _REGRESSION_80 + [
 
 # CIFAR-10 (JPEG) whole classifiers on hanzoo's own backbone (the paper's LaNet cannot be had here): they
 # take uint8 images [batch, 32, 32, 3]. The backbone trains end to end with its own linear head; the
-# two classifiers keep its conv layers frozen and train the paper's heads on its 128-d features.
-_CNN = (16, 32, 64, 128)
+# two classifiers keep its conv layers frozen and train the paper's heads on its features.
+_CNN = (24, 48, 96, 192)
+_D = _CNN[-1]
 _ENTRIES += [
     ModelEntry(
         "cifar10-backbone",
         "cifar10",
         "backbone",
-        ModelConfig(128, 10, (), "kaiming", _CNN),
-        "hanzoo's CIFAR-10 backbone: a 7-conv CNN (widths 16-32-64-128) with its own linear head, "
-        "trained end to end by the CPU recipe of hanzoo.backbone.",
+        ModelConfig(_D, 10, (), "kaiming", _CNN),
+        f"hanzoo's CIFAR-10 backbone: a 7-conv CNN (widths {'-'.join(map(str, _CNN))}) with its own linear "
+        "head, trained end to end by the CPU recipe of hanzoo.backbone.",
         {"table": "Table 6 (backbone)"},
     ),
     ModelEntry(
         "cifar10-fc",
         "cifar10",
         "fcnet",
-        ModelConfig(128, 10, (), "kaiming", _CNN),
-        "The frozen cifar10-backbone with a retrained FC head (128->10): the paper's control.",
+        ModelConfig(_D, 10, (), "kaiming", _CNN),
+        f"The frozen cifar10-backbone with a retrained FC head ({_D}->10): the paper's control.",
         {"table": "Table 6", "top1_error": "0.99 +- 0.02 (on LaNet's 2048-d features)"},
         frozen="cifar10-backbone",
     ),
@@ -317,8 +318,8 @@ _ENTRIES += [
         "cifar10-hannet",
         "cifar10",
         "hannet",
-        replace(_hannet(128, 10, 30, 3), backbone=_CNN),
-        "The frozen cifar10-backbone with the paper's HanNet head: FC(128->30)+ABS, 3 Han-layers of "
+        replace(_hannet(_D, 10, 30, 3), backbone=_CNN),
+        f"The frozen cifar10-backbone with the paper's HanNet head: FC({_D}->30)+ABS, 3 Han-layers of "
         "width 30, FC(30->10).",
         {"table": "Table 6", "top1_error": "0.89 +- 0.02 (on LaNet's 2048-d features)"},
         frozen="cifar10-backbone",

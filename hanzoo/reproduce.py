@@ -218,7 +218,8 @@ def relative_change() -> dict | None:
 
 
 def table6_section() -> list[str]:
-    bb = registry.get("cifar10-backbone").metrics
+    bb_entry = registry.get("cifar10-backbone")
+    bb, d = bb_entry.metrics, bb_entry.config.in_features
     rc = relative_change()
     if not bb.trained or rc is None:
         return ["## Table 6: CIFAR-10 heads", "", "Not trained in this release.", ""]
@@ -228,22 +229,22 @@ def table6_section() -> list[str]:
         "The paper replaced the last FC layer of LaNet (2048-d features, 99% accuracy) with a HanNet head. "
         "Neither LaNet nor the canonical CIFAR-10 binaries can be had here, so hanzoo trains its own small "
         "backbone on CIFAR-10 re-encoded as JPEG (`cifar10-backbone`, "
-        f"{registry.get('cifar10-backbone').config.num_params} parameters, {bb['wall_seconds'] / 60:.1f} min "
+        f"{bb_entry.config.num_params} parameters, {bb['wall_seconds'] / 60:.1f} min "
         f"on this machine's CPU: test accuracy {100 - bb['selected']['test']['top1_error']:.2f}%). Both "
-        "heads train on its frozen 128-d features with the paper's protocol (SGD momentum 0.9, batch 1024, "
-        "20000 iterations, weight decay 1e-4, the 10 LRs annealed x0.2 at 1/2, 7/10 and 9/10, 5 seeds), the "
-        "LR and checkpoint chosen on 5000 training images the backbone never saw. Figures are top-1 test "
-        "error % on the 10000 test images, through the whole classifier (`hanzoo eval`).",
+        f"heads train on its frozen {d}-d features with the paper's protocol (SGD momentum 0.9, batch "
+        "1024, 20000 iterations, weight decay 1e-4, the 10 LRs annealed x0.2 at 1/2, 7/10 and 9/10, 5 "
+        "seeds), the LR and checkpoint chosen on 5000 training images the backbone never saw. Figures are "
+        "top-1 test error % on the 10000 test images, through the whole classifier (`hanzoo eval`).",
         "",
         "| model | head | head params | top-1 error % (paper, LaNet) | "
         "top-1 error % (ours: mean +- std over seeds; shipped run) |",
         "| --- | --- | ---: | --- | --- |",
-        f"| `cifar10-backbone` | its own linear head, trained end to end | 1290 | - | "
-        f"{bb['selected']['test']['top1_error']:.2f} (one seed) |",
+        f"| `cifar10-backbone` | its own linear head, trained end to end | {bb_entry.config.head_params} "
+        f"| - | {bb['selected']['test']['top1_error']:.2f} (one seed) |",
     ]
     for mid, head in (
-        ("cifar10-fc", "FC 128->10"),
-        ("cifar10-hannet", "FC 128->30 + 3 Han-layers + FC 30->10"),
+        ("cifar10-fc", f"FC {d}->10"),
+        ("cifar10-hannet", f"FC {d}->30 + 3 Han-layers + FC 30->10"),
     ):
         e = registry.get(mid)
         lines.append(

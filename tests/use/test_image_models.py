@@ -183,7 +183,8 @@ def test_predict_reads_images(tiny_folder, tmp_path):
     assert np.array_equal(out["class"], ref["output"].argmax(1))
 
 
-def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch, precision):
     """One epoch of the real trainer on synthetic images (the training JPEGs are not in CI)."""
     from hanzoo import backbone, cifar
 
@@ -192,7 +193,9 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     labels = rng.integers(0, 10, 700).astype(np.uint8)
     test = (rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 50).astype(np.uint8))
     monkeypatch.setattr(cifar, "load_split", lambda split: (images, labels) if split == "train" else test)
-    recipe = Recipe(widths=TINY, epochs=1, batch_size=64, val_images=100, warmup_epochs=1)
+    recipe = Recipe(
+        widths=TINY, epochs=1, batch_size=64, val_images=100, warmup_epochs=1, precision=precision
+    )
     entry = replace(
         registry.get("cifar10-backbone"),
         config=replace(registry.get("cifar10-backbone").config, in_features=TINY[-1], backbone=TINY),
@@ -202,6 +205,11 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     )
     m = json.loads((folder / "metrics.json").read_text())
     assert m["train_images"] == 600 and m["val_images"] == 100 and len(m["log"]) == 1
+    assert m["recipe"].get("precision", "fp32") == precision  # fp32, the default once, stays out of records
+    assert all(
+        torch.isfinite(v).all() and v.dtype == torch.float32
+        for v in store.load_state(folder / "model.safetensors").values()
+    )
     net = store.load_model(folder)
     x, y = test
     err = 100 * float(np.mean(predict(net, x).argmax(1).numpy() != y))
@@ -212,6 +220,11 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch)
     assert all(
         torch.equal(record["state"][k], v) for k, v in store.load_state(folder / "model.safetensors").items()
     )
+
+
+def test_backbone_recipe_refuses_an_unknown_precision():
+    with pytest.raises(HanzooError, match="precision must be 'fp32' or 'bf16'; got 'fp16'"):
+        Recipe(precision="fp16")
 
 
 def test_per_image_crops_are_windows_of_the_padded_images():
