@@ -65,13 +65,13 @@ def test_cross_entropy_gradient_equals_autograd(tmp_path):
     assert torch.allclose(grad, out.grad, rtol=1e-10, atol=1e-14)
 
 
-def test_closed_form_and_autograd_steps_train_alike():
-    """Both steps of the same sweep, float64, 200 iterations with a milestone: the same trajectories."""
-    config = registry.get("checkerboard-hannet-20x30").config
+def _train_both_steps(config, iterations: int) -> tuple[StackedNet, torch.Tensor]:
+    """The same float64 sweep (2 runs, a milestone) through the closed-form and the autograd step; asserts
+    equal trajectories and returns the closed-form net with its training inputs."""
     s = TASK.split()
     x = torch.as_tensor(s.x_train, dtype=torch.float64)
     y = torch.as_tensor(s.y_train, dtype=torch.float64)
-    protocol = Protocol(iterations=200, milestones=(0.5,), eval_every=10**9)
+    protocol = Protocol(iterations=iterations, milestones=(0.5,), eval_every=10**9)
     out = {}
     for backward in ("closed-form", "autograd"):
         net = StackedNet(config, [build(config, seed=s).double() for s in (0, 1)])
@@ -80,6 +80,12 @@ def test_closed_form_and_autograd_steps_train_alike():
         out[backward] = net
     for a, b in zip(out["closed-form"].params, out["autograd"].params):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+    return out["closed-form"], x
+
+
+def test_closed_form_and_autograd_steps_train_alike():
+    """Both steps of the same sweep, float64, 200 iterations with a milestone: the same trajectories."""
+    _train_both_steps(registry.get("checkerboard-hannet-20x30").config, 200)
 
 
 def test_unknown_backward_is_refused():
@@ -100,26 +106,5 @@ def test_chunked_predict_is_the_whole_forward_bit_for_bit():
 
 def test_a_net_without_hidden_layers_trains_and_predicts():
     """A linear head (the shape of cifar10-fc: no hidden layer), through the closed-form step and predict."""
-    config = ModelConfig(2, 2, (), "kaiming")
-    s = TASK.split()
-    x = torch.as_tensor(s.x_train, dtype=torch.float64)
-    y = torch.as_tensor(s.y_train, dtype=torch.float64)
-    protocol = Protocol(iterations=50, milestones=(0.5,), eval_every=10**9)
-    out = {}
-    for backward in ("closed-form", "autograd"):
-        net = StackedNet(config, [build(config, seed=s).double() for s in (0, 1)])
-        train_stacked(
-            net,
-            TASK,
-            x,
-            y,
-            torch.tensor([0.01, 0.05], dtype=torch.float64),
-            protocol,
-            [0, 1],
-            backward=backward,
-        )
-        out[backward] = net
-    for a, b in zip(out["closed-form"].params, out["autograd"].params):
-        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
-    net = out["closed-form"]
+    net, x = _train_both_steps(ModelConfig(2, 2, (), "kaiming"), 50)
     assert torch.equal(net.predict(x), net.forward(x.expand(2, *x.shape)).detach())
