@@ -92,12 +92,15 @@ def outputs(
 ) -> torch.Tensor:
     """The module's outputs on `x`, refused (HanzooError) if any is NaN or infinite; `where` and `hint`
     word that error (see check_output)."""
-    x = check_input(x, net.config.input_shape)
-    if not net.config.takes_images:
-        out = net(torch.from_numpy(x))
-    else:  # conv activations of a whole split at once would take GBs
-        out = torch.cat([net(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)])
+    out = forward_in_chunks(net, torch.from_numpy(check_input(x, net.config.input_shape)), batch)
     return check_output(out, where or f"{_name(net)} (torch)", hint=hint)
+
+
+def forward_in_chunks(net: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """net(x), images in chunks of `batch`: conv activations of a whole split at once would take GBs."""
+    if not net.config.takes_images or len(x) <= batch:
+        return net(x)
+    return torch.cat([net(c) for c in x.split(batch)])
 
 
 def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[str, dict[str, float]]:

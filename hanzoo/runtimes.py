@@ -23,6 +23,7 @@ import torch
 
 from . import fused
 from .errors import HanzooError
+from .evaluate import forward_in_chunks
 from .integrity import check_artifact
 from .registry import VARIANT_FILES, artifact_name
 from .store import load_model, read_config
@@ -58,23 +59,15 @@ def _as_input(x: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-IMAGE_CHUNK = 250
-
-
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     torch.set_num_threads(threads)
     net = load_model(model_dir)
     dtype = np.uint8 if net.config.takes_images else np.float32
 
-    # An image model's first activations are ~100 KB an image: a whole test split at once would take GBs
-    # and run at memory speed, so images go through in chunks (rows are independent).
-    rows = IMAGE_CHUNK if net.config.takes_images else None
-
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        x_t = torch.from_numpy(_as_input(x, dtype))
-        with torch.no_grad():
-            out = net(x_t) if not rows or len(x_t) <= rows else torch.cat([net(c) for c in x_t.split(rows)])
+        with torch.no_grad():  # 250 images (~25 MB of first activations) keep a reference run cache-sized
+            out = forward_in_chunks(net, torch.from_numpy(_as_input(x, dtype)), batch=250)
         return _outputs(net, out.numpy())
 
     return run
