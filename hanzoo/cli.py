@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import arm, backbone, bench, hub, registry, reproduce, site, store
+from . import arm, backbone, bench, hub, registry, reproduce, retrain, site, store
 from .card import fmt
 from .errors import HanzooError
 from .evaluate import evaluate, evaluate_parts
@@ -605,32 +605,28 @@ def _write_report(folder: Path, writers: dict) -> None:
 
 def cmd_reproduce(args) -> dict:
 
+    result: dict = {}
     if args.retrain:
-        ids = reproduce.COVERED
+        ids = args.models or reproduce.COVERED
         known = [registry.get(m).metrics.get("wall_seconds") for m in ids]
         estimate = sum(k for k in known if k)
         console.print(
-            f"retraining {len(ids)} models; the shipped ones took {estimate / 60:.0f} min of training here "
-            f"({sum(1 for k in known if k)} of {len(ids)} have a recorded time)"
+            f"retraining {len(ids)} models, {args.jobs} at a time; the shipped ones took "
+            f"{estimate / 60:.0f} min of training here ({sum(1 for k in known if k)} of {len(ids)} "
+            "have a recorded time)"
         )
-
-        for i, m in enumerate(ids, 1):
-            entry = registry.get(m)
-            # today's protocol, on the LR grid the shipped model was trained with
-            # (reduced for the largest FCNets)
-            lrs = entry.metrics.get("protocol", {}).get("lrs")
-            protocol = replace(PROTOCOLS[entry.task], lrs=tuple(lrs)) if lrs else None
-            console.print(f"[{i}/{len(ids)}] {m}")
-            if (
-                entry.family == "backbone"
-            ):  # a fixed recipe rather than a sweep; the heads after it use its features
-                backbone.train_and_package(entry, progress=not args.json)
-            else:
-                train_model(m, protocol=protocol, progress=not args.json)
+        out = Path(args.out) if args.out else None
+        report = retrain.run(ids, out, args.jobs, say=(lambda *_: None) if args.json else console.print)
+        report["command"] = "hanzoo " + " ".join(sys.argv[1:])
+        where = Path(args.report) if args.report else (out or Path("runs") / "retrain") / "retrain.json"
+        result["retrain"] = str(retrain.write_report(report, where))
+        console.print(f"retrained in {report['wall_seconds'] / 60:.1f} min; wrote {where}")
+    elif args.out or args.models or args.report:
+        raise HanzooError("--out, --models and --report go with --retrain")
     paths = reproduce.write()
     if not args.json:
         console.print("wrote " + ", ".join(str(p) for p in paths))
-    return {"files": [str(p) for p in paths]}
+    return result | {"files": [str(p) for p in paths]}
 
 
 def _positive(text: str) -> int:
@@ -776,6 +772,20 @@ def _add_bench(s: argparse.ArgumentParser) -> None:
 def _add_reproduce(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--retrain", action="store_true", help="first retrain every model the report covers (hours)"
+    )
+    s.add_argument(
+        "--models", nargs="+", help="with --retrain: only these ids (default: every covered model)"
+    )
+    s.add_argument(
+        "--out",
+        help="with --retrain: write the model folders here, leaving the shipped ones (default: in place)",
+    )
+    s.add_argument(
+        "--jobs", type=_positive, default=2, help="with --retrain: trainings at a time (default 2)"
+    )
+    s.add_argument(
+        "--report",
+        help="with --retrain: the timing report's path (default: OUT/retrain.json or runs/retrain/)",
     )
 
 

@@ -196,7 +196,8 @@ def report() -> str:
         "",
     ]
     lines += table6_section()
-    lines += selection_section() + cost_section() + ["## Gaps", ""] + gaps() + [""]
+    lines += selection_section() + cost_section() + retrain_section()
+    lines += ["## Gaps", ""] + gaps() + [""]
     return "\n".join(lines)
 
 
@@ -502,6 +503,13 @@ def shipped_rules_text(task: str = "checkerboard") -> str:
     )
 
 
+def family_of(model_id: str) -> str:
+    """The cost table's family: task, "20% " for a model trained on less data, and the model family."""
+    e = registry.get(model_id)
+    base = registry.get(e.variant_of) if e.variant_of else e
+    return f"{base.task} {'20% ' if e.variant_of else ''}{e.family}"
+
+
 def cost_section() -> list[str]:
     """Measured training wall time of every covered model, per family, from its metrics.json."""
     lines = [
@@ -521,9 +529,7 @@ def cost_section() -> list[str]:
         m = registry.get(mid).metrics
         if not m.get("wall_seconds"):
             continue
-        e = registry.get(mid)
-        base = registry.get(e.variant_of) if e.variant_of else e
-        fam = f"{base.task} {'20% ' if e.variant_of else ''}{e.family}"
+        fam = family_of(mid)
         teachers = (m.get("distillation") or {}).get("teachers", [])
         runs = len(m.get("sweep", [])) + len(m.get("refit", [])) + len(m.get("stage2", [])) + len(teachers)
         machine = m.get("machine", "")  # "x86_64 CPU, 2 cores, 1 torch threads"
@@ -540,6 +546,37 @@ def cost_section() -> list[str]:
         "(`hanzoo reproduce --retrain` prints this estimate before it starts).",
         "",
     ]
+    return lines
+
+
+def retrain_section(path: Path = DOCS / "retrain.json") -> list[str]:
+    """The measured `hanzoo reproduce --retrain`, from the report it wrote, where there is one."""
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    models = r["models"]
+    lines = [
+        "## Measured retrain",
+        "",
+        f"`{r['command']}` on {r['machine']} (torch {r['torch']}, commit {(r['git_commit'] or '?')[:7]}), "
+        f"with nothing else running: {len(models)} model{'s' if len(models) != 1 else ''} in "
+        f"**{r['wall_seconds'] / 60:.1f} min** end to end, {r['jobs']} trainings at a time, each sweep on "
+        "one torch thread. Each training's wall time, summed per family, and the selected run's test figure "
+        "beside the shipped model's:",
+        "",
+        "| family | models | wall time (min) | test figures, retrained (shipped) |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for fam, secs in r["families"].items():
+        ms = [m for m in models if m["family"] == fam]
+        figures = "; ".join(
+            f"`{m['model']}` {m['metric']} {fmt(m['metric'], m['test'])} "
+            f"({fmt(m['metric'], m['shipped_test'])})"
+            for m in ms
+        )
+        lines.append(f"| {fam} | {len(ms)} | {secs / 60:.1f} | {figures} |")
+    total = sum(r["families"].values())
+    lines += ["", f"The trainings' own wall times add up to {total / 60:.1f} min.", ""]
     return lines
 
 

@@ -59,14 +59,26 @@ def _as_input(x: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's thread count set to n for the block, then put back: the count is process-wide, and a
+    runtime asked for one thread must not leave the caller's later torch work on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
-    torch.set_num_threads(threads)
     net = load_model(model_dir)
     dtype = np.uint8 if net.config.takes_images else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.no_grad():  # 250 images (~25 MB of first activations) keep a reference run cache-sized
+        # 250 images (~25 MB of first activations) keep a reference run cache-sized
+        with torch.no_grad(), torch_threads(threads):
             out = forward_in_chunks(net, torch.from_numpy(_as_input(x, dtype)), batch=250)
         return _outputs(net, out.numpy())
 

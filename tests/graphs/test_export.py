@@ -126,6 +126,21 @@ def test_dynamic_batch(entry, runtime):
         )
 
 
+def test_torch_runtime_leaves_the_callers_thread_count():
+    """torch's thread count is process-wide: a reference run at one thread must not keep the caller there."""
+    import torch
+
+    entry = registry.get("checkerboard-hannet-20x30")
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 3
+    torch.set_num_threads(want)
+    try:
+        RUNTIMES["torch"].load(entry.dir, EXPORT_DIR / entry.id, 1)(random_input(entry, 4, seed=0))
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
 def test_pte_is_one_xnnpack_partition(entry):
     """The whole net runs in one XNNPACK delegate call; only the decision (mean > 0.5, argmax) and an image's

@@ -26,7 +26,7 @@ LAYERS = [
         "training and use",
         {"backprop", "stacked", "distill", "train", "backbone", "official", "predict", "arm"},
     ),
-    ("reports", {"docs", "reproduce", "bench", "quantization", "site"}),
+    ("reports", {"docs", "reproduce", "retrain", "bench", "quantization", "site"}),
     ("interface", {"cli", "__init__", "__main__"}),
 ]
 LAYER = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -128,6 +128,15 @@ def test_backbone_card_states_its_one_seed():
     assert f"One seed ({m['selected']['seed']})" in (e.dir / "README.md").read_text()
 
 
+def test_readme_describes_the_registered_backbone():
+    """README's backbone bullet gives the registry's widths and conv parameter count (the head excluded)."""
+    c = registry.get("cifar10-backbone").config
+    head = c.backbone[-1] * c.out_features + c.out_features
+    widths = "-".join(map(str, c.backbone))
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(widths {widths}, {(c.num_params - head) / 1e6:.2f}M parameters)" in text
+
+
 def test_readme_table_gives_seed_counts():
     text = docs.model_table()
     for e in TRAINED:
