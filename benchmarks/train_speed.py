@@ -1,24 +1,34 @@
-"""Trainer throughput: the stacked sweep's closed-form step against its autograd step, and against the floor.
+"""Trainer throughput: the stacked sweep's closed-form step against its autograd step, against the trainer
+of an earlier commit, and against the floor.
 
     python benchmarks/train_speed.py [--model ID ...] [--runs 50] [--iterations 300] [--repeats 3]
-                                     [--report docs]
+                                     [--before REV] [--report docs]
 
-For each model, in one process and interleaved (so drift hits every mode alike), it times:
+For each model, interleaved (so drift hits every mode alike), it times:
 - plain: one ordinary nn.Module run with torch.optim.SGD, the loop a newcomer would write;
-- autograd: the stacked sweep with torch's backward of the compiled loss (the trainer before
-  hanzoo.backprop, kept as `train_stacked(..., backward="autograd")`);
+- autograd: the stacked sweep with torch's backward of the compiled loss, kept as
+  `train_stacked(..., backward="autograd")`. It shares every later change but the step itself (run
+  groups, the gather inside the compiled function), so it isolates what the hand-written step gives;
+- before: the stacked trainer of commit REV (default 4d013e7, the last before hanzoo.backprop), as it
+  was, in a worker process of its own that imports that commit's package (`git archive`);
 - closed-form: the stacked sweep with hanzoo.backprop's hand-written step (the trainer's default).
-It prints the median seconds per run per 1000 iterations, each mode's speed-up over autograd, and
-the floor: the step's flops (counted below) at the core's measured single-thread sgemm rate.
-Threads: 1, as the trainer. With --report it writes DIR/train-speed.json and DIR/train-speed.md.
+It prints the median seconds per run per 1000 iterations, the speed-ups over autograd and over the
+earlier trainer, and the floor: the step's flops (counted below) at the core's measured single-thread
+sgemm rate. Threads: 1, as the trainer. With --report it writes DIR/train-speed.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +39,67 @@ from hanzoo.models import ModelConfig
 from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
 from hanzoo.tasks import get_task
 
-MODES = ("plain", "autograd", "closed-form")
+MODES = ("plain", "autograd", "before", "closed-form")
+BEFORE = "4d013e7"  # the stacked trainer before the hand-written step: autograd of the compiled loss
+ROOT = Path(__file__).resolve().parents[1]
+
+# The earlier trainer's side of the comparison. It reads "MODEL RUNS ITERATIONS" lines on stdin and
+# answers each with the seconds one stacked training took; the first line of a model also compiles.
+WORKER = """
+import sys, time, torch
+from hanzoo import build, registry
+from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
+from hanzoo.tasks import get_task
+torch.set_num_threads(1)
+tune_allocator()
+compile = sys.argv[1] == "compile"
+for line in sys.stdin:
+    model_id, runs, iterations = line.split()
+    runs, iterations = int(runs), int(iterations)
+    entry = registry.get(model_id)
+    task = get_task(entry.task)
+    s = task.split()
+    x, y = torch.as_tensor(s.x_train), torch.as_tensor(s.y_train)
+    net = StackedNet(entry.config, [build(entry.config, seed=i) for i in range(runs)])
+    protocol = Protocol(iterations=iterations, milestones=())
+    start = time.perf_counter()
+    train_stacked(net, task, x, y, torch.full((runs,), 0.01), protocol, list(range(runs)), compile=compile)
+    print(time.perf_counter() - start, flush=True)
+"""
+
+
+class EarlierTrainer:
+    """A worker process running commit `rev`'s package: that commit's hanzoo/, unpacked from git."""
+
+    def __init__(self, rev: str, compile: bool = True) -> None:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "hanzoo"], capture_output=True)
+        if archive.returncode:  # not a checkout, or a clone without that commit
+            raise RuntimeError(f"cannot read commit {rev} here: {archive.stderr.decode().strip()}")
+        self.dir = tempfile.TemporaryDirectory()
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(self.dir.name, filter="data")
+        env = os.environ | {"PYTHONPATH": self.dir.name}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER, "compile" if compile else "eager"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=self.dir.name,
+        )
+
+    def seconds(self, model_id: str, runs: int, iterations: int) -> float:
+        self.proc.stdin.write(f"{model_id} {runs} {iterations}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the earlier trainer's worker stopped (exit {self.proc.wait()})")
+        return float(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.dir.cleanup()
 
 
 def step_flops(config: ModelConfig, batch: int) -> int:
@@ -104,7 +174,15 @@ def stacked(config: ModelConfig, task, x, y, runs: int, iterations: int, backwar
     return time.perf_counter() - start
 
 
-def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: float, gbs: float) -> dict:
+def measure(
+    model_id: str,
+    runs: int,
+    iterations: int,
+    repeats: int,
+    gflops: float,
+    gbs: float,
+    before: EarlierTrainer | None = None,
+) -> dict:
     entry = registry.get(model_id)
     task = get_task(entry.task)
     s = task.split()
@@ -112,6 +190,7 @@ def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: flo
     time_of = {
         "plain": lambda n: plain(entry.config, task, x, y, n) * runs,  # as if each run went alone
         "autograd": lambda n: stacked(entry.config, task, x, y, runs, n, "autograd"),
+        "before": lambda n: before.seconds(model_id, runs, n) if before else float("nan"),
         "closed-form": lambda n: stacked(entry.config, task, x, y, runs, n, "closed-form"),
     }
     for mode in MODES:  # warm-up, and inductor's one-off compile, outside the timed repeats
@@ -131,6 +210,7 @@ def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: flo
         "repeats": repeats,
         "seconds_per_run_per_1000": per_run,
         "speedup_over_autograd": {m: per_run["autograd"] / t for m, t in per_run.items()},
+        "speedup_over_before": {m: per_run["before"] / t for m, t in per_run.items()},
         "step_flops_per_run": flops,
         "floor_seconds_per_run_per_1000": floor,
         "closed_form_over_floor": per_run["closed-form"] / floor,
@@ -139,27 +219,31 @@ def measure(model_id: str, runs: int, iterations: int, repeats: int, gflops: flo
 
 
 def render(report: dict) -> str:
+    before = report["before"]
     lines = [
         "# Trainer throughput",
         "",
         "Made by `python benchmarks/train_speed.py --report docs` on "
         f"{report['machine']} (1 thread, torch {report['torch']}). Seconds per run per 1000 iterations "
-        "(batch 100), median of the repeats; the speed-up is over the autograd step, measured in the "
-        "same process. The floor is the step's flops at this core's measured sgemm rate "
+        "(batch 100), median of the repeats, every mode interleaved in the same run. *autograd* is "
+        "today's trainer with torch's backward in place of the hand-written step; *before* is the "
+        f"stacked trainer of commit {before}, the last before the hand-written step, run as it was in a "
+        "worker process. The floor is the step's flops at this core's measured sgemm rate "
         f"({report['sgemm_gflops']:.0f} GFLOP/s), a bound no fp32 step reaches. The update's traffic is "
         "the SGD update's main-memory reads and writes at this core's measured bandwidth "
         f"({report['stream_gbs']:.0f} GB/s), which no flop count sees: it is what keeps a wide FCNet "
         "from its floor.",
         "",
-        "| model | runs | plain | autograd | closed-form | speed-up | floor | closed-form / floor "
-        "| update's traffic |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| model | runs | plain | autograd | before ({before}) | closed-form | speed-up over autograd "
+        "| over before | floor | closed-form / floor | update's traffic |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["models"]:
         t = r["seconds_per_run_per_1000"]
         lines.append(
-            f"| {r['model']} | {r['runs']} | {t['plain']:.3f} | {t['autograd']:.3f} | {t['closed-form']:.3f} "
-            f"| {r['speedup_over_autograd']['closed-form']:.2f}x | {r['floor_seconds_per_run_per_1000']:.3f} "
+            f"| {r['model']} | {r['runs']} | {t['plain']:.3f} | {t['autograd']:.3f} | {t['before']:.3f} "
+            f"| {t['closed-form']:.3f} | {r['speedup_over_autograd']['closed-form']:.2f}x "
+            f"| {r['speedup_over_before']['closed-form']:.2f}x | {r['floor_seconds_per_run_per_1000']:.3f} "
             f"| {r['closed_form_over_floor']:.1f}x | {r['update_traffic_seconds_per_run_per_1000']:.3f} |"
         )
     return "\n".join(lines) + "\n"
@@ -171,26 +255,33 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--before", default=BEFORE, help=f"the earlier trainer's commit (default {BEFORE})")
     ap.add_argument("--report", type=Path, help="write train-speed.json and train-speed.md into this folder")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tune_allocator()
     gflops, gbs = sgemm_gflops(), stream_gbs()
     print(f"sgemm, 1 thread: {gflops:.1f} GFLOP/s; memory: {gbs:.1f} GB/s")
-    print(f"{'model':<28} {'mode':<12} {'s/run/1000 it':>14} {'vs autograd':>12}")
+    print(f"{'model':<28} {'mode':<12} {'s/run/1000 it':>14} {'vs autograd':>12} {'vs before':>10}")
     results = []
-    for model_id in args.model:
-        r = measure(model_id, args.runs, args.iterations, args.repeats, gflops, gbs)
-        results.append(r)
-        for mode in MODES:
-            t, x = r["seconds_per_run_per_1000"][mode], r["speedup_over_autograd"][mode]
-            print(f"{model_id:<28} {mode:<12} {t:>14.4f} {x:>11.2f}x")
-        print(f"{model_id:<28} {'floor':<12} {r['floor_seconds_per_run_per_1000']:>14.4f}")
-        print(f"{model_id:<28} {'update':<12} {r['update_traffic_seconds_per_run_per_1000']:>14.4f}")
+    before = EarlierTrainer(args.before)
+    try:
+        for model_id in args.model:
+            r = measure(model_id, args.runs, args.iterations, args.repeats, gflops, gbs, before)
+            results.append(r)
+            for mode in MODES:
+                t, x = r["seconds_per_run_per_1000"][mode], r["speedup_over_autograd"][mode]
+                b = r["speedup_over_before"][mode]
+                print(f"{model_id:<28} {mode:<12} {t:>14.4f} {x:>11.2f}x {b:>9.2f}x")
+            print(f"{model_id:<28} {'floor':<12} {r['floor_seconds_per_run_per_1000']:>14.4f}")
+            print(f"{model_id:<28} {'update':<12} {r['update_traffic_seconds_per_run_per_1000']:>14.4f}")
+    finally:
+        before.close()
     if args.report:
         report = {
             "machine": f"{provenance.cpu_name()} ({platform.machine()})",
             "torch": torch.__version__,
+            "before": args.before,
             "sgemm_gflops": gflops,
             "stream_gbs": gbs,
             "models": results,

@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -93,9 +93,17 @@ def run(
     for stage in stages(ids):
         workers = 1 if registry.get(stage[0]).family == "backbone" else jobs
         with ThreadPoolExecutor(workers) as pool:
-            for r in pool.map(lambda m: _train_one(m, out, logs, extra or [], cache), stage):
+            futures = [pool.submit(_train_one, m, out, logs, extra or [], cache) for m in stage]
+            for f in as_completed(futures):  # say each as it finishes
+                if f.exception():  # the queued ones are dropped; those already training finish
+                    for g in futures:
+                        g.cancel()
+                r = f.result()
                 r |= _test_figure(out / r["model"] if out else registry.get(r["model"]).dir, r["model"])
-                say(f"{r['model']}: {r['wall_seconds'] / 60:.1f} min, test {r['metric']} {r['test']:.4g}")
+                say(
+                    f"[{len(done) + 1}/{len(ids)}] {r['model']}: {r['wall_seconds'] / 60:.1f} min, "
+                    f"test {r['metric']} {r['test']:.4g} (shipped {r['shipped_test']:.4g})"
+                )
                 done.append(r)
     families: dict[str, float] = {}
     for r in done:

@@ -41,7 +41,24 @@ def test_flop_count_matches_a_hand_count(script):
 
 
 def test_smoke_run(script):
-    r = script.measure("checkerboard-hannet-20x30", runs=2, iterations=3, repeats=1, gflops=100.0, gbs=20.0)
+    before = script.EarlierTrainer("HEAD", compile=False)  # the worker's mechanics, on this commit's package
+    try:
+        r = script.measure(
+            "checkerboard-hannet-20x30",
+            runs=2,
+            iterations=3,
+            repeats=1,
+            gflops=100.0,
+            gbs=20.0,
+            before=before,
+        )
+    finally:
+        before.close()
     assert set(r["seconds_per_run_per_1000"]) == set(script.MODES)
     assert all(t > 0 for t in r["seconds_per_run_per_1000"].values())
-    assert r["speedup_over_autograd"]["autograd"] == 1.0
+    assert r["speedup_over_autograd"]["autograd"] == 1.0 and r["speedup_over_before"]["before"] == 1.0
+
+
+def test_a_missing_commit_is_named(script):
+    with pytest.raises(RuntimeError, match="cannot read commit 0000000000"):
+        script.EarlierTrainer("0" * 40)
