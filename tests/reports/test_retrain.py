@@ -59,27 +59,38 @@ def test_the_backbone_trains_first_and_alone_with_every_core():
 
 
 def test_the_section_is_the_reports_own(tmp_path):
-    report = {
-        "command": "hanzoo reproduce --retrain",
-        "machine": "a CPU, 2 cores",
-        "torch": "2.13.0",
-        "git_commit": "0123456789",
-        "jobs": 2,
-        "wall_seconds": 600.0,
-        "families": {"elevators fcnet": 540.0},
-        "models": [
-            {
-                "model": "elevators-fcnet-5x50",
-                "family": "elevators fcnet",
-                "wall_seconds": 540.0,
-                "metric": "nrmse",
-                "test": 0.03125,
-                "shipped_test": 0.0322,
-            },
-        ],
-    }
-    path = retrain.write_report(report, tmp_path / "retrain.json")
-    text = "\n".join(reproduce.retrain_section(path))
-    assert "1 model in **10.0 min** end to end, 2 trainings at a time" in text
-    assert "| elevators fcnet | 1 | 9.0 | `elevators-fcnet-5x50` nrmse 0.0312 (0.0322) |" in text
-    assert reproduce.retrain_section(tmp_path / "none.json") == []
+    def report(ids: list[str], seconds: list[float]) -> dict:
+        return {
+            "command": "hanzoo reproduce --retrain --jobs 2 --models " + " ".join(ids),
+            "machine": "a CPU, 2 cores",
+            "torch": "2.13.0",
+            "git_commit": "0123456789",
+            "jobs": 2,
+            "wall_seconds": max(seconds),
+            "models": [
+                {
+                    "model": m,
+                    "family": reproduce.family_of(m),
+                    "wall_seconds": t,
+                    "metric": "nrmse",
+                    "test": 0.03125,
+                    "shipped_test": 0.0322,
+                }
+                for m, t in zip(ids, seconds)
+            ],
+        }
+
+    assert reproduce.retrain_section(tmp_path) == []
+    retrain.write_report(
+        report(["elevators-fcnet-5x200", "elevators-fcnet-5x50"], [540.0, 60.0]), tmp_path / "retrain.json"
+    )
+    text = "\n".join(reproduce.retrain_section(tmp_path))
+    assert "`hanzoo reproduce --retrain --jobs 2 --models ...` (2 of the 22 covered models: " in text
+    assert (
+        "**9.0 min** end to end, 2 trainings at a time. The longest training, `elevators-fcnet-5x200`" in text
+    )
+    assert "add up to 10.0 min" in text and "One run after the other" not in text
+    row = "| elevators fcnet | 2 | 10.0 | `elevators-fcnet-5x50` nrmse 0.0312 (0.0322); `elevators-fcnet-5x2"
+    assert row in text  # the registry's order, whatever order they finished in
+    retrain.write_report(report(["cifar10-fc"], [120.0]), tmp_path / "retrain-cifar10.json")
+    assert "One run after the other: 3 models in 11.0 min." in "\n".join(reproduce.retrain_section(tmp_path))
