@@ -618,7 +618,7 @@ def cmd_reproduce(args) -> dict:
         out = Path(args.out) if args.out else None
         report = retrain.run(ids, out, args.jobs, say=(lambda *_: None) if args.json else console.print)
         report["command"] = "hanzoo " + " ".join(sys.argv[1:])
-        where = Path(args.report) if args.report else (out or Path("runs") / "retrain") / "retrain.json"
+        where = Path(args.report) if args.report else (out or retrain.WORK_DIR) / "retrain.json"
         result["retrain"] = str(retrain.write_report(report, where))
         console.print(f"retrained in {report['wall_seconds'] / 60:.1f} min; wrote {where}")
     elif args.out or args.models or args.report:

@@ -28,6 +28,8 @@ from .errors import HanzooError
 from .files import written_atomically
 from .reproduce import COVERED, family_of
 
+WORK_DIR = Path("runs") / "retrain"  # logs, caches and the report when there is no --out
+
 
 def stages(ids: list[str]) -> list[list[str]]:
     """The order to train in: backbones alone first, then everything else, the longest shipped
@@ -86,7 +88,7 @@ def run(
     ids = list(ids or COVERED)
     for m in ids:
         registry.get(m)  # an unknown id fails here, before hours of training
-    logs = (out or Path("runs") / "retrain") / "logs"
+    logs = (out or WORK_DIR) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cache = logs.parent / "cache"  # features and checkpoints of this retrain only
     started, done = time.perf_counter(), []
