@@ -112,9 +112,10 @@ class StackedNet:
 
     def __init__(self, config: ModelConfig, nets: list[Net]) -> None:
         self.config = config
-        self.names = list(nets[0].state_dict())
+        states = [n.state_dict() for n in nets]
+        self.names = list(states[0])
         self.params = [
-            torch.stack([n.state_dict()[k] for n in nets]).detach().clone().requires_grad_(True)
+            torch.stack([state[k] for state in states]).detach().clone().requires_grad_(True)
             for k in self.names
         ]
         self.act_names = [act for _, _, _, act in config.layers()]
