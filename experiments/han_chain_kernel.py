@@ -16,7 +16,9 @@ interleaved, and prints the medians and the ratio.
 Decision rule, fixed before the run: the kernel goes into the trainer only if it is at least 1.7x
 faster than inductor's chain, the speed-up the 3x trainer target needs from the Han part (the Dense
 layers already run near the sgemm rate). Measured on the 2-core development machine, idle, with the
-defaults: 704 us a call against inductor's 582 us (0.83x), so it was not adopted.
+defaults: 704 us a call against inductor's 582 us (0.83x), so it was not adopted. It is also fragile:
+at --batch 96, 112 or 128 it ran at 0.42x to 0.45x of inductor, and a variant that kept each block of
+16 columns in registers through the width loop ran at 0.45x.
 """
 
 from __future__ import annotations
