@@ -86,7 +86,8 @@ def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
 
 def cuda_graphed(net, x_shape: tuple[int, ...], dtype=None):
-    """`net` captured as one CUDA graph for inputs of `x_shape`: one launch replays every kernel.
+    """`net` (a module, or any callable of one CUDA tensor, such as the fused kernel) captured as one CUDA
+    graph for inputs of `x_shape`: one launch replays every kernel.
 
     Returns (run, static_input, static_output); copy into static_input, call run(), read static_output."""
 
@@ -104,8 +105,9 @@ def cuda_graphed(net, x_shape: tuple[int, ...], dtype=None):
 
 
 def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
-    """On an NVIDIA GPU: a HanNet through the fused Triton kernel (one launch for the whole net), anything
-    else, or a HanNet without Triton, as CUDA-graph eager. `run.path` says which one runs."""
+    """On an NVIDIA GPU: a HanNet through the fused Triton kernel (one kernel for the whole net), anything
+    else, or a HanNet without Triton, as eager torch; either captured in one CUDA graph per input shape, so
+    that a call is one graph launch with no Python launch overhead. `run.path` says which one runs."""
 
     if not torch.cuda.is_available():
         raise HanzooError("the torch-cuda runtime needs a CUDA GPU; none is visible to torch")
@@ -115,18 +117,14 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         xt = torch.from_numpy(_as_input(x, np.uint8 if net.config.takes_images else np.float32)).cuda()
-        if kernel is not None:
-            out = kernel(xt)
-        else:
-            if xt.shape not in graphs:
-                graphs[xt.shape] = cuda_graphed(net, tuple(xt.shape), xt.dtype)
-            replay, static_x, static_out = graphs[xt.shape]
-            static_x.copy_(xt)
-            replay()
-            out = static_out
-        return _outputs(net, out.cpu().numpy())
+        if xt.shape not in graphs:
+            graphs[xt.shape] = cuda_graphed(net if kernel is None else kernel, tuple(xt.shape), xt.dtype)
+        replay, static_x, static_out = graphs[xt.shape]
+        static_x.copy_(xt)
+        replay()
+        return _outputs(net, static_out.cpu().numpy())
 
-    run.path = "fused triton kernel" if kernel is not None else f"CUDA-graph eager ({why_not})"
+    run.path = f"CUDA-graph eager ({why_not})" if kernel is None else "fused triton kernel in a CUDA graph"
     return run
 
 
