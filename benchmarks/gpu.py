@@ -110,12 +110,8 @@ class Variants:
 
         out["eager"] = eager
         if dev == "cuda":
-            replay, static_x, _ = cuda_graphed(net, tuple(x.shape))
-            static_x.copy_(x)
-            out["cuda-graph"] = replay
-            replay_c, static_xc, _ = cuda_graphed(self.compiled, tuple(x.shape))
-            static_xc.copy_(x)
-            out["torch.compile+cuda-graph"] = replay_c
+            out["cuda-graph"] = graphed(net, x)[0]
+            out["torch.compile+cuda-graph"] = graphed(self.compiled, x)[0]
         if self.hannet:
             for dot in (False, True):
                 kernel = fused.prepare(net, device=dev, dot=dot)
@@ -125,10 +121,15 @@ class Variants:
                 name = "fused (tl.dot)" if dot else "fused"
                 out[name] = lambda k=kernel, b=buf: k(x, b)
                 if dev == "cuda":  # as the torch-cuda runtime runs it: no Python launch overhead
-                    replay_k, static_xk, _ = cuda_graphed(kernel, tuple(x.shape))
-                    static_xk.copy_(x)
-                    out[f"{name}+cuda-graph"] = replay_k
+                    out[f"{name}+cuda-graph"] = graphed(kernel, x)[0]
         return out
+
+
+def graphed(fn, x: torch.Tensor) -> tuple:
+    """`fn` in a CUDA graph (runtimes.cuda_graphed) with `x` already in its input: (replay, output)."""
+    replay, static_x, static_out = cuda_graphed(fn, tuple(x.shape))
+    static_x.copy_(x)
+    return replay, static_out
 
 
 def parity(model_id: str, device: str, rows: int | None) -> dict:
@@ -138,18 +139,18 @@ def parity(model_id: str, device: str, rows: int | None) -> dict:
     x = torch.as_tensor(x_test, device=device)
     with torch.no_grad():
         ref = load(model_id).to(device).double()(x.double())
-    res = {"rows": int(x.shape[0])}
-    for dot in (False, True):
-        out = fused.prepare(net, device=device, dot=dot)(x).double()
-        err = float((out - ref).abs().max())
-        bound = ABS_TOL * max(1.0, float(ref.abs().max()))
-        res["dot" if dot else "loop"] = {"max_abs_err_vs_float64": err, "bound": bound, "ok": err <= bound}
-    if device == "cuda":  # the torch-cuda runtime's path: the default kernel replayed from a CUDA graph
-        replay, static_x, static_out = cuda_graphed(fused.prepare(net, device=device), tuple(x.shape))
-        static_x.copy_(x)
+    bound = ABS_TOL * max(1.0, float(ref.abs().max()))
+
+    def check(out: torch.Tensor) -> dict:
+        err = float((out.double() - ref).abs().max())
+        return {"max_abs_err_vs_float64": err, "bound": bound, "ok": err <= bound}
+
+    kernels = {dot: fused.prepare(net, device=device, dot=dot) for dot in (False, True)}
+    res = {"rows": int(x.shape[0]), "loop": check(kernels[False](x)), "dot": check(kernels[True](x))}
+    if device == "cuda":  # the torch-cuda runtime's path: the default (tl.dot) kernel replayed from a graph
+        replay, out = graphed(kernels[True], x)
         replay()
-        err = float((static_out.double() - ref).abs().max())
-        res["graph"] = {"max_abs_err_vs_float64": err, "bound": bound, "ok": err <= bound}
+        res["graph"] = check(out)
     return res
 
 

@@ -93,8 +93,7 @@ def run(
     cache = logs.parent / "cache"  # features and checkpoints of this retrain only
     started, done = time.perf_counter(), []
     for stage in stages(ids):
-        workers = 1 if registry.get(stage[0]).family == "backbone" else jobs
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(min(jobs, len(stage))) as pool:  # a backbone's stage is itself alone
             futures = [pool.submit(_train_one, m, out, logs, extra or [], cache) for m in stage]
             for f in as_completed(futures):  # say each as it finishes
                 if f.exception():  # the queued ones are dropped; those already training finish
