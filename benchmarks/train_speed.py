@@ -285,8 +285,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.render:
-        folder = args.report or ROOT / "docs"
-        (folder / "train-speed.md").write_text(render(json.loads((folder / "train-speed.json").read_text())))
+        source = (args.report or ROOT / "docs") / "train-speed.json"
+        if not source.is_file():
+            raise SystemExit(f"{source} is missing: measure first, with --report {source.parent}")
+        source.with_suffix(".md").write_text(render(json.loads(source.read_text())))
         return
     torch.set_num_threads(1)
     tune_allocator()

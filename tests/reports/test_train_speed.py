@@ -29,6 +29,20 @@ def test_page_is_rendered_from_its_json(script):
         assert r["floor_seconds_per_run_per_1000"] < r["seconds_per_run_per_1000"]["closed-form"]
 
 
+def test_readme_states_the_target_the_page_checks(script):
+    assert f"against the {script.TARGET:g}x speed-up it was built for" in (ROOT / "README.md").read_text()
+
+
+def test_render_without_a_report_names_the_missing_file(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--render", "--report", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "train-speed.json is missing" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_flop_count_matches_a_hand_count(script):
     # FCNet-6x300 (2 -> 300, 5 x 300 -> 300, 300 -> 2), batch 100: forward, weight and input gradients
     gemm = 100 * (2 * 2 * 300 * 2 + 5 * 3 * 2 * 300 * 300 + 3 * 2 * 300 * 2)
