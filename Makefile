@@ -8,8 +8,12 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 TORCH_INDEX_URL ?=
 # torch's float32 results depend on the vector kernels it picks for the CPU (AVX-512, AVX2, SSE). The
 # golden tests run a second time with torch held to its scalar/SSE4.2 kernels, so that a figure only one
-# CPU gives fails on every machine, not just on the next user's.
+# CPU gives fails on every machine, not just on the next user's; that pass runs the subset that
+# tests/golden.py states, and says why it is enough.
 OLD_CPU := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
+# Two pytest workers, one thread each (tests/conftest.py); a group of tests that share an expensive
+# fixture (a browser, a built wheel, the CIFAR-10 training features) stays on one worker.
+XDIST := -n 2 --dist loadgroup
 # ONNX Runtime's C API header, for the C example (examples/c): extracted from Debian 13's
 # libonnxruntime-dev package (not installed), checked by sha256. The library is the onnxruntime wheel's.
 ORT_DEB := libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
@@ -23,8 +27,8 @@ demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in 
 
 test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
-	$(OLD_CPU) $(BIN)/python -m pytest -m golden
+	$(BIN)/python -m pytest $(XDIST) --durations=10
+	$(OLD_CPU) $(BIN)/python -m pytest $(XDIST) -m golden --golden-subset --durations=10
 
 docs: $(VENV)/.test  ## regenerate README's model table, docs/export.md, docs/mobile.md and the model cards
 	$(BIN)/python -m hanzoo.docs

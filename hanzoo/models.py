@@ -200,8 +200,15 @@ class Net(nn.Module):
             self.register_buffer(k, value, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.takes_images:
-            x = self.backbone(x)
+        return self.from_features(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the layers read: the backbone's features of images, or the input itself."""
+        return self.backbone(x) if self.config.takes_images else x
+
+    def from_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The rest of forward: scaling, the layers and the head. Heads that share a frozen backbone
+        differ only here, so their features can be computed once."""
         if self.scaling:
             x = (x - self.x_mean) / self.x_std
         for layer in self.layers:

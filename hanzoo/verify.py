@@ -27,7 +27,6 @@ Tolerances (stated here once; tests, `hanzoo verify` and the golden checks all u
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,16 +137,27 @@ def check_source(model_dir: Path, export_dir: Path, model: str | Path | None = N
             )
 
 
-def verify_folder(model_dir: Path, export_dir: Path, runtimes: list[str], threads: int | None = None) -> dict:
+def verify_folder(
+    model_dir: Path,
+    export_dir: Path,
+    runtimes: list[str],
+    threads: int | None = None,
+    rows: int | None = None,
+) -> dict:
     """Parity figures per runtime; raises nothing about parity itself, each entry says whether it passed.
 
-    Every runtime and the reference run on `threads` (default: every core): parity holds at any thread
-    count, and a CIFAR-10 test split is a TFLOP of convolutions per runtime. Latency is `hanzoo bench`'s.
+    Every runtime and the reference run on `threads` (default: torch's thread count, every physical core
+    unless OMP_NUM_THREADS or torch.set_num_threads says fewer): parity holds at any thread count, and a
+    CIFAR-10 test split is a TFLOP of convolutions per runtime. `rows` limits the check to the first rows
+    of the test split (default: all of it). Latency is `hanzoo bench`'s.
     """
-    threads = threads or os.cpu_count() or 1
+    threads = threads or torch.get_num_threads()
+    if rows is not None and rows < 1:
+        raise HanzooError(f"rows must be at least 1, got {rows}")
     meta = store.read_config(model_dir)
     task = get_task(meta["task"])
     x_test, y_test = task.test_data()
+    x_test, y_test = x_test[:rows], y_test[:rows]
     ref = RUNTIMES["torch"].load(model_dir, export_dir, threads)(x_test)
     check_output(
         ref["output"], f"the torch reference of {model_dir} on the {task.name} test split", hint=BROKEN_MODEL
@@ -214,6 +224,7 @@ def verify(
     runtimes: list[str] | None = None,
     threads: int | None = None,
     export_dir: Path | None = None,
+    rows: int | None = None,
 ) -> dict:
     """Verify a shipped model (id) or a model folder against its export (default: the bundled export of
     its id)."""
@@ -235,7 +246,7 @@ def verify(
         runtimes = [r for r in present if r not in skipped]
         if torch.cuda.is_available():
             runtimes.append("torch-cuda")
-    return verify_folder(model_dir, export_dir, runtimes, threads) | {
+    return verify_folder(model_dir, export_dir, runtimes, threads, rows) | {
         "model_id": str(model),
         "export_dir": str(export_dir),
         "not_run": skipped,

@@ -71,7 +71,7 @@ def test_a_variant_that_does_not_ship_is_refused_by_name():
 
 @pytest.mark.golden
 @pytest.mark.parametrize("model", sorted({r["model"] for r in SHIPS}))
-def test_shipped_variants_pass_verify_and_give_their_figures(model):
+def test_shipped_variants_pass_verify_and_give_their_figures(model, cached_reference):
     rows = {
         f"{'onnxruntime' if r['format'] == 'onnx' else 'litert'}-{r['precision']}": r
         for r in SHIPS

@@ -1,4 +1,9 @@
+import pytest
+
 from hanzoo import reproduce
+
+# reproduce caches the CIFAR-10 logits it scores (half a minute): one worker computes them once
+pytestmark = pytest.mark.xdist_group("reproduce")
 
 
 def test_report_builds_from_shipped_metrics_and_is_current():

@@ -25,7 +25,10 @@ def _why_not() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")
+pytestmark = [
+    pytest.mark.skipif(_why_not() is not None, reason=_why_not() or ""),
+    pytest.mark.xdist_group("browser"),  # one worker builds the site and starts Chromium once
+]
 
 RUN = """([id, data, shape, dtype]) =>
   window.hanzoo.run(id, dtype === "uint8" ? new Uint8Array(data) : new Float32Array(data), shape)"""

@@ -13,6 +13,7 @@ from hanzoo.evaluate import outputs as predict
 from hanzoo.official import import_official
 
 DATA = Path(__file__).parents[1] / "data"
+pytestmark = pytest.mark.xdist_group("official-import")  # one worker imports the checkpoint once
 
 
 @pytest.fixture(scope="module")

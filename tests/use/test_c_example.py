@@ -29,7 +29,10 @@ def _why_not() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_why_not() is not None and not os.environ.get("CI"), reason=_why_not() or "")
+pytestmark = [
+    pytest.mark.skipif(_why_not() is not None and not os.environ.get("CI"), reason=_why_not() or ""),
+    pytest.mark.xdist_group("c-example"),  # one worker compiles the program once
+]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from hanzoo.train import train_model
 from hanzoo.verify import source_hashes, verify
 
 MODEL = "checkerboard-hannet-20x30"
+pytestmark = pytest.mark.xdist_group("user-model")  # one worker trains and exports the user model once
 
 
 @pytest.fixture(scope="module")
