@@ -391,3 +391,27 @@ def test_verify_names_a_runtime_that_is_not_installed(monkeypatch, capsys):
 
     assert main(["verify", "checkerboard-hannet-20x30", "--no-latency"]) == 0
     assert "executorch: not run (not installed: pip install 'hanzoo[executorch]')" in capsys.readouterr().out
+
+
+def test_verify_on_the_first_rows_of_the_test_split():
+    rep = verify("checkerboard-hannet-20x30", runtimes=["onnxruntime"], threads=1, rows=100)
+    assert rep["reference"]["rows"] == 100 and rep["runtimes"]["onnxruntime"]["ok"]
+    with pytest.raises(HanzooError, match="rows must be at least 1, got 0"):
+        verify("checkerboard-hannet-20x30", runtimes=["onnxruntime"], rows=0)
+
+
+def test_image_runtimes_take_at_most_a_chunk_of_images_a_call():
+    from hanzoo.runtimes import IMAGE_CHUNK, image_chunks
+
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        return {"output": x[:, :1].astype(np.float32), "class": x[:, 0].astype(np.int64)}
+
+    x = np.arange(2 * IMAGE_CHUNK + 7, dtype=np.uint8)[:, None].repeat(3, axis=1)
+    out = image_chunks(run, images=True)(x)
+    assert calls == [IMAGE_CHUNK, IMAGE_CHUNK, 7]
+    assert np.array_equal(out["output"][:, 0], x[:, 0]) and np.array_equal(out["class"], x[:, 0])
+    calls.clear()
+    assert image_chunks(run, images=False)(x)["output"].shape == (len(x), 1) and calls == [len(x)]

@@ -248,3 +248,16 @@ def test_per_image_crops_are_windows_of_the_padded_images():
         assert found, i
         offsets.add(found[0])
     assert len(offsets) > 1  # the offsets differ between images
+
+
+def test_forward_is_the_head_on_the_backbones_features():
+    """Heads that share a frozen backbone share its features (the golden tests compute them once)."""
+    net = build(tiny_config(), seed=0).eval()
+    x = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        f = net.features(x)
+        assert f.shape == (5, TINY[-1])
+        assert torch.equal(net.from_features(f), net(x))
+    mlp = build(registry.get("checkerboard-hannet-20x30").config, seed=0)
+    pts = torch.rand(4, 2)
+    assert torch.equal(mlp.features(pts), pts)  # an MLP reads its input as it is
