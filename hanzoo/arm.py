@@ -31,6 +31,7 @@ from . import registry
 from .cifar import cache_dir
 from .errors import HanzooError
 from .files import file_sha256, staged_folder, written_atomically
+from .formats import FORMATS
 from .runtimes import RUNTIMES
 from .tasks import get_task
 from .verify import check_metric, metric_value, near_boundary, output_tolerance
@@ -43,7 +44,8 @@ QEMU_DEB = (
 ROOTFS = ("bookworm", "python3.11,libstdc++6,libgomp1")
 WHEELS = ("onnxruntime==1.32.0", "ai-edge-litert==2.3.0", "numpy==2.4.6")
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64")
-ARTIFACT_RUNTIMES = {"model.onnx": "onnxruntime", "model.ort": "ort-mobile", "model.tflite": "litert"}
+# the environment installs the arm64 wheels of ONNX Runtime and LiteRT: the formats they run
+ARTIFACT_RUNTIMES = {f.file: f.runtime for f in FORMATS.values() if f.aarch64}
 IMAGE_ROWS = 1000  # test images per CIFAR-10 model: the whole split takes too long emulated
 KEY = hashlib.sha256(json.dumps([QEMU_DEB, ROOTFS, WHEELS, PLATFORMS]).encode()).hexdigest()[:12]
 
@@ -236,7 +238,7 @@ def c_example(env: Path) -> dict | None:
             f"{CROSS_CC} could not build examples/c",
         )  # fmt: skip
         x.tofile(f"{tmp}/input.bin")
-        model = registry.EXPORT_DIR / C_MODEL / "model.ort"
+        model = registry.EXPORT_DIR / C_MODEL / FORMATS["ort"].file
         cmd = [str(env / "qemu-aarch64"), "-cpu", CPU, "-L", str(env / "rootfs"), f"{tmp}/hanzoo_run"]
         res = subprocess.run(
             [*cmd, str(model), f"{tmp}/input.bin", str(len(x)), f"{tmp}/out.bin"],

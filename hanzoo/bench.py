@@ -24,10 +24,11 @@ from .convnet import Backbone
 from .errors import HanzooError
 from .export import write_graphs
 from .files import save_figure
+from .formats import FORMATS
 from .runtimes import FORMAT_RUNTIMES, RUNTIMES, Predictor, ort_session
 
 BATCHES = (1, 64, 1024)
-CPU_RUNTIMES = ("torch", "onnxruntime", "ort-mobile", "litert", "executorch")
+CPU_RUNTIMES = ("torch", *(f.runtime for f in FORMATS.values()))
 WEB = "onnxruntime-web"  # model.onnx in headless Chromium (hanzoo.site), timed inside the page
 ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda", WEB)
 
@@ -58,7 +59,7 @@ def time_pair(
 
 
 def _artifact_bytes(model_id: str, runtime: str) -> int | None:
-    art = "model.onnx" if runtime == WEB else RUNTIMES[runtime].artifact
+    art = FORMATS["onnx"].file if runtime == WEB else RUNTIMES[runtime].artifact
     path = registry.EXPORT_DIR / model_id / art if art else registry.get(model_id).dir / "model.safetensors"
     return path.stat().st_size if path.is_file() else None
 

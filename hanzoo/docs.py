@@ -14,6 +14,7 @@ import numpy as np
 from . import card, registry, store
 from .card import final_runs, fmt, seed_count
 from .files import written_atomically
+from .formats import FORMATS
 from .models import ModelConfig
 from .runtimes import FORMAT_RUNTIMES, runtime_for
 from .tasks import TASKS, checkerboard_grid, get_task
@@ -108,7 +109,7 @@ def output_unit(task_name: str) -> tuple[str, str]:
     ) + (f"; the dataset's values run from {float(y.min()):g} to {float(y.max()):g}")
 
 
-APP_RUNTIMES = ("onnxruntime", "ort-mobile", "litert", "executorch")  # what an app runs; torch trains
+APP_RUNTIMES = tuple(f.runtime for f in FORMATS.values() if f.app)  # what an app runs; torch trains
 PAR = 0.05  # a ratio within 5% of 1 is reported as on par, not as faster or slower
 TASK_NAMES = {
     "checkerboard": "Checkerboard",
@@ -353,15 +354,15 @@ def _files_section(manifests: list[dict]) -> list[str]:
     lines = [
         "## Files against parameters",
         "",
-        "| model | params | 4 x params (B) | model.onnx (B) | model.ort (B) | model.tflite (B) "
-        "| model.pte (B) | ONNX ops | TFLite ops |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| model | params | 4 x params (B) | "
+        + "".join(f"{f.file} (B) | " for f in FORMATS.values())
+        + "ONNX ops | TFLite ops |",
+        "| --- | ---: | ---: | " + "---: | " * len(FORMATS) + "--- | --- |",
     ]
     for m in manifests:
-        f = m["files"]
+        sizes = "".join(f"{m['files'][f.file]['bytes']} | " for f in FORMATS.values())
         lines.append(
-            f"| `{m['model_id']}` | {m['params']} | {4 * m['params']} | {f['model.onnx']['bytes']} | "
-            f"{f['model.ort']['bytes']} | {f['model.tflite']['bytes']} | {f['model.pte']['bytes']} | "
+            f"| `{m['model_id']}` | {m['params']} | {4 * m['params']} | {sizes}"
             f"{_ops(m['ops']['onnx'])} | "
             f"{_ops(m['ops']['tflite'])} |"
         )
@@ -465,7 +466,7 @@ def bad_input_behaviour(model_ids: tuple[str, ...] = BAD_INPUT_MODELS) -> dict:
     for mid in model_ids:
         task = get_task(registry.get(mid).task)
         sess = ort.InferenceSession(
-            str(registry.EXPORT_DIR / mid / "model.onnx"), providers=["CPUExecutionProvider"]
+            str(registry.EXPORT_DIR / mid / FORMATS["onnx"].file), providers=["CPUExecutionProvider"]
         )
         names = [o.name for o in sess.get_outputs()]
         row = task.split().x_test[:1]

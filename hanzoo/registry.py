@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import HanzooError
+from .formats import FORMATS, PRECISIONS
 from .models import Block, ModelConfig
 from .record import Record
 from .record import read as read_record
@@ -33,24 +34,23 @@ def bundle_dir(env: str, checkout_name: str, package_name: str) -> Path:
 
 PRETRAINED_DIR = bundle_dir("HANZOO_PRETRAINED", "pretrained", "pretrained")
 EXPORT_DIR = bundle_dir("HANZOO_EXPORT", "export", "exported")
-# The exported artifacts: format name -> file name in an export folder (the Hub repo keeps each in a
-# folder named after its format: onnx/model.onnx)
-ARTIFACTS = {"onnx": "model.onnx", "ort": "model.ort", "tflite": "model.tflite", "pte": "model.pte"}
+# The exported artifacts: format name -> file name in an export folder, from the format table
+ARTIFACTS = {name: f.file for name, f in FORMATS.items()}
 # Reduced-precision variants (hanzoo.precision), written beside the fp32 files: model.fp16.onnx, ...
-PRECISIONS = ("fp16", "int8")
-VARIANT_FORMATS = ("onnx", "tflite")
+VARIANT_FORMATS = tuple(name for name, f in FORMATS.items() if f.variants)
 
 
 def artifact_name(fmt: str, precision: str = "fp32") -> str:
     """An export folder's file name for a format at a precision: model.onnx, model.int8.onnx, ..."""
-    base = ARTIFACTS[fmt]
-    if precision == "fp32":
-        return base
-    stem, ext = base.rsplit(".", 1)
-    return f"{stem}.{precision}.{ext}"
+    return FORMATS[fmt].variant_file(precision)
 
 
-VARIANT_FILES = {(fmt, p): artifact_name(fmt, p) for p in PRECISIONS for fmt in VARIANT_FORMATS}
+VARIANT_FILES = {
+    (fmt, p): artifact_name(fmt, p)
+    for p in PRECISIONS
+    for fmt in VARIANT_FORMATS
+    if p in FORMATS[fmt].variants
+}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import torch
 from . import fused
 from .errors import HanzooError
 from .evaluate import forward_in_chunks
+from .formats import FORMATS
 from .integrity import check_artifact
 from .registry import VARIANT_FILES, artifact_name
 from .store import load_model, read_config
@@ -275,36 +276,36 @@ RUNTIMES: dict[str, Runtime] = {
     for r in [
         Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
         Runtime(
-            "onnxruntime",
-            "model.onnx",
+            FORMATS["onnx"].runtime,
+            FORMATS["onnx"].file,
             "ONNX Runtime, CPU provider",
-            lambda m, e, t: ort_session(e / "model.onnx", t, False),
+            lambda m, e, t: ort_session(e / FORMATS["onnx"].file, t, False),
             package="onnxruntime",
-            extra="onnx",
+            extra=FORMATS["onnx"].extra,
         ),
         Runtime(
-            "ort-mobile",
-            "model.ort",
+            FORMATS["ort"].runtime,
+            FORMATS["ort"].file,
             "ONNX Runtime on the ORT-format file, as a mobile app loads it",
-            lambda m, e, t: ort_session(e / "model.ort", t, True),
+            lambda m, e, t: ort_session(e / FORMATS["ort"].file, t, True),
             package="onnxruntime",
-            extra="onnx",
+            extra=FORMATS["ort"].extra,
         ),
         Runtime(
-            "litert",
-            "model.tflite",
+            FORMATS["tflite"].runtime,
+            FORMATS["tflite"].file,
             "LiteRT interpreter with XNNPACK",
-            lambda m, e, t: litert_session(e / "model.tflite", t),
+            lambda m, e, t: litert_session(e / FORMATS["tflite"].file, t),
             package="ai_edge_litert",
-            extra="litert",
+            extra=FORMATS["tflite"].extra,
         ),
         Runtime(
-            "executorch",
-            "model.pte",
+            FORMATS["pte"].runtime,
+            FORMATS["pte"].file,
             "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
-            lambda m, e, t: executorch_session(e / "model.pte", t, read_config(m)["task"]),
+            lambda m, e, t: executorch_session(e / FORMATS["pte"].file, t, read_config(m)["task"]),
             package="executorch",
-            extra="executorch",
+            extra=FORMATS["pte"].extra,
         ),
         Runtime(
             "torch-cuda",
@@ -317,7 +318,7 @@ RUNTIMES: dict[str, Runtime] = {
 
 
 # the runtime that runs each export format (and its fp16/int8 variants, for onnx and tflite)
-FORMAT_RUNTIMES = {"onnx": "onnxruntime", "ort": "ort-mobile", "tflite": "litert", "pte": "executorch"}
+FORMAT_RUNTIMES = {name: f.runtime for name, f in FORMATS.items()}
 
 
 def runtime_for(fmt: str, precision: str = "fp32") -> str:

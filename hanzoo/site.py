@@ -39,6 +39,7 @@ from .cifar import CLASSES, pillow
 from .docs import DTYPES, output_unit
 from .errors import HanzooError
 from .files import staged_folder, written_atomically
+from .formats import FORMATS
 from .tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ORT_DIST = Path(os.environ.get("HANZOO_ORT_WEB") or ROOT / "node_modules" / "onnxruntime-web" / "dist")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 WEB = Path(__file__).resolve().parent / "web"  # the hand-written page assets: hanzoo.js, demos, style
-FORMATS = ("onnx", "ort", "tflite", "pte")
 
 
 def ort_dist() -> Path:
@@ -62,7 +62,8 @@ def ort_dist() -> Path:
 def build(out: Path) -> Path:
     """Write the whole site into `out` (replaced only once it is complete); returns `out`."""
     dist = ort_dist()
-    models = [e for e in registry.MODELS.values() if (registry.EXPORT_DIR / e.id / "model.onnx").is_file()]
+    onnx = FORMATS["onnx"].file
+    models = [e for e in registry.MODELS.values() if (registry.EXPORT_DIR / e.id / onnx).is_file()]
     if not models:
         raise HanzooError(f"no exported model in {registry.EXPORT_DIR}; run `hanzoo export --all` first")
     bench = _benchmarks()

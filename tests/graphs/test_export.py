@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from hanzoo import HanzooError, registry
 from hanzoo.export import FORMATS, export, parse_formats
 from hanzoo.export_tflite import op_types, read_metadata
+from hanzoo.formats import FORMATS as FORMAT_TABLE
 from hanzoo.registry import EXPORT_DIR
 from hanzoo.runtimes import RUNTIMES
 from hanzoo.tasks import get_task
@@ -225,7 +226,7 @@ def test_test_data_set_round_trips(entry):
 # Files computed from the weights alone are byte-identical on every machine; the reference outputs
 # are torch's float32 results, which differ in their last bits between CPUs, so they are compared
 # numerically; the ORT flatbuffer is laid out in hash-map order (same size, same outputs).
-WEIGHTS_ONLY = ("model.onnx", "model.tflite", "model.pte", "test_data_set_0/input_0.pb")
+WEIGHTS_ONLY = (*(f.file for f in FORMAT_TABLE.values() if f.byte_identical), "test_data_set_0/input_0.pb")
 
 
 @pytest.mark.golden

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "hanzoo"
 LAYERS = [
     ("leaves", {"version", "errors", "files", "provenance"}),
     ("architecture", {"layers", "convnet", "models"}),
-    ("what exists", {"cifar", "tasks", "record", "registry", "pins"}),
+    ("what exists", {"cifar", "tasks", "record", "formats", "registry", "pins"}),
     ("storage and scoring", {"integrity", "card", "store", "evaluate"}),
     (
         "graphs and runtimes",
