@@ -10,6 +10,8 @@ import importlib
 import json
 import tempfile
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,16 +204,63 @@ def write_variant(net, fmt: str, precision: str, dest: Path) -> Path:
     return path
 
 
+def _onnx_file(net, dest: Path, metadata: dict | None) -> None:
+    graph = onnx_graphs().build_onnx(net, net.meta["model_id"], net.meta["task"], metadata)
+    onnx_package().save(graph, str(dest / FORMATS["onnx"]))
+
+
+def _ort_file(net, dest: Path, metadata: dict | None) -> None:
+    if not (dest / FORMATS["onnx"]).is_file():  # the ORT file is converted from the ONNX graph
+        _onnx_file(net, dest, metadata)
+    onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
+
+
+def _tflite_file(net, dest: Path, metadata: dict | None) -> None:
+    flat = build_tflite(net, net.meta["model_id"], net.meta["task"], metadata)
+    (dest / FORMATS["tflite"]).write_bytes(flat)
+
+
+def _pte_file(net, dest: Path, metadata: dict | None) -> None:
+    (dest / FORMATS["pte"]).write_bytes(build_pte(net))
+
+
+def _onnx_ops(path: Path) -> dict[str, int]:
+    return dict(sorted(Counter(n.op_type for n in onnx_package().load(str(path)).graph.node).items()))
+
+
+def _tflite_ops(path: Path) -> dict[str, int]:
+    return dict(sorted(Counter(op_types(path.read_bytes())).items()))
+
+
+def _pte_ops(path: Path) -> dict[str, int]:
+    return pte_ops(path.read_bytes())
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How one format of hanzoo.formats is written: `library` imports its heavy library (before the staged
+    folder exists), `write` puts its file into a folder from a loaded model, and `ops` reads the op
+    histogram the manifest records (None: it records none)."""
+
+    library: Callable[[], object]
+    write: Callable[..., None]
+    ops: Callable[[Path], dict[str, int]] | None = None
+
+
+BUILDERS = {
+    "onnx": Builder(onnx_graphs, _onnx_file, _onnx_ops),
+    "ort": Builder(onnx_graphs, _ort_file),
+    "tflite": Builder(tensorflow, _tflite_file, _tflite_ops),
+    "pte": Builder(executorch, _pte_file, _pte_ops),
+}
+
+
 def _load_libraries(formats: list[str], parity: bool) -> None:
     """Import the heavy libraries this export uses before its temporary folder exists. Ctrl-C in the
     middle of a native library's import can crash the process outright (seen: SIGSEGV, SIGABRT), past
     every cleanup; interrupted anywhere later, the staged folder is removed."""
-    if "onnx" in formats:
-        onnx_graphs()
-    if "tflite" in formats:
-        tensorflow()
-    if "pte" in formats:
-        executorch()
+    for name in formats:
+        BUILDERS[name].library()
     if parity or "ort" in formats:
         for name in ("onnxruntime", "ai_edge_litert.interpreter"):
             try:
@@ -221,18 +270,11 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
 
 
 def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = None) -> None:
-    """The model files alone (ONNX, ORT, TFLite, ExecuTorch) for a loaded model, into an existing folder."""
-    model_id, task_name = net.meta["model_id"], net.meta["task"]
-    if "onnx" in formats or "ort" in formats:
-        onnx_package().save(
-            onnx_graphs().build_onnx(net, model_id, task_name, metadata), str(dest / FORMATS["onnx"])
-        )
-    if "ort" in formats:
-        onnx_to_ort(dest / FORMATS["onnx"], dest / FORMATS["ort"])
-    if "tflite" in formats:
-        (dest / FORMATS["tflite"]).write_bytes(build_tflite(net, model_id, task_name, metadata))
-    if "pte" in formats:
-        (dest / FORMATS["pte"]).write_bytes(build_pte(net))
+    """The model files alone (one per format of hanzoo.formats) for a loaded model, into an existing
+    folder, in the table's order."""
+    for name in FORMATS:
+        if name in formats:
+            BUILDERS[name].write(net, dest, metadata)
 
 
 def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
@@ -240,23 +282,17 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
             files[str(p.relative_to(folder))] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-    ops = {}
+    ops = {
+        name: BUILDERS[name].ops(folder / file)
+        for name, file in FORMATS.items()
+        if name in formats and BUILDERS[name].ops
+    }
     if "onnx" in formats:
         m = onnx_package().load(str(folder / FORMATS["onnx"]))
-        ops["onnx"] = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
-    if "tflite" in formats:
-        ops["tflite"] = dict(sorted(Counter(op_types((folder / FORMATS["tflite"]).read_bytes())).items()))
-    if "pte" in formats:
-        ops["pte"] = pte_ops((folder / FORMATS["pte"]).read_bytes())
     for (fmt, precision), name in registry.VARIANT_FILES.items():
         if (folder / name).is_file():
-            kinds = (
-                (n.op_type for n in onnx_package().load(str(folder / name)).graph.node)
-                if fmt == "onnx"
-                else op_types((folder / name).read_bytes())
-            )
-            ops[f"{fmt}-{precision}"] = dict(sorted(Counter(kinds).items()))
+            ops[f"{fmt}-{precision}"] = BUILDERS[fmt].ops(folder / name)
     versions = {
         d: provenance.dist_version(d)
         for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert", "executorch")

@@ -8,7 +8,10 @@ from hanzoo.formats import FORMATS
 from hanzoo.runtimes import RUNTIMES
 
 
-def test_each_format_has_its_runtime():
+def test_each_format_has_its_builder_and_its_runtime():
+    from hanzoo.export import BUILDERS
+
+    assert list(BUILDERS) == list(FORMATS)
     for f in FORMATS.values():
         rt = RUNTIMES[f.runtime]
         assert (rt.artifact, rt.extra, rt.precision) == (f.file, f.extra, "fp32"), f.name
