@@ -71,6 +71,13 @@ def _metric(model_id: str) -> dict | None:
     return {"name": m.metric, "test": m.value("test")}
 
 
+def default_models() -> list[str]:
+    """What `hanzoo bench --all` times: every shipped HanNet, each with its baselines. Table 4's controls and
+    the 20%-training variants (the 80% models' architectures, so the same speed) are not timed."""
+    entries = [registry.get(m) for m in registry.shipped()]
+    return [e.id for e in entries if e.family == "hannet" and not e.ablation and not e.variant_of]
+
+
 def bench(
     model_ids: list[str],
     runtimes: list[str] | None = None,

@@ -522,16 +522,7 @@ def cmd_predict(args) -> dict:
 
 def cmd_bench(args) -> dict:
 
-    ids = registry.shipped() if args.all or not args.models else args.models
-    if args.all or not args.models:  # baselines come with their HanNet; Table 4's controls and the
-        # 20%-training variants (same architectures as the 80% models, so the same speed) are not timed
-        ids = [
-            m
-            for m in ids
-            if registry.get(m).family == "hannet"
-            and not registry.get(m).ablation
-            and not registry.get(m).variant_of
-        ]
+    ids = bench.default_models() if args.all or not args.models else args.models
     runtimes = args.runtime.split(",") if args.runtime else None
     batches = tuple(args.batch) if args.batch else ((1, 1024) if args.quick else bench.BATCHES)
     rounds = 5 if args.quick else args.rounds

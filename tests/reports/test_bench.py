@@ -72,3 +72,14 @@ def test_image_classifiers_bench_with_the_head_share(capsys):
     for h in shares.values():
         assert 0 < h["share"] < 1 and h["head_us"] < h["whole_us"]
     assert "head share" in bench.image_analysis(report, report["groups"][0])
+
+
+def test_the_default_models_are_the_shipped_hannets_outside_the_ablations_and_variants():
+    from hanzoo import registry
+
+    ids = bench.default_models()
+    assert "checkerboard-hannet-20x30" in ids and "cifar10-hannet" in ids
+    for m in registry.shipped():
+        e = registry.get(m)
+        assert (m in ids) == (e.family == "hannet" and not e.ablation and not e.variant_of), m
+    assert not {"checkerboard-hannet-relu-20x30", "elevators-hannet-20x200-20pct"} & set(ids)
