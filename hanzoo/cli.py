@@ -33,10 +33,9 @@ from .predict import (
     write_outputs,
 )
 from .runtimes import get_runtime
-from .stacked import PROTOCOLS, Protocol
 from .store import read_config, resolve
 from .tasks import get_task
-from .train import train_model
+from .train import protocol_for, train_model
 from .verify import failures, verify
 from .version import __version__
 
@@ -252,22 +251,7 @@ def cmd_train(args) -> dict:
         if not args.json:
             console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
         return {"model": entry.id, "folder": str(folder), "selected": sel}
-    base = PROTOCOLS.get(entry.task)
-    if base is None:
-        raise HanzooError(f"cannot train {entry.id}: {registry.train_advice(entry.id)}")
-    over = {
-        k: v
-        for k, v in (
-            ("iterations", args.iterations),
-            ("epochs", args.epochs),
-            ("seeds", args.seeds),
-            ("lrs", args.lrs),
-        )
-        if v
-    }
-    if args.iterations and not args.epochs:
-        over["epochs"] = 0  # an explicit iteration count replaces an epoch-based one
-    protocol = Protocol(**(base.to_dict() | over))
+    protocol = protocol_for(entry.id, args.iterations, args.epochs, args.seeds, args.lrs)
     torch.set_num_threads(args.threads or 1)
     folder = train_model(
         entry.id,

@@ -103,6 +103,26 @@ def train_model(
     return _write_folder(dest, entry, config, state, metrics, scaling, frozen)
 
 
+def protocol_for(
+    model_id: str,
+    iterations: int | None = None,
+    epochs: int | None = None,
+    seeds: tuple[int, ...] | None = None,
+    lrs: tuple[float, ...] | None = None,
+) -> Protocol:
+    """The paper's protocol for a model's task, with what the caller overrides (`hanzoo train`'s
+    --iterations, --epochs, --seeds, --lrs). An iteration count given without epochs replaces the task's
+    epoch-based length, which would otherwise win."""
+    entry = registry.get(model_id)
+    base = _check_protocol(entry, None)
+    over = {
+        k: v for k, v in (("iterations", iterations), ("epochs", epochs), ("seeds", seeds), ("lrs", lrs)) if v
+    }
+    if iterations and not epochs:
+        over["epochs"] = 0
+    return Protocol(**(base.to_dict() | over))
+
+
 def _check_protocol(entry: registry.ModelEntry, protocol: Protocol | None) -> Protocol:
     if entry.task not in PROTOCOLS and protocol is None:
         raise HanzooError(f"cannot train {entry.id}: {registry.train_advice(entry.id)}")

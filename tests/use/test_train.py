@@ -223,3 +223,20 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
             "checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False, compile=False
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_protocol_for_applies_the_callers_overrides():
+    from hanzoo.stacked import PROTOCOLS
+    from hanzoo.train import protocol_for
+
+    base = PROTOCOLS["checkerboard"]
+    assert protocol_for("checkerboard-hannet-20x30") == base
+    p = protocol_for("checkerboard-hannet-20x30", iterations=40, seeds=(0,), lrs=(0.05,))
+    assert (p.iterations, p.epochs, p.seeds, p.lrs) == (40, 0, (0,), (0.05,))  # iterations replace epochs
+    assert PROTOCOLS["elevators"].epochs == 300  # a task whose length is set in epochs
+    assert protocol_for("elevators-hannet-20x200", iterations=40).epochs == 0
+    both = protocol_for("elevators-hannet-20x200", iterations=40, epochs=3)
+    assert (both.iterations, both.epochs) == (40, 3)
+    unknown = next(e.id for e in registry.MODELS.values() if e.task not in PROTOCOLS)
+    with pytest.raises(HanzooError, match=f"cannot train {unknown}"):
+        protocol_for(unknown)
