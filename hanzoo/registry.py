@@ -46,10 +46,7 @@ def artifact_name(fmt: str, precision: str = "fp32") -> str:
 
 
 VARIANT_FILES = {
-    (fmt, p): artifact_name(fmt, p)
-    for p in PRECISIONS
-    for fmt in VARIANT_FORMATS
-    if p in FORMATS[fmt].variants
+    (fmt, p): f.variant_file(p) for p in PRECISIONS for fmt, f in FORMATS.items() if p in f.variants
 }
 
 

@@ -26,7 +26,7 @@ from .errors import HanzooError
 from .evaluate import forward_in_chunks
 from .formats import FORMATS
 from .integrity import check_artifact
-from .registry import VARIANT_FILES, artifact_name
+from .registry import VARIANT_FILES
 from .store import load_model, read_config
 from .tasks import get_task
 
@@ -271,86 +271,65 @@ def executorch_session(path: Path, threads: int, task: str) -> Predictor:
     return run
 
 
+# How each format of hanzoo.formats runs: what the runtime is, the package that runs it, and a session
+# from (model folder, artifact path, threads).
+SESSIONS: dict[str, tuple[str, str, Callable[[Path, Path, int], Predictor]]] = {
+    "onnx": ("ONNX Runtime, CPU provider", "onnxruntime", lambda m, path, t: ort_session(path, t, False)),
+    "ort": (
+        "ONNX Runtime on the ORT-format file, as a mobile app loads it",
+        "onnxruntime",
+        lambda m, path, t: ort_session(path, t, True),
+    ),
+    "tflite": (
+        "LiteRT interpreter with XNNPACK",
+        "ai_edge_litert",
+        lambda m, path, t: litert_session(path, t),
+    ),
+    "pte": (
+        "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
+        "executorch",
+        lambda m, path, t: executorch_session(path, t, read_config(m)["task"]),
+    ),
+}
+
+
+def runtime_for(fmt: str, precision: str = "fp32") -> str:
+    """The runtime name for an export format at a precision: onnxruntime, litert-int8, ..."""
+    base = FORMATS[fmt].runtime
+    return base if precision == "fp32" else f"{base}-{precision}"
+
+
+def _file_runtime(fmt: str, precision: str = "fp32") -> Runtime:
+    """The runtime of a format's file (or of its fp16/int8 variant), from the two tables."""
+    what, package, session = SESSIONS[fmt]
+    file = FORMATS[fmt].variant_file(precision)
+    return Runtime(
+        runtime_for(fmt, precision),
+        file,
+        what if precision == "fp32" else f"{what}, on the {precision} variant",
+        lambda m, e, t: session(m, e / file, t),
+        precision,
+        package,
+        FORMATS[fmt].extra,
+    )
+
+
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in [
         Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
-        Runtime(
-            FORMATS["onnx"].runtime,
-            FORMATS["onnx"].file,
-            "ONNX Runtime, CPU provider",
-            lambda m, e, t: ort_session(e / FORMATS["onnx"].file, t, False),
-            package="onnxruntime",
-            extra=FORMATS["onnx"].extra,
-        ),
-        Runtime(
-            FORMATS["ort"].runtime,
-            FORMATS["ort"].file,
-            "ONNX Runtime on the ORT-format file, as a mobile app loads it",
-            lambda m, e, t: ort_session(e / FORMATS["ort"].file, t, True),
-            package="onnxruntime",
-            extra=FORMATS["ort"].extra,
-        ),
-        Runtime(
-            FORMATS["tflite"].runtime,
-            FORMATS["tflite"].file,
-            "LiteRT interpreter with XNNPACK",
-            lambda m, e, t: litert_session(e / FORMATS["tflite"].file, t),
-            package="ai_edge_litert",
-            extra=FORMATS["tflite"].extra,
-        ),
-        Runtime(
-            FORMATS["pte"].runtime,
-            FORMATS["pte"].file,
-            "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
-            lambda m, e, t: executorch_session(e / FORMATS["pte"].file, t, read_config(m)["task"]),
-            package="executorch",
-            extra=FORMATS["pte"].extra,
-        ),
+        *(_file_runtime(fmt) for fmt in FORMATS if fmt in SESSIONS),  # a test holds every format to a session
         Runtime(
             "torch-cuda",
             "",
             "PyTorch on an NVIDIA GPU: the fused Triton kernel for HanNets, else CUDA graphs",
             _torch_cuda,
         ),
+        *(_file_runtime(fmt, p) for (fmt, p) in VARIANT_FILES if fmt in SESSIONS),
     ]
 }
-
-
 # the runtime that runs each export format (and its fp16/int8 variants, for onnx and tflite)
 FORMAT_RUNTIMES = {name: f.runtime for name, f in FORMATS.items()}
-
-
-def runtime_for(fmt: str, precision: str = "fp32") -> str:
-    """The runtime name for an export format at a precision: onnxruntime, litert-int8, ..."""
-    base = FORMAT_RUNTIMES[fmt]
-    return base if precision == "fp32" else f"{base}-{precision}"
-
-
-def _variant(fmt: str, precision: str) -> Runtime:
-    name = artifact_name(fmt, precision)
-    if fmt == "onnx":
-        return Runtime(
-            runtime_for(fmt, precision),
-            name,
-            f"ONNX Runtime, CPU provider, on the {precision} variant",
-            lambda m, e, t: ort_session(e / name, t, False),
-            precision,
-            "onnxruntime",
-            "onnx",
-        )
-    return Runtime(
-        runtime_for(fmt, precision),
-        name,
-        f"LiteRT interpreter with XNNPACK, on the {precision} variant",
-        lambda m, e, t: litert_session(e / name, t),
-        precision,
-        "ai_edge_litert",
-        "litert",
-    )
-
-
-RUNTIMES |= {r.name: r for r in (_variant(fmt, p) for (fmt, p) in VARIANT_FILES)}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -31,7 +31,8 @@ import torch
 from filelock import FileLock
 
 from hanzoo import registry
-from hanzoo.runtimes import RUNTIMES, Runtime
+from hanzoo.backbone import features as backbone_features
+from hanzoo.runtimes import IMAGE_CHUNK, RUNTIMES, Runtime
 from hanzoo.store import load_model
 from hanzoo.tasks import get_task
 
@@ -122,10 +123,8 @@ class FeatureCache:
         path = self.folder / f"features-{_digest(*weights, str(x.shape).encode(), x.tobytes())}.npy"
         with FileLock(f"{path}.lock"):
             if not path.is_file():
-                with torch.no_grad():  # 250 images at a time, as the torch runtime runs them
-                    f = [net.features(torch.from_numpy(x[i : i + 250])) for i in range(0, len(x), 250)]
                 tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
-                np.save(tmp, torch.cat(f).numpy())
+                np.save(tmp, backbone_features(net, x, batch=IMAGE_CHUNK))
                 tmp.replace(path)
             return torch.from_numpy(np.load(path, allow_pickle=False))
 

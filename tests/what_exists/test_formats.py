@@ -10,8 +10,9 @@ from hanzoo.runtimes import RUNTIMES
 
 def test_each_format_has_its_builder_and_its_runtime():
     from hanzoo.export import BUILDERS
+    from hanzoo.runtimes import SESSIONS
 
-    assert list(BUILDERS) == list(FORMATS)
+    assert list(BUILDERS) == list(FORMATS) == list(SESSIONS)
     for f in FORMATS.values():
         rt = RUNTIMES[f.runtime]
         assert (rt.artifact, rt.extra, rt.precision) == (f.file, f.extra, "fp32"), f.name
