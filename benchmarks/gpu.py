@@ -15,6 +15,11 @@ Needs a CUDA GPU and triton; it is the one script to run on a GPU machine. In on
    output, weights once) and the flops a row needs;
 4. writes everything as JSON after every model (ratios against the baselines measured in the same
    run), and the measured section of docs/gpu.md from that JSON.
+
+With --tune it first sweeps the fused kernel's launch (BLOCK_M rows per program x num_warps, each
+replayed from a CUDA graph) at batches 1024 and 65536 on random inputs, picks for each tile width the
+configuration with the least total time over the HanNets of that width, and measures everything after
+with it; `fused.LAUNCH` ships that choice (docs/gpu.json's "launch").
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ TARGETS = [
     ("calhousing-hannet-20x200", "calhousing-fcnet-5x200", 65536, "throughput", 2.0),
 ]
 BEGIN, END = "<!-- measured: begin -->", "<!-- measured: end -->"
+# The launch sweep. More floats of the tile per thread than this spill registers, so those are not tried.
+MAX_TILE_PER_THREAD = 256
 
 
 def flops_per_row(net) -> int:
@@ -98,6 +105,7 @@ class Variants:
             # measured earlier fill it and later ones fall back to eager without a word.
             torch._dynamo.reset()
         self.compiled = torch.compile(self.net) if device == "cuda" else None
+        self.launch: list[int] | None = None  # the fused kernel's [BLOCK_M, num_warps] at the last batch
 
     def at(self, batch: int) -> dict:
         net, dev = self.net, self.device
@@ -122,6 +130,7 @@ class Variants:
                 out[name] = lambda k=kernel, b=buf: k(x, b)
                 if dev == "cuda":  # as the torch-cuda runtime runs it: no Python launch overhead
                     out[f"{name}+cuda-graph"] = graphed(kernel, x)[0]
+                self.launch = list(kernel.launch(batch))
         return out
 
 
@@ -154,6 +163,60 @@ def parity(model_id: str, device: str, rows: int | None) -> dict:
     return res
 
 
+def tune(args, time_it) -> tuple[list[dict], list[dict]]:
+    """Time the default (tl.dot) kernel in a CUDA graph for every launch in the grid; choose per tile width.
+
+    Random inputs, not a test split: the launch changes no result, only the time."""
+    cells = []
+    for hid in args.models.split(","):
+        net = load(hid).to(args.device).eval()
+        for batch in (int(b) for b in args.tune_batches.split(",")):
+            x = torch.rand(batch, net.config.in_features, device=args.device) * 2 - 1
+            for block_m in (int(b) for b in args.block_ms.split(",")):
+                for warps in (int(w) for w in args.warps.split(",")):
+                    kernel = fused.prepare(net, device=args.device)
+                    if block_m * kernel.block_n > MAX_TILE_PER_THREAD * 32 * warps:
+                        continue
+                    kernel.block_m, kernel.num_warps = block_m, warps
+                    cell = {
+                        "model": hid,
+                        "block_n": kernel.block_n,
+                        "batch": batch,
+                        "block_m": block_m,
+                        "num_warps": warps,
+                    }
+                    try:
+                        fn = graphed(kernel, x)[0] if args.device == "cuda" else (lambda k=kernel, x=x: k(x))
+                        cell["median_us"] = time_it(fn, args.reps) * 1e6
+                    except Exception as e:  # a launch Triton cannot compile is recorded, not fatal
+                        cell["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+                    cells.append(cell)
+                    print(json.dumps(cell), flush=True)
+    return cells, choose(cells)
+
+
+def choose(cells: list[dict]) -> list[dict]:
+    """Per (tile width, batch): the launch with the least total time over the HanNets of that width.
+
+    A launch that failed for any of them is out."""
+    chosen = []
+    for block_n, batch in sorted({(c["block_n"], c["batch"]) for c in cells}):
+        group = [c for c in cells if (c["block_n"], c["batch"]) == (block_n, batch)]
+        failed = {(c["block_m"], c["num_warps"]) for c in group if "error" in c}
+        totals: dict[tuple[int, int], float] = {}
+        for c in group:
+            key = (c["block_m"], c["num_warps"])
+            if key not in failed:
+                totals[key] = totals.get(key, 0.0) + c["median_us"]
+        block_m, warps = min(totals, key=totals.get)
+        chosen.append({"block_n": block_n, "batch": batch, "block_m": block_m, "num_warps": warps})
+    return chosen
+
+
+def launch_table(chosen: list[dict]) -> dict[tuple[int, int], tuple[int, int]]:
+    return {(c["block_n"], c["batch"]): (c["block_m"], c["num_warps"]) for c in chosen}
+
+
 def measure(args) -> dict:
     report = {
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu (smoke run, not a timing)",
@@ -169,6 +232,15 @@ def measure(args) -> dict:
         "cells": [],
     }
     time_it = timer(args.device)
+    if args.tune:
+        report["launch_sweep"], chosen = tune(args, time_it)
+        fused.LAUNCH.clear()
+        fused.LAUNCH.update(launch_table(chosen))  # everything measured below runs with the choice
+    report["launch_tuned"] = bool(args.tune)
+    report["launch"] = [
+        {"block_n": n, "batch": b, "block_m": m, "num_warps": w}
+        for (n, b), (m, w) in sorted(fused.LAUNCH.items())
+    ]
     batches = [int(b) for b in args.batches.split(",")]
     for hid in args.models.split(","):
         report["parity"][hid] = parity(hid, args.device, args.parity_rows)
@@ -194,6 +266,8 @@ def measure(args) -> dict:
                         "achieved_GBps": floor_bytes / s / 1e9,
                         "achieved_TFLOPs": flops_per_row(runs.net) * batch / s / 1e12,
                     }
+                    if name.startswith("fused"):
+                        cell["launch"] = runs.launch
                     report["cells"].append(cell)
                     print(json.dumps(cell), flush=True)
             del runs
@@ -257,6 +331,7 @@ def render(report: dict) -> str:
             f"{p['dot']['max_abs_err_vs_float64']:.2e} | {graph} | {p['loop']['bound']:.0e} | "
             f"{'yes' if all(m['ok'] for m in modes) else '**no**'} |"
         )
+    lines += ["", *render_launch(report)]
     lines += [
         "",
         "### Design targets",
@@ -310,6 +385,55 @@ def render(report: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_launch(report: dict) -> list[str]:
+    """The fused kernel's launch: the table every fused figure below ran with, and the sweep behind it."""
+    lines = [
+        "### Launch of the fused kernel",
+        "",
+        "| BLOCK_N (width rounded up) | batch | BLOCK_M | num_warps |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {c['block_n']} | {c['batch']} | {c['block_m']} | {c['num_warps']} |"
+        for c in report.get("launch", [])
+    ]
+    if not report.get("launch", []):
+        lines.append("| any | any | 4096 / BLOCK_N, 16 to 128 | 4 |")
+    if not report.get("launch_tuned"):
+        return lines
+    sweep = report["launch_sweep"]
+    chosen = {(c["block_n"], c["batch"]): (c["block_m"], c["num_warps"]) for c in report["launch"]}
+    warps = sorted({c["num_warps"] for c in sweep})
+    lines += [
+        "",
+        "Chosen by `--tune` in this run: the median µs of the default (tl.dot) kernel in a CUDA graph on "
+        "random inputs, for each BLOCK_M (rows) and num_warps (columns); the choice, in bold, has the "
+        "least total time over the HanNets of its BLOCK_N. A launch with more than "
+        f"{MAX_TILE_PER_THREAD} floats of the tile per thread is not tried (-).",
+    ]
+    for model in dict.fromkeys(c["model"] for c in sweep):
+        for batch in sorted({c["batch"] for c in sweep if c["model"] == model}):
+            mine = {
+                (c["block_m"], c["num_warps"]): c for c in sweep if (c["model"], c["batch"]) == (model, batch)
+            }
+            pick = chosen.get((next(iter(mine.values()))["block_n"], batch))
+            lines += [
+                "",
+                f"{model}, batch {batch}:",
+                "",
+                "| BLOCK_M | " + " | ".join(f"{w} warp{'s' * (w > 1)}" for w in warps) + " |",
+                "| ---: |" + " ---: |" * len(warps),
+            ]
+            for block_m in sorted({m for m, _ in mine}):
+                row = []
+                for w in warps:
+                    c = mine.get((block_m, w))
+                    text = "-" if c is None else "failed" if "error" in c else f"{c['median_us']:.1f}"
+                    row.append(f"**{text}**" if (block_m, w) == pick else text)
+                lines.append(f"| {block_m} | " + " | ".join(row) + " |")
+    return lines
+
+
 def splice(md: str, section: str) -> str:
     """Replace what lies between the markers in docs/gpu.md; the prose around them is kept."""
     if BEGIN not in md or END not in md:
@@ -331,6 +455,12 @@ def main(argv: list[str] | None = None) -> None:
         "--parity-rows", type=int, default=None, help="test rows for the parity check (default: all)"
     )
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument(
+        "--tune", action="store_true", help="sweep the fused kernel's launch first and use the best"
+    )
+    ap.add_argument("--tune-batches", default="1024,65536")
+    ap.add_argument("--block-ms", default="16,32,64,128,256", help="BLOCK_M values the sweep tries")
+    ap.add_argument("--warps", default="1,2,4,8", help="num_warps values the sweep tries")
     ap.add_argument("--render", action="store_true", help="only rewrite --md from --out")
     args = ap.parse_args(argv)
     if args.render:

@@ -21,6 +21,7 @@ before triton is imported) on CPU tensors; that is how CI checks it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -166,23 +167,33 @@ class FusedHanNet:
     n_han: int
     n_post: int
     dot: bool = True  # the W x W layers through tl.dot (needs BLOCK_M >= 16) or a column loop
-    block_m: int = 0  # 0: chosen from the width
+    block_m: int = 0  # 0: from LAUNCH for the batch
+    num_warps: int = 0  # 0: from LAUNCH for the batch
 
     @property
     def block_n(self) -> int:
         return max(16, triton.next_power_of_2(self.width))
 
+    def launch(self, batch: int) -> tuple[int, int]:
+        """(BLOCK_M, num_warps) for a batch: the fields where set, else the measured table, else a rule."""
+        block_m, num_warps = launch_for(self.block_n, batch)
+        return self.block_m or block_m, self.num_warps or num_warps
+
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise HanzooError(f"expected input of shape [batch, {self.n_in}], got {list(x.shape)}")
+        if x.device != self.weights["u"].device:
+            raise HanzooError(
+                f"the input is on {x.device}, the kernel's weights on {self.weights['u'].device}: "
+                f"move the input there, or prepare the net with device={str(x.device)!r}"
+            )
         x = x.to(dtype=torch.float32).contiguous()
         out = (
             torch.empty((x.shape[0], self.n_out), dtype=torch.float32, device=x.device)
             if out is None
             else out
         )
-        # Registers hold BLOCK_M x BLOCK_N floats per program: keep that tile near 4K elements.
-        block_m = self.block_m or max(16, min(128, 4096 // self.block_n))
+        block_m, num_warps = self.launch(x.shape[0])
         w = self.weights
         grid = (triton.cdiv(x.shape[0], block_m),)
         _hannet_kernel[grid](
@@ -211,8 +222,30 @@ class FusedHanNet:
             DOT=self.dot,
             IN_BLOCK=32 if self.n_in >= 64 else 0,
             BLOCK_M=block_m,
+            num_warps=num_warps,
         )
         return out
+
+
+# (BLOCK_N, batch) -> (BLOCK_M, num_warps), chosen by `benchmarks/gpu.py --tune` on an NVIDIA H200 and
+# copied from docs/gpu.json's "launch" (tests/graphs/test_fused.py checks that the two agree). A batch
+# takes the entry of the measured batch nearest to it on a log scale.
+LAUNCH: dict[tuple[int, int], tuple[int, int]] = {
+    (32, 1024): (32, 2),
+    (32, 65536): (256, 4),
+    (256, 1024): (16, 4),
+    (256, 65536): (16, 1),
+}
+
+
+def launch_for(block_n: int, batch: int) -> tuple[int, int]:
+    """(BLOCK_M, num_warps) for a tile width and a batch: LAUNCH's entry, or a tile of about 4K floats."""
+    measured = [b for n, b in LAUNCH if n == block_n]
+    if measured:
+        nearest = min(measured, key=lambda b: abs(math.log(b) - math.log(max(batch, 1))))
+        return LAUNCH[(block_n, nearest)]
+    # Registers hold BLOCK_M x BLOCK_N floats per program: keep that tile near 4K elements.
+    return max(16, min(128, 4096 // block_n)), 4
 
 
 MAX_LOOP_COLUMNS = 256

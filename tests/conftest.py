@@ -3,12 +3,12 @@ import os
 import pytest
 import torch
 
-from . import golden
-
-# Without a GPU, the fused Triton kernel runs in Triton's interpreter. The switch is read when
-# triton is first imported, so it is set here, before any test module imports it.
+# Without a GPU, the fused Triton kernel runs in Triton's interpreter. The switch is read when the kernel
+# is defined (hanzoo.fused's import), so it is set here, before anything imports hanzoo.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from . import golden  # noqa: E402  (imports hanzoo, so after the switch above)
 
 # Triton and TensorFlow both register LLVM's command-line options, and loading Triton after TensorFlow
 # aborts the process (hanzoo.export_tflite._tf has the same guard). Tests mix both, so Triton loads first.

@@ -68,8 +68,8 @@ def test_kernel_matches_torch(model_id, batch):
 def test_padding_columns_stay_zero_and_rows_are_independent():
     """A row's output must not depend on the other rows of its tile, nor on the batch size."""
     net = _net("checkerboard-hannet-20x30")
-    kernel = fused.prepare(net)
-    x = _inputs("checkerboard-hannet-20x30", 7)
+    kernel = fused.prepare(net, device=DEVICE)
+    x = _inputs("checkerboard-hannet-20x30", 7).to(DEVICE)
     alone = torch.cat([kernel(x[i : i + 1]) for i in range(7)])
     assert torch.allclose(alone, kernel(x), atol=1e-6)
 
@@ -77,11 +77,11 @@ def test_padding_columns_stay_zero_and_rows_are_independent():
 def test_kernel_catches_a_wrong_weight():
     """The parity test can fail: one Han-layer's v with the wrong sign is far outside the tolerance."""
     net = _net("checkerboard-hannet-20x30")
-    kernel = fused.prepare(net)
+    kernel = fused.prepare(net, device=DEVICE)
     kernel.weights["v"][5] *= -1
     x = _inputs("checkerboard-hannet-20x30", 7)
     with torch.no_grad():
-        assert float((kernel(x) - net(x)).abs().max()) > 10 * ABS_TOL
+        assert float((kernel(x.to(DEVICE)).cpu() - net(x)).abs().max()) > 10 * ABS_TOL
 
 
 def test_prepare_folds_the_regression_scaling():
@@ -90,7 +90,7 @@ def test_prepare_folds_the_regression_scaling():
     x = _inputs("elevators-hannet-20x200", 7)
     with torch.no_grad():
         ref = net(x)
-    assert torch.allclose(fused.prepare(net)(x), ref, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(fused.prepare(net, device=DEVICE)(x.to(DEVICE)).cpu(), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_unsupported_layouts_and_inputs_are_refused():
@@ -100,6 +100,9 @@ def test_unsupported_layouts_and_inputs_are_refused():
     kernel = fused.prepare(_net("checkerboard-hannet-20x30"))
     with pytest.raises(HanzooError, match=r"shape \[batch, 2\]"):
         kernel(torch.zeros(3, 5))
+    kernel.weights = {k: v.to("meta") for k, v in kernel.weights.items()}
+    with pytest.raises(HanzooError, match="input is on cpu, the kernel.s weights on meta"):
+        kernel(torch.zeros(3, 2))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
@@ -169,16 +172,42 @@ def test_gpu_page_is_rendered_from_its_json():
     # every shipped HanNet was measured, and the parity it reports holds
     assert set(report["parity"]) == set(gpu.HANNETS)
     assert all(p["loop"]["ok"] and p["dot"]["ok"] for p in report["parity"].values())
+    # the launch table the kernel ships is the one those figures ran with
+    assert gpu.launch_table(report["launch"]) == fused.LAUNCH
+
+
+def test_launch_takes_the_nearest_measured_batch(monkeypatch):
+    monkeypatch.setattr(fused, "LAUNCH", {(32, 1024): (32, 1), (32, 65536): (64, 2)})
+    assert fused.launch_for(32, 1) == fused.launch_for(32, 8000) == (32, 1)
+    assert fused.launch_for(32, 9000) == fused.launch_for(32, 10**6) == (64, 2)
+    assert fused.launch_for(256, 65536) == (16, 4)  # no entry for the width: a tile of about 4K floats
+    kernel = fused.prepare(_net("checkerboard-hannet-20x30"))
+    assert kernel.launch(65536) == (64, 2)
+    kernel.block_m, kernel.num_warps = 16, 8
+    assert kernel.launch(65536) == (16, 8)
+
+
+@pytest.mark.parametrize("block_m,num_warps", [(16, 1), (64, 8)])
+def test_kernel_matches_torch_at_other_launches(block_m, num_warps):
+    net = _net("checkerboard-hannet-20x30")
+    x = _inputs("checkerboard-hannet-20x30", 100)
+    with torch.no_grad():
+        ref = net(x).double()
+    kernel = fused.prepare(net, device=DEVICE)
+    kernel.block_m, kernel.num_warps = block_m, num_warps
+    out = kernel(x.to(DEVICE)).cpu().double()
+    assert float((out - ref).abs().max()) <= ABS_TOL * max(1.0, float(ref.abs().max()))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run; on a GPU the script runs for real")
-def test_gpu_script_smoke_run_on_cpu(tmp_path):
-    """The whole measuring path (parity, variants, ratios, rendering) in Triton's interpreter."""
+def test_gpu_script_smoke_run_on_cpu(tmp_path, monkeypatch):
+    """The whole measuring path (launch sweep, parity, variants, ratios, rendering), interpreted."""
     import json
 
+    monkeypatch.setattr(fused, "LAUNCH", dict(fused.LAUNCH))  # --tune replaces the table in-process
     gpu = _gpu_script()
     md = tmp_path / "gpu.md"
-    md.write_text(f"intro\n{gpu.BEGIN}\nold\n{gpu.END}\noutro\n")
+    md.write_text(f"intro\n{gpu.BEGIN}\nstale section\n{gpu.END}\noutro\n")
     out = tmp_path / "gpu.json"
     gpu.main(
         [
@@ -196,9 +225,21 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
             "16",
             "--models",
             "checkerboard-hannet-20x30",
+            "--tune",
+            "--tune-batches",
+            "16,64",
+            "--block-ms",
+            "16,32",
+            "--warps",
+            "1,4",
         ]
     )
     report = json.loads(out.read_text())
+    assert len(report["launch_sweep"]) == 8 and all("median_us" in c for c in report["launch_sweep"])
+    assert {(c["block_n"], c["batch"]) for c in report["launch"]} == {(32, 16), (32, 64)}
+    assert gpu.launch_table(report["launch"]) == fused.LAUNCH
+    fused_cells = [c for c in report["cells"] if c["variant"].startswith("fused")]
+    assert all(tuple(c["launch"]) == fused.launch_for(32, c["batch"]) for c in fused_cells)
     assert report["parity"]["checkerboard-hannet-20x30"]["dot"]["ok"]
     variants = {c["variant"] for c in report["cells"] if c["model"] == "checkerboard-hannet-20x30"}
     assert variants == {"eager", "fused", "fused (tl.dot)"}
@@ -208,7 +249,7 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
         "checkerboard-fcnet-6x300",
     }
     text = md.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "stale section" not in text
     assert "| checkerboard-hannet-20x30 | 16 |" in text
 
 
