@@ -31,14 +31,14 @@ test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (w
 	$(OLD_CPU) $(BIN)/python -m pytest $(XDIST) -m golden --golden-subset --durations=10
 
 docs: $(VENV)/.test  ## regenerate README's model table, docs/export.md, docs/mobile.md and the model cards
-	$(BIN)/python -m hanzoo.docs
+	$(BIN)/python -m hanzoo.reports.docs
 
 bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this machine
 	$(BIN)/hanzoo bench --all --report docs
 
 quantization: $(VENV)/.test  ## re-measure docs/quantization.md (+ .json) and ship the fp16/int8 variants that win
-	$(BIN)/python -m hanzoo.quantization --ship
-	$(BIN)/python -m hanzoo.docs
+	$(BIN)/python -m hanzoo.reports.quantization --ship
+	$(BIN)/python -m hanzoo.reports.docs
 
 site: $(VENV)/.test node_modules/.installed chromium  ## build site/ (hanzoo site) and its demo screenshots in docs/
 	$(BIN)/hanzoo site --out site --screenshots docs
@@ -48,7 +48,7 @@ verify-arm: $(VENV)/.test $(ORT_HEADER)  ## run every shipped export (and exampl
 	@command -v aarch64-linux-gnu-gcc >/dev/null || [ "$$(id -u)" != 0 ] \
 		|| apt-get install -y -q gcc-aarch64-linux-gnu >/dev/null
 	$(BIN)/hanzoo verify --all --arch aarch64 --report docs/aarch64.json
-	$(BIN)/python -m hanzoo.docs
+	$(BIN)/python -m hanzoo.reports.docs
 
 
 $(ORT_HEADER):

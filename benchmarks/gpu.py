@@ -35,10 +35,12 @@ from pathlib import Path
 import torch
 import triton
 
-from hanzoo import fused, load, registry
-from hanzoo.runtimes import cuda_graphed
-from hanzoo.tasks import get_task
-from hanzoo.verify import ABS_TOL
+from hanzoo import load
+from hanzoo.graphs import fused
+from hanzoo.runtimes.sessions import cuda_graphed
+from hanzoo.runtimes.verify import ABS_TOL
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 HANNETS = ["checkerboard-hannet-20x30", "elevators-hannet-20x200", "calhousing-hannet-20x200"]
 # The design targets docs/gpu.md states: (HanNet, FCNet, batch, what is compared, the bound).

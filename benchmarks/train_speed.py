@@ -10,9 +10,9 @@ For each model, interleaved (so drift hits every mode alike), it times:
 - autograd: the stacked sweep with torch's backward of the compiled loss, kept as
   `train_stacked(..., backward="autograd")`. It shares every later change but the step itself (run
   groups, the gather inside the compiled function), so it isolates what the hand-written step gives;
-- before: the stacked trainer of commit REV (default 4d013e7, the last before hanzoo.backprop), as it
+- before: the stacked trainer of commit REV (default 4d013e7, the last before hanzoo.training.backprop), as it
   was, in a worker process of its own that imports that commit's package (`git archive`);
-- closed-form: the stacked sweep with hanzoo.backprop's hand-written step (the trainer's default).
+- closed-form: the stacked sweep with hanzoo.training.backprop's hand-written step (the trainer's default).
 It prints the median seconds per run per 1000 iterations, the speed-ups over autograd and over the
 earlier trainer, and the floor: the step's flops (counted below) at the core's measured single-thread
 sgemm rate. Threads: 1, as the trainer. With --report it writes DIR/train-speed.json and .md.
@@ -35,10 +35,11 @@ from pathlib import Path
 
 import torch
 
-from hanzoo import build, provenance, registry
-from hanzoo.models import ModelConfig
-from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
-from hanzoo.tasks import get_task
+from hanzoo import build, provenance
+from hanzoo.nn.models import ModelConfig
+from hanzoo.training.stacked import Protocol, StackedNet, train_stacked, tune_allocator
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 MODES = ("plain", "autograd", "before", "closed-form")
 TARGET = 3.0  # the speed-up over the earlier trainer that the closed-form step was built for
@@ -49,9 +50,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # answers each with the seconds one stacked training took; the first line of a model also compiles.
 WORKER = """
 import sys, time, torch
-from hanzoo import build, registry
-from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
-from hanzoo.tasks import get_task
+from hanzoo import build
+try:
+    from hanzoo.zoo import registry
+    from hanzoo.training.stacked import Protocol, StackedNet, train_stacked, tune_allocator
+    from hanzoo.zoo.tasks import get_task
+except ImportError:  # a commit from before the layer subpackages
+    from hanzoo import registry
+    from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
+    from hanzoo.tasks import get_task
 torch.set_num_threads(1)
 tune_allocator()
 compile = sys.argv[1] == "compile"

@@ -4,7 +4,7 @@ r"""The Checkerboard recipe, decided on fresh random splits of the grid before t
         [--out docs/checkerboard-recipe.json]       # trains, then writes the JSON and the page
     python experiments/checkerboard_recipe.py --render   # the page from the JSON alone
 
-The candidate is distillation (hanzoo/distill.py): 8 HanNet-20x30 teachers refit on the training
+The candidate is distillation (hanzoo/training/distill.py): 8 HanNet-20x30 teachers refit on the training
 points at the init and LR the paper's protocol chose on the official split's validation part; 20000
 uniform points labelled with their mean output; 8 students trained on both; the student that agrees
 best with the teachers on 20000 fresh uniform points ships. On each random split this script reports
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hanzoo import registry
-from hanzoo.distill import Recipe, distill
 from hanzoo.files import written_atomically
-from hanzoo.stacked import PROTOCOLS
-from hanzoo.tasks import get_task, random_checkerboard_split
+from hanzoo.training.distill import Recipe, distill
+from hanzoo.training.stacked import PROTOCOLS
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 
 MODEL = "checkerboard-hannet-20x30"
 TARGET_MEAN, TARGET_WORST = 99.7, 99.5

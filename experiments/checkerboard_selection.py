@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hanzoo import registry
-from hanzoo.stacked import PROTOCOLS, refit, sweep
-from hanzoo.tasks import get_task, random_checkerboard_split
+from hanzoo.training.stacked import PROTOCOLS, refit, sweep
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 
 RULES = ("refit, lowest train loss", "best validation")
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from hanzoo import backbone, registry
+from hanzoo.training import backbone
+from hanzoo.zoo import registry
 
 
 def main() -> None:

@@ -2,7 +2,7 @@ r"""A hand-written, run-major C++ kernel for a chain of Han-layers, against the 
 
     python experiments/han_chain_kernel.py [--runs 25] [--layers 17] [--width 30] [--batch 100] [--repeats 5]
 
-The stacked trainer's step (hanzoo.backprop) is compiled by inductor, which loops layer by layer over
+The stacked trainer's step (hanzoo.training.backprop) is compiled by inductor, which loops layer by layer over
 every run of a group: each pass streams a [runs, width, batch] activation through the L2 cache. A
 kernel that takes one run at a time through the whole chain keeps that run's activations in L1. This
 script asks whether such a kernel, written plainly (batch-contiguous loops that g++ vectorizes, the
@@ -181,7 +181,8 @@ def ptrs(*tensors: torch.Tensor) -> list[ctypes.c_void_p]:
 
 
 def chain(us, bs, x0, gout):
-    """The chain as hanzoo.backprop writes it ([R, F, B] layout, |.|): forward, then closed-form backward."""
+    """The chain as hanzoo.training.backprop writes it ([R, F, B] layout, |.|): forward, then closed-form
+    backward."""
     x, saved = x0, []
     for u, b in zip(us, bs):
         c = 2.0 / (u * u).sum(-1, keepdim=True)

@@ -1,11 +1,11 @@
 """hanzoo: a model zoo of HanNets (Householder-absolute neural layers) for edge deployment."""
 
 from .errors import HanzooError  # noqa: E402
-from .hub import load, load_onnx, load_pte, load_tflite  # noqa: E402
-from .layers import HanLayer  # noqa: E402
-from .models import ModelConfig, Net, build  # noqa: E402
-from .registry import MODELS, get  # noqa: E402
+from .nn.layers import HanLayer  # noqa: E402
+from .nn.models import ModelConfig, Net, build  # noqa: E402
+from .publishing.hub import load, load_onnx, load_pte, load_tflite  # noqa: E402
 from .version import __version__  # noqa: F401
+from .zoo.registry import MODELS, get  # noqa: E402
 
 
 def create_model(model_id: str, seed: int | None = None) -> Net:

@@ -14,15 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import arm, backbone, bench, hub, registry, reproduce, retrain, site, store
-from .card import fmt
 from .errors import HanzooError
-from .evaluate import evaluate, evaluate_parts
-from .export import export, export_variants, parse_formats
 from .files import written_atomically
-from .hub import load
-from .official import import_official
-from .predict import (
+from .publishing import hub
+from .publishing.export import export, export_variants, parse_formats
+from .publishing.hub import load
+from .reports import bench, reproduce, retrain, site
+from .runtimes import arm
+from .runtimes.predict import (
     check_output_path,
     first_row,
     model_io,
@@ -32,12 +31,18 @@ from .predict import (
     to_csv,
     write_outputs,
 )
-from .runtimes import get_runtime
-from .store import read_config, resolve
-from .tasks import get_task
-from .train import protocol_for, train_model
-from .verify import failures, verify
+from .runtimes.sessions import get_runtime
+from .runtimes.verify import failures, verify
+from .storage import store
+from .storage.card import fmt
+from .storage.evaluate import evaluate, evaluate_parts
+from .storage.store import read_config, resolve
+from .training import backbone
+from .training.official import import_official
+from .training.train import protocol_for, train_model
 from .version import __version__
+from .zoo import registry
+from .zoo.tasks import get_task
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
 console = Console() if sys.stdout.isatty() else Console(width=200)

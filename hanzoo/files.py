@@ -22,6 +22,10 @@ from typing import Iterator
 
 from .errors import HanzooError
 
+PACKAGE = Path(__file__).resolve().parent  # hanzoo/: the package data (data/, web/, hub_manifest.json)
+CHECKOUT = PACKAGE.parent  # the repository, in a source checkout (README.md, docs/, examples/)
+DOCS = CHECKOUT / "docs"
+
 
 def _alive(pid: int) -> bool:
     try:

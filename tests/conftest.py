@@ -4,14 +4,15 @@ import pytest
 import torch
 
 # Without a GPU, the fused Triton kernel runs in Triton's interpreter. The switch is read when the kernel
-# is defined (hanzoo.fused's import), so it is set here, before anything imports hanzoo.
+# is defined (hanzoo.graphs.fused's import), so it is set here, before anything imports hanzoo.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from . import golden  # noqa: E402  (imports hanzoo, so after the switch above)
 
 # Triton and TensorFlow both register LLVM's command-line options, and loading Triton after TensorFlow
-# aborts the process (hanzoo.export_tflite._tf has the same guard). Tests mix both, so Triton loads first.
+# aborts the process (hanzoo.graphs.export_tflite._tf has the same guard). Tests mix both, so Triton loads
+# first.
 try:
     import triton  # noqa: F401
 except ImportError:
@@ -76,7 +77,7 @@ def feature_cache(tmp_path_factory) -> golden.FeatureCache:
 @pytest.fixture
 def cached_reference(feature_cache, monkeypatch) -> golden.FeatureCache:
     """verify's torch reference through the feature cache."""
-    from hanzoo.runtimes import RUNTIMES
+    from hanzoo.runtimes.sessions import RUNTIMES
 
     monkeypatch.setitem(RUNTIMES, "torch", feature_cache.torch_runtime())
     return feature_cache

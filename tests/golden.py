@@ -30,11 +30,11 @@ import pytest
 import torch
 from filelock import FileLock
 
-from hanzoo import registry
-from hanzoo.backbone import features as backbone_features
-from hanzoo.runtimes import IMAGE_CHUNK, RUNTIMES, Runtime
-from hanzoo.store import load_model
-from hanzoo.tasks import get_task
+from hanzoo.runtimes.sessions import IMAGE_CHUNK, RUNTIMES, Runtime
+from hanzoo.storage.store import load_model
+from hanzoo.training.backbone import features as backbone_features
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 IMAGE_ROWS = 1000
 SUBSET_LEAVES_OUT_RUNTIMES = ("executorch",)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hanzoo import HanLayer, HanzooError
-from hanzoo.layers import check_reflection_vector
+from hanzoo.nn.layers import check_reflection_vector
 
 
 def eye(n: int) -> torch.Tensor:

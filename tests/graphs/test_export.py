@@ -10,14 +10,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from hanzoo import HanzooError, registry
-from hanzoo.export import FORMATS, export, parse_formats
-from hanzoo.export_tflite import op_types, read_metadata
-from hanzoo.formats import FORMATS as FORMAT_TABLE
-from hanzoo.registry import EXPORT_DIR
-from hanzoo.runtimes import RUNTIMES
-from hanzoo.tasks import get_task
-from hanzoo.verify import ABS_TOL, allowance, near_boundary, output_tolerance, verify
+from hanzoo import HanzooError
+from hanzoo.graphs.export_tflite import op_types, read_metadata
+from hanzoo.publishing.export import FORMATS, export, parse_formats
+from hanzoo.runtimes.sessions import RUNTIMES
+from hanzoo.runtimes.verify import ABS_TOL, allowance, near_boundary, output_tolerance, verify
+from hanzoo.zoo import registry
+from hanzoo.zoo.formats import FORMATS as FORMAT_TABLE
+from hanzoo.zoo.registry import EXPORT_DIR
+from hanzoo.zoo.tasks import get_task
 
 from .. import golden
 
@@ -29,7 +30,7 @@ TFLITE_IMAGE_BUILTINS = {"CONV_2D", "MAX_POOL_2D", "GELU", "MUL", "SUB", "REDUCE
 
 
 def random_input(entry, batch, seed=0):
-    from hanzoo.bench import random_input as make
+    from hanzoo.reports.bench import random_input as make
 
     return make(np.random.default_rng(seed), batch, entry.config.input_shape)
 
@@ -148,7 +149,7 @@ def test_torch_runtime_leaves_the_callers_thread_count():
 def test_pte_is_one_xnnpack_partition(entry):
     """The whole net runs in one XNNPACK delegate call; only the decision (mean > 0.5, argmax) and an image's
     reshape run outside it. The manifest's op counts are the file's own."""
-    from hanzoo.export_pte import pte_ops
+    from hanzoo.graphs.export_pte import pte_ops
 
     folder = EXPORT_DIR / entry.id
     ops = pte_ops((folder / "model.pte").read_bytes())
@@ -170,7 +171,7 @@ def test_a_one_dimensional_dot_would_split_the_partition():
     take, and the net falls apart into a partition per layer; the plan's (n+1) x 2 matrices keep one."""
     import torch
 
-    from hanzoo.export_pte import executorch, lowered, partitions
+    from hanzoo.graphs.export_pte import executorch, lowered, partitions
 
     to_edge, partitioner = executorch()
     net = registry.get("checkerboard-hannet-20x30")
@@ -325,8 +326,8 @@ def test_cli_verify_fails_loudly_on_a_broken_export(tmp_path, monkeypatch, capsy
             init.CopyFrom(numpy_helper.from_array(a, init.name))
     onnx.save(model, str(broken / "checkerboard-hannet-20x30" / "model.onnx"))
     # an exporter bug, not a damaged file: the manifest and the pins record the bad graph's own hash
-    from hanzoo import pins
     from hanzoo.files import file_sha256
+    from hanzoo.zoo import pins
 
     digest = file_sha256(broken / "checkerboard-hannet-20x30" / "model.onnx")
     man = broken / "checkerboard-hannet-20x30" / "manifest.json"
@@ -380,7 +381,7 @@ def test_verify_names_a_runtime_that_is_not_installed(monkeypatch, capsys):
     """`make demo` installs no ExecuTorch: verify runs the other files and names the one it could not run."""
     from dataclasses import replace
 
-    from hanzoo.verify import verify
+    from hanzoo.runtimes.verify import verify
 
     monkeypatch.setitem(
         RUNTIMES, "executorch", replace(RUNTIMES["executorch"], package="no_such_package_here")
@@ -402,7 +403,7 @@ def test_verify_on_the_first_rows_of_the_test_split():
 
 
 def test_image_runtimes_take_at_most_a_chunk_of_images_a_call():
-    from hanzoo.runtimes import IMAGE_CHUNK, image_chunks
+    from hanzoo.runtimes.sessions import IMAGE_CHUNK, image_chunks
 
     calls = []
 

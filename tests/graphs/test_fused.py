@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from hanzoo import build, registry
+from hanzoo import build
 from hanzoo.errors import HanzooError
-from hanzoo.models import Block, ModelConfig
-from hanzoo.verify import ABS_TOL
+from hanzoo.nn.models import Block, ModelConfig
+from hanzoo.runtimes.verify import ABS_TOL
+from hanzoo.zoo import registry
 
 triton = pytest.importorskip("triton")
-fused = pytest.importorskip("hanzoo.fused")
+fused = pytest.importorskip("hanzoo.graphs.fused")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # the kernel covers MLPs; an image classifier's HanNet head sits behind a conv backbone (CUDA graphs there)
 HANNETS = [e.id for e in registry.MODELS.values() if e.family == "hannet" and not e.config.backbone]
@@ -23,7 +24,7 @@ HANNETS = [e.id for e in registry.MODELS.values() if e.family == "hannet" and no
 def _net(model_id: str):
     entry = registry.get(model_id)
     if entry.shipped:
-        from hanzoo.store import load_model as load
+        from hanzoo.storage.store import load_model as load
 
         return load(model_id)
     net = build(entry.config, seed=0).eval()
@@ -35,7 +36,7 @@ def _net(model_id: str):
 
 def _inputs(model_id: str, batch: int) -> torch.Tensor:
     """Rows from the task's test split where the task has data (raw units), else standard normal."""
-    from hanzoo.tasks import get_task
+    from hanzoo.zoo.tasks import get_task
 
     try:
         x = get_task(registry.get(model_id).task).split().x_test
@@ -107,7 +108,7 @@ def test_unsupported_layouts_and_inputs_are_refused():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_runtime_says_no_gpu():
-    from hanzoo.runtimes import RUNTIMES
+    from hanzoo.runtimes.sessions import RUNTIMES
 
     entry = registry.get("checkerboard-hannet-20x30")
     with pytest.raises(HanzooError, match="needs a CUDA GPU"):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from hanzoo import load, registry
-from hanzoo.bench import random_input
-from hanzoo.lower import lower, run_plan
+from hanzoo import load
+from hanzoo.graphs.lower import lower, run_plan
+from hanzoo.reports.bench import random_input
+from hanzoo.zoo import registry
 
 MLPS = [e for e in registry.MODELS.values() if e.shipped and not e.config.backbone]
 

@@ -8,13 +8,14 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from hanzoo import HanzooError, registry
+from hanzoo import HanzooError
 from hanzoo.cli import main
-from hanzoo.export import export, export_variants
-from hanzoo.precision import CALIBRATION_ROWS, calibration_data, onnx_fp16
-from hanzoo.quantization import onnx_ops_as_run
-from hanzoo.tasks import get_task
-from hanzoo.verify import failures, verify, verify_folder
+from hanzoo.graphs.precision import CALIBRATION_ROWS, calibration_data, onnx_fp16
+from hanzoo.publishing.export import export, export_variants
+from hanzoo.reports.quantization import onnx_ops_as_run
+from hanzoo.runtimes.verify import failures, verify, verify_folder
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 MODEL = "checkerboard-hannet-20x30"
 
@@ -100,8 +101,8 @@ def test_bad_precision_requests_are_named(folder, capsys):
 
 def test_the_bundled_cifar_calibration_is_the_training_sample():
     """The bundled images are what training_sample draws from the training split (where it is here)."""
-    from hanzoo import cifar
-    from hanzoo.precision import training_sample
+    from hanzoo.graphs.precision import training_sample
+    from hanzoo.zoo import cifar
 
     images = calibration_data("cifar10")
     assert images.shape == (CALIBRATION_ROWS, 32, 32, 3) and images.dtype == np.uint8

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file, save
 
-from hanzoo import registry
 from hanzoo.cli import main
-from hanzoo.tasks import get_task
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 CB, EL, IMG = "checkerboard-hannet-20x30", "elevators-hannet-20x200", "cifar10-hannet"
 OFFICIAL = Path(__file__).parents[1] / "data" / "official-checkerboard-hannet.safetensors"

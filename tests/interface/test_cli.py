@@ -2,8 +2,8 @@ import json
 import subprocess
 import sys
 
-from hanzoo import registry
 from hanzoo.cli import main
+from hanzoo.zoo import registry
 
 from ..what_exists.test_registry import OUR_PARAMS, PAPER_PARAMS
 
@@ -126,7 +126,7 @@ def test_console_script_entry_point():
 
 
 def test_generated_docs_are_current():
-    from hanzoo import docs
+    from hanzoo.reports import docs
 
     for path, text in docs.generated().items():
         assert path.read_text() == text, f"{path.name} is stale: run `make docs`"

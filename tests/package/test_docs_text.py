@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hanzoo import card, docs, registry
+from hanzoo.reports import docs
+from hanzoo.storage import card
+from hanzoo.zoo import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = sorted(
@@ -69,7 +71,7 @@ TRAINED = [e for e in registry.MODELS.values() if e.shipped and e.family != "bac
 
 
 def _runs(m: dict) -> list[dict]:
-    """The runs the card's mean is over, as `hanzoo.train` records them (failed ones included)."""
+    """The runs the card's mean is over, as `hanzoo.training.train` records them (failed ones included)."""
     if m["refit"]:
         return m["refit"]
     if m.get("stage2"):

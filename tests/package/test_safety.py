@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from hanzoo import registry
 from hanzoo.errors import HanzooError
-from hanzoo.store import load_model as load
+from hanzoo.storage.store import load_model as load
+from hanzoo.zoo import registry
 
 MODEL = "checkerboard-hannet-20x30"
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

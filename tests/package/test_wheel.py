@@ -69,8 +69,8 @@ def _run(installed: Path, code: str) -> str:
 def test_installed_wheel_loads_models_outside_the_repo(installed):
     code = """
 import json, hanzoo, torch
-from hanzoo import registry
-from hanzoo.registry import EXPORT_DIR
+from hanzoo.zoo import registry
+from hanzoo.zoo.registry import EXPORT_DIR
 net = hanzoo.load("checkerboard-hannet-20x30")
 with torch.no_grad():
     y = net(torch.zeros(1, 2))

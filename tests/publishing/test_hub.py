@@ -12,9 +12,10 @@ import torch
 
 pytest.importorskip("huggingface_hub")
 
-from hanzoo import hub, pins, registry  # noqa: E402
 from hanzoo.errors import HanzooError  # noqa: E402
-from hanzoo.store import load_model as load_bundled  # noqa: E402
+from hanzoo.publishing import hub  # noqa: E402
+from hanzoo.storage.store import load_model as load_bundled  # noqa: E402
+from hanzoo.zoo import pins, registry  # noqa: E402
 
 from ..hub_server import FakeHub  # noqa: E402
 
@@ -215,7 +216,7 @@ def test_hub_card_front_matter_has_measured_metrics():
 
 def _hub_task(model_id: str) -> str:
     """What the Hub should file a model under: its inputs decide (images for the CIFAR-10 models)."""
-    from hanzoo.tasks import Regression, get_task
+    from hanzoo.zoo.tasks import Regression, get_task
 
     entry = registry.get(model_id)
     if entry.config.backbone:
@@ -385,7 +386,7 @@ def test_a_download_asks_the_hub_once_more_at_most(fake, no_bundle):
 
 def _trainable(model_id: str) -> bool:
     """What `hanzoo train` accepts (cli.cmd_train): the backbone, or a task with a training protocol."""
-    from hanzoo.stacked import PROTOCOLS
+    from hanzoo.training.stacked import PROTOCOLS
 
     entry = registry.get(model_id)
     return entry.family == "backbone" or entry.task in PROTOCOLS
@@ -428,7 +429,7 @@ def test_reference_config_says_why_it_cannot_be_trained(monkeypatch):
 
 
 def test_store_resolve_advice_names_a_trainable_model(tmp_path, monkeypatch):
-    from hanzoo import store
+    from hanzoo.storage import store
 
     monkeypatch.setattr(
         registry, "PRETRAINED_DIR", tmp_path / "no-bundle"

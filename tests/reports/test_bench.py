@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from hanzoo import bench
 from hanzoo.cli import main
+from hanzoo.reports import bench
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RUNTIMES = ["torch", "onnxruntime", "ort-mobile", "litert"]
@@ -75,7 +75,7 @@ def test_image_classifiers_bench_with_the_head_share(capsys):
 
 
 def test_the_default_models_are_the_shipped_hannets_outside_the_ablations_and_variants():
-    from hanzoo import registry
+    from hanzoo.zoo import registry
 
     ids = bench.default_models()
     assert "checkerboard-hannet-20x30" in ids and "cifar10-hannet" in ids

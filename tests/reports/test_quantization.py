@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from hanzoo import load_onnx, pins, registry
+from hanzoo import load_onnx
 from hanzoo.errors import HanzooError
-from hanzoo.quantization import decide, render
-from hanzoo.registry import EXPORT_DIR, PRECISIONS, VARIANT_FILES, VARIANT_FORMATS
-from hanzoo.verify import variant_check, verify
+from hanzoo.reports.quantization import decide, render
+from hanzoo.runtimes.verify import variant_check, verify
+from hanzoo.zoo import pins, registry
+from hanzoo.zoo.registry import EXPORT_DIR, PRECISIONS, VARIANT_FILES, VARIANT_FORMATS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 REPORT = json.loads((DOCS / "quantization.json").read_text())
@@ -19,7 +20,7 @@ SHIPS = [r for r in REPORT["rows"] if r["ships"]]
 
 def test_the_doc_is_rendered_from_its_measurements():
     assert (DOCS / "quantization.md").read_text() == render(REPORT), (
-        "run `python -m hanzoo.quantization --render`"
+        "run `python -m hanzoo.reports.quantization --render`"
     )
 
 
@@ -91,7 +92,7 @@ def test_shipped_variants_pass_verify_and_give_their_figures(model, cached_refer
 
 
 def test_remeasuring_one_model_keeps_the_others_rows():
-    from hanzoo.quantization import merged
+    from hanzoo.reports.quantization import merged
 
     old = {"rows": [{"model": "a", "v": 1}, {"model": "b", "v": 1}, {"model": "b", "v": 2}], "machine": "x"}
     new = {"rows": [{"model": "b", "v": 3}], "machine": "y"}

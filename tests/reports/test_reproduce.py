@@ -1,6 +1,6 @@
 import pytest
 
-from hanzoo import reproduce
+from hanzoo.reports import reproduce
 
 # reproduce caches the CIFAR-10 logits it scores (half a minute): one worker computes them once
 pytestmark = pytest.mark.xdist_group("reproduce")
@@ -44,7 +44,7 @@ def test_selection_study_summary_comes_from_its_records():
 def test_shipping_rule_text_is_each_models_metrics():
     """The report says which rule each Checkerboard model was shipped by, read from its metrics.json: a model
     with a refit list is never said to ship without one, and every one is named under exactly one rule."""
-    from hanzoo import registry
+    from hanzoo.zoo import registry
 
     text = reproduce.shipped_rules_text()
     assert text in reproduce.report()

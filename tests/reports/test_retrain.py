@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from hanzoo import HanzooError, registry, reproduce, retrain
+from hanzoo import HanzooError
+from hanzoo.reports import reproduce, retrain
+from hanzoo.zoo import registry
 
 TINY = ["--iterations", "30", "--seeds", "0", "--no-compile"]  # the protocol's shape, seconds not hours
 

@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from hanzoo import registry
 from hanzoo.errors import HanzooError
-from hanzoo.site import DEMO_SHOTS, browser, build, chromium, open_page, serve, shoot, wait_for_demo
-from hanzoo.tasks import get_task
-from hanzoo.verify import output_tolerance
+from hanzoo.reports.site import DEMO_SHOTS, browser, build, chromium, open_page, serve, shoot, wait_for_demo
+from hanzoo.runtimes.verify import output_tolerance
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 
 def _why_not() -> str | None:

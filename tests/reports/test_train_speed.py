@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hanzoo import registry
+from hanzoo.zoo import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

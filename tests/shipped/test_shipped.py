@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from hanzoo import card, load, registry
-from hanzoo.evaluate import outputs as predict
-from hanzoo.tasks import get_task
-from hanzoo.verify import check_metric
+from hanzoo import load
+from hanzoo.runtimes.verify import check_metric
+from hanzoo.storage import card
+from hanzoo.storage.evaluate import outputs as predict
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 SHIPPED = [e for e in registry.MODELS.values() if e.shipped]
 REQUIRED = {"checkerboard-hannet-20x30", "checkerboard-fcnet-6x100"}
@@ -19,7 +21,7 @@ def test_required_models_are_shipped():
 
 
 def _training_images_here() -> bool:
-    from hanzoo import cifar
+    from hanzoo.zoo import cifar
 
     try:
         cifar.full_tarball()
@@ -82,7 +84,7 @@ def test_reevaluation_rule_catches_a_changed_model():
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
 def test_selection_did_not_use_test(entry):
     """Re-run both selection stages on the recorded runs with the test figures scrambled."""
-    from hanzoo.stacked import RunResult, select, select_refit
+    from hanzoo.training.stacked import RunResult, select, select_refit
 
     m = json.loads((entry.dir / "metrics.json").read_text())
     if entry.family == "backbone":  # a fixed recipe: nothing was selected, and the card says so

@@ -17,13 +17,15 @@ import pytest
 from onnx import numpy_helper
 
 import hanzoo
-import hanzoo.export
-from hanzoo import hub, integrity, pins, registry, store
+import hanzoo.publishing.export
 from hanzoo.cli import main
 from hanzoo.errors import HanzooError
 from hanzoo.files import file_sha256
-from hanzoo.official import import_official
-from hanzoo.runtimes import RUNTIMES
+from hanzoo.publishing import hub
+from hanzoo.runtimes.sessions import RUNTIMES
+from hanzoo.storage import integrity, store
+from hanzoo.training.official import import_official
+from hanzoo.zoo import pins, registry
 
 MODEL = "checkerboard-hannet-20x30"
 SCALED = "calhousing-fcnet-5x50"  # a model whose config.json carries its input and target scaling
@@ -88,10 +90,12 @@ def test_untouched_bundle_loads_and_each_file_is_hashed_once(monkeypatch):
         assert net.folder == registry.get(mid).dir
         assert sorted(calls) == ["config.json", "model.safetensors"], mid  # the whole extra cost of a load
     for mid in registry.shipped():
-        for fmt in hanzoo.export.FORMATS:
+        for fmt in hanzoo.publishing.export.FORMATS:
             calls.clear()
             assert hub.export_path(mid, fmt).is_file()
-            assert calls == [hanzoo.export.FORMATS[fmt]]  # one hash, compared with the pin and manifest.json
+            assert calls == [
+                hanzoo.publishing.export.FORMATS[fmt]
+            ]  # one hash, compared with the pin and manifest.json
 
 
 def test_bit_flip_in_bundled_weights_is_refused(bundle, capsys):
@@ -142,7 +146,7 @@ def test_bit_flip_in_bundled_config_is_refused(bundle):
 )
 def test_bit_flip_in_bundled_export_is_refused(bundle, fmt, runtime):
     folder = registry.EXPORT_DIR / MODEL
-    path = folder / hanzoo.export.FORMATS[fmt]
+    path = folder / hanzoo.publishing.export.FORMATS[fmt]
     flip_at(path, onnx_bias(folder))
     pin = pins.manifest()[MODEL]["files"][f"{fmt}/{path.name}"]
     loaders = [
@@ -185,8 +189,8 @@ def test_cli_predict_refuses_a_flipped_bundled_export(bundle, tmp_path, capsys):
 
 
 def _tiny_train(dest):
-    from hanzoo.stacked import Protocol
-    from hanzoo.train import train_model
+    from hanzoo.training.stacked import Protocol
+    from hanzoo.training.train import train_model
 
     protocol = Protocol(iterations=20, lrs=(0.05,), seeds=(0,), eval_every=10, refit=False)
     return train_model(MODEL, dest, inits=["han-normal"], protocol=protocol, progress=False, compile=False)

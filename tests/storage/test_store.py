@@ -8,9 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hanzoo import HanzooError, load, registry
-from hanzoo.evaluate import outputs as predict
-from hanzoo.official import import_official
+from hanzoo import HanzooError, load
+from hanzoo.storage.evaluate import outputs as predict
+from hanzoo.training.official import import_official
+from hanzoo.zoo import registry
 
 DATA = Path(__file__).parents[1] / "data"
 pytestmark = pytest.mark.xdist_group("official-import")  # one worker imports the checkpoint once

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hanzoo import HanzooError, arm, registry
-from hanzoo.docs import aarch64_section
+from hanzoo import HanzooError
+from hanzoo.reports.docs import aarch64_section
+from hanzoo.runtimes import arm
+from hanzoo.zoo import registry
 
 REPORT = Path(__file__).resolve().parents[2] / "docs" / "aarch64.json"
 

@@ -1,13 +1,16 @@
-"""The hand-written training step (hanzoo.backprop) against torch's autograd and torch.optim, in float64."""
+"""The hand-written training step (hanzoo.training.backprop) against torch's autograd and torch.optim, in
+float64."""
 
 import numpy as np
 import pytest
 import torch
 
-from hanzoo import HanzooError, backprop, build, registry
-from hanzoo.models import ModelConfig
-from hanzoo.stacked import Protocol, StackedNet, train_stacked
-from hanzoo.tasks import FeatureClassification, get_task
+from hanzoo import HanzooError, build
+from hanzoo.nn.models import ModelConfig
+from hanzoo.training import backprop
+from hanzoo.training.stacked import Protocol, StackedNet, train_stacked
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import FeatureClassification, get_task
 
 TASK = get_task("checkerboard")
 

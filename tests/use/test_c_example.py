@@ -12,8 +12,8 @@ import onnxruntime
 import pytest
 from onnx import numpy_helper
 
-from hanzoo import registry
-from hanzoo.verify import output_tolerance
+from hanzoo.runtimes.verify import output_tolerance
+from hanzoo.zoo import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "examples" / "c" / "hanzoo_run.c"

@@ -1,4 +1,5 @@
-"""Distillation for Checkerboard (hanzoo.distill): teachers, soft labels, students, the shipped one."""
+"""Distillation for Checkerboard (hanzoo.training.distill): teachers, soft labels, students, the shipped
+one."""
 
 import importlib.util
 import json
@@ -8,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from hanzoo import registry
-from hanzoo.distill import Recipe, distill, uniform_points
 from hanzoo.errors import HanzooError
-from hanzoo.stacked import PROTOCOLS
-from hanzoo.tasks import get_task, random_checkerboard_split
+from hanzoo.training.distill import Recipe, distill, uniform_points
+from hanzoo.training.stacked import PROTOCOLS
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ def test_student_is_chosen_by_agreement_with_the_teachers_not_by_test():
     assert r.selected == min(ok, key=lambda i: r.agreement[i])
     # the shipped weights are the selected student's and load into the ordinary module
     net = registry.get("checkerboard-hannet-20x30").config
-    from hanzoo.models import build
+    from hanzoo.nn.models import build
 
     module = build(net, seed=0)
     module.load_state_dict(r.state_dict)

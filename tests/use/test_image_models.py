@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from hanzoo import HanzooError, registry, store
-from hanzoo.backbone import Recipe, TrainNet, fold
-from hanzoo.convnet import Backbone
-from hanzoo.evaluate import check_input
-from hanzoo.evaluate import outputs as predict
-from hanzoo.models import ModelConfig, build
+from hanzoo import HanzooError
+from hanzoo.nn.convnet import Backbone
+from hanzoo.nn.models import ModelConfig, build
+from hanzoo.storage import store
+from hanzoo.storage.evaluate import check_input
+from hanzoo.storage.evaluate import outputs as predict
+from hanzoo.training.backbone import Recipe, TrainNet, fold
+from hanzoo.zoo import registry
 
 TINY = (4, 8)
 STATS = {"image_mean": [125.0, 122.0, 113.0], "image_std": [62.0, 61.0, 66.0]}
@@ -114,8 +116,8 @@ def test_export_parity_on_all_test_images(tiny_folder, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from hanzoo.export import export
-    from hanzoo.export_tflite import op_types
+    from hanzoo.graphs.export_tflite import op_types
+    from hanzoo.publishing.export import export
 
     out = export(tiny_folder, out=tmp_path / "export")
     m = json.loads((out / "manifest.json").read_text())
@@ -139,8 +141,8 @@ def test_export_parity_on_all_test_images(tiny_folder, tmp_path):
 
 def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
     """Parity is a real check: a flipped sign in one conv is caught by verify."""
-    from hanzoo.export import export
-    from hanzoo.verify import verify_folder
+    from hanzoo.publishing.export import export
+    from hanzoo.runtimes.verify import verify_folder
 
     out = export(tiny_folder, formats=["onnx"], out=tmp_path / "export")
     state = store.load_state(tiny_folder / "model.safetensors")
@@ -150,7 +152,7 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
     save_file(state, str(tiny_folder / "model.safetensors"))
     # the folder's record follows its weights: an export gone wrong, not a damaged file
     from hanzoo.files import file_sha256
-    from hanzoo.integrity import WEIGHTS_KEY
+    from hanzoo.storage.integrity import WEIGHTS_KEY
 
     m = json.loads((tiny_folder / "metrics.json").read_text())
     (tiny_folder / "metrics.json").write_text(
@@ -163,9 +165,9 @@ def test_a_wrong_export_fails_parity(tiny_folder, tmp_path):
 def test_predict_reads_images(tiny_folder, tmp_path):
     from PIL import Image
 
-    from hanzoo.predict import predict as run
-    from hanzoo.predict import read_images
-    from hanzoo.runtimes import RUNTIMES
+    from hanzoo.runtimes.predict import predict as run
+    from hanzoo.runtimes.predict import read_images
+    from hanzoo.runtimes.sessions import RUNTIMES
 
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
@@ -186,7 +188,8 @@ def test_predict_reads_images(tiny_folder, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch, precision):
     """One epoch of the real trainer on synthetic images (the training JPEGs are not in CI)."""
-    from hanzoo import backbone, cifar
+    from hanzoo.training import backbone
+    from hanzoo.zoo import cifar
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (700, 32, 32, 3), dtype=np.uint8)
@@ -230,7 +233,7 @@ def test_backbone_recipe_refuses_an_unknown_precision():
 def test_per_image_crops_are_windows_of_the_padded_images():
     import torch.nn.functional as F
 
-    from hanzoo.backbone import _augment
+    from hanzoo.training.backbone import _augment
 
     x = torch.randn(6, 3, 32, 32)
     out = _augment(x, torch.Generator().manual_seed(0), per_sample=True)

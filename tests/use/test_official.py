@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hanzoo.cli import main
-from hanzoo.official import import_official
+from hanzoo.training.official import import_official
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from hanzoo import HanzooError, registry
+from hanzoo import HanzooError
 from hanzoo.cli import main
-from hanzoo.evaluate import check_output
-from hanzoo.evaluate import outputs as torch_predict
-from hanzoo.predict import model_io, predict, read_inputs, write_outputs
-from hanzoo.store import load_model as load
-from hanzoo.tasks import get_task
+from hanzoo.runtimes.predict import model_io, predict, read_inputs, write_outputs
+from hanzoo.storage.evaluate import check_output
+from hanzoo.storage.evaluate import outputs as torch_predict
+from hanzoo.storage.store import load_model as load
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 FEATURES = ("x1", "x2")
 MODELS = ["checkerboard-hannet-20x30", "checkerboard-fcnet-6x100"]
@@ -188,7 +189,7 @@ def test_written_outputs_follow_the_umask_and_fail_cleanly(tmp_path):
 
 def test_model_io_matches_every_export_manifest():
     """`hanzoo info` describes the tensors as the exported files have them."""
-    from hanzoo.registry import EXPORT_DIR
+    from hanzoo.zoo.registry import EXPORT_DIR
 
     dtypes = {"float": "float32"}  # ONNX's name in the manifest; apps say float32
     checked = 0

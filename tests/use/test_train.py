@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from hanzoo import HanzooError, build, registry
-from hanzoo.stacked import BatchStream, Protocol, RunResult, StackedNet, select, train_stacked
-from hanzoo.tasks import get_task
-from hanzoo.train import train_model
+from hanzoo import HanzooError, build
+from hanzoo.training.stacked import BatchStream, Protocol, RunResult, StackedNet, select, train_stacked
+from hanzoo.training.train import train_model
+from hanzoo.zoo import registry
+from hanzoo.zoo.tasks import get_task
 
 TASK = get_task("checkerboard")
 
@@ -68,7 +69,7 @@ def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
 
 def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
     """The heads' protocol: cross-entropy, momentum, weight decay and milestones, against torch.optim.SGD."""
-    from hanzoo.tasks import FeatureClassification
+    from hanzoo.zoo.tasks import FeatureClassification
 
     rng = np.random.default_rng(0)
     for part, n in {"train": 300, "val": 50, "test": 50}.items():
@@ -211,7 +212,7 @@ def test_train_model_writes_a_complete_folder(tmp_path):
 
 
 def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
-    from hanzoo import store
+    from hanzoo.storage import store
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -226,8 +227,8 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_protocol_for_applies_the_callers_overrides():
-    from hanzoo.stacked import PROTOCOLS
-    from hanzoo.train import protocol_for
+    from hanzoo.training.stacked import PROTOCOLS
+    from hanzoo.training.train import protocol_for
 
     base = PROTOCOLS["checkerboard"]
     assert protocol_for("checkerboard-hannet-20x30") == base

@@ -12,12 +12,12 @@ import pytest
 
 from hanzoo import HanzooError
 from hanzoo.cli import main
-from hanzoo.export import export
 from hanzoo.files import staged_folder, sweep
-from hanzoo.registry import EXPORT_DIR
-from hanzoo.stacked import Protocol
-from hanzoo.train import train_model
-from hanzoo.verify import source_hashes, verify
+from hanzoo.publishing.export import export
+from hanzoo.runtimes.verify import source_hashes, verify
+from hanzoo.training.stacked import Protocol
+from hanzoo.training.train import train_model
+from hanzoo.zoo.registry import EXPORT_DIR
 
 MODEL = "checkerboard-hannet-20x30"
 pytestmark = pytest.mark.xdist_group("user-model")  # one worker trains and exports the user model once
@@ -71,7 +71,7 @@ def test_verify_refuses_an_export_without_its_source(user_model, tmp_path):
 
 
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
-    from hanzoo import export as export_mod
+    from hanzoo.publishing import export as export_mod
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -160,7 +160,7 @@ def test_verify_fails_on_non_finite_runtime_outputs(monkeypatch, capsys):
     """A runtime that returns NaN for a row fails parity by name, even where the max error would hide it."""
     from dataclasses import replace
 
-    from hanzoo import runtimes
+    from hanzoo.runtimes import sessions as runtimes
 
     real = runtimes.RUNTIMES["onnxruntime"]
 

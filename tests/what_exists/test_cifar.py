@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("PIL")
 
-from hanzoo import cifar  # noqa: E402
 from hanzoo.errors import HanzooError  # noqa: E402
+from hanzoo.zoo import cifar  # noqa: E402
 
 
 @pytest.fixture
@@ -57,6 +57,6 @@ def test_unknown_split_and_missing_training_tarball(monkeypatch, tmp_path):
     with pytest.raises(HanzooError, match="unknown CIFAR-10 split"):
         cifar.load_split("val")
     monkeypatch.setenv("HANZOO_CIFAR10", str(tmp_path / "nope.tar.xz"))
-    monkeypatch.setattr(cifar, "__file__", str(tmp_path / "a" / "b" / "cifar.py"))
+    monkeypatch.setattr(cifar, "__file__", str(tmp_path / "a" / "b" / "c" / "cifar.py"))
     with pytest.raises(HanzooError, match="set HANZOO_CIFAR10"):
         cifar.full_tarball()

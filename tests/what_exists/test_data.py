@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hanzoo import HanzooError
-from hanzoo.tasks import (
+from hanzoo.zoo.tasks import (
     Checkerboard,
     checkerboard_grid,
     checkerboard_label,
@@ -43,7 +43,7 @@ def test_random_splits_are_seeded_and_disjoint():
 
 
 def test_corrupted_or_missing_data_file_is_refused(tmp_path, monkeypatch):
-    from hanzoo import tasks
+    from hanzoo.zoo import tasks
 
     bad = tmp_path / "split.csv.gz"
     shutil.copy(Checkerboard.file, bad)
@@ -82,7 +82,7 @@ def test_standardization_round_trip():
     import torch
 
     from hanzoo import create_model
-    from hanzoo.stacked import fit_scaling
+    from hanzoo.training.stacked import fit_scaling
 
     s = get_task("calhousing").split()
     sc = fit_scaling(s)
@@ -102,8 +102,8 @@ def test_provenance_states_the_pinned_hash_of_every_bundled_file():
     from pathlib import Path
 
     import hanzoo
-    from hanzoo import cifar
     from hanzoo.files import file_sha256
+    from hanzoo.zoo import cifar
 
     data = Path(hanzoo.__file__).parent / "data"
     text = (data / "PROVENANCE.md").read_text()

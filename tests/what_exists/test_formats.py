@@ -1,16 +1,16 @@
-"""The one table of export formats (hanzoo/formats.py): every list of formats, files or their runtimes is
+"""The one table of export formats (hanzoo/zoo/formats.py): every list of formats, files or their runtimes is
 read from it."""
 
 import subprocess
 import sys
 
-from hanzoo.formats import FORMATS
-from hanzoo.runtimes import RUNTIMES
+from hanzoo.runtimes.sessions import RUNTIMES
+from hanzoo.zoo.formats import FORMATS
 
 
 def test_each_format_has_its_builder_and_its_runtime():
-    from hanzoo.export import BUILDERS
-    from hanzoo.runtimes import SESSIONS
+    from hanzoo.publishing.export import BUILDERS
+    from hanzoo.runtimes.sessions import SESSIONS
 
     assert list(BUILDERS) == list(FORMATS) == list(SESSIONS)
     for f in FORMATS.values():
@@ -25,7 +25,10 @@ def test_a_format_added_to_the_table_reaches_every_list():
     again (in a process of its own, in the order they import each other)."""
     code = """
 import importlib
-from hanzoo import arm, bench, docs, export, formats, hub, pins, registry, runtimes
+from hanzoo.runtimes import arm, sessions as runtimes
+from hanzoo.reports import bench, docs
+from hanzoo.publishing import export, hub
+from hanzoo.zoo import formats, pins, registry
 formats.FORMATS["fake"] = formats.Format("fake", "model.fake", "fake-runtime", "fake", variants=("int8",))
 for module in (registry, pins, runtimes, hub, export, arm, docs, bench):
     importlib.reload(module)

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from hanzoo import HanzooError, registry
-from hanzoo.record import Record, read
+from hanzoo import HanzooError
+from hanzoo.zoo import registry
+from hanzoo.zoo.record import Record, read
 
 
 def test_every_shipped_record_reads_typed():

@@ -1,7 +1,8 @@
 import pytest
 
-from hanzoo import HanzooError, create_model, registry
-from hanzoo.models import Block, ModelConfig
+from hanzoo import HanzooError, create_model
+from hanzoo.nn.models import Block, ModelConfig
+from hanzoo.zoo import registry
 
 # The paper's figures (Tables 3-6 and the 20x30 ablation frame), typed here on purpose: the
 # registry must reproduce them from the configs, not copy them.
@@ -59,7 +60,7 @@ def test_image_model_param_counts(model_id):
 
 
 def test_20pct_models_train_on_a_fifth_of_the_same_rows():
-    from hanzoo.tasks import get_task
+    from hanzoo.zoo.tasks import get_task
 
     full, fifth = get_task("elevators").split(), get_task("elevators-20pct").split()
     n = len(full.x_train) + len(full.x_test)

@@ -1,0 +1,7 @@
+"""Running a model: one session per format behind one interface, parity against torch, emulated
+aarch64, and prediction on users" data.
+
+Each module is imported on use (`from hanzoo.runtimes import sessions`), so importing this package
+loads nothing heavy."""
+
+__all__ = ["sessions", "verify", "predict", "arm"]

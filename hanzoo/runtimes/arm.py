@@ -1,0 +1,274 @@
+"""aarch64 parity under user-mode emulation: every shipped export run by the arm64 builds of ONNX Runtime
+and LiteRT on an emulated phone-class core, against the same torch fp32 reference and tolerance as
+`hanzoo verify`.
+
+The arm64 environment is built from the package registries, with no root daemon and no VM, and cached
+under the user's cache directory, keyed by its versions:
+
+    qemu-aarch64   a static binary from Debian 13's qemu-user (Debian 12's qemu 7.2 segfaults in
+                   onnxruntime's CPU probe, which reads the host's x86 /sys files)
+    rootfs/        Debian 12's arm64 python3.11 and libstdc++ (mmdebstrap --variant=extract)
+    site/          the arm64 wheels of onnxruntime, ai-edge-litert and numpy (pip --target --platform)
+
+Emulated time is not device time, so nothing here is a latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HanzooError
+from ..files import CHECKOUT, file_sha256, staged_folder, written_atomically
+from ..zoo import registry
+from ..zoo.cifar import cache_dir
+from ..zoo.formats import FORMATS
+from ..zoo.tasks import get_task
+from .sessions import RUNTIMES
+from .verify import check_metric, metric_value, near_boundary, output_tolerance
+
+CPU = "cortex-a76"  # a phone-class core (Snapdragon 855/865 era)
+QEMU_DEB = (
+    "http://deb.debian.org/debian/pool/main/q/qemu/qemu-user_10.0.13+ds-0+deb13u1_amd64.deb",
+    "ca6ede739327a20ae5a3498230c8a3a9a072c586e131bc6bcc1201eb1725e336",
+)
+ROOTFS = ("bookworm", "python3.11,libstdc++6,libgomp1")
+WHEELS = ("onnxruntime==1.32.0", "ai-edge-litert==2.3.0", "numpy==2.4.6")
+PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64")
+# the environment installs the arm64 wheels of ONNX Runtime and LiteRT: the formats they run
+ARTIFACT_RUNTIMES = {f.file: f.runtime for f in FORMATS.values() if f.aarch64}
+IMAGE_ROWS = 1000  # test images per CIFAR-10 model: the whole split takes too long emulated
+KEY = hashlib.sha256(json.dumps([QEMU_DEB, ROOTFS, WHEELS, PLATFORMS]).encode()).hexdigest()[:12]
+
+# Runs inside the emulated Python: every job's artifact on its input, outputs saved beside.
+RUNNER = r"""
+import json, sys
+import numpy as np
+jobs = json.load(open(sys.argv[1]))
+for job in jobs:
+    x = np.load(job["input"])
+    if job["runtime"] == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+        interpreter = Interpreter(model_path=job["artifact"], num_threads=1)
+        out = interpreter.get_signature_runner("serving_default")(input=x)
+    else:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.log_severity_level = 1, 3
+        if job["runtime"] == "ort-mobile":
+            so.add_session_config_entry("session.load_model_format", "ORT")
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        s = ort.InferenceSession(job["artifact"], so, providers=["CPUExecutionProvider"])
+        out = dict(zip([o.name for o in s.get_outputs()], s.run(None, {"input": x})))
+    np.savez(job["output"], **out)
+    print(job["artifact"], job["runtime"], flush=True)
+"""
+
+
+def environment(progress: bool = True) -> Path:
+    """The cached arm64 environment, built (atomically) on first use."""
+    folder = cache_dir() / f"aarch64-{KEY}"
+    if (folder / "ready.json").is_file():
+        return folder
+    for tool, package in (("mmdebstrap", "mmdebstrap"), ("dpkg-deb", "dpkg")):
+        if shutil.which(tool) is None:
+            raise HanzooError(f"building the arm64 environment needs {tool}: apt-get install {package}")
+    with staged_folder(folder) as tmp:
+        _say(progress, "qemu-aarch64 (Debian 13 qemu-user)")
+        _qemu(tmp)
+        _say(progress, f"arm64 rootfs (Debian {ROOTFS[0]}: {ROOTFS[1]})")
+        _run(
+            ["mmdebstrap", "--quiet", "--variant=extract", "--arch=arm64", f"--include={ROOTFS[1]}",
+             ROOTFS[0], str(tmp / "rootfs"), "http://deb.debian.org/debian"],
+            "mmdebstrap could not build the arm64 rootfs",
+        )  # fmt: skip
+        _say(progress, f"arm64 wheels ({', '.join(WHEELS)})")
+        platforms = [a for p in PLATFORMS for a in ("--platform", p)]
+        _run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target",
+             str(tmp / "site"), *platforms, "--python-version", "3.11", "--implementation", "cp",
+             "--only-binary=:all:", *WHEELS],
+            "pip could not fetch the arm64 wheels",
+        )  # fmt: skip
+        probe = emulate(tmp, ["-c", "import onnxruntime, ai_edge_litert.interpreter, numpy; print('ok')"])
+        if probe.stdout.strip() != "ok":
+            raise HanzooError(f"the arm64 environment does not start: {probe.stderr.strip()[-300:]}")
+        (tmp / "ready.json").write_text(json.dumps({"qemu": QEMU_DEB[0], "rootfs": ROOTFS, "wheels": WHEELS}))
+    return folder
+
+
+def _say(progress: bool, what: str) -> None:
+    if progress:
+        print(f"arm64 environment: fetching {what}", file=sys.stderr, flush=True)
+
+
+def _run(cmd: list[str], what: str) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise HanzooError(f"{what}: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+
+
+def _qemu(dest: Path) -> None:
+    url, sha = QEMU_DEB
+    deb = dest / "qemu-user.deb"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(deb, "wb") as f:
+            shutil.copyfileobj(r, f)
+    except OSError as e:
+        raise HanzooError(
+            f"cannot download {url} ({e}); the arm64 check needs Debian's package mirror"
+        ) from None
+    if file_sha256(deb) != sha:
+        raise HanzooError(f"{url} did not match its sha256 {sha}")
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["tar", "-x", "-C", tmp, "./usr/bin/qemu-aarch64"], input=data, check=True)
+        shutil.move(Path(tmp) / "usr" / "bin" / "qemu-aarch64", dest / "qemu-aarch64")
+    deb.unlink()
+
+
+def emulate(env: Path, args: list[str], timeout: float = 3600) -> subprocess.CompletedProcess:
+    """The emulated arm64 python3.11 with `args`, on a phone-class core."""
+    cmd = [
+        str(env / "qemu-aarch64"),
+        "-cpu",
+        CPU,
+        "-L",
+        str(env / "rootfs"),
+        str(env / "rootfs/usr/bin/python3.11"),
+    ]
+    extra = {"PYTHONPATH": str(env / "site"), "PYTHONNOUSERSITE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, timeout=timeout, env=os.environ | extra
+    )
+
+
+def verify_arm(model_ids: list[str], progress: bool = True) -> dict:
+    """Parity on aarch64 of every shipped artifact of `model_ids`: max abs error, the task metric and the
+    decisions, against torch fp32 on x86-64, under `hanzoo verify`'s rule."""
+    env = environment(progress)
+    report = {"cpu": CPU, "emulator": QEMU_DEB[0].rsplit("/", 1)[1], "wheels": list(WHEELS), "models": {}}
+    for model_id in model_ids:
+        report["models"][model_id] = _verify_model(env, model_id)
+        if progress:
+            ok = all(r["ok"] for r in report["models"][model_id]["runtimes"].values())
+            print(f"{model_id}: {'ok' if ok else 'FAIL'}", file=sys.stderr, flush=True)
+    c = c_example(env)
+    if c is not None:
+        report["c_example"] = c
+    return report
+
+
+def _verify_model(env: Path, model_id: str) -> dict:
+    entry = registry.get(model_id)
+    task = get_task(entry.task)
+    x, y = task.test_data()
+    if entry.config.takes_images:
+        x, y = x[:IMAGE_ROWS], y[:IMAGE_ROWS]
+    folder = registry.EXPORT_DIR / model_id
+    ref = RUNTIMES["torch"].load(entry.dir, folder, 1)(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", x)
+        jobs = [
+            {
+                "artifact": str(folder / name),
+                "runtime": rt,
+                "input": f"{tmp}/x.npy",
+                "output": f"{tmp}/{rt}.npz",
+            }
+            for name, rt in ARTIFACT_RUNTIMES.items()
+            if (folder / name).is_file()
+        ]
+        (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
+        (Path(tmp) / "runner.py").write_text(RUNNER)
+        res = emulate(env, [f"{tmp}/runner.py", f"{tmp}/jobs.json"])
+        if res.returncode != 0:
+            raise HanzooError(f"{model_id} on aarch64: {res.stderr.strip()[-400:]}")
+        outs = {j["runtime"]: dict(np.load(j["output"])) for j in jobs}
+    tol, near = output_tolerance(ref["output"]), near_boundary(task, ref["output"])
+    ref_metric = metric_value(task, ref["output"], y)
+    runtimes = {}
+    for rt, out in outs.items():
+        err = float(np.abs(out["output"].astype(np.float64) - ref["output"]).max())
+        check = check_metric(task, out["output"], y, ref_metric)
+        differ = sum(int((out[k] != ref[k]).sum()) for k in ref if k != "output")
+        off = sum(int(((out[k] != ref[k]) & ~near).sum()) for k in ref if k != "output")
+        runtimes[rt] = {
+            "max_abs_err": err,
+            "tolerance_abs": tol,
+            "metric": check.value,
+            "decisions_differ": differ,
+            "ok": bool(err <= tol and check.ok and off == 0),
+        }
+    return {"rows": int(len(x)), "metric": task.metric, "reference": ref_metric, "runtimes": runtimes}
+
+
+C_SOURCE = CHECKOUT / "examples" / "c"
+C_MODEL = "checkerboard-hannet-20x30"
+CROSS_CC = "aarch64-linux-gnu-gcc"
+
+
+def c_example(env: Path) -> dict | None:
+    """examples/c cross-compiled for arm64 against the arm64 wheel's libonnxruntime and run emulated on
+    a shipped model's test_data_set_0; None where the cross compiler or the C API header is missing."""
+    header = C_SOURCE / "include" / "onnxruntime_c_api.h"
+    if shutil.which(CROSS_CC) is None or not header.is_file():
+        return None
+    from onnx import load_tensor, numpy_helper  # noqa: PLC0415 - the [onnx] extra, for test_data_set_0
+
+    (lib,) = sorted((env / "site" / "onnxruntime" / "capi").glob("libonnxruntime.so.*"))[:1]
+    data = registry.EXPORT_DIR / C_MODEL / "test_data_set_0"
+    x = numpy_helper.to_array(load_tensor(str(data / "input_0.pb")))
+    want = numpy_helper.to_array(load_tensor(str(data / "output_0.pb")))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "libonnxruntime.so.1").symlink_to(lib)
+        _run(
+            [CROSS_CC, "-std=c11", "-Wall", "-Wextra", "-O2", f"-I{header.parent}",
+             str(C_SOURCE / "hanzoo_run.c"), "-o", f"{tmp}/hanzoo_run", f"{tmp}/libonnxruntime.so.1",
+             "-Wl,-rpath,$ORIGIN"],
+            f"{CROSS_CC} could not build examples/c",
+        )  # fmt: skip
+        x.tofile(f"{tmp}/input.bin")
+        model = registry.EXPORT_DIR / C_MODEL / FORMATS["ort"].file
+        cmd = [str(env / "qemu-aarch64"), "-cpu", CPU, "-L", str(env / "rootfs"), f"{tmp}/hanzoo_run"]
+        res = subprocess.run(
+            [*cmd, str(model), f"{tmp}/input.bin", str(len(x)), f"{tmp}/out.bin"],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise HanzooError(f"examples/c on aarch64: {res.stderr.strip()}")
+        got = np.fromfile(f"{tmp}/out.bin", dtype=np.float32).reshape(want.shape)
+    err, tol = float(np.abs(got - want).max()), output_tolerance(want)
+    return {
+        "model": C_MODEL,
+        "compiler": CROSS_CC,
+        "max_abs_err": err,
+        "tolerance_abs": tol,
+        "ok": err <= tol,
+    }
+
+
+def write_report(report: dict, path: Path) -> Path:
+    """Write `report`; an existing report made in the same emulated environment keeps its other models,
+    so re-checking a few models (`hanzoo verify ID --arch aarch64 --report ...`) updates their rows only."""
+    path = Path(path)
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        old = None  # a damaged report is replaced whole
+    same = old and all(old.get(k) == report[k] for k in ("cpu", "emulator", "wheels"))
+    if same:
+        report = {**old, **report, "models": {**old["models"], **report["models"]}}
+    with written_atomically(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
+    return path

@@ -1,0 +1,53 @@
+"""The one table of export formats. Everything that names a format, its file or its runtime reads it here:
+the exporter, the runtimes, the Hub pins, the site, the benchmark, the aarch64 check and the docs.
+
+A format's fields:
+- `file`: its file name in an export folder (export/<id>/model.onnx); the Hub repo keeps it in a folder
+  named after the format (onnx/model.onnx);
+- `runtime`: the name of the runtime that runs it (hanzoo.runtimes.sessions), and `extra`, the pip extra that
+  installs that runtime;
+- `app`: whether an app runs it (the benchmark's and the docs' runtimes; torch trains);
+- `aarch64`: whether `hanzoo verify --arch aarch64` runs it on emulated arm64;
+- `byte_identical`: whether its bytes are a function of the weights alone, so a re-export must give the
+  shipped file byte for byte;
+- `variants`: the reduced precisions it can carry (model.fp16.onnx, ...: hanzoo.graphs.precision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    file: str
+    runtime: str
+    extra: str
+    app: bool = True
+    aarch64: bool = True
+    byte_identical: bool = True
+    variants: tuple[str, ...] = ()
+
+    def variant_file(self, precision: str) -> str:
+        """This format's file at a precision: model.onnx, model.int8.onnx, ..."""
+        if precision == "fp32":
+            return self.file
+        stem, ext = self.file.rsplit(".", 1)
+        return f"{stem}.{precision}.{ext}"
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format("onnx", "model.onnx", "onnxruntime", "onnx", variants=PRECISIONS),
+        # laid out in hash-map order by the converter: the same size and outputs, not the same bytes
+        Format("ort", "model.ort", "ort-mobile", "onnx", byte_identical=False),
+        Format("tflite", "model.tflite", "litert", "litert", variants=PRECISIONS),
+        # the emulated arm64 environment (hanzoo.runtimes.arm) installs only ONNX Runtime's and LiteRT's
+        # wheels
+        Format("pte", "model.pte", "executorch", "executorch", aarch64=False),
+    ]
+}
