@@ -23,7 +23,7 @@ ORT_HEADER := examples/c/include/onnxruntime_c_api.h
 .PHONY: demo test docs bench quantization site verify-arm chromium fetch-ort-header clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
-	$(BIN)/hanzoo verify checkerboard-hannet-20x30
+	$(BIN)/hanzoo verify checkerboard-hannet-20x30 --latency
 
 test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/ruff check .

@@ -6,10 +6,8 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -37,9 +35,8 @@ from .storage import store
 from .storage.card import fmt
 from .storage.evaluate import evaluate, evaluate_parts
 from .storage.store import read_config, resolve
-from .training import backbone
 from .training.official import import_official
-from .training.train import protocol_for, train_model
+from .training.train import train
 from .version import __version__
 from .zoo import registry
 from .zoo.tasks import get_task
@@ -248,32 +245,29 @@ def cmd_train(args) -> dict:
 
     entry = registry.get(args.model)
     check_out_folder(args.out, "--out", replaces="config.json")
-    if entry.family == "backbone":
-        torch.set_num_threads(args.threads or os.cpu_count() or 1)
-        recipe = replace(backbone.Recipe(), **({"epochs": args.epochs} if args.epochs else {}))
-        folder = backbone.train_and_package(entry, args.out, recipe, progress=not args.json)
-        sel = store.read_metrics(folder)["selected"]
-        if not args.json:
-            console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
-        return {"model": entry.id, "folder": str(folder), "selected": sel}
-    protocol = protocol_for(entry.id, args.iterations, args.epochs, args.seeds, args.lrs)
-    torch.set_num_threads(args.threads or 1)
-    folder = train_model(
+    folder = train(
         entry.id,
         args.out,
+        threads=args.threads,
+        iterations=args.iterations,
+        epochs=args.epochs,
+        seeds=args.seeds,
+        lrs=args.lrs,
         inits=args.init,
-        protocol=protocol,
         progress=not args.json,
         compile=not args.no_compile,
         reuse_sweep=args.reuse_sweep,
     )
     record = store.read_metrics(folder)
-    sel, metric = record["selected"], record.metric
+    sel = record["selected"]
     if not args.json:
-        console.print(
-            f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
-            f"test {metric} {fmt(metric, record.value('test'))}"
-        )
+        if entry.family == "backbone":
+            console.print(f"wrote {folder}: test top-1 error {sel['test']['top1_error']:.2f}%")
+        else:
+            console.print(
+                f"wrote {folder}: selected init {sel['init']}, LR {sel['lr']}, seed {sel['seed']}; "
+                f"test {record.metric} {fmt(record.metric, record.value('test'))}"
+            )
     return {"model": entry.id, "folder": str(folder), "selected": sel}
 
 
@@ -364,14 +358,9 @@ def cmd_verify(args) -> dict:
     bad = [line for rep in reports for line in failures(rep)]
     # latency is timed for the shipped models (against their shipped baselines); a user's folder gets parity
     timed = [rep for rep in reports if rep["model_id"] in registry.MODELS and not args.export]
-    if not args.no_latency and not bad:
+    if args.latency and not bad:
         for rep in timed:
-            # the fp32 files, against the baselines' (variants are timed in docs/quantization.md)
-            rt = [r for r in rep["runtimes"] if get_runtime(r).precision == "fp32"] + ["torch"]
-            batches = (1, 64) if registry.get(rep["model_id"]).config.takes_images else (1, 1024)
-            timing = bench.bench([rep["model_id"]], rt, batches, 1, rounds=7)
-            rep["latency"] = [c for c in timing["cells"]]
-            rep["latency_batches"] = list(batches)
+            rep["latency"], rep["latency_batches"] = bench.latency_check(rep["model_id"], rep["runtimes"])
     if not args.json:
         for rep in reports:
             _verify_table(rep)
@@ -709,8 +698,12 @@ def _add_verify(s: argparse.ArgumentParser) -> None:
     s.add_argument("--export", help=_EXPORT_HELP.format(verb="check"))
     s.add_argument("--runtime", help="comma-separated runtimes (default: every artifact present)")
     s.add_argument(
-        "--no-latency", action="store_true", help="parity only, without timing against the FCNet baseline"
+        "--latency",
+        action="store_true",
+        help="also time a shipped model against its FCNet baseline (1 thread; batch 1 and 1024, or 64 for "
+        "images)",
     )
+    s.add_argument("--no-latency", action="store_true", help=argparse.SUPPRESS)  # parity only: the default
     s.add_argument(
         "--arch",
         choices=["aarch64"],

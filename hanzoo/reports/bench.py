@@ -24,7 +24,7 @@ from ..errors import HanzooError
 from ..files import save_figure
 from ..nn.convnet import Backbone
 from ..publishing.export import write_graphs
-from ..runtimes.sessions import FORMAT_RUNTIMES, RUNTIMES, Predictor, ort_session
+from ..runtimes.sessions import FORMAT_RUNTIMES, RUNTIMES, Predictor, get_runtime, ort_session
 from ..storage import store
 from ..zoo import registry
 from ..zoo.formats import FORMATS
@@ -79,6 +79,15 @@ def default_models() -> list[str]:
     the 20%-training variants (the 80% models' architectures, so the same speed) are not timed."""
     entries = [registry.get(m) for m in registry.shipped()]
     return [e.id for e in entries if e.family == "hannet" and not e.ablation and not e.variant_of]
+
+
+def latency_check(model_id: str, runtimes: list[str]) -> tuple[list[dict], list[int]]:
+    """`hanzoo verify --latency`: a shipped model's fp32 files (and torch) against its baselines, one thread,
+    7 rounds, at batch 1 and 1024 (1 and 64 for an image model). The fp16/int8 variants are timed in
+    docs/quantization.md. Returns the cells and the batches."""
+    rt = [r for r in runtimes if get_runtime(r).precision == "fp32"] + ["torch"]
+    batches = (1, 64) if registry.get(model_id).config.takes_images else (1, 1024)
+    return bench([model_id], rt, batches, 1, rounds=7)["cells"], list(batches)
 
 
 def bench(

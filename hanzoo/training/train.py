@@ -9,6 +9,7 @@ at the end, for the record.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..storage.evaluate import evaluate
 from ..zoo import registry
 from ..zoo.record import Record
 from ..zoo.tasks import Split, Task, get_task
+from . import backbone
 from .backbone import features_task
 from .distill import distill_stage
 from .stacked import PROTOCOLS, Protocol, RunResult, SweepResult, fit_scaling, refit, select, sweep
@@ -69,6 +71,58 @@ class Stages:
         return self.stage2.seconds if self.stage2 is not None else 0.0
 
 
+def train(
+    model_id: str,
+    out_dir: str | Path | None = None,
+    *,
+    threads: int | None = None,
+    iterations: int | None = None,
+    epochs: int | None = None,
+    seeds: tuple[int, ...] | None = None,
+    lrs: tuple[float, ...] | None = None,
+    inits: list[str] | None = None,
+    progress: bool = True,
+    compile: bool = True,
+    reuse_sweep: bool = False,
+) -> Path:
+    """`hanzoo train`: a registry model by its own recipe, its folder written; returns the folder.
+
+    The CIFAR-10 backbone trains by its CPU recipe (hanzoo.training.backbone; `epochs` shortens it) on
+    every core unless `threads` says otherwise. Anything else runs the paper's protocol for its task
+    (`protocol_for`, with the overrides given) through `train_model`, on one thread unless `threads` says
+    otherwise: the stacked sweep is one computation over many small nets, faster on one thread per process
+    than spread over cores."""
+    entry = registry.get(model_id)
+    if entry.family == "backbone":
+        ignored = {
+            "iterations": iterations,
+            "seeds": seeds,
+            "lrs": lrs,
+            "inits": inits,
+            "reuse_sweep": reuse_sweep,
+        }
+        given = [k for k, v in ignored.items() if v]
+        if given:
+            raise HanzooError(
+                f"{model_id} trains by its own recipe, which takes epochs only; drop {', '.join(given)}"
+            )
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        recipe = replace(backbone.Recipe(), **({"epochs": epochs} if epochs else {}))
+        return backbone.train_and_package(
+            entry, Path(out_dir) if out_dir else None, recipe, progress=progress
+        )
+    torch.set_num_threads(threads or 1)
+    return train_model(
+        model_id,
+        out_dir,
+        inits=inits,
+        protocol=protocol_for(model_id, iterations, epochs, seeds, lrs),
+        progress=progress,
+        compile=compile,
+        reuse_sweep=reuse_sweep,
+    )
+
+
 def train_model(
     model_id: str,
     out_dir: str | Path | None = None,
@@ -85,6 +139,10 @@ def train_model(
     metrics.json and the same selection rule is applied to them.
     """
     entry = registry.get(model_id)
+    if entry.family == "backbone":
+        raise HanzooError(
+            f"{model_id} is not trained by the paper's sweep but by its own recipe: use train()"
+        )
     protocol = _check_protocol(entry, protocol)
     task, train_config, frozen = _training_task(entry)
     split = task.split()

@@ -40,9 +40,29 @@ def test_report_is_deterministic_given_its_json():
 
 
 def test_verify_prints_parity_and_latency_in_one_table(capsys):
-    assert main(["verify", "checkerboard-hannet-20x30"]) == 0
+    assert main(["verify", "checkerboard-hannet-20x30", "--latency"]) == 0
     out = capsys.readouterr().out
     assert "parity" in out and "batch 1 us" in out and "FCNet" in out and "litert" in out
+    assert main(["verify", "checkerboard-hannet-20x30", "--runtime", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "parity" in out and "batch 1 us" not in out  # timing only when asked
+
+
+def test_latency_check_times_the_fp32_files_at_the_models_batches(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        bench,
+        "bench",
+        lambda ids, rt, batches, threads, rounds: (
+            calls.append((ids, rt, batches, threads, rounds)) or {"cells": []}
+        ),
+    )
+    assert bench.latency_check("checkerboard-hannet-20x30", ["onnxruntime", "onnxruntime-fp16"]) == (
+        [],
+        [1, 1024],
+    )
+    assert bench.latency_check("cifar10-hannet", ["litert"])[1] == [1, 64]
+    assert calls[0] == (["checkerboard-hannet-20x30"], ["onnxruntime", "torch"], (1, 1024), 1, 7)
 
 
 def test_image_classifiers_bench_with_the_head_share(capsys):

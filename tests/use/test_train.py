@@ -241,3 +241,49 @@ def test_protocol_for_applies_the_callers_overrides():
     unknown = next(e.id for e in registry.MODELS.values() if e.task not in PROTOCOLS)
     with pytest.raises(HanzooError, match=f"cannot train {unknown}"):
         protocol_for(unknown)
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_dispatches_the_backbone_to_its_own_recipe(monkeypatch, tmp_path, keep_threads):
+    """`train` is what `hanzoo train` calls: the backbone gets its CPU recipe on every core, not the sweep."""
+    import os
+
+    from hanzoo.training import train as train_module
+
+    calls = []
+    monkeypatch.setattr(
+        train_module.backbone,
+        "train_and_package",
+        lambda entry, out, recipe, progress: (
+            calls.append((entry.id, out, recipe, torch.get_num_threads())) or tmp_path
+        ),
+    )
+    assert train_module.train("cifar10-backbone", tmp_path, epochs=2, progress=False) == tmp_path
+    ((model, out, recipe, threads),) = calls
+    assert (model, out, recipe.epochs, threads) == ("cifar10-backbone", tmp_path, 2, os.cpu_count())
+    with pytest.raises(HanzooError, match="takes epochs only; drop seeds, lrs"):
+        train_module.train("cifar10-backbone", tmp_path, seeds=(0, 1), lrs=(0.1,))
+    with pytest.raises(HanzooError, match="own recipe: use train"):
+        train_module.train_model("cifar10-backbone", tmp_path)
+
+
+def test_train_runs_a_sweep_model_by_its_protocol_on_one_thread(monkeypatch, tmp_path, keep_threads):
+    from hanzoo.training import train as train_module
+
+    calls = []
+    monkeypatch.setattr(
+        train_module,
+        "train_model",
+        lambda model_id, out, **kw: calls.append((model_id, kw, torch.get_num_threads())) or tmp_path,
+    )
+    train_module.train("checkerboard-hannet-20x30", tmp_path, iterations=7, seeds=(3,), progress=False)
+    ((model, kw, threads),) = calls
+    assert model == "checkerboard-hannet-20x30" and threads == 1
+    assert kw["protocol"] == train_module.protocol_for("checkerboard-hannet-20x30", iterations=7, seeds=(3,))
+    assert kw["protocol"].iterations == 7 and kw["protocol"].epochs == 0 and kw["protocol"].seeds == (3,)
