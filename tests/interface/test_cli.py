@@ -72,7 +72,7 @@ def test_usage_errors_are_one_line_and_exit_1(capsys):
 
 
 def test_unforeseen_os_errors_and_long_messages_are_still_one_line(capsys, monkeypatch):
-    from hanzoo import cli
+    from hanzoo.cli import models as cli
     from hanzoo.errors import HanzooError
 
     def denied(args):

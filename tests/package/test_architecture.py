@@ -23,7 +23,8 @@ LAYERS = [
     ("publishing", None),
     ("training", None),
     ("reports", None),
-    ("interface", {"cli", "__init__", "__main__"}),
+    ("cli", None),
+    ("interface", {"__init__", "__main__"}),
 ]
 LAYER_OF_NAME = {name: i for i, (name, mods) in enumerate(LAYERS) if mods is None}
 LAYER_OF_NAME.update({m: i for i, (_, mods) in enumerate(LAYERS) if mods for m in mods})
@@ -87,9 +88,10 @@ def test_every_module_has_a_layer():
     )
 
 
-@pytest.mark.parametrize("sub", [name for name, mods in LAYERS if mods is None])
+@pytest.mark.parametrize("sub", [name for name, mods in LAYERS if mods is None and name != "cli"])
 def test_each_subpackage_declares_its_modules(sub):
-    """A subpackage's __all__ names its modules, and importing it loads none of them."""
+    """A subpackage's __all__ names its modules, and importing it loads none of them (the CLI's, which is
+    the command itself, declares main and parser)."""
     tree = ast.parse((PACKAGE / sub / "__init__.py").read_text())
     (declared,) = [
         ast.literal_eval(n.value)
