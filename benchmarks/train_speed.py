@@ -37,7 +37,8 @@ import torch
 
 from hanzoo import build, provenance
 from hanzoo.nn.models import ModelConfig
-from hanzoo.training.stacked import Protocol, StackedNet, train_stacked, tune_allocator
+from hanzoo.training.protocols import TrainingProtocol
+from hanzoo.training.stacked import StackedNet, train_stacked, tune_allocator
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import get_task
 
@@ -53,12 +54,16 @@ import sys, time, torch
 from hanzoo import build
 try:
     from hanzoo.zoo import registry
-    from hanzoo.training.stacked import Protocol, StackedNet, train_stacked, tune_allocator
     from hanzoo.zoo.tasks import get_task
+    from hanzoo.training.stacked import StackedNet, train_stacked, tune_allocator
+    try:
+        from hanzoo.training.protocols import TrainingProtocol
+    except ImportError:  # the layer subpackages, before training/protocols.py
+        from hanzoo.training.stacked import Protocol as TrainingProtocol
 except ImportError:  # a commit from before the layer subpackages
     from hanzoo import registry
-    from hanzoo.stacked import Protocol, StackedNet, train_stacked, tune_allocator
     from hanzoo.tasks import get_task
+    from hanzoo.stacked import Protocol as TrainingProtocol, StackedNet, train_stacked, tune_allocator
 torch.set_num_threads(1)
 tune_allocator()
 compile = sys.argv[1] == "compile"
@@ -70,7 +75,7 @@ for line in sys.stdin:
     s = task.split()
     x, y = torch.as_tensor(s.x_train), torch.as_tensor(s.y_train)
     net = StackedNet(entry.config, [build(entry.config, seed=i) for i in range(runs)])
-    protocol = Protocol(iterations=iterations, milestones=())
+    protocol = TrainingProtocol(iterations=iterations, milestones=())
     start = time.perf_counter()
     train_stacked(net, task, x, y, torch.full((runs,), 0.01), protocol, list(range(runs)), compile=compile)
     print(time.perf_counter() - start, flush=True)
@@ -177,7 +182,7 @@ def plain(config: ModelConfig, task, x, y, iterations: int) -> float:
 def stacked(config: ModelConfig, task, x, y, runs: int, iterations: int, backward: str) -> float:
     net = StackedNet(config, [build(config, seed=i) for i in range(runs)])
     lrs = torch.full((runs,), 0.01)
-    protocol = Protocol(iterations=iterations, milestones=())
+    protocol = TrainingProtocol(iterations=iterations, milestones=())
     start = time.perf_counter()
     train_stacked(net, task, x, y, lrs, protocol, list(range(runs)), compile=True, backward=backward)
     return time.perf_counter() - start

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from hanzoo.files import written_atomically
-from hanzoo.training.distill import Recipe, distill
-from hanzoo.training.stacked import PROTOCOLS
+from hanzoo.training.distill import distill
+from hanzoo.training.protocols import PROTOCOLS, DistillRecipe
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 
@@ -33,7 +33,7 @@ MODEL = "checkerboard-hannet-20x30"
 TARGET_MEAN, TARGET_WORST = 99.7, 99.5
 
 
-def run_split(s: int, protocol, init: str, lr: float, recipe: Recipe) -> dict:
+def run_split(s: int, protocol, init: str, lr: float, recipe: DistillRecipe) -> dict:
     entry = registry.get(MODEL)
     r = distill(
         entry.config, get_task("checkerboard"), random_checkerboard_split(s), protocol, init, lr, recipe
@@ -158,7 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--splits", default="501,502,503,504,505", help="seeds of the random splits")
     ap.add_argument("--iterations", type=int, help="override the protocol's 40000 (smoke tests only)")
-    ap.add_argument("--points", type=int, default=Recipe.points)
+    ap.add_argument("--points", type=int, default=DistillRecipe.points)
     ap.add_argument("--out", default="docs/checkerboard-recipe.json")
     ap.add_argument("--md", default="docs/checkerboard-recipe.md")
     ap.add_argument("--render", action="store_true", help="only rewrite --md from --out")
@@ -169,7 +169,7 @@ def main() -> None:
         protocol = replace(
             PROTOCOLS["checkerboard"], iterations=args.iterations or PROTOCOLS["checkerboard"].iterations
         )
-        recipe = Recipe(points=args.points)
+        recipe = DistillRecipe(points=args.points)
         records, start = [], time.perf_counter()
         for s in (int(v) for v in args.splits.split(",")):
             records.append(run_split(s, protocol, stage1["init"], stage1["lr"], recipe))

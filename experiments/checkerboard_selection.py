@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hanzoo.training.stacked import PROTOCOLS, refit, sweep
+from hanzoo.training.protocols import PROTOCOLS
+from hanzoo.training.stacked import refit, sweep
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from hanzoo.training import backbone
+from hanzoo.training.protocols import BackboneRecipe
 from hanzoo.zoo import registry
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     recipe = replace(
-        backbone.Recipe(),
+        BackboneRecipe(),
         crop=args.crop,
         ema_decay=args.ema,
         epochs=args.epochs,

@@ -16,7 +16,8 @@ from ..files import DOCS, save_figure, written_atomically
 from ..storage.card import final_runs, fmt, seed_count
 from ..storage.evaluate import outputs
 from ..storage.store import load_model
-from ..training.stacked import PROTOCOLS, RunResult, select
+from ..training.protocols import PROTOCOLS
+from ..training.selection import RunResult, select
 from ..zoo import registry
 from ..zoo.cifar import CLASSES
 from ..zoo.tasks import checkerboard_grid, get_task

@@ -4,4 +4,14 @@ distillation, the CIFAR-10 backbone, `hanzoo train`, and the authors" checkpoint
 Each module is imported on use (`from hanzoo.training import backprop`), so importing this package
 loads nothing heavy."""
 
-__all__ = ["backprop", "stacked", "distill", "train", "backbone", "official"]
+__all__ = [
+    "protocols",
+    "optimizers",
+    "selection",
+    "backprop",
+    "stacked",
+    "distill",
+    "train",
+    "backbone",
+    "official",
+]

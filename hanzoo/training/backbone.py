@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,41 +49,9 @@ from ..zoo import cifar
 from ..zoo.record import Record
 from ..zoo.registry import ModelEntry
 from ..zoo.tasks import FeatureClassification, get_task
+from .protocols import BackboneRecipe
 
 BN_EPS = 1e-5
-
-
-@dataclass(frozen=True)
-class Recipe:
-    widths: tuple[int, ...] = (24, 48, 96, 192)
-    epochs: int = 52
-    batch_size: int = 256
-    lr: float = 0.2
-    warmup_epochs: int = 2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.2
-    val_images: int = cifar.VAL_IMAGES
-    split_seed: int = 0
-    seed: int = 0
-    # Variants measured by experiments/cifar_recipe.py; at their first values (fp32 for precision) they
-    # are left out of a record, so records written before they existed still match.
-    crop: str = "batch"  # "batch": one crop offset per batch; "sample": one per image
-    ema_decay: float = 0.0  # > 0: ship an exponential moving average of the weights (and BN buffers)
-    # "bf16": the forward and loss under CPU autocast (convolutions in bfloat16, weights, optimizer and the
-    # shipped model in float32), about 2x the images per second on CPUs with bfloat16 dot products
-    precision: str = "bf16"
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise HanzooError(f"backbone recipe precision must be 'fp32' or 'bf16'; got {self.precision!r}")
-
-    def record(self) -> dict:
-        d = json.loads(json.dumps(asdict(self)))
-        for name, default in (("crop", "batch"), ("ema_decay", 0.0), ("precision", "fp32")):
-            if d[name] == default:
-                del d[name]
-        return d
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -187,7 +155,7 @@ def _accuracy(net: TrainNet, x: torch.Tensor, y: torch.Tensor, batch: int = 1000
     return 100.0 * right / len(x)
 
 
-def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
+def train(recipe: BackboneRecipe, workdir: Path, progress: bool = True) -> dict:
     """Train with `recipe`, checkpointing into `workdir`; returns the record (with the folded state).
 
     A finished checkpoint of the same recipe in `workdir` is reused rather than retrained.
@@ -216,7 +184,7 @@ def train(recipe: Recipe, workdir: Path, progress: bool = True) -> dict:
     return record | {"state": fold(net.eval())}
 
 
-def _reuse_checkpoint(recipe: Recipe, ckpt: Path, record_path: Path) -> dict | None:
+def _reuse_checkpoint(recipe: BackboneRecipe, ckpt: Path, record_path: Path) -> dict | None:
     """The record of a finished checkpoint of the same recipe, with its folded state; None if none."""
     if not (ckpt.is_file() and record_path.is_file()):
         return None
@@ -242,7 +210,7 @@ class _Data:
     steps: int  # batches per epoch
 
 
-def _load_data(recipe: Recipe) -> _Data:
+def _load_data(recipe: BackboneRecipe) -> _Data:
     x_all, y_all = cifar.load_split("train")
     tr, va = cifar.split_indices(len(x_all), recipe.val_images, recipe.split_seed)
     mean, std = channel_stats(x_all[tr])
@@ -258,7 +226,7 @@ def _load_data(recipe: Recipe) -> _Data:
 
 
 def _optimizer(
-    net: TrainNet, recipe: Recipe, steps: int
+    net: TrainNet, recipe: BackboneRecipe, steps: int
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with Nesterov momentum, weight decay on the weights only (not on BN or biases), and the LR
     warmed up linearly, then decayed linearly to 0 by the last step."""
@@ -277,7 +245,9 @@ def _optimizer(
     return opt, sched
 
 
-def _fit(net: TrainNet, recipe: Recipe, data: _Data, progress: bool) -> tuple[nn.Module, list[dict], float]:
+def _fit(
+    net: TrainNet, recipe: BackboneRecipe, data: _Data, progress: bool
+) -> tuple[nn.Module, list[dict], float]:
     """The training loop; returns the net to ship (the weight average, with `ema_decay`), the per-epoch
     log and the seconds taken."""
     opt, sched = _optimizer(net, recipe, data.steps)
@@ -407,14 +377,14 @@ def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
 def train_and_package(
     entry: ModelEntry,
     out_dir: Path | None = None,
-    recipe: Recipe | None = None,
+    recipe: BackboneRecipe | None = None,
     progress: bool = True,
     workdir: Path | None = None,
 ) -> Path:
     """`hanzoo train cifar10-backbone`: train (or reuse a finished checkpoint of the same recipe), then
     package."""
     workdir = Path(workdir) if workdir else cifar.cache_dir() / f"{entry.id}-run"
-    record = train(recipe or Recipe(), workdir, progress=progress)
+    record = train(recipe or BackboneRecipe(), workdir, progress=progress)
     return package(entry, record, Path(out_dir) if out_dir else entry.dir)
 
 

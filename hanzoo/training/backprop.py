@@ -21,7 +21,7 @@ y = act(z) and gz = dL/dz:
 A fully connected layer z = W x + b has dW = gz x^T, db = sum gz and dx = W^T gz.
 
 SGD keeps torch.optim.SGD's arithmetic: buf = m buf + g, then p -= buf, where g already carries the
-run's learning rate (stacked.StackedSGD). Buffers start at zero, so the first step is buf = g, as
+run's learning rate (optimizers.StackedSGD). Buffers start at zero, so the first step is buf = g, as
 in torch.
 """
 

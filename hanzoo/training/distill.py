@@ -21,21 +21,13 @@ import torch
 from ..errors import HanzooError
 from ..nn.models import ModelConfig
 from ..zoo.tasks import Split, Task
-from .stacked import Protocol, RunResult, StackedNet, SweepResult, scored_runs, train_seeds
+from .protocols import DistillRecipe, TrainingProtocol
+from .selection import RunResult
+from .stacked import StackedNet, SweepResult, scored_runs, train_seeds
 
 # The commit that registered the recipe (docs/checkerboard-recipe.md) before the official split was
 # trained with it; each distilled model's card links it.
 REGISTERED = "67dfe3836e835fbb3016b63c1d162c136f5779a3"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    teachers: int = 8
-    students: int = 8
-    points: int = 20000  # soft-labelled uniform points, and as many fresh ones to choose the student
-
-    def to_dict(self) -> dict:
-        return {"teachers": self.teachers, "students": self.students, "points": self.points}
 
 
 @dataclass
@@ -64,10 +56,10 @@ def distill(
     config: ModelConfig,
     task: Task,
     split: Split,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     init: str,
     lr: float,
-    recipe: Recipe = Recipe(),
+    recipe: DistillRecipe | None = None,
     seed: int = 0,
     progress: bool = True,
     compile: bool = True,
@@ -75,6 +67,7 @@ def distill(
     """Teachers, soft labels, students and the shipped student, as the module docstring says."""
     if task.name != "checkerboard":
         raise HanzooError(f"distillation is defined for the Checkerboard square, not {task.name!r}")
+    recipe = recipe or DistillRecipe()
     x = torch.as_tensor(split.x_train, dtype=torch.float32)
     y = torch.as_tensor(split.y_train, dtype=torch.float32)
     parts = {"train": (x, y), "test": (torch.as_tensor(split.x_test), torch.as_tensor(split.y_test))}
@@ -123,14 +116,14 @@ def distill_stage(
     config: ModelConfig,
     task: Task,
     split: Split,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     init: str,
     lr: float,
     progress: bool = True,
     compile: bool = True,
 ) -> SweepResult:
     """Distillation as a training's stage 2: the students are its runs, the teachers go in the record."""
-    recipe = Recipe()
+    recipe = DistillRecipe()
     r = distill(config, task, split, protocol, init, lr, recipe, progress=progress, compile=compile)
     record = {
         "recipe": recipe.to_dict(),

@@ -19,7 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -37,55 +37,10 @@ from ..errors import HanzooError
 from ..nn.layers import ACTIVATIONS
 from ..nn.models import ModelConfig, Net, build
 from ..zoo.tasks import Split, Task
-from . import backprop
-
-
-@dataclass(frozen=True)
-class Protocol:
-    iterations: int = 40000
-    batch_size: int = 100
-    lrs: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    momentum: float = 0.9
-    milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # fractions of training where the LR is ...
-    gamma: float = 0.2  # ... multiplied by this (the paper's "annealed by a factor of 5")
-    val_fraction: float = 0.1
-    eval_every: int = 200  # iterations between validation checks; 0: once per epoch
-    split_seed: int = 1234
-    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam"
-    epochs: int = 0  # when set, iterations = epochs x (training rows // batch_size)
-    refit: bool = True  # stage 2: retrain the chosen init and LR on the whole training split
-    weight_decay: float = 0.0  # L2 penalty (as torch.optim.SGD's weight_decay), added to each run's loss
-    # without refit: seeds trained at the chosen init and LR; the best validation one ships
-    ship_seeds: tuple[int, ...] = ()
-    # stage 2 by distillation at the chosen init and LR (hanzoo.training.distill; Checkerboard only)
-    distill: bool = False
-    record_curves: bool = False  # keep each run's validation and test metric at every check, for plots
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# Paper Table 2 (SGD, momentum 0.9, batch 100, 40000 iterations) and Section 3.1 (Adam, LR 1e-3,
-# batch 100, 300 epochs, for the regression sets; the epoch is chosen on validation, so no refit).
-_REGRESSION = Protocol(
-    lrs=(0.001,), milestones=(), optimizer="adam", epochs=300, eval_every=0, refit=False, record_curves=True
-)
-# Checkerboard: stage 1 is the paper's grid search (init and LR chosen on validation); stage 2 distils at
-# that init and LR (hanzoo.training.distill), the recipe registered in docs/checkerboard-recipe.md from fresh
-# random splits before the official split was trained with it. (Before it, the best-validation run of
-# 10 seeds shipped: docs/checkerboard-selection.json.)
-PROTOCOLS = {
-    "checkerboard": Protocol(refit=False, distill=True),
-    "elevators": _REGRESSION,
-    "calhousing": _REGRESSION,
-    "elevators-20pct": _REGRESSION,
-    "calhousing-20pct": _REGRESSION,
-    # Paper 3.2.3 / Table 2 for the CIFAR-10 heads: SGD momentum 0.9, batch 1024, 20000 iterations,
-    # weight decay 1e-4, the same 10 LRs and annealing; the checkpoint and LR are chosen on the
-    # 5000 validation images the backbone never trained on.
-    "cifar10": Protocol(iterations=20000, batch_size=1024, weight_decay=1e-4, refit=False, eval_every=500),
-}
+from . import backprop, selection
+from .optimizers import StackedAdam, StackedSGD
+from .protocols import TrainingProtocol
+from .selection import RunResult, select, select_refit
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
@@ -161,98 +116,6 @@ class StackedNet:
         return {k: t[r].detach().clone() for k, t in zip(self.names, params or self.params)}
 
 
-class StackedSGD:
-    """SGD with momentum and a learning rate per run.
-
-    Scaling run r's loss by lr_r makes its gradient lr_r * g, so the momentum buffer holds lr_r * buf
-    and the update is p -= buf. When the LR is annealed the buffers are scaled by the same factor,
-    which keeps this exactly equal to torch.optim.SGD with a per-run MultiStepLR. The buffers start at
-    zero, so the first step is buf = g, as torch's.
-    """
-
-    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, momentum: float) -> None:
-        self.params, self.lrs, self.momentum = params, lrs.clone(), momentum
-        self.bufs = [torch.zeros_like(p, requires_grad=False) for p in params]
-
-    @torch.no_grad()
-    def step(self, grads: list[torch.Tensor]) -> None:
-        torch._foreach_mul_(self.bufs, self.momentum)
-        torch._foreach_add_(self.bufs, grads)
-        torch._foreach_sub_(self.params, self.bufs)
-
-    def loss_weights(self) -> torch.Tensor:
-        return self.lrs
-
-    def park(self, bad: torch.Tensor) -> None:
-        self.lrs[bad] = 0
-        for b in self.bufs:
-            b[bad] = 0
-
-    @torch.no_grad()
-    def scale_lr(self, factor: float) -> None:
-        self.lrs *= factor
-        torch._foreach_mul_(self.bufs, factor)
-
-
-class StackedAdam:
-    """Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8, bias correction) with an LR per run.
-    Adam is elementwise, so a leading run dimension changes nothing in the update."""
-
-    def __init__(
-        self,
-        params: list[torch.Tensor],
-        lrs: torch.Tensor,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params, self.lrs, self.betas, self.eps = params, lrs.clone(), betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-        self.alive = torch.ones(len(lrs), dtype=lrs.dtype)
-
-    def loss_weights(self) -> torch.Tensor:
-        return self.alive
-
-    @torch.no_grad()
-    def step(self, grads: list[torch.Tensor]) -> None:
-        b1, b2 = self.betas
-        self.t += 1
-        torch._foreach_lerp_(self.m, grads, 1 - b1)
-        torch._foreach_mul_(self.v, b2)
-        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
-        denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
-        torch._foreach_add_(denom, self.eps)
-        step = (self.lrs / (1 - b1**self.t)).to(self.params[0].dtype)
-        for p, m, d in zip(self.params, self.m, denom):
-            p.addcdiv_(m * step.view(-1, *[1] * (p.dim() - 1)), d, value=-1)
-
-    def scale_lr(self, factor: float) -> None:
-        self.lrs *= factor
-
-    def park(self, bad: torch.Tensor) -> None:
-        self.lrs[bad] = 0
-        self.alive[bad] = 0
-        for m, v in zip(self.m, self.v):
-            m[bad] = 0
-            v[bad] = 0
-
-
-@dataclass
-class RunResult:
-    init: str
-    lr: float
-    seed: int
-    status: str  # "ok", "diverged" (non-finite loss) or "collapsed" (constant prediction)
-    best_iteration: int
-    fit: dict = field(default_factory=dict)  # the training split less the validation part
-    val: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    test: dict = field(default_factory=dict)
-    curve: dict | None = None  # validation and test metric at every check (regression), for plots
-
-
 @dataclass
 class SweepResult:
     runs: list[RunResult]
@@ -260,7 +123,7 @@ class SweepResult:
     state_dict: dict[str, torch.Tensor]
     seconds: float
     iterations_per_second: float
-    protocol: Protocol | None = None  # as run (iterations resolved from epochs)
+    protocol: TrainingProtocol | None = None  # as run (iterations resolved from epochs)
     scaling: dict | None = None  # standardization statistics, for regression tasks
     distillation: dict | None = None  # a distillation stage's teachers, ensemble and recipe
 
@@ -333,7 +196,7 @@ def step_function(
     x: torch.Tensor,
     y: torch.Tensor,
     opt: StackedSGD | StackedAdam,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     compile: bool,
     backward: str = "closed-form",
 ) -> Step:
@@ -367,7 +230,7 @@ def _closed_form_sgd(
     x: torch.Tensor,
     y: torch.Tensor,
     opt: StackedSGD,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     compile: bool,
 ) -> Step:
     step = compiled(partial(backprop.sgd_step, net.kinds, net.act_names, task), compile)
@@ -420,7 +283,7 @@ def train_stacked(
     x: torch.Tensor,
     y: torch.Tensor,
     lrs: torch.Tensor,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     seeds: list[int],
     evaluate: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -458,18 +321,6 @@ def train_stacked(
         if progress is not None:
             progress(it + 1)
     return ~alive
-
-
-def _better(
-    acc: torch.Tensor,
-    loss: torch.Tensor,
-    best_acc: torch.Tensor,
-    best_loss: torch.Tensor,
-    higher_is_better: bool,
-) -> torch.Tensor:
-    """Per run: is (metric, loss) better than the best so far? Metric first, loss breaks ties."""
-    gain = acc > best_acc if higher_is_better else acc < best_acc
-    return gain | ((acc == best_acc) & (loss < best_loss))
 
 
 @torch.no_grad()
@@ -558,7 +409,7 @@ class _SweepData:
     unscale: Callable[[torch.Tensor], torch.Tensor] | None
 
 
-def _sweep_data(task: Task, split: Split, protocol: Protocol, dtype: torch.dtype) -> _SweepData:
+def _sweep_data(task: Task, split: Split, protocol: TrainingProtocol, dtype: torch.dtype) -> _SweepData:
     fit, x_val, y_val = carve_validation(split, protocol.val_fraction, protocol.split_seed)
     scaling = fit_scaling(split) if task.standardize else None
     sc = {k: torch.tensor(v, dtype=dtype) for k, v in (scaling or {}).items()}
@@ -582,7 +433,7 @@ def _sweep_data(task: Task, split: Split, protocol: Protocol, dtype: torch.dtype
     return _SweepData(x, standardized(fit.y_train, "y"), parts, scaling, unscale if sc else None)
 
 
-def _resolve_schedule(protocol: Protocol, steps_per_epoch: int) -> Protocol:
+def _resolve_schedule(protocol: TrainingProtocol, steps_per_epoch: int) -> TrainingProtocol:
     """The protocol with epoch counts turned into iterations (`epochs`, and `eval_every` 0)."""
     if protocol.epochs:
         protocol = replace(protocol, iterations=protocol.epochs * steps_per_epoch)
@@ -613,7 +464,9 @@ class _BestCheckpoints:
         net, task, unscale = self.net, self.task, self.data.unscale
         m = stacked_metrics(net, task, net.params, *self.data.parts["val"], unscale)
         acc, loss = m[task.metric].double(), m[task.loss_name].double()
-        better = _better(acc, loss, self.metric, self.loss, task.higher_is_better) & torch.isfinite(loss)
+        better = selection.better(acc, loss, self.metric, self.loss, task.higher_is_better) & torch.isfinite(
+            loss
+        )
         self.metric[better], self.loss[better], self.iteration[better] = acc[better], loss[better], it
         for b, p in zip(self.params, net.params):
             b[better] = p.detach()[better]
@@ -647,7 +500,7 @@ def sweep(
     config: ModelConfig,
     task: Task,
     split: Split,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     inits: list[str] | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
@@ -695,32 +548,6 @@ def sweep(
     return SweepResult(runs, selected, state, seconds, protocol.iterations / seconds, protocol, data.scaling)
 
 
-def select(runs: list[RunResult], task: Task) -> int:
-    """Choose the hyperparameters (init, LR), then the run, from validation scores alone.
-
-    (init, LR): fewest failed runs (diverged or collapsed), then the best mean validation metric
-    over its seeds, then the lowest mean validation loss. Run: among those runs' healthy seeds, the
-    best validation metric, validation loss breaking ties.
-    """
-    sign = 1 if task.higher_is_better else -1
-    ok = [r for r in runs if r.status == "ok"]
-    if not ok:
-        raise HanzooError("every run of the sweep diverged or collapsed; nothing to select")
-
-    def lr_key(hp: tuple[str, float]) -> tuple[float, float, float]:
-        mine = [r for r in ok if (r.init, r.lr) == hp]
-        failed = sum((r.init, r.lr) == hp for r in runs) - len(mine)
-        return (
-            -failed,
-            float(np.mean([sign * r.val[task.metric] for r in mine])),
-            -float(np.mean([r.val[task.loss_name] for r in mine])),
-        )
-
-    hp = max({(r.init, r.lr) for r in ok}, key=lr_key)
-    candidates = [i for i, r in enumerate(runs) if (r.init, r.lr) == hp and r.status == "ok"]
-    return max(candidates, key=lambda i: (sign * runs[i].val[task.metric], -runs[i].val[task.loss_name]))
-
-
 # --- stage 2 ----------------------------------------------------------------------------------
 
 
@@ -728,7 +555,7 @@ def refit(
     config: ModelConfig,
     task: Task,
     split: Split,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     init: str,
     lr: float,
     dtype: torch.dtype = torch.float32,
@@ -764,7 +591,7 @@ def train_seeds(
     task: Task,
     x: torch.Tensor,
     y: torch.Tensor,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     init: str,
     lr: float,
     seeds: list[int],
@@ -801,11 +628,3 @@ def scored_runs(
         RunResult(init, lr, s, run_status(diverged, scored["train"], r), iterations, **run_figures(scored, r))
         for r, s in enumerate(seeds)
     ]
-
-
-def select_refit(runs: list[RunResult]) -> int:
-    """The healthy refit run with the lowest training loss."""
-    ok = [i for i, r in enumerate(runs) if r.status == "ok"]
-    if not ok:
-        raise HanzooError("every refit run diverged or collapsed; nothing to ship")
-    return min(ok, key=lambda i: runs[i].train["mse"])

@@ -28,7 +28,9 @@ from ..zoo.tasks import Split, Task, get_task
 from . import backbone
 from .backbone import features_task
 from .distill import distill_stage
-from .stacked import PROTOCOLS, Protocol, RunResult, SweepResult, fit_scaling, refit, select, sweep
+from .protocols import PROTOCOLS, BackboneRecipe, TrainingProtocol
+from .selection import RunResult, select
+from .stacked import SweepResult, fit_scaling, refit, sweep
 
 # --- training a registry model: both stages, then its model folder ----------------------------
 
@@ -42,7 +44,7 @@ class Stages:
     stage2: SweepResult | None  # a refit or more seeds; None: the chosen stage-1 run itself ships
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> TrainingProtocol:
         return self.stage1.protocol
 
     @property
@@ -107,7 +109,7 @@ def train(
                 f"{model_id} trains by its own recipe, which takes epochs only; drop {', '.join(given)}"
             )
         torch.set_num_threads(threads or os.cpu_count() or 1)
-        recipe = replace(backbone.Recipe(), **({"epochs": epochs} if epochs else {}))
+        recipe = replace(BackboneRecipe(), **({"epochs": epochs} if epochs else {}))
         return backbone.train_and_package(
             entry, Path(out_dir) if out_dir else None, recipe, progress=progress
         )
@@ -127,7 +129,7 @@ def train_model(
     model_id: str,
     out_dir: str | Path | None = None,
     inits: list[str] | None = None,
-    protocol: Protocol | None = None,
+    protocol: TrainingProtocol | None = None,
     progress: bool = True,
     compile: bool = True,
     reuse_sweep: bool = False,
@@ -169,7 +171,7 @@ def protocol_for(
     epochs: int | None = None,
     seeds: tuple[int, ...] | None = None,
     lrs: tuple[float, ...] | None = None,
-) -> Protocol:
+) -> TrainingProtocol:
     """The paper's protocol for a model's task, with what the caller overrides (`hanzoo train`'s
     --iterations, --epochs, --seeds, --lrs). An iteration count given without epochs replaces the task's
     epoch-based length, which would otherwise win."""
@@ -180,10 +182,10 @@ def protocol_for(
     }
     if iterations and not epochs:
         over["epochs"] = 0
-    return Protocol(**(base.to_dict() | over))
+    return TrainingProtocol(**(base.to_dict() | over))
 
 
-def _check_protocol(entry: registry.ModelEntry, protocol: Protocol | None) -> Protocol:
+def _check_protocol(entry: registry.ModelEntry, protocol: TrainingProtocol | None) -> TrainingProtocol:
     if entry.task not in PROTOCOLS and protocol is None:
         raise HanzooError(f"cannot train {entry.id}: {registry.train_advice(entry.id)}")
     return protocol or PROTOCOLS[entry.task]
@@ -198,7 +200,7 @@ def _training_task(entry: registry.ModelEntry) -> tuple[Task, ModelConfig, Net |
     return get_task(entry.task), entry.config, None
 
 
-def _recorded_sweep(folder: Path, protocol: Protocol, task: Task) -> SweepResult:
+def _recorded_sweep(folder: Path, protocol: TrainingProtocol, task: Task) -> SweepResult:
     """Stage 1 as recorded in `folder`'s metrics.json, for --reuse-sweep. Its weights were not kept, so
     its state_dict is empty and a stage 2 must follow."""
     old = store.read_metrics(folder)
@@ -224,16 +226,16 @@ def _recorded_sweep(folder: Path, protocol: Protocol, task: Task) -> SweepResult
     return SweepResult(runs, select(runs, task), {}, seconds, protocol.iterations / seconds, protocol)
 
 
-def _same_stage1(recorded: dict, protocol: Protocol) -> bool:
+def _same_stage1(recorded: dict, protocol: TrainingProtocol) -> bool:
     """Whether a recorded protocol ran stage 1 as `protocol` would.
 
     Fields added since the record was written take their defaults; what happens after stage 1
     (refit, ship_seeds, distill) may differ, since --reuse-sweep exists to rerun just that part.
     """
-    fields = Protocol.__dataclass_fields__
-    old = Protocol(**{k: v for k, v in recorded.items() if k in fields})
+    fields = TrainingProtocol.__dataclass_fields__
+    old = TrainingProtocol(**{k: v for k, v in recorded.items() if k in fields})
 
-    def stage1_part(p: Protocol) -> dict:
+    def stage1_part(p: TrainingProtocol) -> dict:
         as_recorded = json.loads(json.dumps(p.to_dict()))  # tuples -> lists
         return {k: v for k, v in as_recorded.items() if k not in ("refit", "ship_seeds", "distill")}
 
@@ -244,7 +246,7 @@ def run_stage2(
     config: ModelConfig,
     task: Task,
     split: Split,
-    protocol: Protocol,
+    protocol: TrainingProtocol,
     chosen: RunResult,
     progress: bool = True,
     compile: bool = True,
@@ -393,7 +395,7 @@ def _seed_spread(runs: list[RunResult], metric: str) -> dict[str, dict]:
     return spread
 
 
-def _selection_rule(protocol: Protocol, metric: str, own_val_rows: int | None) -> str:
+def _selection_rule(protocol: TrainingProtocol, metric: str, own_val_rows: int | None) -> str:
     """The card's sentence for how the shipped run was chosen. `own_val_rows`: the size of the task's
     own validation part (CIFAR-10: images the backbone never saw), used instead of a carved one."""
     if own_val_rows is None:
@@ -432,7 +434,9 @@ def _selection_rule(protocol: Protocol, metric: str, own_val_rows: int | None) -
     )
 
 
-def _protocol_text(protocol: Protocol, runs: list[RunResult], frozen: bool, standardized: bool) -> str:
+def _protocol_text(
+    protocol: TrainingProtocol, runs: list[RunResult], frozen: bool, standardized: bool
+) -> str:
     optimizer = f"SGD momentum {protocol.momentum}" if protocol.optimizer == "sgd" else "Adam"
     length = f"{protocol.iterations} iterations"
     if protocol.epochs:

@@ -386,7 +386,7 @@ def test_a_download_asks_the_hub_once_more_at_most(fake, no_bundle):
 
 def _trainable(model_id: str) -> bool:
     """What `hanzoo train` accepts (cli.cmd_train): the backbone, or a task with a training protocol."""
-    from hanzoo.training.stacked import PROTOCOLS
+    from hanzoo.training.protocols import PROTOCOLS
 
     entry = registry.get(model_id)
     return entry.family == "backbone" or entry.task in PROTOCOLS

@@ -84,7 +84,7 @@ def test_reevaluation_rule_catches_a_changed_model():
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.id)
 def test_selection_did_not_use_test(entry):
     """Re-run both selection stages on the recorded runs with the test figures scrambled."""
-    from hanzoo.training.stacked import RunResult, select, select_refit
+    from hanzoo.training.selection import RunResult, select, select_refit
 
     m = json.loads((entry.dir / "metrics.json").read_text())
     if entry.family == "backbone":  # a fixed recipe: nothing was selected, and the card says so

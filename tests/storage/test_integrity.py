@@ -189,10 +189,10 @@ def test_cli_predict_refuses_a_flipped_bundled_export(bundle, tmp_path, capsys):
 
 
 def _tiny_train(dest):
-    from hanzoo.training.stacked import Protocol
+    from hanzoo.training.protocols import TrainingProtocol
     from hanzoo.training.train import train_model
 
-    protocol = Protocol(iterations=20, lrs=(0.05,), seeds=(0,), eval_every=10, refit=False)
+    protocol = TrainingProtocol(iterations=20, lrs=(0.05,), seeds=(0,), eval_every=10, refit=False)
     return train_model(MODEL, dest, inits=["han-normal"], protocol=protocol, progress=False, compile=False)
 
 

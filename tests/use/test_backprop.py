@@ -8,7 +8,8 @@ import torch
 from hanzoo import HanzooError, build
 from hanzoo.nn.models import ModelConfig
 from hanzoo.training import backprop
-from hanzoo.training.stacked import Protocol, StackedNet, train_stacked
+from hanzoo.training.protocols import TrainingProtocol
+from hanzoo.training.stacked import StackedNet, train_stacked
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import FeatureClassification, get_task
 
@@ -74,7 +75,7 @@ def _train_both_steps(config, iterations: int) -> tuple[StackedNet, torch.Tensor
     s = TASK.split()
     x = torch.as_tensor(s.x_train, dtype=torch.float64)
     y = torch.as_tensor(s.y_train, dtype=torch.float64)
-    protocol = Protocol(iterations=iterations, milestones=(0.5,), eval_every=10**9)
+    protocol = TrainingProtocol(iterations=iterations, milestones=(0.5,), eval_every=10**9)
     out = {}
     for backward in ("closed-form", "autograd"):
         net = StackedNet(config, [build(config, seed=s).double() for s in (0, 1)])
@@ -96,7 +97,9 @@ def test_unknown_backward_is_refused():
     net = StackedNet(config, [build(config, seed=0)])
     x, y = torch.zeros(10, 2), torch.zeros(10, 2)
     with pytest.raises(HanzooError, match="unknown backward 'numeric'"):
-        train_stacked(net, TASK, x, y, torch.tensor([0.1]), Protocol(iterations=1), [0], backward="numeric")
+        train_stacked(
+            net, TASK, x, y, torch.tensor([0.1]), TrainingProtocol(iterations=1), [0], backward="numeric"
+        )
 
 
 def test_chunked_predict_is_the_whole_forward_bit_for_bit():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hanzoo.errors import HanzooError
-from hanzoo.training.distill import Recipe, distill, uniform_points
-from hanzoo.training.stacked import PROTOCOLS
+from hanzoo.training.distill import distill, uniform_points
+from hanzoo.training.protocols import PROTOCOLS, DistillRecipe
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import get_task, random_checkerboard_split
 
@@ -32,7 +32,7 @@ def test_student_is_chosen_by_agreement_with_the_teachers_not_by_test():
         _short(),
         "han-normal",
         0.05,
-        Recipe(teachers=2, students=3, points=200),
+        DistillRecipe(teachers=2, students=3, points=200),
         progress=False,
         compile=False,
     )

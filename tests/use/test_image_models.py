@@ -15,7 +15,8 @@ from hanzoo.nn.models import ModelConfig, build
 from hanzoo.storage import store
 from hanzoo.storage.evaluate import check_input
 from hanzoo.storage.evaluate import outputs as predict
-from hanzoo.training.backbone import Recipe, TrainNet, fold
+from hanzoo.training.backbone import TrainNet, fold
+from hanzoo.training.protocols import BackboneRecipe
 from hanzoo.zoo import registry
 
 TINY = (4, 8)
@@ -196,7 +197,7 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch,
     labels = rng.integers(0, 10, 700).astype(np.uint8)
     test = (rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 50).astype(np.uint8))
     monkeypatch.setattr(cifar, "load_split", lambda split: (images, labels) if split == "train" else test)
-    recipe = Recipe(
+    recipe = BackboneRecipe(
         widths=TINY, epochs=1, batch_size=64, val_images=100, warmup_epochs=1, precision=precision
     )
     entry = replace(
@@ -227,7 +228,7 @@ def test_backbone_trainer_checkpoints_reuses_and_packages(tmp_path, monkeypatch,
 
 def test_backbone_recipe_refuses_an_unknown_precision():
     with pytest.raises(HanzooError, match="precision must be 'fp32' or 'bf16'; got 'fp16'"):
-        Recipe(precision="fp16")
+        BackboneRecipe(precision="fp16")
 
 
 def test_per_image_crops_are_windows_of_the_padded_images():

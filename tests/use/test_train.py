@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from hanzoo import HanzooError, build
-from hanzoo.training.stacked import BatchStream, Protocol, RunResult, StackedNet, select, train_stacked
+from hanzoo.training.protocols import TrainingProtocol
+from hanzoo.training.selection import RunResult, select
+from hanzoo.training.stacked import BatchStream, StackedNet, train_stacked
 from hanzoo.training.train import train_model
 from hanzoo.zoo import registry
 from hanzoo.zoo.tasks import get_task
@@ -35,7 +37,7 @@ def test_stacked_trainer_matches_plain_loop(model_id, init, compile):
 
     config = replace(config, init=init)
     x, y = _data()
-    protocol = Protocol(iterations=300, milestones=(0.5, 0.7, 0.9), eval_every=10**9)
+    protocol = TrainingProtocol(iterations=300, milestones=(0.5, 0.7, 0.9), eval_every=10**9)
     lrs, seeds = [0.01, 0.05, 0.1], [0, 1, 0]  # the authors' init diverges at 0.1
     nets = [build(config, seed=s).double() for s in seeds]
     stacked = StackedNet(config, nets)
@@ -81,7 +83,9 @@ def test_weight_decay_matches_torch_sgd_with_cross_entropy(tmp_path):
     config = replace(config, in_features=6)
     x = torch.as_tensor(task.split().x_train, dtype=torch.float64)
     y = torch.as_tensor(task.split().y_train, dtype=torch.float64)
-    protocol = Protocol(iterations=120, batch_size=32, milestones=(0.5,), weight_decay=1e-2, eval_every=10**9)
+    protocol = TrainingProtocol(
+        iterations=120, batch_size=32, milestones=(0.5,), weight_decay=1e-2, eval_every=10**9
+    )
     lrs = [0.05, 0.2]
     _stacked_equals_plain(
         config,
@@ -122,7 +126,7 @@ def test_adam_matches_torch_adam():
     """The regression protocol's optimizer: stacked Adam (closed-form gradients) against torch.optim.Adam."""
     config = replace(registry.get("checkerboard-hannet-20x30").config, init="han-normal")
     x, y = _data()
-    protocol = Protocol(iterations=150, optimizer="adam", milestones=(0.5,), eval_every=10**9)
+    protocol = TrainingProtocol(iterations=150, optimizer="adam", milestones=(0.5,), eval_every=10**9)
     lrs = [1e-3, 3e-3]
     _stacked_equals_plain(
         config,
@@ -142,7 +146,7 @@ def test_diverged_run_is_parked_and_does_not_harm_others():
     x, y = _data(torch.float32)
     nets = [build(config, seed=0), build(config, seed=0)]
     stacked = StackedNet(config, nets)
-    protocol = Protocol(iterations=60, eval_every=10**9)
+    protocol = TrainingProtocol(iterations=60, eval_every=10**9)
     diverged = train_stacked(stacked, TASK, x, y, torch.tensor([1e6, 0.01]), protocol, [0, 0])
     assert diverged.tolist() == [True, False]
     assert all(torch.isfinite(p).all() for p in stacked.params)
@@ -186,7 +190,7 @@ def test_selection_prefers_healthy_lrs_and_breaks_ties_on_loss():
 
 
 def test_train_model_writes_a_complete_folder(tmp_path):
-    protocol = Protocol(iterations=40, lrs=(0.01, 0.05), seeds=(0, 1), eval_every=20)
+    protocol = TrainingProtocol(iterations=40, lrs=(0.01, 0.05), seeds=(0, 1), eval_every=20)
     folder = train_model(
         "checkerboard-hannet-20x30",
         tmp_path / "m",
@@ -218,7 +222,7 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(store, "save_file", boom)
-    protocol = Protocol(iterations=5, lrs=(0.01,), seeds=(0,), eval_every=5)
+    protocol = TrainingProtocol(iterations=5, lrs=(0.01,), seeds=(0,), eval_every=5)
     with pytest.raises(KeyboardInterrupt):
         train_model(
             "checkerboard-fcnet-6x100", tmp_path / "m", protocol=protocol, progress=False, compile=False
@@ -227,7 +231,7 @@ def test_interrupted_training_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_protocol_for_applies_the_callers_overrides():
-    from hanzoo.training.stacked import PROTOCOLS
+    from hanzoo.training.protocols import PROTOCOLS
     from hanzoo.training.train import protocol_for
 
     base = PROTOCOLS["checkerboard"]

@@ -15,7 +15,7 @@ from hanzoo.cli import main
 from hanzoo.files import staged_folder, sweep
 from hanzoo.publishing.export import export
 from hanzoo.runtimes.verify import source_hashes, verify
-from hanzoo.training.stacked import Protocol
+from hanzoo.training.protocols import TrainingProtocol
 from hanzoo.training.train import train_model
 from hanzoo.zoo.registry import EXPORT_DIR
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.xdist_group("user-model")  # one worker trains and expo
 def user_model(tmp_path_factory):
     """A model of the user's own: a short training, written where the user chose, and its export."""
     root = tmp_path_factory.mktemp("user")
-    protocol = Protocol(iterations=40, lrs=(0.05,), seeds=(0,), eval_every=20, refit=False)
+    protocol = TrainingProtocol(iterations=40, lrs=(0.05,), seeds=(0,), eval_every=20, refit=False)
     folder = train_model(MODEL, root / "mine", protocol=protocol, progress=False, compile=False)
     exported = export(folder, ["onnx", "tflite"], root / "mine-export")
     return folder, exported
