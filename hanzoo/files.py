@@ -22,6 +22,17 @@ from typing import Iterator
 
 from .errors import HanzooError
 
+__all__ = [
+    "PACKAGE",
+    "CHECKOUT",
+    "DOCS",
+    "sweep",
+    "staged_folder",
+    "file_sha256",
+    "written_atomically",
+    "save_figure",
+]
+
 PACKAGE = Path(__file__).resolve().parent  # hanzoo/: the package data (data/, web/, hub_manifest.json)
 CHECKOUT = PACKAGE.parent  # the repository, in a source checkout (README.md, docs/, examples/)
 DOCS = CHECKOUT / "docs"

@@ -14,6 +14,8 @@ import torch
 
 from .version import __version__
 
+__all__ = ["dist_version", "versions", "git_commit", "machine_line", "cpu_name", "machine"]
+
 
 def dist_version(dist: str) -> str:
     """The installed version of a distribution, or "(not installed)"."""

@@ -33,6 +33,8 @@ from ..nn.layers import Dense, HanLayer
 from ..nn.models import Net
 from .lower import fold_scaling
 
+__all__ = ["available", "FusedHanNet", "LAUNCH", "launch_for", "MAX_LOOP_COLUMNS", "for_runtime", "prepare"]
+
 try:
     import triton
     import triton.language as tl

@@ -16,6 +16,8 @@ from ..errors import HanzooError
 from .convnet import IMAGE_SHAPE, Backbone
 from .layers import ACTIVATIONS, Dense, HanLayer
 
+__all__ = ["INITS", "Block", "ModelConfig", "Net", "build", "initialize"]
+
 INITS = ("han-normal", "han-authors", "kaiming")
 
 

@@ -30,6 +30,23 @@ from ..zoo.formats import FORMATS
 from ..zoo.registry import VARIANT_FILES
 from ..zoo.tasks import get_task
 
+__all__ = [
+    "Runtime",
+    "IMAGE_CHUNK",
+    "image_chunks",
+    "torch_threads",
+    "cuda_graphed",
+    "ort_session",
+    "litert_session",
+    "quiet_stderr",
+    "executorch_session",
+    "SESSIONS",
+    "runtime_for",
+    "RUNTIMES",
+    "FORMAT_RUNTIMES",
+    "get_runtime",
+]
+
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 

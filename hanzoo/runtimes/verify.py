@@ -42,6 +42,25 @@ from ..zoo.registry import MODELS
 from ..zoo.tasks import Task, get_task
 from .sessions import RUNTIMES
 
+__all__ = [
+    "ABS_TOL",
+    "METRIC_RTOL",
+    "VARIANT_TOLERANCE",
+    "SOURCE_FILES",
+    "output_tolerance",
+    "near_boundary",
+    "MetricCheck",
+    "metric_value",
+    "check_metric",
+    "allowance",
+    "variant_check",
+    "source_hashes",
+    "check_source",
+    "verify_folder",
+    "verify",
+    "failures",
+]
+
 ABS_TOL = 1e-4
 METRIC_RTOL = 1e-5
 VARIANT_TOLERANCE = {"accuracy": 0.1, "top1_error": 0.2, "nrmse": 0.01}  # points, points, relative

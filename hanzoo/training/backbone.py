@@ -51,6 +51,18 @@ from ..zoo.registry import ModelEntry
 from ..zoo.tasks import FeatureClassification, get_task
 from .protocols import BackboneRecipe
 
+__all__ = [
+    "BN_EPS",
+    "channel_stats",
+    "TrainNet",
+    "fold",
+    "train",
+    "package",
+    "train_and_package",
+    "features",
+    "features_task",
+]
+
 BN_EPS = 1e-5
 
 

@@ -25,6 +25,8 @@ from .protocols import DistillRecipe, TrainingProtocol
 from .selection import RunResult
 from .stacked import StackedNet, SweepResult, scored_runs, train_seeds
 
+__all__ = ["REGISTERED", "DistillResult", "uniform_points", "distill", "distill_stage"]
+
 # The commit that registered the recipe (docs/checkerboard-recipe.md) before the official split was
 # trained with it; each distilled model's card links it.
 REGISTERED = "67dfe3836e835fbb3016b63c1d162c136f5779a3"

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+__all__ = ["StackedSGD", "StackedAdam"]
+
 
 class StackedSGD:
     """SGD with momentum and a learning rate per run.

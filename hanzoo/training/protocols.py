@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from ..errors import HanzooError
 from ..zoo import cifar
 
+__all__ = ["TrainingProtocol", "PROTOCOLS", "DistillRecipe", "BackboneRecipe"]
+
 
 @dataclass(frozen=True)
 class TrainingProtocol:

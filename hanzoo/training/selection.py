@@ -12,6 +12,8 @@ import torch
 from ..errors import HanzooError
 from ..zoo.tasks import Task
 
+__all__ = ["RunResult", "better", "select", "select_refit"]
+
 
 @dataclass
 class RunResult:

@@ -42,6 +42,29 @@ from .optimizers import StackedAdam, StackedSGD
 from .protocols import TrainingProtocol
 from .selection import RunResult, select, select_refit
 
+__all__ = [
+    "carve_validation",
+    "StackedNet",
+    "SweepResult",
+    "BatchStream",
+    "compiled",
+    "BACKWARDS",
+    "GROUP_BYTES",
+    "run_groups",
+    "step_function",
+    "train_stacked",
+    "stacked_metrics",
+    "fit_scaling",
+    "tune_allocator",
+    "progress_bar",
+    "run_status",
+    "run_figures",
+    "sweep",
+    "refit",
+    "train_seeds",
+    "scored_runs",
+]
+
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
     """Split the training part into fit and validation parts; the test part is passed through."""

@@ -20,6 +20,23 @@ from .record import Record
 from .record import read as read_record
 from .tasks import get_task
 
+__all__ = [
+    "bundle_dir",
+    "PRETRAINED_DIR",
+    "EXPORT_DIR",
+    "ARTIFACTS",
+    "VARIANT_FORMATS",
+    "artifact_name",
+    "VARIANT_FILES",
+    "ModelEntry",
+    "MODELS",
+    "get",
+    "baselines",
+    "shipped",
+    "trainable",
+    "train_advice",
+]
+
 
 def bundle_dir(env: str, checkout_name: str, package_name: str) -> Path:
     """Where shipped files live: $env if set; in a source checkout, the repo's folder; in an

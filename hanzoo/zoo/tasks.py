@@ -21,6 +21,23 @@ from ..errors import HanzooError
 from ..files import PACKAGE
 from . import cifar
 
+__all__ = [
+    "DATA_DIR",
+    "Split",
+    "verified_bytes",
+    "Task",
+    "Checkerboard",
+    "checkerboard_grid",
+    "checkerboard_label",
+    "random_checkerboard_split",
+    "Regression",
+    "FeatureClassification",
+    "CifarImages",
+    "CALHOUSING_UNITS",
+    "TASKS",
+    "get_task",
+]
+
 DATA_DIR = PACKAGE / "data"
 
 
