@@ -37,7 +37,8 @@ bench: $(VENV)/.test  ## re-measure docs/benchmarks.md (+ .json, .png) on this m
 	$(BIN)/hanzoo bench --all --report docs
 
 quantization: $(VENV)/.test  ## re-measure docs/quantization.md (+ .json) and ship the fp16/int8 variants that win
-	$(BIN)/python -m hanzoo.reports.quantization --ship
+	$(BIN)/python -m hanzoo.reports.quantization
+	$(BIN)/python -m hanzoo.publishing.ship
 	$(BIN)/python -m hanzoo.reports.docs
 
 site: $(VENV)/.test node_modules/.installed chromium  ## build site/ (hanzoo site) and its demo screenshots in docs/

@@ -36,6 +36,7 @@ __all__ = [
 PACKAGE = Path(__file__).resolve().parent  # hanzoo/: the package data (data/, web/, hub_manifest.json)
 CHECKOUT = PACKAGE.parent  # the repository, in a source checkout (README.md, docs/, examples/)
 DOCS = CHECKOUT / "docs"
+EXAMPLES = CHECKOUT / "examples"  # the C program and the app snippets docs/mobile.md includes
 
 
 def _alive(pid: int) -> bool:

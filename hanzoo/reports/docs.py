@@ -9,10 +9,9 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from ..files import CHECKOUT, DOCS, written_atomically
+from ..files import CHECKOUT, DOCS, EXAMPLES, written_atomically
 from ..nn.models import ModelConfig
+from ..runtimes.bad_input import bad_input_behaviour
 from ..runtimes.sessions import FORMAT_RUNTIMES, runtime_for
 from ..runtimes.verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE
 from ..storage import card, store
@@ -437,70 +436,8 @@ def unit_table(manifests: list[dict]) -> list[str]:
     return lines
 
 
-BAD_INPUT_MODELS = ("checkerboard-hannet-20x30", "elevators-hannet-20x200")
-HUGE = 3e38  # near float32's largest finite value (3.4e38)
-
-
-def _kind(y: np.ndarray) -> str:
-    return "NaN" if np.isnan(y).any() else "inf" if np.isinf(y).any() else "finite"
-
-
 def _e(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}e}".replace("e+", "e")
-
-
-PROBES = (("NaN", float("nan")), ("inf", float("inf")), (_e(HUGE, 0), HUGE))
-
-
-def bad_input_behaviour(model_ids: tuple[str, ...] = BAD_INPUT_MODELS) -> dict:
-    """What the shipped ONNX exports return for NaN, inf and huge inputs, measured in ONNX Runtime.
-
-    For each model, the first test row is probed with the value in every column at once ("row") and in one
-    column at a time, each probe run in a batch beside the unchanged row. Returns, per model and probe value:
-    the output's kind for the whole-row probe ("NaN", "inf" or "finite"), the count of one-column probes per
-    output kind, the Checkerboard decisions seen, the largest finite |output| of any probe, and whether the
-    unchanged row's outputs stayed bit-identical to running it alone."""
-    import onnxruntime as ort  # noqa: PLC0415 (an optional extra, needed only to measure)
-
-    out = {}
-    for mid in model_ids:
-        task = get_task(registry.get(mid).task)
-        sess = ort.InferenceSession(
-            str(registry.EXPORT_DIR / mid / FORMATS["onnx"].file), providers=["CPUExecutionProvider"]
-        )
-        names = [o.name for o in sess.get_outputs()]
-        row = task.split().x_test[:1]
-        alone = sess.run(None, {"input": row})
-        res = {}
-        for label, value in PROBES:
-            probes = [np.full_like(row, value)]
-            for j in range(row.shape[1]):
-                x = row.copy()
-                x[0, j] = value
-                probes.append(x)
-            r = {
-                "row": None,
-                "columns": {},
-                "decisions": set(),
-                "largest_finite": 0.0,
-                "others_unchanged": True,
-            }
-            for i, x in enumerate(probes):
-                got = dict(zip(names, sess.run(None, {"input": np.concatenate([x, row])})))
-                y, kind = got["output"][0], _kind(got["output"][0])
-                if i == 0:
-                    r["row"] = kind
-                else:
-                    r["columns"][kind] = r["columns"].get(kind, 0) + 1
-                if kind == "finite":
-                    r["largest_finite"] = max(r["largest_finite"], float(np.abs(y).max()))
-                if "decision" in got:
-                    r["decisions"].add(int(got["decision"][0]))
-                r["others_unchanged"] &= all(np.array_equal(got[n][1:], a) for n, a in zip(names, alone))
-            r["decisions"] = sorted(r["decisions"])
-            res[label] = r
-        out[mid] = res
-    return out
 
 
 def bad_input_md(measured: dict) -> list[str]:
@@ -795,56 +732,26 @@ def _runtime_notes(manifests: list[dict]) -> list[str]:
     ]
 
 
+def _example(name: str, language: str) -> list[str]:
+    """examples/<name> as it is, in a fenced block."""
+    return [f"```{language}", *(EXAMPLES / name).read_text().splitlines(), "```"]
+
+
 def _app_snippets() -> list[str]:
-    """Kotlin (LiteRT, ONNX Runtime Mobile, ExecuTorch), then Swift: the names, shapes and dtypes of the table
-    above."""
+    """Kotlin (LiteRT, ONNX Runtime Mobile, ExecuTorch), then Swift, from examples/android and examples/ios:
+    the names, shapes and dtypes of the table above."""
     return [
         "## Kotlin, LiteRT (signature runner)",
         "",
-        "```kotlin",
-        "import org.tensorflow.lite.Interpreter",
-        "",
-        'val interpreter = Interpreter(loadModelFile(context, "model.tflite"))  '
-        "// a MappedByteBuffer from assets",
-        'val runner = interpreter.getSignatureRunner("serving_default")',
-        "val rows = 1",
-        'runner.resizeInput("input", intArrayOf(rows, 2))',
-        "runner.allocateTensors()",
-        "val input = arrayOf(floatArrayOf(0.1f, -0.5f))",
-        "val output = Array(rows) { FloatArray(2) }",
-        "val decision = LongArray(rows)",
-        'runner.run(mapOf("input" to input), mapOf("output" to output, "decision" to decision))',
-        "```",
+        *_example("android/LiteRt.kt", "kotlin"),
         "",
         "## Kotlin, ONNX Runtime Mobile (.ort)",
         "",
-        "```kotlin",
-        "import ai.onnxruntime.OnnxTensor",
-        "import ai.onnxruntime.OrtEnvironment",
-        "",
-        "val env = OrtEnvironment.getEnvironment()",
-        'val session = env.createSession(assetBytes("model.ort"))',
-        "OnnxTensor.createTensor(env, arrayOf(floatArrayOf(0.1f, -0.5f))).use { x ->",
-        '    session.run(mapOf("input" to x)).use { result ->',
-        '        val scores = result.get("output").get().value as Array<FloatArray>',
-        '        val decision = result.get("decision").get().value as LongArray',
-        "    }",
-        "}",
-        "```",
+        *_example("android/OrtMobile.kt", "kotlin"),
         "",
         "## Kotlin, ExecuTorch (.pte)",
         "",
-        "```kotlin",
-        "import org.pytorch.executorch.EValue",
-        "import org.pytorch.executorch.Module",
-        "import org.pytorch.executorch.Tensor",
-        "",
-        'val module = Module.load(assetFilePath(context, "model.pte"))',
-        "val x = Tensor.fromBlob(floatArrayOf(0.1f, -0.5f), longArrayOf(1, 2))",
-        "val outputs = module.forward(EValue.from(x))",
-        "val scores = outputs[0].toTensor().dataAsFloatArray",
-        "val decision = outputs[1].toTensor().dataAsLongArray",
-        "```",
+        *_example("android/ExecuTorch.kt", "kotlin"),
         "",
         "On iOS, ExecuTorch's Swift package runs the same file (`Module(filePath:)`, then `forward`); the "
         "outputs come in the order of the table above.",
@@ -854,40 +761,15 @@ def _app_snippets() -> list[str]:
 
 
 def _swift_snippets() -> list[str]:
-    """Swift (LiteRT, ONNX Runtime Mobile, and a word on ExecuTorch's package); then the C section, which is
-    compiled and tested here."""
+    """Swift (LiteRT, ONNX Runtime Mobile); then the C section, which is compiled and tested here."""
     return [
         "## Swift, LiteRT (TensorFlowLiteSwift)",
         "",
-        "```swift",
-        "import TensorFlowLite",
-        "",
-        "let interpreter = try Interpreter("
-        'modelPath: Bundle.main.path(forResource: "model", ofType: "tflite")!)',
-        'let runner = try interpreter.signatureRunner(with: "serving_default")',
-        'try runner.resizeInput(named: "input", toShape: Tensor.Shape([1, 2]))',
-        "try runner.allocateTensors()",
-        "let x: [Float32] = [0.1, -0.5]",
-        'try runner.invoke(with: ["input": Data(bytes: x, count: x.count * 4)])',
-        'let scores = try runner.output(named: "output").data.withUnsafeBytes { '
-        "Array($0.bindMemory(to: Float32.self)) }",
-        "```",
+        *_example("ios/LiteRt.swift", "swift"),
         "",
         "## Swift, ONNX Runtime Mobile (onnxruntime-objc)",
         "",
-        "```swift",
-        "import onnxruntime_objc",
-        "",
-        "let env = try ORTEnv(loggingLevel: .warning)",
-        "let session = try ORTSession(env: env, "
-        'modelPath: Bundle.main.path(forResource: "model", ofType: "ort")!,',
-        "                             sessionOptions: nil)",
-        "var x: [Float32] = [0.1, -0.5]",
-        "let input = try ORTValue(tensorData: NSMutableData(bytes: &x, length: 8), "
-        "elementType: .float, shape: [1, 2])",
-        'let out = try session.run(withInputs: ["input": input], '
-        'outputNames: ["output", "decision"], runOptions: nil)',
-        "```",
+        *_example("ios/OrtMobile.swift", "swift"),
         "",
         "These snippets cannot run on this repository's CI (no phone, no Android or Xcode toolchain); the "
         "names, shapes and dtypes they use are the ones in the table above, which a test reads back from the "

@@ -1,5 +1,5 @@
-"""docs/quantization.md: every shipped model's fp16 and int8 variants, measured against fp32, and the
-rule that decides which of them ship.
+"""docs/quantization.md: every shipped model's fp16 and int8 variants, measured against fp32, and which
+of them ship by hanzoo.publishing.ship's rule.
 
 For each model and variant (hanzoo.graphs.precision), on this machine: the task metric on the whole test split
 and its change from fp32, the largest output error, the file's size, the median latency at batch 1 and
@@ -8,7 +8,8 @@ the runtime executes (how many quantize/dequantize nodes, and which ops still co
 
 `python -m hanzoo.reports.quantization` measures and writes docs/quantization.json and .md (the machine must
 be otherwise idle: the latencies are compared within one run, but noise still widens them);
-`--render` rewrites the .md from the .json alone, which is what the docs test checks.
+`--render` rewrites the .md from the .json alone, which is what the docs test checks. Shipping what it
+decided (writing the winning variants into export/<id>/) is `python -m hanzoo.publishing.ship`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..errors import HanzooError
 from ..files import DOCS, written_atomically
 from ..graphs.export_tflite import tflite_tensor_ops
 from ..graphs.precision import FP16_MAX
-from ..publishing.export import export_variants, onnx_package, remove_variants
+from ..publishing.export import export_variants, onnx_package
+from ..publishing.ship import FASTER, SLOWER, SMALLER, decide
 from ..runtimes.sessions import RUNTIMES, runtime_for
 from ..runtimes.verify import VARIANT_TOLERANCE
 from ..zoo import registry
@@ -37,11 +39,6 @@ from ..zoo.tasks import get_task
 from .bench import random_input, time_pair
 
 ROUNDS = 15
-# A variant ships only where it wins: its metric within VARIANT_TOLERANCE of fp32 (as verify checks it),
-# never slower than fp32 beyond the timing noise, and something gained: a smaller file or less time.
-SLOWER = 1.10  # median latency ratio variant / fp32 above which a variant counts as slower, at any batch
-SMALLER = 0.80  # a file at most this share of the fp32 file's bytes counts as smaller
-FASTER = 0.90  # a latency ratio at most this, at some batch, counts as faster
 INT_OPS = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger", "DynamicQuantize")
 
 
@@ -118,27 +115,6 @@ def _latency(model_id: str, folder: Path, fmt: str, precision: str, batches: tup
         fp32, var = statistics.median(t["fp32"]), statistics.median(t[precision])
         out[str(b)] = {"fp32_us": 1e6 * fp32, "variant_us": 1e6 * var, "ratio": var / fp32}
     return out
-
-
-def decide(row: dict) -> tuple[bool, str]:
-    """Whether a measured variant ships, and why (the rule in the module's docstring)."""
-    if "error" in row:
-        return False, f"does not run: {row['error']}"
-    if not row["metric_ok"]:
-        return False, f"{row['metric']} moves by {abs(row['delta']):.3g}, beyond the variant tolerance"
-    ratios = [c["ratio"] for c in row["latency"].values()]
-    if max(ratios) > SLOWER:
-        return False, f"slower than fp32 ({max(ratios):.2f}x at batch {_worst(row)})"
-    size = row["bytes"] / row["fp32_bytes"]
-    if size <= SMALLER:
-        return True, f"{size:.2f}x the bytes, same speed or better"
-    if min(ratios) <= FASTER:
-        return True, f"{min(ratios):.2f}x the time"
-    return False, f"gains nothing: {size:.2f}x the bytes, {min(ratios):.2f}x-{max(ratios):.2f}x the time"
-
-
-def _worst(row: dict) -> str:
-    return max(row["latency"], key=lambda b: row["latency"][b]["ratio"])
 
 
 def measure_model(model_id: str) -> list[dict]:
@@ -464,21 +440,6 @@ def write(report: dict, docs: Path = DOCS) -> list[Path]:
     return [docs / "quantization.json", docs / "quantization.md"]
 
 
-def ship(report: dict) -> None:
-    """Make each bundled export folder hold exactly the variants the report's rule picked."""
-    for model_id in sorted({r["model"] for r in report["rows"]}):
-        wins = {
-            (r["format"], r["precision"]) for r in report["rows"] if r["model"] == model_id and r["ships"]
-        }
-        folder = registry.EXPORT_DIR / model_id
-        remove_variants(folder, [v for v in VARIANT_FILES if v not in wins])
-        for precision in PRECISIONS:
-            formats = [f for f, p in sorted(wins) if p == precision]
-            if formats:
-                export_variants(model_id, precision, formats)
-        print(f"{model_id}: {', '.join(f'{p} {f}' for f, p in sorted(wins)) or 'no variant'}")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m hanzoo.reports.quantization", description=__doc__.split("\n\n")[0]
@@ -488,11 +449,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--docs", type=Path, default=DOCS, help="output folder (default: the checkout's docs/)")
     ap.add_argument("--render", action="store_true", help="rewrite quantization.md from quantization.json")
-    ap.add_argument(
-        "--ship",
-        action="store_true",
-        help="then write the winning variants into export/<id>/ and remove the others (re-pins them)",
-    )
     args = ap.parse_args(argv)
     if args.render:
         report = json.loads((args.docs / "quantization.json").read_text())
@@ -502,8 +458,6 @@ def main(argv: list[str] | None = None) -> None:
             report = merged(json.loads((args.docs / "quantization.json").read_text()), report)
     for path in write(report, args.docs):
         print(f"wrote {path}")
-    if args.ship:
-        ship(report)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hanzoo.reports import docs
+from hanzoo.runtimes import bad_input
 from hanzoo.storage import card
 from hanzoo.zoo import registry
 
@@ -165,14 +166,29 @@ def test_every_parity_row_has_the_unit_of_its_task():
 
 
 def test_bad_input_section_comes_from_a_measurement():
-    measured = docs.bad_input_behaviour()
-    assert set(measured) == set(docs.BAD_INPUT_MODELS)
+    measured = bad_input.bad_input_behaviour()
+    assert set(measured) == set(bad_input.BAD_INPUT_MODELS)
     for res in measured.values():
         assert res["NaN"]["row"] == "NaN" and set(res["NaN"]["columns"]) == {"NaN"}
     assert measured["checkerboard-hannet-20x30"]["NaN"]["decisions"] == [0]
     text = (ROOT / "docs" / "mobile.md").read_text()
     assert "\n".join(docs.bad_input_md(measured)) in text
     assert "validate every input row" in text
+
+
+APP_SNIPPETS = sorted(
+    [*(ROOT / "examples" / "android").glob("*.kt"), *(ROOT / "examples" / "ios").glob("*.swift")]
+)
+
+
+def test_each_app_snippet_is_in_the_mobile_page_as_it_is():
+    assert len(APP_SNIPPETS) == 5
+    text = (ROOT / "docs" / "mobile.md").read_text()
+    for path in APP_SNIPPETS:
+        fence = {".kt": "kotlin", ".swift": "swift"}[path.suffix]
+        assert f"```{fence}\n{path.read_text()}```\n" in text, (
+            f"{path.relative_to(ROOT)} is not in docs/mobile.md"
+        )
 
 
 def _report(ratios: dict) -> dict:

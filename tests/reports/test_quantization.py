@@ -8,7 +8,8 @@ import pytest
 
 from hanzoo import load_onnx
 from hanzoo.errors import HanzooError
-from hanzoo.reports.quantization import decide, render
+from hanzoo.publishing.ship import decide
+from hanzoo.reports.quantization import render
 from hanzoo.runtimes.verify import variant_check, verify
 from hanzoo.zoo import pins, registry
 from hanzoo.zoo.registry import EXPORT_DIR, PRECISIONS, VARIANT_FILES, VARIANT_FORMATS
