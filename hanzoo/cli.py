@@ -41,7 +41,7 @@ from .training import backbone
 from .training.official import import_official
 from .training.train import protocol_for, train_model
 from .version import __version__
-from .zoo import registry
+from .zoo import pins, registry
 from .zoo.tasks import get_task
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns, too narrow for the model table.
@@ -67,6 +67,8 @@ def _entry_dict(e: registry.ModelEntry) -> dict:
         "params": c.num_params,
         "activation_ratio": round(c.activation_ratio, 6),
         "shipped": e.shipped,
+        # published: hanzoo.load fetches it from the Hub where it is not here (the wheel's image models)
+        "on_hub": bool(pins.files(e.id)),
         "test_metric": _headline(e),
     }
 
@@ -127,7 +129,7 @@ def cmd_list(args) -> dict:
                 str(r["params"]),
                 f"{100 * r['activation_ratio']:.2f}",
                 metric,
-                "shipped" if r["shipped"] else "-",
+                "shipped" if r["shipped"] else "on the Hub" if r["on_hub"] else "-",
             )
         console.print(t)
     return {"models": rows}
