@@ -90,4 +90,4 @@ $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache node_modules site .cache examples/c/include
+	rm -rf $(VENV) *.egg-info build dist .pytest_cache node_modules site .cache examples/c/include

@@ -14,7 +14,7 @@ from ..runtimes.predict import (
 )
 from ..storage.card import fmt
 from ..storage.evaluate import evaluate, evaluate_parts
-from ..zoo import registry
+from ..zoo import pins, registry
 from ..zoo.tasks import get_task
 from .common import console
 
@@ -38,6 +38,8 @@ def _entry_dict(e: registry.ModelEntry) -> dict:
         "params": c.num_params,
         "activation_ratio": round(c.activation_ratio, 6),
         "shipped": e.shipped,
+        # published: hanzoo.load fetches it from the Hub where it is not here (the wheel's image models)
+        "on_hub": bool(pins.files(e.id)),
         "test_metric": _headline(e),
     }
 
@@ -69,7 +71,7 @@ def cmd_list(args) -> dict:
                 str(r["params"]),
                 f"{100 * r['activation_ratio']:.2f}",
                 metric,
-                "shipped" if r["shipped"] else "-",
+                "shipped" if r["shipped"] else "on the Hub" if r["on_hub"] else "-",
             )
         console.print(t)
     return {"models": rows}

@@ -2,7 +2,8 @@
 
 Resolution order for a model id (or a path):
 1. an explicit local folder;
-2. the weights bundled with the installed package (`pretrained/`, `export/`);
+2. the weights bundled with the installed package (`pretrained/`, `export/`; the wheel leaves out the
+   image models, `registry.ModelEntry.in_wheel`);
 3. the Hugging Face Hub, through `hf_hub_download`, into the standard HF cache.
 
 Every Hub file is pinned twice: by the revision in `hub_manifest.json` and by its sha256 there. A
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -212,10 +214,12 @@ def stage(model_id: str, dest: Path) -> dict[str, str]:
 def write_manifest(model_ids: list[str] | None = None, revisions: dict[str, str] | None = None) -> Path:
     """Pin (re-hash) the Hub files of `model_ids` (default: every shipped model), keeping known revisions.
     Other shipped models keep their pins as they are, so re-pinning one model never blesses another's
-    changed files; models no longer shipped are dropped."""
+    changed files; models no longer shipped are dropped, but for the image models an installed wheel
+    leaves out (registry.ModelEntry.in_wheel), whose pins are what their downloads are checked against."""
     old = pins.manifest()
     shipped = registry.shipped()
-    out = {mid: old[mid] for mid in shipped if mid in old}
+    hub_only = [e.id for e in registry.MODELS.values() if not e.in_wheel and not e.shipped]
+    out = {mid: old[mid] for mid in [*shipped, *hub_only] if mid in old}
     for mid in model_ids or shipped:
         with tempfile.TemporaryDirectory() as tmp:
             files = stage(mid, Path(tmp))
@@ -254,6 +258,19 @@ def _evict(path: str) -> None:
             pass
 
 
+def _not_bundled(model_id: str) -> str | None:
+    """Why an installed hanzoo takes a model from the Hub, for what it says on the way: the wheel leaves out
+    the image models (registry.ModelEntry.in_wheel). None for a model the package carries, or has here."""
+    entry = registry.get(model_id)
+    if entry.in_wheel or entry.shipped:
+        return None
+    return (
+        f"{entry.id} is not bundled with the installed hanzoo (the wheel carries the MLP models; the image "
+        "models are downloaded from the Hugging Face Hub on first use, each file checked against its "
+        f"sha256 pin in {pins.MANIFEST.name})"
+    )
+
+
 def fetch(
     model_id: str,
     files: list[str],
@@ -262,11 +279,23 @@ def fetch(
     repo: str | None = None,
 ) -> dict[str, Path]:
     """Download (or find in the cache) `files` of a model's Hub repo, each checked against its pinned
-    sha256."""
+    sha256. For a model the installed wheel leaves out, a download says so on stderr first, and an error
+    says so before what went wrong."""
     pinned = pin(model_id)
     repo = check_repo(repo) if repo else repo_for(model_id)
     rev = revision or pinned["revision"]
-    off = offline(offline_flag)
+    note = _not_bundled(model_id)
+    try:
+        return _fetch(model_id, files, pinned, repo, rev, offline(offline_flag), note)
+    except HanzooError as e:
+        if note is None:
+            raise
+        raise HanzooError(f"{note}: {e}") from None
+
+
+def _fetch(
+    model_id: str, files: list[str], pinned: dict, repo: str, rev: str, off: bool, note: str | None
+) -> dict[str, Path]:
     probed = off  # offline never touches the network
     out = {}
     for name in files:
@@ -287,6 +316,13 @@ def fetch(
             if not probed and not isinstance(cached, str):
                 _fail_fast_if_unreachable(repo, name, rev, where)
                 probed = True
+                if note:
+                    print(
+                        f"hanzoo: {note}; downloading {repo} at revision {rev} from {endpoint()} into "
+                        f"{cache_dir()} (set HF_HUB_OFFLINE=1 to use the cache alone)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             path = _download(repo, name, rev, where)
         actual = sha256(Path(path))
         if actual != expected:

@@ -236,7 +236,8 @@ def render(report: dict) -> str:
             else "."
         )
         + " They live in `export/<id>/` beside the fp32 files, are pinned in the Hub manifest, ship in the "
-        "wheel, and `hanzoo verify` checks them.",
+        "wheel (but the image models', which come from the Hub with their model), and `hanzoo verify` "
+        "checks them.",
         "",
         *_summary(rows),
         *_analysis(rows),

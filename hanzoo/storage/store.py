@@ -21,7 +21,7 @@ from ..files import file_sha256, staged_folder
 from ..nn.layers import check_reflection_vector
 from ..nn.models import ModelConfig, Net, build
 from ..version import __version__
-from ..zoo import registry
+from ..zoo import pins, registry
 from ..zoo.record import Record
 from ..zoo.record import read as read_record
 from ..zoo.registry import MODELS, get
@@ -96,6 +96,15 @@ def resolve(source: str | Path) -> Path:
     """A registry id or a model folder -> the folder that holds its files, on this machine."""
     folder = local_folder(source)
     if folder is None:
+        entry = get(str(source))
+        if not entry.in_wheel and pins.files(entry.id):
+            raise HanzooError(
+                f"model {entry.id!r} is not installed here: the hanzoo wheel leaves out the image models, "
+                f"and hanzoo.load({entry.id!r}) (or load_onnx, load_tflite, load_pte, `hanzoo download`) "
+                "fetches them from the Hugging Face Hub, sha256-pinned; `hanzoo predict`, `hanzoo verify` "
+                "and store.load_model read installed files only: run them from a source checkout of hanzoo, "
+                "or give them a model folder"
+            )
         raise HanzooError(f"model {source!r} has no shipped weights; {registry.train_advice(str(source))}")
     return folder
 

@@ -40,7 +40,8 @@ __all__ = [
 
 def bundle_dir(env: str, checkout_name: str, package_name: str) -> Path:
     """Where shipped files live: $env if set; in a source checkout, the repo's folder; in an
-    installed wheel, the copy packaged inside hanzoo/ (pyproject maps one onto the other)."""
+    installed wheel, the copy packaged inside hanzoo/ (pyproject maps one onto the other), which holds
+    the models the wheel carries (ModelEntry.in_wheel)."""
     if os.environ.get(env):
         return Path(os.environ[env])
     here = PACKAGE
@@ -96,7 +97,17 @@ class ModelEntry:
 
     @property
     def shipped(self) -> bool:
+        """Whether its weights are here, in pretrained/ (or the installed wheel's copy)."""
         return (self.dir / "model.safetensors").is_file()
+
+    @property
+    def in_wheel(self) -> bool:
+        """Whether the wheel carries this model's files (pretrained/ and export/): every model but the image
+        models, whose conv weights and exports would be half the wheel. An installed hanzoo downloads those
+        from the Hub on first use, each file checked against its pin in hub_manifest.json, which the
+        wheel carries for every model. pyproject.toml names the folders it leaves out, and a test checks
+        that list against this rule."""
+        return not self.config.takes_images
 
     @property
     def files(self) -> list[str]:

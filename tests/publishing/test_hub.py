@@ -1,5 +1,6 @@
 """Downloads through huggingface_hub against a real HTTP server on 127.0.0.1 (tests/hub_server.py)."""
 
+import json
 import logging
 import re
 import shutil
@@ -58,6 +59,25 @@ def test_manifest_pins_every_shipped_file(tmp_path):
     assert sorted(pinned) == sorted(registry.shipped())
     for mid in ["checkerboard-hannet-20x30", "elevators-fcnet-5x50"]:
         assert pinned[mid]["files"] == hub.stage(mid, tmp_path / mid)
+
+
+def test_repinning_in_a_wheel_keeps_the_pins_of_the_image_models_it_leaves_out(tmp_path, monkeypatch):
+    """An installed wheel has no image model folders (registry.ModelEntry.in_wheel): re-pinning one of its
+    models keeps their pins, which their downloads are checked against, and drops nothing else it has."""
+    pretrained, exported = tmp_path / "pretrained", tmp_path / "export"
+    carried = [e.id for e in registry.MODELS.values() if e.in_wheel and e.shipped]
+    for mid in carried:
+        shutil.copytree(registry.get(mid).dir, pretrained / mid)
+        shutil.copytree(registry.EXPORT_DIR / mid, exported / mid)
+    old = pins.manifest()
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", pretrained)
+    monkeypatch.setattr(registry, "EXPORT_DIR", exported)
+    monkeypatch.setattr(pins, "MANIFEST", tmp_path / "hub_manifest.json")
+    pins.MANIFEST.write_text(json.dumps(old))
+    hub.write_manifest([MODEL])
+    assert pins.manifest() == old
+    left_out = [e.id for e in registry.MODELS.values() if not e.in_wheel]
+    assert left_out and all(mid in old for mid in left_out)
 
 
 def test_bundled_weights_come_first_without_network(fake):
