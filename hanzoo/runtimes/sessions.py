@@ -45,6 +45,7 @@ __all__ = [
     "RUNTIMES",
     "FORMAT_RUNTIMES",
     "get_runtime",
+    "file_runtimes",
 ]
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -323,6 +324,12 @@ def _file_runtime(fmt: str, precision: str = "fp32") -> Runtime:
         package,
         FORMATS[fmt].extra,
     )
+
+
+def file_runtimes(fmt: str) -> list[Runtime]:
+    """The runtimes of a format's files: its fp32 file's, then each variant's (what a format added to the
+    table, with its entry in SESSIONS, contributes to RUNTIMES)."""
+    return [_file_runtime(fmt)] + [_file_runtime(fmt, p) for p in FORMATS[fmt].variants]
 
 
 RUNTIMES: dict[str, Runtime] = {

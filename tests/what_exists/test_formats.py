@@ -44,3 +44,38 @@ assert arm.ARTIFACT_RUNTIMES["model.fake"] == "fake-runtime"
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_format_is_one_table_entry_plus_its_builder_and_its_session(tmp_path):
+    """The whole path for a new format: a table entry, a builder and a session, and `hanzoo export` writes it,
+    checks its parity into the manifest, and `verify` runs it. The fake format is ONNX under another name,
+    so it has a real file and a real runtime."""
+    code = f"""
+import importlib, json, tempfile
+from pathlib import Path
+from hanzoo.zoo import formats, pins, registry
+from hanzoo.runtimes import sessions, verify as verify_module
+from hanzoo.publishing import export, hub
+formats.FORMATS["fake"] = formats.Format("fake", "model.fake", "fake-runtime", "onnx")
+for module in (registry, pins, sessions, verify_module, hub, export):
+    importlib.reload(module)
+# its session: ONNX Runtime on the file
+sessions.SESSIONS["fake"] = ("ONNX Runtime on model.fake", "onnxruntime",
+                             lambda m, path, t: sessions.ort_session(path, t, False))
+sessions.RUNTIMES.update({{r.name: r for r in sessions.file_runtimes("fake")}})
+# its builder: the ONNX graph, written under the format's own name
+def write_fake(net, dest, metadata):
+    with tempfile.TemporaryDirectory() as tmp:
+        export.BUILDERS["onnx"].write(net, Path(tmp), metadata)
+        (Path(tmp) / "model.onnx").rename(dest / "model.fake")
+export.BUILDERS["fake"] = export.Builder(export.BUILDERS["onnx"].library, write_fake)
+folder = export.export("checkerboard-hannet-20x30", ["fake"], Path({str(tmp_path / "exp")!r}))
+manifest = json.loads((folder / "manifest.json").read_text())
+assert "model.fake" in manifest["files"], manifest["files"]
+assert manifest["parity"]["runtimes"]["fake-runtime"]["ok"], manifest["parity"]
+report = verify_module.verify("checkerboard-hannet-20x30", ["fake-runtime"], export_dir=folder)
+assert report["runtimes"]["fake-runtime"]["ok"] and not verify_module.failures(report)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
