@@ -13,7 +13,7 @@ from ..runtimes.predict import (
     model_io,
 )
 from ..storage.card import fmt
-from ..storage.evaluate import evaluate, evaluate_parts
+from ..storage.evaluate import evaluate_model
 from ..zoo import pins, registry
 from ..zoo.tasks import get_task
 from .common import console
@@ -160,12 +160,7 @@ def cmd_eval(args) -> dict:
 
     net = load(args.model)
     task = get_task(net.meta["task"])
-    # image models score the vendored test split alone: their training images are not in the package
-    scores = (
-        evaluate_parts(net, task, {"test": task.test_data()})
-        if net.config.takes_images
-        else evaluate(net, task, task.split())
-    )
+    scores = evaluate_model(net, task)
     card = net.metrics.scores
     out = {
         "model": net.meta["model_id"],

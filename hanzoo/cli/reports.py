@@ -12,7 +12,6 @@ from rich.table import Table
 from ..errors import HanzooError
 from ..files import written_atomically
 from ..reports import bench, reproduce, retrain, site
-from ..zoo import registry
 from .common import check_out_folder, console, csv_of, positive
 
 
@@ -95,12 +94,10 @@ def cmd_reproduce(args) -> dict:
     result: dict = {}
     if args.retrain:
         ids = args.models or reproduce.COVERED
-        known = [registry.get(m).metrics.get("wall_seconds") for m in ids]
-        estimate = sum(k for k in known if k)
+        minutes, recorded = retrain.recorded_minutes(ids)
         console.print(
             f"retraining {len(ids)} models, {args.jobs} at a time; the shipped ones took "
-            f"{estimate / 60:.0f} min of training here ({sum(1 for k in known if k)} of {len(ids)} "
-            "have a recorded time)"
+            f"{minutes:.0f} min of training here ({recorded} of {len(ids)} have a recorded time)"
         )
         out = Path(args.out) if args.out else None
         report = retrain.run(ids, out, args.jobs, say=(lambda *_: None) if args.json else console.print)

@@ -121,6 +121,13 @@ def run(
     }
 
 
+def recorded_minutes(ids: list[str]) -> tuple[float, int]:
+    """What the shipped models' own training took here, from their records: (minutes, how many of `ids`
+    have a recorded time)."""
+    known = [registry.get(m).metrics.get("wall_seconds") for m in ids]
+    return sum(k for k in known if k) / 60, sum(1 for k in known if k)
+
+
 def write_report(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as tmp:

@@ -112,6 +112,14 @@ def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[
     return out
 
 
+def evaluate_model(net: nn.Module, task: Task) -> dict[str, dict[str, float]]:
+    """`hanzoo eval`: a model on its task's train and test parts; an image model on the test split alone,
+    the one its package vendors (its training images are not in the package)."""
+    if getattr(getattr(net, "config", None), "takes_images", False):
+        return evaluate_parts(net, task, {"test": task.test_data()})
+    return evaluate(net, task, task.split())
+
+
 def evaluate(net: nn.Module, task: Task, split: Split) -> dict[str, dict[str, float]]:
     """Metrics on the full train and test parts of `split`."""
     return evaluate_parts(

@@ -60,3 +60,12 @@ def test_shipping_rule_text_is_each_models_metrics():
         if m.get("stage2") and not m.get("distillation"):
             assert f"stage 2 of {len(m['stage2'])} seeds" in clause or f" {len(m['stage2'])} seeds" in clause
     assert "every Checkerboard model" not in reproduce.report()
+
+
+def test_recorded_minutes_sums_the_shipped_records():
+    from hanzoo.reports import retrain
+    from hanzoo.zoo import registry
+
+    ids = ["checkerboard-hannet-20x30", "elevators-hannet-20x200"]
+    seconds = [registry.get(m).metrics.get("wall_seconds") for m in ids]
+    assert retrain.recorded_minutes(ids) == (sum(s for s in seconds if s) / 60, sum(1 for s in seconds if s))

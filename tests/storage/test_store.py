@@ -107,3 +107,38 @@ def test_unknown_id_and_unshipped_model():
         load(next(e.id for e in registry.MODELS.values() if not e.shipped))
     with pytest.raises(HanzooError, match="does not exist"):
         load("/no/such/folder")
+
+
+def test_evaluate_model_scores_an_image_model_on_its_vendored_test_split_alone():
+    """`hanzoo eval`'s rule, in the library: train and test for an MLP; the test split alone for an image
+    model, whose training images the package does not carry."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from hanzoo.storage.evaluate import evaluate_model
+
+    class Task:
+        name = "fake"
+
+        def split(self):
+            raise AssertionError("an image model's training split must not be read")
+
+        def test_data(self):
+            return np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32)
+
+        def metrics(self, out, y):
+            return {"mse": ((out - y) ** 2).mean()}
+
+    class Images(torch.nn.Module):
+        config = SimpleNamespace(takes_images=True, input_shape=(3,))
+
+        def forward(self, x):
+            return x[:, :1] * 0
+
+    assert list(evaluate_model(Images(), Task())) == ["test"]
+    from hanzoo.zoo.tasks import get_task
+
+    net = load("checkerboard-hannet-20x30")
+    assert list(evaluate_model(net, get_task("checkerboard"))) == ["train", "test"]
