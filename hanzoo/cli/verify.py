@@ -61,11 +61,9 @@ def _verify_arm(args) -> dict:
     report = arm.verify_arm(ids, progress=not args.json)
     if args.report:
         arm.write_report(report, Path(args.report))
-    bad = [
-        f"{m} {rt}" for m, rep in report["models"].items() for rt, r in rep["runtimes"].items() if not r["ok"]
-    ]
+    bad = [f"{m} {rt}" for m, rep in report.models.items() for rt, r in rep.runtimes.items() if not r.ok]
     if not args.json:
-        t = Table(title=f"parity on emulated aarch64 ({report['cpu']}) against torch fp32 on this machine")
+        t = Table(title=f"parity on emulated aarch64 ({report.cpu}) against torch fp32 on this machine")
         for col in (
             "model",
             "runtime",
@@ -77,24 +75,17 @@ def _verify_arm(args) -> dict:
             "parity",
         ):
             t.add_column(col, justify="right")
-        for m, rep in report["models"].items():
-            for rt, r in rep["runtimes"].items():
-                metric, ref = fmt(rep["metric"], r["metric"]), fmt(rep["metric"], rep["reference"])
-                ok = "ok" if r["ok"] else "FAIL"
+        for m, rep in report.models.items():
+            for rt, r in rep.runtimes.items():
+                metric, ref = fmt(rep.metric, r.metric), fmt(rep.metric, rep.reference)
+                ok = "ok" if r.ok else "FAIL"
                 t.add_row(
-                    m,
-                    rt,
-                    str(rep["rows"]),
-                    f"{r['max_abs_err']:.2e}",
-                    metric,
-                    ref,
-                    str(r["decisions_differ"]),
-                    ok,
+                    m, rt, str(rep.rows), f"{r.max_abs_err:.2e}", metric, ref, str(r.decisions_differ), ok
                 )
         console.print(t)
     if bad:
         raise HanzooError("aarch64 parity failed: " + ", ".join(bad))
-    return report
+    return report.to_json()
 
 
 def _verify_table(rep: dict) -> None:

@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import HanzooError
 from ..files import CHECKOUT, file_sha256, staged_folder, written_atomically
+from ..typed import read_json, to_json
 from ..zoo import registry
 from ..zoo.cifar import cache_dir
 from ..zoo.formats import FORMATS
@@ -152,23 +154,71 @@ def emulate(env: Path, args: list[str], timeout: float = 3600) -> subprocess.Com
     )
 
 
-def verify_arm(model_ids: list[str], progress: bool = True) -> dict:
+@dataclass
+class ArmParity:
+    """One runtime on one model, emulated: its largest output error, the task metric it gives, how many
+    decisions differ from torch's, and whether that is within `hanzoo verify`'s rule."""
+
+    max_abs_err: float
+    tolerance_abs: float
+    metric: float
+    decisions_differ: int
+    ok: bool
+
+
+@dataclass
+class ArmModel:
+    rows: int
+    metric: str
+    reference: float
+    runtimes: dict[str, ArmParity]
+
+
+@dataclass
+class ArmCExample:
+    model: str
+    compiler: str
+    max_abs_err: float
+    tolerance_abs: float
+    ok: bool
+
+
+@dataclass
+class ArmReport:
+    """docs/aarch64.json: the emulated CPU and wheels, and every model's parity on them."""
+
+    cpu: str
+    emulator: str
+    wheels: list[str]
+    models: dict[str, ArmModel] = field(default_factory=dict)
+    c_example: ArmCExample | None = None
+
+    @classmethod
+    def read(cls, path: Path) -> ArmReport:
+        return read_json(cls, path)
+
+    def to_json(self) -> dict:
+        out = to_json(self)
+        if self.c_example is None:  # a report made without the cross compiler has no such entry
+            del out["c_example"]
+        return out
+
+
+def verify_arm(model_ids: list[str], progress: bool = True) -> ArmReport:
     """Parity on aarch64 of every shipped artifact of `model_ids`: max abs error, the task metric and the
     decisions, against torch fp32 on x86-64, under `hanzoo verify`'s rule."""
     env = environment(progress)
-    report = {"cpu": CPU, "emulator": QEMU_DEB[0].rsplit("/", 1)[1], "wheels": list(WHEELS), "models": {}}
+    report = ArmReport(CPU, QEMU_DEB[0].rsplit("/", 1)[1], list(WHEELS))
     for model_id in model_ids:
-        report["models"][model_id] = _verify_model(env, model_id)
+        report.models[model_id] = _verify_model(env, model_id)
         if progress:
-            ok = all(r["ok"] for r in report["models"][model_id]["runtimes"].values())
+            ok = all(r.ok for r in report.models[model_id].runtimes.values())
             print(f"{model_id}: {'ok' if ok else 'FAIL'}", file=sys.stderr, flush=True)
-    c = c_example(env)
-    if c is not None:
-        report["c_example"] = c
+    report.c_example = c_example(env)
     return report
 
 
-def _verify_model(env: Path, model_id: str) -> dict:
+def _verify_model(env: Path, model_id: str) -> ArmModel:
     entry = registry.get(model_id)
     task = get_task(entry.task)
     x, y = task.test_data()
@@ -202,14 +252,8 @@ def _verify_model(env: Path, model_id: str) -> dict:
         check = check_metric(task, out["output"], y, ref_metric)
         differ = sum(int((out[k] != ref[k]).sum()) for k in ref if k != "output")
         off = sum(int(((out[k] != ref[k]) & ~near).sum()) for k in ref if k != "output")
-        runtimes[rt] = {
-            "max_abs_err": err,
-            "tolerance_abs": tol,
-            "metric": check.value,
-            "decisions_differ": differ,
-            "ok": bool(err <= tol and check.ok and off == 0),
-        }
-    return {"rows": int(len(x)), "metric": task.metric, "reference": ref_metric, "runtimes": runtimes}
+        runtimes[rt] = ArmParity(err, tol, check.value, differ, bool(err <= tol and check.ok and off == 0))
+    return ArmModel(int(len(x)), task.metric, ref_metric, runtimes)
 
 
 C_SOURCE = CHECKOUT / "examples" / "c"
@@ -217,7 +261,7 @@ C_MODEL = "checkerboard-hannet-20x30"
 CROSS_CC = "aarch64-linux-gnu-gcc"
 
 
-def c_example(env: Path) -> dict | None:
+def c_example(env: Path) -> ArmCExample | None:
     """examples/c cross-compiled for arm64 against the arm64 wheel's libonnxruntime and run emulated on
     a shipped model's test_data_set_0; None where the cross compiler or the C API header is missing."""
     header = C_SOURCE / "include" / "onnxruntime_c_api.h"
@@ -249,26 +293,20 @@ def c_example(env: Path) -> dict | None:
             raise HanzooError(f"examples/c on aarch64: {res.stderr.strip()}")
         got = np.fromfile(f"{tmp}/out.bin", dtype=np.float32).reshape(want.shape)
     err, tol = float(np.abs(got - want).max()), output_tolerance(want)
-    return {
-        "model": C_MODEL,
-        "compiler": CROSS_CC,
-        "max_abs_err": err,
-        "tolerance_abs": tol,
-        "ok": err <= tol,
-    }
+    return ArmCExample(C_MODEL, CROSS_CC, err, tol, err <= tol)
 
 
-def write_report(report: dict, path: Path) -> Path:
+def write_report(report: ArmReport, path: Path) -> Path:
     """Write `report`; an existing report made in the same emulated environment keeps its other models,
     so re-checking a few models (`hanzoo verify ID --arch aarch64 --report ...`) updates their rows only."""
     path = Path(path)
     try:
-        old = json.loads(path.read_text()) if path.is_file() else None
-    except ValueError:
+        old = ArmReport.read(path) if path.is_file() else None
+    except HanzooError:
         old = None  # a damaged report is replaced whole
-    same = old and all(old.get(k) == report[k] for k in ("cpu", "emulator", "wheels"))
-    if same:
-        report = {**old, **report, "models": {**old["models"], **report["models"]}}
+    if old and (old.cpu, old.emulator, old.wheels) == (report.cpu, report.emulator, report.wheels):
+        merged = {**old.models, **report.models}
+        report = replace(report, models=merged, c_example=report.c_example or old.c_example)
     with written_atomically(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
+        tmp.write_text(json.dumps(report.to_json(), indent=1) + "\n")
     return path

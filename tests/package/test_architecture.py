@@ -14,7 +14,7 @@ PACKAGE = ROOT / "hanzoo"
 # Lowest first: a layer is a subpackage, or a few modules at the top. A module may import modules of its
 # own layer or below, never above.
 LAYERS = [
-    ("leaves", {"version", "errors", "files", "provenance"}),
+    ("leaves", {"version", "errors", "files", "provenance", "typed"}),
     ("nn", None),
     ("zoo", None),
     ("storage", None),

@@ -72,11 +72,39 @@ def test_a_damaged_cached_environment_is_rebuilt(empty_cache, monkeypatch):
     assert tried and tried[0] != damaged  # rebuilt in a staged folder, never trusted as it was
 
 
+def _model(rows: int) -> arm.ArmModel:
+    return arm.ArmModel(rows, "accuracy", 99.0, {"litert": arm.ArmParity(1e-6, 1e-4, 99.0, 0, True)})
+
+
 def test_a_partial_run_updates_its_models_only(tmp_path):
     env = {"cpu": arm.CPU, "emulator": "qemu", "wheels": ["a"]}
     path = tmp_path / "aarch64.json"
-    arm.write_report({**env, "models": {"a": 1, "b": 2}, "c_example": {"ok": True}}, path)
-    arm.write_report({**env, "models": {"b": 3}}, path)
-    assert json.loads(path.read_text()) == {**env, "models": {"a": 1, "b": 3}, "c_example": {"ok": True}}
-    arm.write_report({**env, "wheels": ["other"], "models": {"c": 4}}, path)  # another environment: replaced
-    assert json.loads(path.read_text())["models"] == {"c": 4}
+    c = arm.ArmCExample("m", "cc", 0.0, 1e-4, True)
+    arm.write_report(arm.ArmReport(**env, models={"a": _model(1), "b": _model(2)}, c_example=c), path)
+    arm.write_report(arm.ArmReport(**env, models={"b": _model(3)}), path)
+    want = arm.ArmReport(**env, models={"a": _model(1), "b": _model(3)}, c_example=c)
+    assert json.loads(path.read_text()) == want.to_json() and arm.ArmReport.read(path) == want
+    arm.write_report(arm.ArmReport(**{**env, "wheels": ["other"]}, models={"c": _model(4)}), path)  # replaced
+    assert list(json.loads(path.read_text())["models"]) == ["c"]
+
+
+def test_a_report_off_its_shape_is_one_line_naming_the_file_and_field(tmp_path):
+    path = tmp_path / "aarch64.json"
+    good = json.loads(REPORT.read_text())
+    assert arm.ArmReport.read(REPORT).to_json() == good  # read and written again: the same
+    model = next(iter(good["models"]))
+    bad = json.loads(REPORT.read_text())
+    bad["models"][model]["runtimes"]["litert"]["ok"] = "yes"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(
+        HanzooError,
+        match=rf"aarch64.json: models.{model}.runtimes.litert.ok must be true or false, got a string",
+    ):
+        arm.ArmReport.read(path)
+    del bad["models"][model]["rows"]
+    path.write_text(json.dumps(bad))
+    with pytest.raises(HanzooError, match=rf"models.{model}.rows is missing"):
+        arm.ArmReport.read(path)
+    path.write_text("{")
+    with pytest.raises(HanzooError, match="is not valid JSON"):
+        arm.ArmReport.read(path)
