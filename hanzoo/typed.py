@@ -3,8 +3,8 @@ is refused with one line naming the file and the field (`models.checkerboard-han
 
 A report class is a plain dataclass whose field annotations say what the JSON holds: str, int, float (a
 JSON integer is a number too), bool, None in a union for an optional value, list[X], dict[str, X], and
-nested report classes. `to_json` writes the fields in their declared order, so a report read and written
-again gives the same bytes.
+nested report classes; a field made with `absent()` may be left out of the file. `to_json` writes the
+fields in their declared order, so a report read and written again gives the same bytes.
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ from typing import Any, TypeVar
 from .errors import HanzooError
 from .files import written_atomically
 
-__all__ = ["from_json", "to_json", "read_json", "write_json"]
+__all__ = ["absent", "from_json", "to_json", "read_json", "write_json"]
 
 T = TypeVar("T")
+
+
+def absent() -> Any:
+    """A field a report may leave out (not write at all) rather than write as null: a measurement that
+    failed has no figures, only its error."""
+    return dataclasses.field(default=None, metadata={"absent": True})
 
 
 def _json_type(value: Any) -> str:
@@ -110,7 +116,11 @@ def from_json(cls: type[T], data: Any, where: str) -> T:
 def to_json(report: Any) -> Any:
     """A report as JSON-ready values, fields in their declared order."""
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return {f.name: to_json(getattr(report, f.name)) for f in dataclasses.fields(report)}
+        return {
+            f.name: to_json(getattr(report, f.name))
+            for f in dataclasses.fields(report)
+            if not (f.metadata.get("absent") and getattr(report, f.name) is None)
+        }
     if isinstance(report, dict):
         return {k: to_json(v) for k, v in report.items()}
     if isinstance(report, (list, tuple)):

@@ -12,6 +12,7 @@ from rich.table import Table
 from ..errors import HanzooError
 from ..files import written_atomically
 from ..reports import bench, reproduce, retrain, site
+from ..reports.timings import BenchReport
 from .common import check_out_folder, console, csv_of, positive
 
 
@@ -33,7 +34,9 @@ def cmd_bench(args) -> dict:
         _write_report(
             out,
             {
-                "benchmarks.json": lambda p: p.write_text(json.dumps(report, indent=2) + "\n"),
+                "benchmarks.json": lambda p: p.write_text(
+                    json.dumps(BenchReport.from_json(report).to_json(), indent=2) + "\n"
+                ),
                 "benchmarks.png": lambda p: bench.plot(report, p),
                 "benchmarks.md": lambda p: p.write_text(bench.report_md(report, bounds)),
             },

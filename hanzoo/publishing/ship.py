@@ -13,13 +13,78 @@ that measured report and writes the winning variants into each bundled export fo
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import DOCS
+from ..typed import absent, from_json, read_json, to_json
 from ..zoo import registry
 from ..zoo.registry import PRECISIONS, VARIANT_FILES
 from .export import export_variants, remove_variants
+
+
+@dataclass
+class Latency:
+    fp32_us: float
+    variant_us: float
+    ratio: float  # variant / fp32
+
+
+@dataclass
+class VariantRow:
+    """One fp16/int8 variant of one shipped model, as docs/quantization.json records it: its metric against
+    fp32's, its bytes, its latency per batch, its ops, and the decision. A variant that could not be built
+    or run has its error instead of the figures."""
+
+    model: str
+    family: str
+    task: str
+    format: str
+    precision: str
+    metric: str
+    beyond_fp16: list[str]
+    error: str | None = absent()
+    fp32: float | None = absent()
+    value: float | None = absent()
+    delta: float | None = absent()
+    metric_ok: bool | None = absent()
+    max_abs_err: float | None = absent()
+    decisions_differ: int | None = absent()
+    bytes: int | None = None
+    fp32_bytes: int | None = absent()
+    latency: dict[str, Latency] | None = absent()
+    ops: dict[str, int] | None = absent()
+    quantize_dequantize: int | None = absent()
+    float_ops: list[str] | None = absent()
+    xnnpack_partitions: int | None = absent()
+    ships: bool = False
+    why: str = ""
+
+
+@dataclass
+class QuantizationReport:
+    """docs/quantization.json: every variant's row, the tolerance and the rule they were held to, and the
+    machine and versions that measured them."""
+
+    rows: list[VariantRow]
+    tolerance: dict[str, float]
+    rule: dict[str, float]
+    rounds: int
+    threads: int
+    machine: str
+    versions: dict[str, str | None]
+
+    @classmethod
+    def read(cls, path: Path) -> QuantizationReport:
+        return read_json(cls, path)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "the quantization report") -> QuantizationReport:
+        return from_json(cls, data, where)
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
 
 SLOWER = 1.10  # median latency ratio variant / fp32 above which a variant counts as slower, at any batch
 SMALLER = 0.80  # a file at most this share of the fp32 file's bytes counts as smaller
@@ -77,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         help="the measured report (default: the checkout's docs/quantization.json)",
     )
     args = ap.parse_args(argv)
-    for model_id, wins in ship(json.loads(args.report.read_text())).items():
+    for model_id, wins in ship(QuantizationReport.read(args.report).to_json()).items():
         print(f"{model_id}: {', '.join(f'{p} {f}' for f, p in wins) or 'no variant'}")
 
 

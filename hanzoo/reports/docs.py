@@ -20,6 +20,7 @@ from ..storage.card import final_runs, fmt, seed_count
 from ..zoo import registry
 from ..zoo.formats import FORMATS
 from ..zoo.tasks import TASKS, checkerboard_grid, get_task
+from .timings import BenchReport
 
 ROOT = CHECKOUT
 README = ROOT / "README.md"
@@ -82,7 +83,7 @@ def render(text: str) -> str:
     summary)."""
     text = _replace(text, START, END, model_table())
     text = _replace(text, INPUTS_START, INPUTS_END, input_formats())
-    return _replace(text, SPEED_START, SPEED_END, speed_summary(json.loads(BENCH_JSON.read_text())))
+    return _replace(text, SPEED_START, SPEED_END, speed_summary(BenchReport.read(BENCH_JSON).to_json()))
 
 
 # Short labels for the regression targets' units (the long form comes from the task's `units`, where

@@ -30,7 +30,7 @@ from ..files import DOCS, written_atomically
 from ..graphs.export_tflite import tflite_tensor_ops
 from ..graphs.precision import FP16_MAX
 from ..publishing.export import export_variants, onnx_package
-from ..publishing.ship import FASTER, SLOWER, SMALLER, decide
+from ..publishing.ship import FASTER, SLOWER, SMALLER, QuantizationReport, decide
 from ..runtimes.sessions import RUNTIMES, runtime_for
 from ..runtimes.verify import VARIANT_TOLERANCE
 from ..zoo import registry
@@ -434,8 +434,9 @@ def merged(old: dict, new: dict) -> dict:
 
 def write(report: dict, docs: Path = DOCS) -> list[Path]:
     docs.mkdir(parents=True, exist_ok=True)
+    checked = QuantizationReport.from_json(report).to_json()  # the shape every reader relies on
     with written_atomically(docs / "quantization.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
+        tmp.write_text(json.dumps(checked, indent=1) + "\n")
     with written_atomically(docs / "quantization.md") as tmp:
         tmp.write_text(render(report))
     return [docs / "quantization.json", docs / "quantization.md"]
@@ -451,12 +452,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", type=Path, default=DOCS, help="output folder (default: the checkout's docs/)")
     ap.add_argument("--render", action="store_true", help="rewrite quantization.md from quantization.json")
     args = ap.parse_args(argv)
+    stored = args.docs / "quantization.json"
     if args.render:
-        report = json.loads((args.docs / "quantization.json").read_text())
+        report = QuantizationReport.read(stored).to_json()
     else:
         report = measure(args.models or None)
-        if args.models and (args.docs / "quantization.json").exists():
-            report = merged(json.loads((args.docs / "quantization.json").read_text()), report)
+        if args.models and stored.exists():
+            report = merged(QuantizationReport.read(stored).to_json(), report)
     for path in write(report, args.docs):
         print(f"wrote {path}")
 

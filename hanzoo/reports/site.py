@@ -41,6 +41,7 @@ from ..zoo.cifar import CLASSES, pillow
 from ..zoo.formats import FORMATS
 from ..zoo.tasks import get_task
 from .docs import DTYPES, output_unit
+from .timings import BenchReport
 
 ROOT = CHECKOUT
 # onnxruntime-web's files, from `npm ci` in a checkout (package.json pins the version), or $HANZOO_ORT_WEB
@@ -91,7 +92,7 @@ def build(out: Path) -> Path:
 
 def _benchmarks() -> dict:
     path = ROOT / "docs" / "benchmarks.json"
-    return json.loads(path.read_text()) if path.is_file() else {"cells": []}
+    return BenchReport.read(path).to_json() if path.is_file() else {"cells": []}
 
 
 def _manifest(model_id: str) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import HanzooError
 from ..files import CHECKOUT, file_sha256, staged_folder, written_atomically
-from ..typed import read_json, to_json
+from ..typed import absent, read_json, to_json
 from ..zoo import registry
 from ..zoo.cifar import cache_dir
 from ..zoo.formats import FORMATS
@@ -191,17 +191,14 @@ class ArmReport:
     emulator: str
     wheels: list[str]
     models: dict[str, ArmModel] = field(default_factory=dict)
-    c_example: ArmCExample | None = None
+    c_example: ArmCExample | None = absent()  # left out where no cross compiler was found
 
     @classmethod
     def read(cls, path: Path) -> ArmReport:
         return read_json(cls, path)
 
     def to_json(self) -> dict:
-        out = to_json(self)
-        if self.c_example is None:  # a report made without the cross compiler has no such entry
-            del out["c_example"]
-        return out
+        return to_json(self)
 
 
 def verify_arm(model_ids: list[str], progress: bool = True) -> ArmReport:

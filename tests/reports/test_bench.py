@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from hanzoo.cli import main
 from hanzoo.reports import bench
 
@@ -103,3 +105,18 @@ def test_the_default_models_are_the_shipped_hannets_outside_the_ablations_and_va
         e = registry.get(m)
         assert (m in ids) == (e.family == "hannet" and not e.ablation and not e.variant_of), m
     assert not {"checkerboard-hannet-relu-20x30", "elevators-hannet-20x200-20pct"} & set(ids)
+
+
+def test_the_stored_report_reads_through_its_schema_and_names_a_bad_field(tmp_path):
+    from hanzoo import HanzooError
+    from hanzoo.reports.timings import BenchReport
+
+    stored = DOCS / "benchmarks.json"
+    report = BenchReport.read(stored)
+    assert json.dumps(report.to_json(), indent=2) + "\n" == stored.read_text()  # read, written: same bytes
+    assert report.cells and all(c.median_us > 0 for c in report.cells)
+    bad = json.loads(stored.read_text())
+    del bad["cells"][2]["median_us"]
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    with pytest.raises(HanzooError, match=r"b.json: cells\[2\].median_us is missing"):
+        BenchReport.read(tmp_path / "b.json")

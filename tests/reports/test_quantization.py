@@ -100,3 +100,20 @@ def test_remeasuring_one_model_keeps_the_others_rows():
     out = merged(old, new)
     assert out["machine"] == "y"
     assert sorted((r["model"], r["v"]) for r in out["rows"]) == [("a", 1), ("b", 3)]
+
+
+def test_the_stored_report_reads_through_its_schema_and_names_a_bad_field(tmp_path):
+    from hanzoo import HanzooError
+    from hanzoo.publishing.ship import QuantizationReport
+
+    stored = DOCS / "quantization.json"
+    report = QuantizationReport.read(stored)
+    assert json.dumps(report.to_json(), indent=1) + "\n" == stored.read_text()  # read, written: same bytes
+    assert any(r.error for r in report.rows) and all(r.latency for r in report.rows if not r.error)
+    bad = json.loads(stored.read_text())
+    bad["rows"][3]["bytes"] = "12 KB"
+    (tmp_path / "q.json").write_text(json.dumps(bad))
+    with pytest.raises(
+        HanzooError, match=r"q.json: rows\[3\].bytes must be a whole number or null, got a string"
+    ):
+        QuantizationReport.read(tmp_path / "q.json")
