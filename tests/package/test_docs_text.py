@@ -247,3 +247,15 @@ def test_speed_summary_is_the_benchmark_json():
                 assert clause.startswith("faster at every batch")
             assert f"{min(ratios):.2f}x" in clause and f"{max(ratios):.2f}x" in clause
     assert docs.speed_summary(report) in (ROOT / "README.md").read_text()
+
+
+def test_a_template_and_its_blocks_must_name_the_same_things(tmp_path, monkeypatch):
+    from hanzoo import HanzooError
+
+    (tmp_path / "t.md.tmpl").write_text("# $title\n\n${table}\n")
+    monkeypatch.setattr(docs, "TEMPLATES", tmp_path)
+    assert docs._fill("t.md.tmpl", title="A", table=["| a |", "| b |"]) == "# A\n\n| a |\n| b |\n"
+    with pytest.raises(HanzooError, match=r"t.md.tmpl: its names \['table', 'title'\] are not"):
+        docs._fill("t.md.tmpl", title="A")  # a name left unfilled
+    with pytest.raises(HanzooError, match="are not the blocks given"):
+        docs._fill("t.md.tmpl", title="A", table="x", parity="y")  # a block the template lost
