@@ -106,11 +106,13 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def from_json(cls: type[T], data: Any, where: str) -> T:
-    """`data` (parsed JSON) as a `cls`, or a HanzooError naming `where` and the first bad field."""
+def from_json(cls: type[T], data: Any, where: str, path: str = "") -> T:
+    """`data` (parsed JSON) as a `cls`, or a HanzooError naming `where` and the first bad field; `path` is
+    where `data` sits in its file, when it is not the whole of it (`parity` in a manifest)."""
     if not isinstance(data, dict):
+        where = f"{where}: {path}" if path else where
         raise HanzooError(f"{where} must hold a JSON object, got {_json_type(data)}")
-    return _build(cls, data, where, "")
+    return _build(cls, data, where, path)
 
 
 def to_json(report: Any) -> Any:

@@ -17,7 +17,7 @@ from ..nn.models import ModelConfig
 from ..runtimes import arm
 from ..runtimes.bad_input import bad_input_behaviour
 from ..runtimes.sessions import FORMAT_RUNTIMES, runtime_for
-from ..runtimes.verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE
+from ..runtimes.verify import ABS_TOL, METRIC_RTOL, VARIANT_TOLERANCE, ParityReport
 from ..storage import card, store
 from ..storage.card import final_runs, fmt, seed_count
 from ..zoo import registry
@@ -294,7 +294,9 @@ def _manifests() -> list[dict]:
     for e in registry.MODELS.values():
         path = registry.EXPORT_DIR / e.id / "manifest.json"
         if path.is_file():
-            out.append(json.loads(path.read_text()))
+            manifest = json.loads(path.read_text())
+            ParityReport.from_json(manifest["parity"], str(path), "parity")  # a field off its shape is named
+            out.append(manifest)
     return out
 
 

@@ -37,6 +37,7 @@ from ..errors import HanzooError
 from ..files import file_sha256
 from ..storage import store
 from ..storage.evaluate import BROKEN_MODEL, check_output, non_finite_rows
+from ..typed import absent, from_json, to_json
 from ..zoo import registry
 from ..zoo.registry import MODELS
 from ..zoo.tasks import Task, get_task
@@ -50,6 +51,9 @@ __all__ = [
     "output_tolerance",
     "near_boundary",
     "MetricCheck",
+    "ParityReference",
+    "RuntimeParity",
+    "ParityReport",
     "metric_value",
     "check_metric",
     "allowance",
@@ -67,6 +71,58 @@ VARIANT_TOLERANCE = {"accuracy": 0.1, "top1_error": 0.2, "nrmse": 0.01}  # point
 # What an export records of the folder it was made from: the weights and the config (which sets the
 # architecture and the input scaling baked into the graph).
 SOURCE_FILES = ("model.safetensors", "config.json")
+
+
+@dataclass
+class ParityReference:
+    """The torch fp32 reference a parity check compares against."""
+
+    runtime: str
+    metric: str
+    value: float
+    rows: int
+    rows_near_boundary: int
+
+
+@dataclass
+class RuntimeParity:
+    """One runtime against the reference. A reduced-precision variant is held to its own rule: it has
+    `precision` and `metric_allowed`, and no output tolerance."""
+
+    path: str | None  # the path the runtime took, where it reports one (torch-cuda)
+    max_abs_err: float
+    max_rel_err: float
+    worst_row: int
+    worst_input: list[float] | str  # an image is named by its index in the test split
+    metric: float
+    tolerance_abs: float | None
+    decisions_differ: int
+    decisions_differ_off_boundary: int
+    non_finite_rows: list[int]
+    ok: bool
+    precision: str | None = absent()
+    metric_allowed: float | None = absent()
+
+
+@dataclass
+class ParityReport:
+    """What `verify_folder` measures, as an export's manifest.json keeps it under "parity"; `verify` adds
+    the model, the folder and the runtimes it could not run."""
+
+    reference: ParityReference
+    tolerance_abs: float
+    metric_rtol: float
+    runtimes: dict[str, RuntimeParity]
+    model_id: str | None = absent()
+    export_dir: str | None = absent()
+    not_run: dict[str, str] | None = absent()
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "the parity report", path: str = "") -> ParityReport:
+        return from_json(cls, data, where, path)
+
+    def to_json(self) -> dict:
+        return to_json(self)
 
 
 def output_tolerance(out: np.ndarray) -> float:
@@ -236,7 +292,7 @@ def verify_folder(
                 "metric_allowed": check.allowed,
                 "ok": bool(check.ok and not len(non_finite)),
             }
-    return report
+    return ParityReport.from_json(report).to_json()  # held to the shape every reader relies on
 
 
 def verify(

@@ -259,3 +259,20 @@ def test_a_template_and_its_blocks_must_name_the_same_things(tmp_path, monkeypat
         docs._fill("t.md.tmpl", title="A")  # a name left unfilled
     with pytest.raises(HanzooError, match="are not the blocks given"):
         docs._fill("t.md.tmpl", title="A", table="x", parity="y")  # a block the template lost
+
+
+def test_a_manifest_whose_parity_is_off_its_shape_is_named(tmp_path, monkeypatch):
+    from hanzoo import HanzooError
+    from hanzoo.runtimes.verify import ParityReport
+
+    src = registry.EXPORT_DIR / "checkerboard-hannet-20x30" / "manifest.json"
+    manifest = json.loads(src.read_text())
+    report = ParityReport.from_json(manifest["parity"], str(src), "parity")
+    assert report.to_json() == manifest["parity"]  # read and written again: the same fields, in order
+    assert report.runtimes["onnxruntime"].ok and report.reference.rows > 0
+    del manifest["parity"]["runtimes"]["litert"]["max_abs_err"]
+    (tmp_path / "checkerboard-hannet-20x30").mkdir()
+    (tmp_path / "checkerboard-hannet-20x30" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(registry, "EXPORT_DIR", tmp_path)
+    with pytest.raises(HanzooError, match=r"manifest.json: parity.runtimes.litert.max_abs_err is missing"):
+        docs._manifests()
