@@ -32,10 +32,24 @@ class HanLayer(nn.Module):
         self.u = nn.Parameter(torch.empty(width))
         self.bias = nn.Parameter(torch.zeros(width))
         nn.init.normal_(self.u)
+        self._v: torch.Tensor | None = None
+        self._v_of: tuple | None = None  # the version of u that _v was computed from
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.u * (2.0 / self.u.dot(self.u))
-        return self.act(torch.addcmul(x + self.bias, (x @ self.u).unsqueeze(-1), v, value=-1.0))
+        return self.act(torch.addcmul(x + self.bias, (x @ self.u).unsqueeze(-1), self.v(), value=-1.0))
+
+    def v(self) -> torch.Tensor:
+        """2u/||u||^2. Where a gradient can flow to u it is recomputed on every call. Otherwise (inference)
+        the one computed for this version of u is reused, with the same bits: an optimizer step and
+        load_state_dict change u in place, which bumps its version, and .to() gives it new storage. That
+        saves three of a layer's seven kernels, which is most of the time at batch 1."""
+        u = self.u
+        if (torch.is_grad_enabled() and u.requires_grad) or torch.compiler.is_compiling():
+            return u * (2.0 / u.dot(u))
+        key = (u._version, u.data_ptr(), u.device, u.dtype)
+        if self._v is None or self._v_of != key:
+            self._v, self._v_of = u * (2.0 / u.dot(u)), key
+        return self._v
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         u = state_dict.get(prefix + "u")

@@ -69,3 +69,46 @@ def test_degenerate_vectors_are_refused_on_load(bad, message):
 def test_unknown_activation_is_refused():
     with pytest.raises(HanzooError, match="unknown activation"):
         HanLayer(4, "tanh")
+
+
+def test_inference_reuses_v_for_the_same_u_and_follows_every_change_of_u():
+    from hanzoo.nn.layers import HanLayer
+
+    torch.manual_seed(0)
+    layer = HanLayer(5)
+    x = torch.randn(7, 5)
+
+    def fresh():
+        u = layer.u
+        return torch.abs(x + layer.bias - (x @ u).unsqueeze(-1) * u * (2 / u.dot(u)))
+
+    with torch.no_grad():
+        first = layer(x)
+        assert layer.v() is layer.v()  # computed once for this u
+        assert torch.allclose(first, fresh(), atol=1e-6)
+        layer.u.mul_(-3.0)  # in place, as an optimizer step or load_state_dict changes it
+        assert torch.allclose(layer(x), fresh(), atol=1e-6)
+    layer.load_state_dict({"u": torch.randn(5), "bias": torch.randn(5)})
+    with torch.no_grad():
+        assert torch.allclose(layer(x), fresh(), atol=1e-6)
+    # training: v is rebuilt from u on every call, so u gets its gradient through v as well
+    out = layer(x).sum()
+    out.backward()
+    g = layer.u.grad.clone()
+    u = layer.u.detach().clone().requires_grad_(True)
+    ref = torch.abs(x + layer.bias.detach() - (x @ u).unsqueeze(-1) * u * (2 / u.dot(u))).sum()
+    ref.backward()
+    assert torch.allclose(g, u.grad, atol=1e-5)
+
+
+def test_the_cached_v_gives_the_same_bits_as_computing_it_each_call():
+    from hanzoo.storage.store import load_model
+
+    net = load_model("checkerboard-hannet-20x30")
+    x = torch.rand(64, 2) * 2 - 1
+    with torch.no_grad():
+        cached = net(x)
+    with torch.enable_grad():
+        net.requires_grad_(True)  # every call computes v again
+        again = net(x).detach()
+    assert torch.equal(cached, again)
