@@ -27,7 +27,8 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
     threshold) for Checkerboard, "class" [batch] int64 (argmax) for CIFAR-10."""
     steps = lower(net)
     decision = get_task(task).decision_output
-    nodes, inits = [], []
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
     x = "input"
     if net.config.takes_images:
         x = _backbone_nodes(net, nodes, inits)
@@ -51,7 +52,9 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
             nodes.append(helper.make_node(ACT_OPS[s.act], [out], [f"{pre}.y"], name=f"{pre}.{s.act}"))
             out = f"{pre}.y"
         x = out
-    n_out = steps[-1].weight.shape[0]
+    head = steps[-1]
+    assert isinstance(head, DenseStep)  # lower() ends every plan with the linear head
+    n_out = head.weight.shape[0]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_out])]
     if decision == "decision":
         inits.append(numpy_helper.from_array(np.array(Checkerboard.THRESHOLD, dtype=np.float32), "half"))
@@ -84,7 +87,7 @@ def build_onnx(net: Net, model_id: str, task: str, metadata: dict | None = None)
     return model
 
 
-def _backbone_nodes(net: Net, nodes: list, inits: list) -> str:
+def _backbone_nodes(net: Net, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> str:
     """Cast, normalize and transpose uint8 HWC images, then the conv steps and the global max pool;
     returns the name of the features tensor [batch, C]. GELU is written with Erf (opset 17 has no Gelu)."""
     mean, std, steps = lower_backbone(net)
@@ -123,6 +126,7 @@ def _backbone_nodes(net: Net, nodes: list, inits: list) -> str:
             )
             x = f"{pre}.pool"
         if s.scale is not None:
+            assert s.shift is not None  # lower_backbone gives a scale and a shift together
             inits += [
                 numpy_helper.from_array(s.scale[:, None, None], f"{pre}.scale"),
                 numpy_helper.from_array(s.shift[:, None, None], f"{pre}.shift"),

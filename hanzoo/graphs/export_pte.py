@@ -16,6 +16,7 @@ import io
 import logging
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,6 +52,10 @@ def executorch():
 class PlanModule(nn.Module):
     """The lowered plan as a torch module: what torch.export traces for the .pte."""
 
+    # an image model's input normalization, registered as buffers in __init__
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: Net) -> None:
         super().__init__()
         t = lambda a: torch.tensor(a.copy())  # noqa: E731
@@ -59,11 +64,12 @@ class PlanModule(nn.Module):
         self.steps = lower(net)
         self.weights = nn.ParameterList()  # frozen: a ParameterList keeps them ordered and named
         for s in self.steps:
+            pair: tuple[np.ndarray, np.ndarray | None]
             pair = (s.weight.T, s.bias) if isinstance(s, DenseStep) else (s.p, s.q)  # x @ pair[0]
             if self.image:  # as 1x1 conv weights [out, in, 1, 1], built here: XNNPACK needs constant weights
                 pair = (
                     pair[0].T[:, :, None, None],
-                    pair[1] if isinstance(s, DenseStep) else pair[1].T[:, :, None, None],
+                    s.bias if isinstance(s, DenseStep) else s.q.T[:, :, None, None],
                 )
             self.weights.extend(nn.Parameter(t(a), requires_grad=False) for a in pair if a is not None)
         if self.image:

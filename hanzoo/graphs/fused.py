@@ -25,6 +25,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -277,7 +278,7 @@ def prepare(net: Net, device: str | torch.device = "cpu", dot: bool = True) -> F
         raise HanzooError("the fused kernel needs triton: pip install triton")
     if net.config.takes_images:
         raise HanzooError("the fused kernel covers MLPs; an image model's conv backbone runs as a CUDA graph")
-    layers = list(net.layers)
+    layers = cast(list[Dense | HanLayer], list(net.layers))  # what Net builds; ModuleList types them Module
     if not layers or not isinstance(layers[0], Dense):
         raise HanzooError("the fused kernel needs a net that starts with a Dense layer")
     acts = {layer.act_name for layer in layers}

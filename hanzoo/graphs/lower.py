@@ -16,10 +16,12 @@ ReLU), and the Dense layer after it takes its bias from that column.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import HanzooError
 from ..nn.layers import Dense, HanLayer
 from ..nn.models import Net
 
@@ -69,7 +71,11 @@ def fold_scaling(net: Net) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     """
     f64 = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
     sc = {k: np.asarray(v, dtype=np.float64) for k, v in (net.scaling or {}).items()}
-    first = net.layers[0].linear if len(net.layers) else net.head
+    first_layer = net.layers[0] if len(net.layers) else None
+    if first_layer is not None and not isinstance(first_layer, Dense):
+        # a Han run takes its bias from the constant-1 column, which only a Dense layer before it emits
+        raise HanzooError("the exported graphs need a net whose first hidden layer is a Dense layer")
+    first = first_layer.linear if first_layer is not None else net.head
     w_in, b_in = f64(first.weight), f64(first.bias)
     w_head, b_head = f64(net.head.weight), f64(net.head.bias)
     if sc:
@@ -107,6 +113,7 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
                 DenseStep(w.astype(np.float32), None if b is None else b.astype(np.float32), layer.act_name)
             )
         else:
+            assert isinstance(layer, HanLayer)  # Net's hidden layers are Dense or HanLayer
             u, b = f64(layer.u), f64(layer.bias)
             n = len(u)
             v = 2.0 * u / u.dot(u)
@@ -124,7 +131,11 @@ def lower(net: Net) -> list[DenseStep | HanStep]:
 
 def run_plan(steps: list[DenseStep | HanStep], x: np.ndarray) -> np.ndarray:
     """The plan in numpy, as the reference that the graph builders are tested against."""
-    act = {"abs": np.abs, "relu": lambda z: np.maximum(z, 0), None: lambda z: z}
+    act: dict[str | None, Callable[[np.ndarray], np.ndarray]] = {
+        "abs": np.abs,
+        "relu": lambda z: np.maximum(z, 0),
+        None: lambda z: z,
+    }
     for s in steps:
         if isinstance(s, DenseStep):
             x = x @ s.weight.T + (0 if s.bias is None else s.bias)

@@ -131,6 +131,7 @@ def tflite_options(precision: str, calibration: np.ndarray | None):
         if precision == "fp16":
             converter.target_spec.supported_types = [tf.float16]
             return
+        assert calibration is not None  # int8 is calibrated: export.write_variant passes the rows
         rows = [calibration[i : i + 1] for i in range(len(calibration))]
         converter.representative_dataset = lambda: ([r] for r in rows)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +17,9 @@ from torch import nn
 from ..errors import HanzooError
 from .convnet import IMAGE_SHAPE, Backbone
 from .layers import ACTIVATIONS, Dense, HanLayer
+
+if TYPE_CHECKING:
+    from ..zoo.record import Record
 
 __all__ = ["INITS", "Block", "ModelConfig", "Net", "build", "initialize"]
 
@@ -179,6 +184,18 @@ class Net(nn.Module):
 
     With `config.backbone`, a conv backbone (hanzoo.training.backbone) comes first: uint8 images
     [batch, 32, 32, 3] -> features [batch, in_features] -> the layers and head as above (the logits)."""
+
+    backbone: Backbone  # only when config.takes_images
+    # Buffers registered by set_scaling: tensors when `scaling` is set, None (and never read) otherwise.
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+    # What hanzoo.storage.store.load_model attaches to a loaded model (a freshly built one has none).
+    meta: dict
+    metrics: Record
+    folder: Path
+    card: str  # and hanzoo.load (hanzoo.publishing.hub.load), the model card's text
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -202,6 +202,7 @@ def write_variant(net, fmt: str, precision: str, dest: Path) -> Path:
             graph = onnx_graphs().build_onnx(net, model_id, task_name, meta)
             onnx_package().save(onnx_fp16(graph), str(tmp))
         else:
+            assert calibration is not None  # int8, the one other ONNX variant: calibrated above
             with tempfile.TemporaryDirectory() as work:
                 write_graphs(net, Path(work), ["onnx"], meta)
                 onnx_int8(Path(work) / FORMATS["onnx"], tmp, calibration)
@@ -281,22 +282,24 @@ def write_graphs(net, dest: Path, formats: list[str], metadata: dict | None = No
             BUILDERS[name].write(net, dest, metadata)
 
 
-def _manifest(net, folder: Path, formats: list[str], parity: dict) -> dict:
+def _manifest(net, folder: Path, formats: list[str], parity: dict | None) -> dict:
     files = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
             files[str(p.relative_to(folder))] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-    ops = {
-        name: BUILDERS[name].ops(folder / file)
-        for name, file in FORMATS.items()
-        if name in formats and BUILDERS[name].ops
-    }
+    ops = {}
+    for name, file in FORMATS.items():
+        read_ops = BUILDERS[name].ops
+        if name in formats and read_ops:
+            ops[name] = read_ops(folder / file)
     if "onnx" in formats:
         m = onnx_package().load(str(folder / FORMATS["onnx"]))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
     for (fmt, precision), name in registry.VARIANT_FILES.items():
         if (folder / name).is_file():
-            ops[f"{fmt}-{precision}"] = BUILDERS[fmt].ops(folder / name)
+            read_ops = BUILDERS[fmt].ops
+            assert read_ops is not None  # the formats with variants (ONNX, TFLite) record their ops
+            ops[f"{fmt}-{precision}"] = read_ops(folder / name)
     versions = {
         d: provenance.dist_version(d)
         for d in ("torch", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert", "executorch")

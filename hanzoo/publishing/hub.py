@@ -29,6 +29,7 @@ from huggingface_hub import errors as hf_errors
 from ..errors import HanzooError
 from ..files import file_sha256 as sha256
 from ..files import written_atomically
+from ..nn.models import Net
 from ..storage import integrity, store
 from ..zoo import pins, registry
 from ..zoo.pins import EXPORT_FILES
@@ -119,25 +120,23 @@ def _eval_results(entry: registry.ModelEntry, task_type: str) -> list[hf.EvalRes
     m = entry.metrics
     if not m.trained:
         return []
-    on = {
-        "task_type": task_type,
-        "dataset_type": entry.task,
-        "dataset_name": entry.task,
-        "dataset_split": "test",
-    }
-    results = [
-        hf.EvalResult(
-            **on, metric_type=name, metric_value=_card_value(value), metric_name=f"test {name} (shipped run)"
+
+    def result(metric_type: str, value: float, metric_name: str) -> hf.EvalResult:
+        return hf.EvalResult(
+            task_type=task_type,
+            dataset_type=entry.task,
+            dataset_name=entry.task,
+            dataset_split="test",
+            metric_type=metric_type,
+            metric_value=_card_value(value),
+            metric_name=metric_name,
         )
-        for name, value in m.scores["test"].items()
-    ]
+
+    results = [result(name, value, f"test {name} (shipped run)") for name, value in m.scores["test"].items()]
     s = m.spread("test")
     results.append(
-        hf.EvalResult(
-            **on,
-            metric_type=f"{m.metric}_mean_over_seeds",
-            metric_value=_card_value(s["mean"]),
-            metric_name=f"test {m.metric}, mean over {len(s['values'])} seeds",
+        result(
+            f"{m.metric}_mean_over_seeds", s["mean"], f"test {m.metric}, mean over {len(s['values'])} seeds"
         )
     )
     return results
@@ -413,7 +412,7 @@ def model_folder(source: str | Path, revision: str | None = None, offline_flag: 
     return files["config.json"].parent
 
 
-def load(source: str | Path, revision: str | None = None, offline: bool | None = None):
+def load(source: str | Path, revision: str | None = None, offline: bool | None = None) -> Net:
     """An eval-mode torch module with its card (`.card`), metrics and config attached."""
     folder = model_folder(source, revision, offline)
     net = store.load_model(folder)

@@ -13,8 +13,10 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -36,7 +38,10 @@ WEB = "onnxruntime-web"  # model.onnx in headless Chromium (hanzoo.reports.site)
 ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda", WEB)
 
 
-def _block(fn: Predictor, x: np.ndarray, n: int) -> float:
+_Input = TypeVar("_Input")  # what `fn` takes: a model's input, or None for a measurement of the machine
+
+
+def _block(fn: Callable[[_Input], object], x: _Input, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         fn(x)
@@ -344,12 +349,15 @@ def plot(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")  # before pyplot is imported, so no display is ever looked for
     import matplotlib.pyplot as plt  # noqa: PLC0415 (as above)
+    from matplotlib.colors import ListedColormap  # noqa: PLC0415 (as above)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415 (as above)
 
     groups = [g for g in report["groups"] if len(g) > 1]
     if not groups:
         return
-    shades = plt.get_cmap("tab20c").colors  # 5 hues x 4 shades, dark to light
+    cmap = plt.get_cmap("tab20c")
+    assert isinstance(cmap, ListedColormap)  # a qualitative map: a list of colours
+    shades = cmap.colors  # 5 hues x 4 shades, dark to light
     ratios = [r for c in report["cells"] for r in c.get("ratio_vs", {}).values()]
     lo, hi = min(ratios + [1.0]) / 1.6, max(ratios + [1.0]) * 1.6
     cols = 2 if len(groups) > 1 else 1

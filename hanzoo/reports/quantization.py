@@ -21,6 +21,7 @@ import statistics
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def measure_model(model_id: str) -> list[dict]:
             (folder / name).unlink(missing_ok=True)
         for precision in PRECISIONS:
             for fmt in VARIANT_FORMATS:
-                row = {
+                row: dict[str, Any] = {
                     "model": model_id,
                     "family": entry.family,
                     "task": entry.task,

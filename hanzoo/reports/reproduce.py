@@ -20,7 +20,7 @@ from ..training.protocols import PROTOCOLS
 from ..training.selection import RunResult, select
 from ..zoo import registry
 from ..zoo.cifar import CLASSES
-from ..zoo.tasks import checkerboard_grid, get_task
+from ..zoo.tasks import Regression, checkerboard_grid, get_task
 
 TABLE3 = [
     "checkerboard-fcnet-6x100",
@@ -52,7 +52,9 @@ COVERED = list(
 
 
 def _percent(task: str) -> int:
-    return round(100 * get_task(task).train_fraction)
+    t = get_task(task)
+    assert isinstance(t, Regression)  # the tables' regression tasks, each of which draws its own split
+    return round(100 * t.train_fraction)
 
 
 def _ours(model_id: str, split: str = "test") -> str:
@@ -80,7 +82,7 @@ def figure1(path: Path) -> None:
     """The target and the top views (predicted class over the 81 x 81 grid) of the shipped models."""
     plt = _pyplot()
     x, label = checkerboard_grid()
-    panels = [("target", label, None)]
+    panels: list[tuple[str, np.ndarray, float | None]] = [("target", label, None)]
     for mid in ("checkerboard-fcnet-6x100", "checkerboard-hannet-20x30"):
         e = registry.get(mid)
         if e.shipped:

@@ -92,7 +92,8 @@ def run(
     logs = (out or WORK_DIR) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cache = logs.parent / "cache"  # features and checkpoints of this retrain only
-    started, done = time.perf_counter(), []
+    started = time.perf_counter()
+    done: list[dict] = []
     for stage in stages(ids):
         with ThreadPoolExecutor(min(jobs, len(stage))) as pool:  # a backbone's stage is itself alone
             futures = [pool.submit(_train_one, m, out, logs, extra or [], cache) for m in stage]

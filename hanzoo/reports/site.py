@@ -31,6 +31,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from ..zoo.formats import FORMATS
 from ..zoo.tasks import get_task
 from .docs import DTYPES, output_unit
 from .timings import BenchReport
+
+if TYPE_CHECKING:  # an optional extra ([site]), imported on use below
+    from playwright.sync_api import Browser, Page
 
 ROOT = CHECKOUT
 # onnxruntime-web's files, from `npm ci` in a checkout (package.json pins the version), or $HANZOO_ORT_WEB
@@ -389,7 +393,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     """A headless Chromium, through Playwright (its own browser download does not work offline)."""
     try:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional, for tests and screenshots
@@ -403,7 +407,7 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def open_page(b, url: str) -> tuple[object, list[str]]:
+def open_page(b: Browser, url: str) -> tuple[Page, list[str]]:
     """A page at `url`, with the console errors and uncaught exceptions it reports collected."""
     page = b.new_page(viewport={"width": 1150, "height": 620})
     errors: list[str] = []
@@ -417,7 +421,7 @@ def open_page(b, url: str) -> tuple[object, list[str]]:
     return page, errors
 
 
-def wait_for_demo(page, timeout_s: float = 300) -> None:
+def wait_for_demo(page: Page, timeout_s: float = 300) -> None:
     """Until the page's demo has run to its end; its failure, if it failed, as a HanzooError."""
     page.wait_for_function("document.documentElement.dataset.demo", timeout=timeout_s * 1000)
     state = page.evaluate("document.documentElement.dataset.demo")
@@ -431,7 +435,7 @@ def screenshots(site: Path, out: Path) -> list[Path]:
         return shoot(b, url, out)
 
 
-def shoot(b, url: str, out: Path) -> list[Path]:
+def shoot(b: Browser, url: str, out: Path) -> list[Path]:
     """The demos of the site served at `url`, each run to the end in browser `b` and saved as a PNG."""
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -44,26 +44,29 @@ def bad_input_behaviour(model_ids: tuple[str, ...] = BAD_INPUT_MODELS) -> dict:
                 x = row.copy()
                 x[0, j] = value
                 probes.append(x)
-            r = {
-                "row": None,
-                "columns": {},
-                "decisions": set(),
-                "largest_finite": 0.0,
-                "others_unchanged": True,
-            }
+            row_kind: str | None = None
+            columns: dict[str, int] = {}
+            decisions: set[int] = set()
+            largest_finite = 0.0
+            others_unchanged = True
             for i, x in enumerate(probes):
                 got = dict(zip(names, sess.run(None, {"input": np.concatenate([x, row])})))
                 y, kind = got["output"][0], _kind(got["output"][0])
                 if i == 0:
-                    r["row"] = kind
+                    row_kind = kind
                 else:
-                    r["columns"][kind] = r["columns"].get(kind, 0) + 1
+                    columns[kind] = columns.get(kind, 0) + 1
                 if kind == "finite":
-                    r["largest_finite"] = max(r["largest_finite"], float(np.abs(y).max()))
+                    largest_finite = max(largest_finite, float(np.abs(y).max()))
                 if "decision" in got:
-                    r["decisions"].add(int(got["decision"][0]))
-                r["others_unchanged"] &= all(np.array_equal(got[n][1:], a) for n, a in zip(names, alone))
-            r["decisions"] = sorted(r["decisions"])
-            res[label] = r
+                    decisions.add(int(got["decision"][0]))
+                others_unchanged &= all(np.array_equal(got[n][1:], a) for n, a in zip(names, alone))
+            res[label] = {
+                "row": row_kind,
+                "columns": columns,
+                "decisions": sorted(decisions),
+                "largest_finite": largest_finite,
+                "others_unchanged": others_unchanged,
+            }
         out[mid] = res
     return out

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, cast
 
 import numpy as np
 import torch
@@ -49,6 +49,14 @@ __all__ = [
 ]
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+class _DescribedPredictor(Protocol):
+    """A Predictor that also says which code path runs it (`path`, which verify and bench report)."""
+
+    path: str
+
+    def __call__(self, x: np.ndarray, /) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -162,8 +170,11 @@ def _torch_cuda(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
         replay()
         return _outputs(net, static_out.cpu().numpy())
 
-    run.path = f"CUDA-graph eager ({why_not})" if kernel is None else "fused triton kernel in a CUDA graph"
-    return run
+    described = cast(_DescribedPredictor, run)  # a function takes attributes; mypy's model of one does not
+    described.path = (
+        f"CUDA-graph eager ({why_not})" if kernel is None else "fused triton kernel in a CUDA graph"
+    )
+    return described
 
 
 def ort_session(path: Path, threads: int, mobile: bool):

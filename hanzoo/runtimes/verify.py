@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -242,6 +243,7 @@ def verify_folder(
     near = near_boundary(task, ref["output"])
     tol = output_tolerance(ref["output"])
     scale = max(float(np.abs(ref["output"]).max()), 1e-6)  # relative to the outputs' scale, not per entry
+    results: dict[str, dict[str, Any]] = {}  # per runtime
     report = {
         "reference": {
             "runtime": "torch",
@@ -252,7 +254,7 @@ def verify_folder(
         },
         "tolerance_abs": ABS_TOL,
         "metric_rtol": METRIC_RTOL,
-        "runtimes": {},
+        "runtimes": results,
     }
     for name in runtimes:
         fn = RUNTIMES[name].load(model_dir, export_dir, threads)
@@ -271,7 +273,7 @@ def verify_folder(
         for k in ref:
             if k != "output":
                 differ |= out[k] != ref[k]
-        report["runtimes"][name] = {
+        results[name] = {
             "path": getattr(fn, "path", None),
             "max_abs_err": float(err.max()),
             "max_rel_err": float(err.max() / scale),
@@ -286,7 +288,7 @@ def verify_folder(
             "ok": bool(err.max() <= tol and check.ok and not (differ & ~near).any() and not len(non_finite)),
         }
         if variant:  # its own rule: the metric, and finite outputs
-            report["runtimes"][name] |= {
+            results[name] |= {
                 "precision": RUNTIMES[name].precision,
                 "tolerance_abs": None,
                 "metric_allowed": check.allowed,

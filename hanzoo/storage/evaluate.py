@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import HanzooError
+from ..nn.models import Net
 from ..zoo.tasks import Split, Task
 
 # Why a non-finite output usually happens: every input was finite (check_input saw to that), but a value
@@ -18,6 +20,9 @@ OUT_OF_RANGE = (
     "overflows inside it; check those rows' values and units"
 )
 MAX_ROWS_NAMED = 5
+
+# an array or a tensor, returned as it came
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 
 
 def non_finite_rows(out: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -31,8 +36,8 @@ def non_finite_rows(out: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def check_output(
-    out: np.ndarray | torch.Tensor, where: str, *, first_row: int = 0, hint: str = OUT_OF_RANGE
-) -> np.ndarray | torch.Tensor:
+    out: ArrayOrTensor, where: str, *, first_row: int = 0, hint: str = OUT_OF_RANGE
+) -> ArrayOrTensor:
     """Return `out` [rows, ...] if every value is finite; else raise a HanzooError naming the rows.
 
     `where` starts the message (e.g. "checkerboard-hannet-20x30 (onnxruntime) on in.csv"); `first_row` is
@@ -82,13 +87,13 @@ BROKEN_MODEL = (
 )
 
 
-def _name(net: nn.Module) -> str:
+def _name(net: Net) -> str:
     return (getattr(net, "meta", None) or {}).get("model_id", "the model")
 
 
 @torch.no_grad()
 def outputs(
-    net: nn.Module, x, batch: int = 1000, *, where: str | None = None, hint: str = OUT_OF_RANGE
+    net: Net, x, batch: int = 1000, *, where: str | None = None, hint: str = OUT_OF_RANGE
 ) -> torch.Tensor:
     """The module's outputs on `x`, refused (HanzooError) if any is NaN or infinite; `where` and `hint`
     word that error (see check_output)."""
@@ -96,14 +101,14 @@ def outputs(
     return check_output(out, where or f"{_name(net)} (torch)", hint=hint)
 
 
-def forward_in_chunks(net: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def forward_in_chunks(net: Net, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """net(x), images in chunks of `batch`: conv activations of a whole split at once would take GBs."""
     if not net.config.takes_images or len(x) <= batch:
         return net(x)
     return torch.cat([net(c) for c in x.split(batch)])
 
 
-def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[str, dict[str, float]]:
+def evaluate_parts(net: Net, task: Task, parts: dict[str, tuple]) -> dict[str, dict[str, float]]:
     out = {}
     for name, (x, y) in parts.items():
         pred = outputs(net, x, where=f"{_name(net)} on the {task.name} {name} split", hint=BROKEN_MODEL)
@@ -112,7 +117,7 @@ def evaluate_parts(net: nn.Module, task: Task, parts: dict[str, tuple]) -> dict[
     return out
 
 
-def evaluate_model(net: nn.Module, task: Task) -> dict[str, dict[str, float]]:
+def evaluate_model(net: Net, task: Task) -> dict[str, dict[str, float]]:
     """`hanzoo eval`: a model on its task's train and test parts; an image model on the test split alone,
     the one its package vendors (its training images are not in the package)."""
     if getattr(getattr(net, "config", None), "takes_images", False):
@@ -120,7 +125,7 @@ def evaluate_model(net: nn.Module, task: Task) -> dict[str, dict[str, float]]:
     return evaluate(net, task, task.split())
 
 
-def evaluate(net: nn.Module, task: Task, split: Split) -> dict[str, dict[str, float]]:
+def evaluate(net: Net, task: Task, split: Split) -> dict[str, dict[str, float]]:
     """Metrics on the full train and test parts of `split`."""
     return evaluate_parts(
         net, task, {"train": (split.x_train, split.y_train), "test": (split.x_test, split.y_test)}

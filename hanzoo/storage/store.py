@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -37,7 +39,7 @@ def write_folder(
     task: str,
     config: ModelConfig,
     state: dict[str, torch.Tensor],
-    metrics: dict,
+    metrics: Mapping[str, Any],
     card: str,
     extra_files: dict[str, bytes] | None = None,
     scaling: dict[str, list[float]] | None = None,

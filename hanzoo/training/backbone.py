@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ from ..storage.evaluate import evaluate_parts
 from ..zoo import cifar
 from ..zoo.record import Record
 from ..zoo.registry import ModelEntry
-from ..zoo.tasks import FeatureClassification, get_task
+from ..zoo.tasks import CifarImages, FeatureClassification, get_task
 from .protocols import BackboneRecipe
 
 __all__ = [
@@ -108,6 +109,8 @@ class TrainNet(nn.Module):
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    # every BatchNorm here tracks running statistics (the default), which are what gets folded
+    assert bn.running_mean is not None and bn.running_var is not None
     scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
     return scale, bn.bias.double() - bn.running_mean.double() * scale
 
@@ -116,10 +119,13 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 def fold(net: TrainNet) -> dict[str, torch.Tensor]:
     """The state of `Backbone` (keys prefixed "backbone.") and of the head ("head."), BN folded."""
     out = {}
-    s, t = _bn_affine(net.stem[1])
-    out["backbone.stem.weight"] = net.stem[0].weight.double() * s[:, None, None, None]
+    conv, bn = net.stem
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)  # as TrainNet builds its stem
+    s, t = _bn_affine(bn)
+    out["backbone.stem.weight"] = conv.weight.double() * s[:, None, None, None]
     out["backbone.stem.bias"] = t
     for i, blk in enumerate(net.blocks):
+        assert isinstance(blk, _TrainBlock)
         out[f"backbone.conv1.{i}.weight"] = blk.conv1.weight.double()
         out[f"backbone.scale.{i}"], out[f"backbone.shift.{i}"] = _bn_affine(blk.bn1)
         s, t = _bn_affine(blk.bn2)
@@ -179,7 +185,8 @@ def train(recipe: BackboneRecipe, workdir: Path, progress: bool = True) -> dict:
         return reused
     data = _load_data(recipe)
     torch.manual_seed(recipe.seed)  # the initial weights
-    net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)
+    # Module.to takes memory_format (documented), but torch's overloads of it leave the keyword out
+    net = TrainNet(recipe.widths).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net, log, seconds = _fit(net, recipe, data, progress)
     record = {
         "recipe": recipe.record(),
@@ -259,7 +266,7 @@ def _optimizer(
 
 def _fit(
     net: TrainNet, recipe: BackboneRecipe, data: _Data, progress: bool
-) -> tuple[nn.Module, list[dict], float]:
+) -> tuple[TrainNet, list[dict], float]:
     """The training loop; returns the net to ship (the weight average, with `ema_decay`), the per-epoch
     log and the seconds taken."""
     opt, sched = _optimizer(net, recipe, data.steps)
@@ -267,7 +274,7 @@ def _fit(
     ema = None
     if recipe.ema_decay:
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
-    shipped = ema.module if ema is not None else net
+    shipped = cast(TrainNet, ema.module) if ema is not None else net  # AveragedModel holds a copy of net
     log: list[dict] = []
     bar = _progress_bar(progress)
     start = time.perf_counter()
@@ -338,6 +345,7 @@ def package(entry: ModelEntry, record: dict, dest: Path) -> Path:
     """The trained backbone as a model folder (BN folded), scored through the same code as `hanzoo eval`."""
 
     task = get_task(entry.task)
+    assert isinstance(task, CifarImages)  # a backbone is trained on the CIFAR-10 images
     net = Net(entry.config)
     net.load_state_dict(record["state"])
     net.backbone.set_stats(record["image_mean"], record["image_std"])
@@ -417,6 +425,7 @@ def features_task(backbone_id: str) -> tuple[FeatureClassification, Net]:
     folder = cifar.cache_dir() / f"{backbone_id}-features-{digest}"
     if not (folder / "labels-test.npy").is_file():
         split = get_task("cifar10").split()
+        assert split.x_val is not None and split.y_val is not None  # CIFAR-10 holds out 5000 images
         with staged_folder(folder, marker="labels-test.npy") as tmp:
             for name, x, y in (
                 ("train", split.x_train, split.y_train),

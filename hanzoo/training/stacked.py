@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import cast
 
 import numpy as np
 import torch
@@ -69,6 +70,7 @@ __all__ = [
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
     """Split the training part into fit and validation parts; the test part is passed through."""
     if split.x_val is not None:  # the task's own held-out part
+        assert split.y_val is not None  # a task that holds out inputs holds out their targets too
         return Split(split.x_train, split.y_train, split.x_test, split.y_test), split.x_val, split.y_val
     n = len(split.x_train)
     perm = np.random.default_rng(seed).permutation(n)
@@ -159,13 +161,14 @@ class BatchStream:
         self.unique = sorted(set(seeds))
         self.row = torch.tensor([self.unique.index(s) for s in seeds])
         self.gens = [torch.Generator().manual_seed(10_000 + s) for s in self.unique]
-        self.order = None
-        self.pos = n
+        self.order: torch.Tensor | None = None
+        self.pos = n  # past the end: the first next() shuffles
 
     def next(self) -> torch.Tensor:
         if self.pos + self.batch > self.n:
             self.order = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
             self.pos = 0
+        assert self.order is not None
         idx = self.order[:, self.pos : self.pos + self.batch]
         self.pos += self.batch
         return idx[self.row]  # [R, B]
@@ -292,7 +295,7 @@ def _autograd_step(
         if wd:  # wd/2 ||p||^2 has gradient wd p: torch.optim.SGD's weight_decay
             loss = loss + 0.5 * wd * sum(p.pow(2).flatten(1).sum(1) for p in net.params)
         (loss * opt.loss_weights().to(loss.dtype)).sum().backward()
-        opt.step([p.grad for p in net.params])
+        opt.step([cast(torch.Tensor, p.grad) for p in net.params])  # backward() just set every .grad
         for p in net.params:
             p.grad = None
         return torch.isfinite(loss.detach())

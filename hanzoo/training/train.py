@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from ..storage import card, store
 from ..storage.evaluate import evaluate
 from ..zoo import registry
 from ..zoo.record import Record
-from ..zoo.tasks import Split, Task, get_task
+from ..zoo.tasks import Regression, Split, Task, get_task
 from . import backbone
 from .backbone import features_task
 from .distill import distill_stage
@@ -45,6 +46,7 @@ class Stages:
 
     @property
     def protocol(self) -> TrainingProtocol:
+        assert self.stage1.protocol is not None  # a stage-1 sweep records the protocol it ran
         return self.stage1.protocol
 
     @property
@@ -109,7 +111,7 @@ def train(
                 f"{model_id} trains by its own recipe, which takes epochs only; drop {', '.join(given)}"
             )
         torch.set_num_threads(threads or os.cpu_count() or 1)
-        recipe = replace(BackboneRecipe(), **({"epochs": epochs} if epochs else {}))
+        recipe = replace(BackboneRecipe(), epochs=epochs) if epochs else BackboneRecipe()
         return backbone.train_and_package(
             entry, Path(out_dir) if out_dir else None, recipe, progress=progress
         )
@@ -154,6 +156,7 @@ def train_model(
     else:
         stage1 = sweep(train_config, task, split, protocol, inits=inits, progress=progress, compile=compile)
     chosen = stage1.runs[select(stage1.runs, task)]
+    assert stage1.protocol is not None  # a stage-1 sweep records the protocol it ran
     stage2 = run_stage2(train_config, task, split, stage1.protocol, chosen, progress, compile)
     stages = Stages(stage1, chosen, stage2)
 
@@ -368,7 +371,7 @@ def _data_record(
     """Where the data came from: the split, for tasks that draw their own; for a head, the frozen
     backbone and the head's figures on its features."""
     record: dict = {}
-    if hasattr(task, "train_fraction"):
+    if isinstance(task, Regression):  # the one kind of task that draws its own split
         record["split"] = {
             "train_fraction": task.train_fraction,
             "split_seed": task.split_seed,
@@ -376,6 +379,7 @@ def _data_record(
             "test_rows": len(split.x_test),
         }
     if frozen is not None:
+        assert split.x_val is not None  # a head's features task holds out the backbone's validation images
         record["backbone"] = {
             "model_id": entry.frozen,
             "weights_sha256": file_sha256(frozen.folder / "model.safetensors"),
@@ -389,7 +393,9 @@ def _data_record(
 
 
 def _seed_spread(runs: list[RunResult], metric: str) -> dict[str, dict]:
-    spread = {part: {"values": [getattr(r, part)[metric] for r in runs]} for part in ("train", "test")}
+    spread: dict[str, dict[str, Any]] = {
+        part: {"values": [getattr(r, part)[metric] for r in runs]} for part in ("train", "test")
+    }
     for s in spread.values():
         s["mean"], s["std"] = float(np.mean(s["values"])), float(np.std(s["values"]))
     return spread
@@ -462,7 +468,7 @@ def _write_folder(
     entry: registry.ModelEntry,
     config: ModelConfig,
     state: dict[str, torch.Tensor],
-    metrics: dict,
+    metrics: Record,
     scaling: dict | None,
     frozen: Net | None,
 ) -> Path:

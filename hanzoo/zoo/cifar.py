@@ -97,7 +97,9 @@ def decode(tarball: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                     continue
                 if parts[1] not in CLASSES:
                     raise HanzooError(f"{tarball}: unknown class folder {parts[1]!r} in {member.name}")
-                with Image.open(io.BytesIO(tar.extractfile(member).read())) as im:
+                data = tar.extractfile(member)
+                assert data is not None  # a regular file (member.isfile() above) always has its bytes
+                with Image.open(io.BytesIO(data.read())) as im:
                     images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
                 labels.append(CLASSES.index(parts[1]))
                 names.append(member.name)

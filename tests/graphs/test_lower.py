@@ -21,3 +21,12 @@ def test_plan_in_numpy_is_the_module(entry):
     got = run_plan(lower(net), x.astype(np.float64))
     scale = max(1.0, float(np.abs(want).max()))
     assert np.abs(got - want).max() <= 1e-4 * scale
+
+
+def test_a_net_that_starts_with_a_han_layer_is_refused_saying_why():
+    from hanzoo.errors import HanzooError
+    from hanzoo.nn.models import Block, ModelConfig, build
+
+    net = build(ModelConfig(4, 2, (Block("han", 4), Block("fc", 3))))
+    with pytest.raises(HanzooError, match="first hidden layer is a Dense layer"):
+        lower(net)
