@@ -25,8 +25,9 @@ ORT_HEADER := examples/c/include/onnxruntime_c_api.h
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30 --latency
 
-test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, run the test suite, then its golden tests on a simulated older CPU
+test: $(VENV)/.test node_modules/.installed chromium $(ORT_HEADER)  ## set up (with ONNX Runtime, TensorFlow, LiteRT, onnxruntime-web and Chromium), lint, type-check, run the test suite, then its golden tests on a simulated older CPU
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(XDIST) --durations=10
 	$(OLD_CPU) $(BIN)/python -m pytest $(XDIST) -m golden --golden-subset --durations=10
 

@@ -157,6 +157,12 @@ def test_wheel_carries_the_mlp_models_and_every_pin(installed):
                 assert hashlib.sha256(z.read(wheel_path)).hexdigest() == sha, wheel_path
 
 
+def test_wheel_ships_py_typed(installed):
+    """PEP 561's marker: a user's type checker reads hanzoo's own annotations."""
+    with zipfile.ZipFile(_wheel(installed)) as z:
+        assert "hanzoo/py.typed" in z.namelist()
+
+
 def test_installed_wheel_loads_models_outside_the_repo(installed):
     code = """
 import json, hanzoo, torch
