@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,9 +17,6 @@ from torch import nn
 from ..errors import HanzooError
 from .convnet import IMAGE_SHAPE, Backbone
 from .layers import ACTIVATIONS, Dense, HanLayer
-
-if TYPE_CHECKING:
-    from ..zoo.record import Record
 
 __all__ = ["INITS", "Block", "ModelConfig", "Net", "build", "initialize"]
 
@@ -193,7 +190,7 @@ class Net(nn.Module):
     y_std: torch.Tensor
     # What hanzoo.storage.store.load_model attaches to a loaded model (a freshly built one has none).
     meta: dict
-    metrics: Record
+    metrics: Any  # a hanzoo.zoo.record.Record (zoo is a layer above nn, so not imported here)
     folder: Path
     card: str  # and hanzoo.load (hanzoo.publishing.hub.load), the model card's text
 

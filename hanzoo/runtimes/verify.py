@@ -243,8 +243,7 @@ def verify_folder(
     near = near_boundary(task, ref["output"])
     tol = output_tolerance(ref["output"])
     scale = max(float(np.abs(ref["output"]).max()), 1e-6)  # relative to the outputs' scale, not per entry
-    results: dict[str, dict[str, Any]] = {}  # per runtime
-    report = {
+    report: dict[str, Any] = {
         "reference": {
             "runtime": "torch",
             "metric": task.metric,
@@ -254,7 +253,7 @@ def verify_folder(
         },
         "tolerance_abs": ABS_TOL,
         "metric_rtol": METRIC_RTOL,
-        "runtimes": results,
+        "runtimes": {},
     }
     for name in runtimes:
         fn = RUNTIMES[name].load(model_dir, export_dir, threads)
@@ -273,7 +272,7 @@ def verify_folder(
         for k in ref:
             if k != "output":
                 differ |= out[k] != ref[k]
-        results[name] = {
+        report["runtimes"][name] = {
             "path": getattr(fn, "path", None),
             "max_abs_err": float(err.max()),
             "max_rel_err": float(err.max() / scale),
@@ -288,7 +287,7 @@ def verify_folder(
             "ok": bool(err.max() <= tol and check.ok and not (differ & ~near).any() and not len(non_finite)),
         }
         if variant:  # its own rule: the metric, and finite outputs
-            results[name] |= {
+            report["runtimes"][name] |= {
                 "precision": RUNTIMES[name].precision,
                 "tolerance_abs": None,
                 "metric_allowed": check.allowed,
