@@ -360,7 +360,7 @@ def _files_section(manifests: list[dict]) -> list[str]:
         "| --- | ---: | ---: | " + "---: | " * len(FORMATS) + "--- | --- |",
     ]
     for m in manifests:
-        sizes = "".join(f"{m['files'][f.file]['bytes']} | " for f in FORMATS.values())
+        sizes = "".join(f"{m['files'].get(f.file, {}).get('bytes', '-')} | " for f in FORMATS.values())
         lines.append(
             f"| `{m['model_id']}` | {m['params']} | {4 * m['params']} | {sizes}"
             f"{_ops(m['ops']['onnx'])} | "
