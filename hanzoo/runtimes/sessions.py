@@ -24,6 +24,7 @@ from ..errors import HanzooError
 from ..graphs import fused
 from ..graphs.export_c import c_name
 from ..graphs.export_pte import quiet_executorch_logs
+from ..nn.models import ModelConfig
 from ..storage.evaluate import forward_in_chunks
 from ..storage.integrity import check_artifact
 from ..storage.store import load_model, read_config
@@ -295,6 +296,11 @@ def c_session(model_dir: Path, path: Path) -> Predictor:
     library (hanzoo.runtimes.native) and called through ctypes, on one thread. A batch runs in one call:
     whole blocks of rows vectorized across rows, the rest one row at a time."""
     meta = read_config(model_dir)
+    if ModelConfig.from_dict(meta["architecture"]).takes_images:
+        raise HanzooError(
+            f"the c runtime runs the MLP models; {meta['model_id']} is an image model, which the C export "
+            "does not cover"
+        )
     files = [path, *(path.with_name(n) for n in FORMATS["c"].companions)]
     for p in files:
         if not p.is_file():

@@ -103,3 +103,9 @@ def test_the_default_models_are_the_shipped_hannets_outside_the_ablations_and_va
         e = registry.get(m)
         assert (m in ids) == (e.family == "hannet" and not e.ablation and not e.variant_of), m
     assert not {"checkerboard-hannet-relu-20x30", "elevators-hannet-20x200-20pct"} & set(ids)
+
+
+def test_a_runtime_whose_format_leaves_out_image_models_is_not_timed_on_them():
+    """The C export covers the MLPs: an image group gets no c cells and no c head share."""
+    report = bench.bench(["cifar10-hannet"], ["c"], (1,), 1, rounds=1)
+    assert report["cells"] == [] and report["head_share"] == []
