@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import HanzooError
-from ..publishing.export import export, export_variants, parse_formats
+from ..publishing.export import export, export_variants, parse_formats, unchecked_formats
 from ..zoo import registry
 from ..zoo.formats import FORMATS
 from .common import check_out_folder, console
@@ -20,6 +20,9 @@ def cmd_export(args) -> dict:
         return _export_variants(args, ids)
     formats = parse_formats(args.format) if args.format else None
     check_out_folder(args.out, "--out", replaces="manifest.json")
+    if formats is None and not args.json:
+        for name, why in unchecked_formats().items():
+            console.print(f"not writing the {name} export, whose parity cannot be checked here: {why}")
     done = []
     for model in ids:
         asked = formats

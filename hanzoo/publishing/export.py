@@ -74,6 +74,17 @@ def covered_formats(net, formats: list[str] | None) -> list[str]:
     return formats
 
 
+def unchecked_formats() -> dict[str, str]:
+    """The formats whose parity check cannot run here, and why (the C export's, with no compiler)."""
+    out = {}
+    for name, f in FORMAT_TABLE.items():
+        runtime = RUNTIMES[f.runtime]
+        why = runtime.needs() if runtime.needs else None
+        if why:
+            out[name] = why
+    return out
+
+
 def onnx_package():
     """The onnx package, for writing and reading graphs."""
     try:
@@ -117,8 +128,9 @@ def export(
     holds an export of the same weights, are added to it (`add_formats`)."""
     model_dir = store.resolve(source)
     net = store.load_model(model_dir)
-    every = covered_formats(net, None)
-    formats = covered_formats(net, formats)
+    # by default, the formats whose parity can be checked here: with no C compiler, no C export
+    every = [f for f in covered_formats(net, None) if not (parity and f in unchecked_formats())]
+    formats = every if formats is None else covered_formats(net, formats)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else registry.EXPORT_DIR / model_id
     if set(formats) != set(every) and _same_weights(model_dir, dest):
@@ -344,8 +356,7 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
     every cleanup; interrupted anywhere later, the staged folder is removed."""
     for name in formats:
         BUILDERS[name].library()
-        runtime = RUNTIMES[FORMAT_TABLE[name].runtime]
-        why = runtime.needs() if parity and runtime.needs else None  # the C export's parity needs a compiler
+        why = unchecked_formats().get(name) if parity else None  # the C export's parity needs a compiler
         if why:
             raise HanzooError(f"the {name} export's parity check cannot run here: {why}")
     if parity or "ort" in formats:

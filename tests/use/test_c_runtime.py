@@ -160,13 +160,14 @@ def test_with_no_compiler_the_runtime_is_left_out_in_one_line(monkeypatch, tmp_p
     assert "c" not in bench.available_runtimes()
     with pytest.raises(HanzooError, match="the c runtime cannot run: no C compiler"):
         _load()
-    from hanzoo.publishing.export import export
+    from hanzoo.publishing.export import export, unchecked_formats
 
+    assert unchecked_formats() == {"c": why}  # `hanzoo export ID` writes the other formats, and says so
     with pytest.raises(HanzooError, match="the c export's parity check cannot run here: no C compiler"):
         export(MODEL, ["c"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     monkeypatch.delenv("CC")
-    assert RUNTIMES["c"].missing() is None
+    assert RUNTIMES["c"].missing() is None and unchecked_formats() == {}
 
 
 def test_an_image_model_is_not_the_c_runtimes(cache):
