@@ -184,7 +184,8 @@ def _same_weights(model_dir: Path, dest: Path) -> bool:
 def add_formats(net, model_dir: Path, dest: Path, formats: list[str], parity: bool = True) -> Path:
     """Write `formats` into an export folder of the same weights and check their parity; every other file,
     test_data_set_0 and the other runtimes' parity stay as they are. The files are made and checked in a
-    temporary folder beside it and moved in only then, so a failure leaves the folder as it was."""
+    temporary folder beside it and moved in only then, so a failed write or parity check leaves the folder
+    as it was."""
     _load_libraries(formats, parity)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.add-") as work:
         tmp = Path(work)
