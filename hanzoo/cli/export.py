@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from ..errors import HanzooError
-from ..publishing.export import export, export_variants, parse_formats
+from ..publishing.export import export, export_variants, parse_formats, unchecked_formats
 from ..zoo import registry
+from ..zoo.formats import FORMATS
 from .common import check_out_folder, console
 
 
@@ -17,11 +18,22 @@ def cmd_export(args) -> dict:
     ids = _export_ids(args)
     if args.precision:
         return _export_variants(args, ids)
-    formats = parse_formats(args.format or list(registry.ARTIFACTS))
+    formats = parse_formats(args.format) if args.format else None
     check_out_folder(args.out, "--out", replaces="manifest.json")
+    if formats is None and not args.json:
+        for name, why in unchecked_formats().items():
+            console.print(f"not writing the {name} export, whose parity cannot be checked here: {why}")
     done = []
     for model in ids:
-        folder = export(model, formats, Path(args.out) if args.out else None)
+        asked = formats
+        if args.all and formats:  # --all: each model in the formats asked for that cover it
+            images = registry.get(model).config.takes_images
+            asked = [f for f in formats if FORMATS[f].covers(images)]
+            if not asked:
+                if not args.json:
+                    console.print(f"skipped {model}: {', '.join(formats)} does not cover image models")
+                continue
+        folder = export(model, asked, Path(args.out) if args.out else None)
         manifest = json.loads((folder / "manifest.json").read_text())
         done.append(
             {"model": model, "folder": str(folder), "files": manifest["files"], "parity": manifest["parity"]}
@@ -70,7 +82,8 @@ def add_export(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--format",
         default=None,
-        help="comma-separated: onnx, ort, tflite, pte (default: all; with --precision: onnx, tflite)",
+        help=f"comma-separated: {', '.join(FORMATS)} (default: all that cover the model; c covers the MLPs; "
+        "with --precision: onnx, tflite). Some formats into an export of the same weights are added to it",
     )
     s.add_argument("--out", help="export folder (default: export/<id>)")
     s.add_argument(

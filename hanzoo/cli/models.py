@@ -15,6 +15,7 @@ from ..runtimes.predict import (
 from ..storage.card import fmt
 from ..storage.evaluate import evaluate_model
 from ..zoo import pins, registry
+from ..zoo.formats import FORMATS
 from ..zoo.tasks import get_task
 from .common import console
 
@@ -80,9 +81,11 @@ def cmd_list(args) -> dict:
 def _exports(model_id: str) -> dict:
 
     folder = registry.EXPORT_DIR / model_id
+    images = registry.get(model_id).config.takes_images
+    names = [n for f in FORMATS.values() if f.covers(images) for n in f.files]
     files = {
         name: {"path": str(folder / name), "exists": (folder / name).is_file()}
-        for name in (*registry.ARTIFACTS.values(), "manifest.json")
+        for name in (*names, "manifest.json")
     }
     return {"folder": str(folder), "files": files}
 

@@ -203,7 +203,7 @@ def add_predict(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--runtime",
         default="onnxruntime",
-        help="onnxruntime (default), ort-mobile, litert, executorch or torch",
+        help="onnxruntime (default), ort-mobile, litert, executorch, c (the C export, MLPs) or torch",
     )
     s.add_argument("--output", help="CSV or .npy to write (default: CSV on stdout)")
     s.add_argument("--export", help=EXPORT_HELP.format(verb="run"))

@@ -1,5 +1,9 @@
 """`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite, model.pte,
-test_data_set_0/ (ONNX Model Zoo convention) and manifest.json. Written atomically.
+model.c and model.h (the MLPs' C export), test_data_set_0/ (ONNX Model Zoo convention) and manifest.json.
+Written atomically.
+
+`hanzoo export ID --format c` (any formats short of all) into a folder that holds an export of the same
+weights adds those formats' files there, checks their parity, and keeps every other file as it is.
 
 `hanzoo export ID --precision fp16|int8` adds reduced-precision variants beside them
 (hanzoo.graphs.precision), and a later fp32 export rebuilds the variants its folder held, so they never
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +25,7 @@ import numpy as np
 from .. import provenance
 from ..errors import HanzooError
 from ..files import file_sha256, staged_folder, written_atomically
+from ..graphs.export_c import build_c
 from ..graphs.export_pte import build_pte, executorch, pte_ops
 from ..graphs.export_tflite import build_tflite, op_types, tensorflow
 from ..graphs.precision import calibration_data, check_precision, onnx_fp16, onnx_int8, tflite_options
@@ -28,6 +34,7 @@ from ..runtimes.verify import check_source, source_hashes, verify_folder
 from ..storage import store
 from ..version import __version__
 from ..zoo import registry
+from ..zoo.formats import FORMATS as FORMAT_TABLE
 from ..zoo.tasks import get_task
 from . import hub
 
@@ -48,6 +55,34 @@ def parse_formats(text: str | list[str]) -> list[str]:
     if "ort" in names and "onnx" not in names:
         names.append("onnx")  # the ORT file is converted from the ONNX graph
     return [f for f in FORMATS if f in names]
+
+
+def covered_formats(net, formats: list[str] | None) -> list[str]:
+    """The formats to write for a loaded model: those asked for (all by default, less those that do not
+    cover its kind); one asked for by name that does not cover it is one line naming what it covers."""
+    images = net.config.takes_images
+    if formats is None:
+        return [f for f in FORMATS if FORMAT_TABLE[f].covers(images)]
+    formats = parse_formats(formats)
+    left = [f for f in formats if not FORMAT_TABLE[f].covers(images)]
+    if left:
+        can = ", ".join(f for f in FORMATS if FORMAT_TABLE[f].covers(images))
+        raise HanzooError(
+            f"the {', '.join(left)} export covers the MLP models only; {net.meta['model_id']} is an image "
+            f"model (a conv backbone): export it as {can}"
+        )
+    return formats
+
+
+def unchecked_formats() -> dict[str, str]:
+    """The formats whose parity check cannot run here, and why (the C export's, with no compiler)."""
+    out = {}
+    for name, f in FORMAT_TABLE.items():
+        runtime = RUNTIMES[f.runtime]
+        why = runtime.needs() if runtime.needs else None
+        if why:
+            out[name] = why
+    return out
 
 
 def onnx_package():
@@ -89,12 +124,17 @@ def export(
 ) -> Path:
     """Export a shipped model (id) or a model folder; returns the export folder. With `parity`, every
     artifact is checked on the whole test split and the figures go in the manifest (`hanzoo export`
-    always does; the re-export test, which compares bytes, skips it)."""
-    formats = parse_formats(formats or list(FORMATS))
+    always does; the re-export test, which compares bytes, skips it). Some formats, into a folder that
+    holds an export of the same weights, are added to it (`add_formats`)."""
     model_dir = store.resolve(source)
     net = store.load_model(model_dir)
+    # by default, the formats whose parity can be checked here: with no C compiler, no C export
+    every = [f for f in covered_formats(net, None) if not (parity and f in unchecked_formats())]
+    formats = every if formats is None else covered_formats(net, formats)
     model_id, task_name = net.meta["model_id"], net.meta["task"]
     dest = Path(out) if out else registry.EXPORT_DIR / model_id
+    if set(formats) != set(every) and _same_weights(model_dir, dest):
+        return add_formats(net, model_dir, dest, formats, parity)
     # the variants the folder holds are rebuilt from these weights, and for the bundled weights also those
     # their bundled export ships (so an export elsewhere reproduces it whole)
     bundled = (
@@ -128,6 +168,45 @@ def export(
             manifest["parity"] = verify_folder(model_dir, tmp, runtimes)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
+    hub.repin_if_bundled(dest)
+    return dest
+
+
+def _same_weights(model_dir: Path, dest: Path) -> bool:
+    """Whether `dest` holds an export made from these weights (and this config)."""
+    try:
+        check_source(model_dir, dest)
+    except HanzooError:
+        return False
+    return True
+
+
+def add_formats(net, model_dir: Path, dest: Path, formats: list[str], parity: bool = True) -> Path:
+    """Write `formats` into an export folder of the same weights and check their parity; every other file,
+    test_data_set_0 and the other runtimes' parity stay as they are. The files are made and checked in a
+    temporary folder beside it and moved in only then, so a failed write or parity check leaves the folder
+    as it was."""
+    _load_libraries(formats, parity)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.add-") as work:
+        tmp = Path(work)
+        write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(net.meta["task"]).features)})
+        if parity:
+            names = {FORMATS[f] for f in formats}
+            checked = verify_folder(model_dir, tmp, [r for r, rt in RUNTIMES.items() if rt.artifact in names])
+        for p in sorted(tmp.iterdir()):
+            p.replace(dest / p.name)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    new = _manifest(net, dest, formats, None)
+    keys = [f for f in FORMATS if f in manifest["ops"] or f in new["ops"]]
+    keys += [k for k in manifest["ops"] if k not in keys]  # the variants, after the formats
+    manifest["files"] = new["files"]
+    manifest["ops"] = {k: new["ops"].get(k, manifest["ops"].get(k)) for k in keys}
+    if parity and manifest.get("parity"):
+        manifest["parity"]["runtimes"] |= checked["runtimes"]
+    elif parity:
+        manifest["parity"] = checked
+    with written_atomically(dest / "manifest.json") as tmp_manifest:
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     hub.repin_if_bundled(dest)
     return dest
 
@@ -229,6 +308,12 @@ def _pte_file(net, dest: Path, metadata: dict | None) -> None:
     (dest / FORMATS["pte"]).write_bytes(build_pte(net))
 
 
+def _c_files(net, dest: Path, metadata: dict | None) -> None:
+    weights = file_sha256(Path(net.folder) / "model.safetensors")
+    for name, text in build_c(net, net.meta["model_id"], net.meta["task"], weights).items():
+        (dest / name).write_text(text)
+
+
 def _onnx_ops(path: Path) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in onnx_package().load(str(path)).graph.node).items()))
 
@@ -239,6 +324,12 @@ def _tflite_ops(path: Path) -> dict[str, int]:
 
 def _pte_ops(path: Path) -> dict[str, int]:
     return pte_ops(path.read_bytes())
+
+
+def _c_ops(path: Path) -> dict[str, int]:
+    """The C export's layers, as its comments name them (one loop nest per layer, no ops)."""
+    kinds = Counter(re.findall(r"^/\* layer \d+: (dense|Han-layer)", path.read_text(), flags=re.M))
+    return {"dense": kinds["dense"], "han": kinds["Han-layer"]}
 
 
 @dataclass(frozen=True)
@@ -257,6 +348,7 @@ BUILDERS = {
     "ort": Builder(onnx_graphs, _ort_file),
     "tflite": Builder(tensorflow, _tflite_file, _tflite_ops),
     "pte": Builder(executorch, _pte_file, _pte_ops),
+    "c": Builder(lambda: None, _c_files, _c_ops),  # plain text: no library to load
 }
 
 
@@ -266,6 +358,9 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
     every cleanup; interrupted anywhere later, the staged folder is removed."""
     for name in formats:
         BUILDERS[name].library()
+        why = unchecked_formats().get(name) if parity else None  # the C export's parity needs a compiler
+        if why:
+            raise HanzooError(f"the {name} export's parity check cannot run here: {why}")
     if parity or "ort" in formats:
         for name in ("onnxruntime", "ai_edge_litert.interpreter"):
             try:

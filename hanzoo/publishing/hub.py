@@ -32,13 +32,14 @@ from ..files import written_atomically
 from ..nn.models import Net
 from ..storage import integrity, store
 from ..zoo import pins, registry
+from ..zoo.formats import FORMATS as FORMAT_TABLE
 from ..zoo.pins import EXPORT_FILES
 from ..zoo.tasks import Regression, get_task
 
 DEFAULT_ORG = "hanzoo"
 FORMATS = {
     "torch": ["config.json", "model.safetensors", "metrics.json", "README.md"],
-    **{fmt: [f"{fmt}/{name}"] for fmt, name in registry.ARTIFACTS.items()},
+    **{fmt: [f"{fmt}/{name}" for name in f.files] for fmt, f in FORMAT_TABLE.items()},
 }
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -428,15 +429,18 @@ def export_path(
     offline: bool | None = None,
     precision: str = "fp32",
 ) -> Path:
-    """The path of an exported artifact (onnx, tflite, ort or pte; `precision` fp16 or int8 for a shipped
-    variant, see docs/quantization.md): from the bundle, else the Hub cache."""
+    """The path of an exported artifact (onnx, tflite, ort, pte or c; `precision` fp16 or int8 for a shipped
+    variant, see docs/quantization.md): from the bundle, else the Hub cache. A format of several files
+    (the C export's model.c and model.h) gives its main file, with the others beside it."""
     if fmt not in registry.ARTIFACTS:
         raise HanzooError(f"unknown format {fmt!r}; expected one of {sorted(registry.ARTIFACTS)}")
     entry = registry.get(model_id)
+    if not FORMAT_TABLE[fmt].covers(entry.config.takes_images):
+        raise HanzooError(f"{entry.id} is an image model, which the {fmt} format does not cover")
     if precision == "fp32":
-        (repo_path,) = FORMATS[fmt]
+        repo_path, *others = FORMATS[fmt]
     elif (fmt, precision) in registry.VARIANT_FILES:
-        repo_path = f"{fmt}/{registry.VARIANT_FILES[(fmt, precision)]}"
+        repo_path, others = f"{fmt}/{registry.VARIANT_FILES[(fmt, precision)]}", []
         if repo_path not in pins.files(entry.id):
             raise HanzooError(
                 f"{entry.id} ships no {precision} {fmt} variant; docs/quantization.md says which ship and why"
@@ -446,11 +450,12 @@ def export_path(
             f"no {precision!r} variant of the {fmt} format; variants: "
             + ", ".join(f"{p} {f}" for f, p in registry.VARIANT_FILES)
         )
-    local = registry.EXPORT_DIR / entry.id / EXPORT_FILES[repo_path]
-    if local.is_file() and revision is None:
-        integrity.check_artifact(local)  # a path handed out is a promise: callers open it without checking
-        return local
-    return fetch(entry.id, [repo_path], revision, offline)[repo_path]
+    local = [registry.EXPORT_DIR / entry.id / EXPORT_FILES[p] for p in (repo_path, *others)]
+    if all(p.is_file() for p in local) and revision is None:
+        for p in local:  # a path handed out is a promise: callers open it without checking
+            integrity.check_artifact(p)
+        return local[0]
+    return fetch(entry.id, [repo_path, *others], revision, offline)[repo_path]
 
 
 def load_onnx(

@@ -133,7 +133,7 @@ def bench(
     }
     images = [m for g in groups for m in g if registry.get(m).config.takes_images]
     if images:
-        cpu = [r for r in runtimes if r != WEB]
+        cpu = [r for r in runtimes if r != WEB and _covers_images(r)]
         report["head_share"] = head_share(images, cpu, batches, threads, rounds, progress)
     return report
 
@@ -145,6 +145,8 @@ def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -
     for runtime in runtimes:
         if runtime == WEB and len(shape) == 3:
             continue  # in the browser: the Checkerboard and regression groups
+        if len(shape) == 3 and not _covers_images(runtime):
+            continue  # the C export covers the MLPs
         fns = {}
         if runtime != WEB:
             fns = {
@@ -175,6 +177,12 @@ def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -
             if progress:
                 progress(f"{group[0]} {runtime} batch {batch}")
     return cells
+
+
+def _covers_images(runtime: str) -> bool:
+    """Whether a runtime's format covers the image models (torch and torch-cuda run every model)."""
+    fmt = next((f for f in FORMATS.values() if f.runtime == runtime), None)
+    return fmt is None or fmt.images
 
 
 def image_batches(batches: tuple[int, ...]) -> tuple[int, ...]:
@@ -266,6 +274,8 @@ def available_runtimes() -> list[str]:
         if r == "executorch" and not _importable("executorch.runtime"):
             continue
         if r == WEB and not site.browser_available():
+            continue
+        if r in RUNTIMES and RUNTIMES[r].missing():  # the c runtime, with no compiler here
             continue
         out.append(r)
     return out

@@ -22,7 +22,7 @@ from ..storage import card, store
 from ..storage.card import final_runs, fmt, seed_count
 from ..zoo import registry
 from ..zoo.formats import FORMATS
-from ..zoo.tasks import TASKS, checkerboard_grid, get_task
+from ..zoo.tasks import TASKS, Regression, Task, checkerboard_grid, get_task
 from .timings import BenchReport
 
 ROOT = CHECKOUT
@@ -106,6 +106,7 @@ def output_unit(task_name: str) -> tuple[str, str]:
         return "score", "the 2 scores, trained toward the 0/1 label (no unit)"
     if task_name == "cifar10":
         return "logit", "the 10 logits (no unit)"
+    assert isinstance(t, Regression), task_name  # the other tasks' outputs are scores and logits
     short, what = TARGETS.get(t.target, (f"`{t.target}` units", f"`{t.target}`"))
     unit = getattr(t, "units", {}).get(t.target)
     _, y = t.table()
@@ -280,12 +281,13 @@ def input_formats() -> str:
                 if width > 2
                 else ", ".join(f"`output_{j}`" for j in range(width))
             )
-        row = table.setdefault((inp, ", ".join(c if c.startswith("`") else f"`{c}`" for c in cols)), [[], 0])
-        if e.task not in row[0]:
-            row[0].append(e.task)
-        row[1] += 1
-    for (inp, cols), (tasks, n) in table.items():
-        rows.append(f"| {', '.join(tasks)} | {n} | {inp} | {cols} |")
+        named = ", ".join(c if c.startswith("`") else f"`{c}`" for c in cols)
+        entry = table.setdefault((inp, named), [[], 0])
+        if e.task not in entry[0]:
+            entry[0].append(e.task)
+        entry[1] += 1
+    for (inp, named), (tasks, n) in table.items():
+        rows.append(f"| {', '.join(tasks)} | {n} | {inp} | {named} |")
     return "\n".join(rows)
 
 
@@ -329,7 +331,7 @@ def _files_table(manifests: list[dict]) -> list[str]:
         "| --- | ---: | ---: | " + "---: | " * len(FORMATS) + "--- | --- |",
     ]
     for m in manifests:
-        sizes = "".join(f"{m['files'][f.file]['bytes']} | " for f in FORMATS.values())
+        sizes = "".join(f"{m['files'].get(f.file, {}).get('bytes', '-')} | " for f in FORMATS.values())
         lines.append(
             f"| `{m['model_id']}` | {m['params']} | {4 * m['params']} | {sizes}"
             f"{_ops(m['ops']['onnx'])} | "
@@ -393,7 +395,7 @@ def bad_input_md(measured: dict) -> list[str]:
     ]
     for mid, res in measured.items():
         t = get_task(registry.get(mid).task)
-        target = t.table()[1] if getattr(t, "target", None) else None
+        target = t.table()[1] if isinstance(t, Regression) else None
         said: dict[str, list[str]] = {}  # what happened -> the probe values it happened for
         for label, r in res.items():
             dec = f" (`decision` {' or '.join(map(str, r['decisions']))})" if r["decisions"] else ""
@@ -482,8 +484,8 @@ def mobile_md() -> str:
     )
 
 
-def _parity_cell(metric: str, r: dict | None) -> str:
-    if not r:
+def _parity_cell(metric: str | None, r: dict | None) -> str:
+    if not r or metric is None:
         return "not run"
     ok = "ok" if r["ok"] else "FAIL"
     return f"{r['max_abs_err']:.1e}, {fmt(metric, r['metric'])}, {r['decisions_differ']} differ, {ok}"
@@ -594,8 +596,13 @@ def _io_meaning(task_name: str) -> str:
         "normalization); `output`: the 10 logits; `class`: their argmax, an index into airplane, "
         "automobile, bird, cat, deer, dog, frog, horse, ship, truck"
         if task_name == "cifar10"
-        else f"input columns, raw: {', '.join(task.features)}; `output`: {task.target} in its own units"
+        else f"input columns, raw: {', '.join(task.features)}; `output`: {_target(task)} in its own units"
     )
+
+
+def _target(task: Task) -> str:
+    assert isinstance(task, Regression), task.name  # Checkerboard and CIFAR-10 are described above
+    return task.target
 
 
 def _tensor_table(manifests: list[dict]) -> list[str]:

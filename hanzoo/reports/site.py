@@ -81,10 +81,11 @@ def build(out: Path) -> Path:
             shutil.copy2(src, tmp / "assets" / src.name)
         for e in models:
             (tmp / "files" / e.id).mkdir()
-            for fmt in FORMATS:
-                src = registry.EXPORT_DIR / e.id / registry.ARTIFACTS[fmt]
-                if src.is_file():
-                    shutil.copy2(src, tmp / "files" / e.id / src.name)
+            for fmt in FORMATS.values():
+                for name in fmt.files:
+                    src = registry.EXPORT_DIR / e.id / name
+                    if src.is_file():
+                        shutil.copy2(src, tmp / "files" / e.id / src.name)
             (tmp / "models" / f"{e.id}.html").write_text(model_page(e, bench))
         (tmp / "assets" / "models.json").write_text(json.dumps(_model_specs(models), indent=1))
         _demo_data(tmp / "assets", models)
@@ -229,9 +230,11 @@ def _ratio(bench: dict, model_id: str, runtime: str = "onnxruntime") -> str:
 def _downloads(model_id: str, depth: int) -> str:
     files = _manifest(model_id)["files"]
     up = "../" * depth
+    # a format's main file under the format's name, the files beside it (the C export's header) under theirs
+    links = [(f if name == FORMATS[f].file else name, name) for f in FORMATS for name in FORMATS[f].files]
     return " ".join(
-        f'<a href="{up}files/{model_id}/{name}">{f} ({files[name]["bytes"]:,} B)</a>'
-        for f, name in ((f, registry.ARTIFACTS[f]) for f in FORMATS)
+        f'<a href="{up}files/{model_id}/{name}">{label} ({files[name]["bytes"]:,} B)</a>'
+        for label, name in links
         if name in files
     )
 

@@ -15,20 +15,23 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, cast
+from typing import Callable, NamedTuple, Protocol, cast
 
 import numpy as np
 import torch
 
 from ..errors import HanzooError
 from ..graphs import fused
+from ..graphs.export_c import c_name
 from ..graphs.export_pte import quiet_executorch_logs
+from ..nn.models import ModelConfig
 from ..storage.evaluate import forward_in_chunks
 from ..storage.integrity import check_artifact
 from ..storage.store import load_model, read_config
 from ..zoo.formats import FORMATS
 from ..zoo.registry import VARIANT_FILES
 from ..zoo.tasks import get_task
+from . import native
 
 __all__ = [
     "Runtime",
@@ -40,6 +43,8 @@ __all__ = [
     "litert_session",
     "quiet_stderr",
     "executorch_session",
+    "c_session",
+    "Session",
     "SESSIONS",
     "runtime_for",
     "RUNTIMES",
@@ -69,12 +74,15 @@ class Runtime:
     precision: str = "fp32"
     package: str = ""  # the import that runs it, and the extra that installs it ("" for torch)
     extra: str = ""
+    # what it needs beyond a package (the c runtime: a compiler), as a check that says why not, or None
+    needs: Callable[[], str | None] | None = None
 
     def missing(self) -> str | None:
-        """Why this runtime cannot run here (its package is not installed), or None."""
+        """Why this runtime cannot run here (its package is not installed, or what it needs is not there),
+        or None."""
         if self.package and importlib.util.find_spec(self.package) is None:
             return f"not installed: pip install 'hanzoo[{self.extra}]'"
-        return None
+        return self.needs() if self.needs else None
 
 
 def _outputs(net, out: np.ndarray) -> dict[str, np.ndarray]:
@@ -294,24 +302,75 @@ def executorch_session(path: Path, threads: int, task: str) -> Predictor:
     return run
 
 
-# How each format of hanzoo.zoo.formats runs: what the runtime is, the package that runs it, and a session
-# from (model folder, artifact path, threads).
-SESSIONS: dict[str, tuple[str, str, Callable[[Path, Path, int], Predictor]]] = {
-    "onnx": ("ONNX Runtime, CPU provider", "onnxruntime", lambda m, path, t: ort_session(path, t, False)),
-    "ort": (
+def c_session(model_dir: Path, path: Path) -> Predictor:
+    """The C export (model.c, with model.h beside it) compiled by the system compiler into a cached
+    library (hanzoo.runtimes.native) and called through ctypes, on one thread. A batch runs in one call:
+    whole blocks of rows vectorized across rows, the rest one row at a time."""
+    meta = read_config(model_dir)
+    if ModelConfig.from_dict(meta["architecture"]).takes_images:
+        raise HanzooError(
+            f"the c runtime runs the MLP models; {meta['model_id']} is an image model, which the C export "
+            "does not cover"
+        )
+    files = [path, *(path.with_name(n) for n in FORMATS["c"].companions)]
+    for p in files:
+        if not p.is_file():
+            raise HanzooError(f"{p} is missing; run `hanzoo export {meta['model_id']} --format c` first")
+        check_artifact(p)
+    n_in, n_out = meta["architecture"]["in_features"], meta["architecture"]["out_features"]
+    fn, lib = native.load_function(path, files[1:], f"{c_name(meta['model_id'])}_run")
+    task = get_task(meta["task"])
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(x)
+        # the C code trusts its caller for the row length: a wrong one is refused before it reads anything
+        if x.ndim != 2 or x.shape[1] != n_in:
+            raise HanzooError(f"{path.name} takes input of shape [rows, {n_in}], got {list(x.shape)}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty((len(x), n_out), dtype=np.float32)
+        if fn(x.ctypes.data, y.ctypes.data, len(x)) != 0:
+            raise HanzooError(f"{lib.name} refused its input (a NULL pointer)")
+        return {"output": y, **task.decide(y)}
+
+    version = native.compiler_version(tuple(native.compiler() or ())).splitlines()[0]
+    cast(_DescribedPredictor, run).path = f"{version}, {' '.join(native.FLAGS)}"
+    return run
+
+
+class Session(NamedTuple):
+    """How one format of hanzoo.zoo.formats runs: what the runtime is, the package that runs it, a session
+    from (model folder, artifact path, threads), and what it needs beyond a package (Runtime.needs)."""
+
+    what: str
+    package: str
+    open: Callable[[Path, Path, int], Predictor]
+    needs: Callable[[], str | None] | None = None
+
+
+SESSIONS: dict[str, Session] = {
+    "onnx": Session(
+        "ONNX Runtime, CPU provider", "onnxruntime", lambda m, path, t: ort_session(path, t, False)
+    ),
+    "ort": Session(
         "ONNX Runtime on the ORT-format file, as a mobile app loads it",
         "onnxruntime",
         lambda m, path, t: ort_session(path, t, True),
     ),
-    "tflite": (
+    "tflite": Session(
         "LiteRT interpreter with XNNPACK",
         "ai_edge_litert",
         lambda m, path, t: litert_session(path, t),
     ),
-    "pte": (
+    "pte": Session(
         "ExecuTorch with the XNNPACK delegate, as a PyTorch mobile app runs it",
         "executorch",
         lambda m, path, t: executorch_session(path, t, read_config(m)["task"]),
+    ),
+    "c": Session(
+        "the C export, built once with the system cc and called through ctypes",
+        "",
+        lambda m, path, t: c_session(m, path),
+        native.missing,
     ),
 }
 
@@ -324,7 +383,7 @@ def runtime_for(fmt: str, precision: str = "fp32") -> str:
 
 def _file_runtime(fmt: str, precision: str = "fp32") -> Runtime:
     """The runtime of a format's file (or of its fp16/int8 variant), from the two tables."""
-    what, package, session = SESSIONS[fmt]
+    what, package, session, needs = Session(*SESSIONS[fmt])
     file = FORMATS[fmt].variant_file(precision)
     return Runtime(
         runtime_for(fmt, precision),
@@ -334,6 +393,7 @@ def _file_runtime(fmt: str, precision: str = "fp32") -> Runtime:
         precision,
         package,
         FORMATS[fmt].extra,
+        needs,
     )
 
 

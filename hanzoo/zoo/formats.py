@@ -3,14 +3,18 @@ the exporter, the runtimes, the Hub pins, the site, the benchmark, the aarch64 c
 
 A format's fields:
 - `file`: its file name in an export folder (export/<id>/model.onnx); the Hub repo keeps it in a folder
-  named after the format (onnx/model.onnx);
+  named after the format (onnx/model.onnx); `companions`, the other files it is made of, beside it
+  (the C export's model.h), so `files` is all of them;
 - `runtime`: the name of the runtime that runs it (hanzoo.runtimes.sessions), and `extra`, the pip extra that
   installs that runtime;
 - `app`: whether an app runs it (the benchmark's and the docs' runtimes; torch trains);
 - `aarch64`: whether `hanzoo verify --arch aarch64` runs it on emulated arm64;
 - `byte_identical`: whether its bytes are a function of the weights alone, so a re-export must give the
   shipped file byte for byte;
-- `variants`: the reduced precisions it can carry (model.fp16.onnx, ...: hanzoo.graphs.precision).
+- `variants`: the reduced precisions it can carry (model.fp16.onnx, ...: hanzoo.graphs.precision);
+- `images`: whether it covers the image models (the C export covers the MLPs alone);
+- `wheel`: whether the wheel carries its files (the C sources are text, about 17 bytes a weight, and would
+  take the wheel past its 40 MB; an installed hanzoo writes them from the bundled weights).
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ class Format:
     aarch64: bool = True
     byte_identical: bool = True
     variants: tuple[str, ...] = ()
+    companions: tuple[str, ...] = ()
+    images: bool = True
+    wheel: bool = True
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file of it in an export folder, its main file first."""
+        return (self.file, *self.companions)
+
+    def covers(self, takes_images: bool) -> bool:
+        """Whether a model of this kind (an image model or an MLP) can be written in this format."""
+        return self.images or not takes_images
 
     def variant_file(self, precision: str) -> str:
         """This format's file at a precision: model.onnx, model.int8.onnx, ..."""
@@ -49,5 +65,7 @@ FORMATS: dict[str, Format] = {
         # the emulated arm64 environment (hanzoo.runtimes.arm) installs only ONNX Runtime's and LiteRT's
         # wheels
         Format("pte", "model.pte", "executorch", "executorch", aarch64=False),
+        # plain C99 for any compiler, run here through the system cc; its aarch64 build is not checked yet
+        Format("c", "model.c", "c", "", aarch64=False, companions=("model.h",), images=False, wheel=False),
     ]
 }

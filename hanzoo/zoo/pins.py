@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 from ..files import PACKAGE
-from .registry import ARTIFACTS, VARIANT_FILES
+from .formats import FORMATS
+from .registry import VARIANT_FILES
 
 MANIFEST = PACKAGE / "hub_manifest.json"
-# Hub repo path of each exported artifact -> its file name in an export folder (onnx/model.onnx -> model.onnx)
-EXPORT_FILES = {f"{fmt}/{name}": name for fmt, name in ARTIFACTS.items()} | {
+# Hub repo path of each exported file -> its file name in an export folder (onnx/model.onnx -> model.onnx,
+# c/model.h -> model.h)
+EXPORT_FILES = {f"{fmt}/{name}": name for fmt, f in FORMATS.items() for name in f.files} | {
     f"{fmt}/{name}": name for (fmt, _), name in VARIANT_FILES.items()
 }
 

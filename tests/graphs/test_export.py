@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
 
@@ -12,7 +13,7 @@ from onnx import numpy_helper
 
 from hanzoo import HanzooError
 from hanzoo.graphs.export_tflite import op_types, read_metadata
-from hanzoo.publishing.export import FORMATS, export, parse_formats
+from hanzoo.publishing.export import export, parse_formats
 from hanzoo.runtimes.sessions import RUNTIMES
 from hanzoo.runtimes.verify import ABS_TOL, allowance, near_boundary, output_tolerance, verify
 from hanzoo.zoo import registry
@@ -39,9 +40,17 @@ def han_layers(entry):
     return [(i, n) for i, (kind, _, n, _) in enumerate(entry.config.layers()) if kind == "han"]
 
 
+def covered(entry) -> list[str]:
+    """The formats that cover a model: all of them, less the C export for an image model."""
+    return [f for f, fmt in FORMAT_TABLE.items() if fmt.covers(entry.config.takes_images)]
+
+
 def test_every_shipped_model_is_exported():
     for e in SHIPPED:
-        assert {"manifest.json", *FORMATS.values()} <= {p.name for p in (EXPORT_DIR / e.id).iterdir()}, e.id
+        files = {name for f in covered(e) for name in FORMAT_TABLE[f].files}
+        assert {"manifest.json", *files} <= {p.name for p in (EXPORT_DIR / e.id).iterdir()}, e.id
+        left_out = {name for f in set(FORMAT_TABLE) - set(covered(e)) for name in FORMAT_TABLE[f].files}
+        assert not left_out & {p.name for p in (EXPORT_DIR / e.id).iterdir()}, e.id
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=ids)
@@ -195,6 +204,9 @@ def test_executorch_names_a_wrong_shape():
 def test_parity_on_the_whole_test_split(entry, cached_reference, request):
     # the shipped fp16/int8 variants are checked by their own rule (tests/reports/test_quantization.py)
     fp32 = golden.runtimes(request.config, ["onnxruntime", "ort-mobile", "litert", "executorch"])
+    # the C export, built with the system cc (a machine without one skips it, but not CI)
+    if not entry.config.takes_images and (not RUNTIMES["c"].missing() or os.environ.get("CI")):
+        fp32.append("c")
     rows = golden.rows(request.config, entry.id)
     rep = verify(entry.id, runtimes=fp32, rows=rows)
     for name, r in rep["runtimes"].items():
@@ -227,7 +239,10 @@ def test_test_data_set_round_trips(entry):
 # Files computed from the weights alone are byte-identical on every machine; the reference outputs
 # are torch's float32 results, which differ in their last bits between CPUs, so they are compared
 # numerically; the ORT flatbuffer is laid out in hash-map order (same size, same outputs).
-WEIGHTS_ONLY = (*(f.file for f in FORMAT_TABLE.values() if f.byte_identical), "test_data_set_0/input_0.pb")
+WEIGHTS_ONLY = (
+    *(name for f in FORMAT_TABLE.values() if f.byte_identical for name in f.files),
+    "test_data_set_0/input_0.pb",
+)
 
 
 @pytest.mark.golden
@@ -235,12 +250,14 @@ WEIGHTS_ONLY = (*(f.file for f in FORMAT_TABLE.values() if f.byte_identical), "t
 def test_reexport_is_deterministic(entry, tmp_path, request):
     """Exporting the shipped weights again gives the checked-in files; changed weights fail here."""
     # the parity run is the parity test's job (an image model's costs a minute)
-    formats = golden.formats(request.config, list(FORMATS))
+    formats = golden.formats(request.config, covered(entry))
     out = export(entry.id, formats, out=tmp_path / "again", parity=False)
     shipped_dir = EXPORT_DIR / entry.id
     shipped = json.loads((shipped_dir / "manifest.json").read_text())
-    for fmt in set(FORMATS) - set(formats):
-        del shipped["files"][FORMATS[fmt]], shipped["ops"][fmt]
+    for fmt in set(covered(entry)) - set(formats):
+        del shipped["ops"][fmt]
+        for name in FORMAT_TABLE[fmt].files:
+            del shipped["files"][name]
     fresh = json.loads((out / "manifest.json").read_text())
     half = [n for n in shipped["files"] if ".fp16." in n]  # half-precision weights: from the weights alone
     for name in (*[n for n in WEIGHTS_ONLY if n in shipped["files"]], *half):

@@ -49,7 +49,9 @@ def test_info_says_what_goes_in_and_comes_out(capsys):
         }
     ]
     files = info["exports"]["files"]
-    assert set(files) == {"model.onnx", "model.ort", "model.tflite", "model.pte", "manifest.json"}
+    assert set(files) == {
+        "model.onnx", "model.ort", "model.tflite", "model.pte", "model.c", "model.h", "manifest.json"
+    }  # fmt: skip
     assert all(f["exists"] and f["path"].endswith(f"calhousing-hannet-20x200/{n}") for n, f in files.items())
 
     code, out, _ = run(capsys, "info", "checkerboard-hannet-20x30")

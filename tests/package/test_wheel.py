@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from hanzoo.zoo import pins, registry
+from hanzoo.zoo.formats import FORMATS
 
 from ..hub_server import FakeHub
 
@@ -121,10 +122,13 @@ def test_pyproject_leaves_out_exactly_the_models_the_registry_keeps_off_the_whee
     ]
     expected = sorted(f"{e.id}/*" for e in registry.MODELS.values() if not e.in_wheel)
     assert expected, "the image models are the ones the wheel leaves out"
-    for package in ("hanzoo.pretrained", "hanzoo.exported"):
-        assert sorted(excluded[package]) == expected, (
+    # and, in every export folder, the files of the formats the wheel does not carry (the C sources)
+    files = sorted(f"*/{name}" for f in FORMATS.values() if not f.wheel for name in f.files)
+    for package, want in (("hanzoo.pretrained", expected), ("hanzoo.exported", sorted(expected + files))):
+        assert sorted(excluded[package]) == want, (
             f"pyproject.toml's exclude-package-data for {package} must name the folders of exactly the "
-            "models whose registry entry has in_wheel False"
+            "models whose registry entry has in_wheel False (and, for exports, the files of the formats "
+            "whose table entry has wheel False)"
         )
 
 
@@ -148,6 +152,10 @@ def test_wheel_carries_the_mlp_models_and_every_pin(installed):
             for name in entry.files:  # the model folder as it ships
                 assert f"hanzoo/pretrained/{entry.id}/{name}" in names
             for repo_path, sha in pinned[entry.id]["files"].items():
+                if repo_path.split("/")[0] in FORMATS and not FORMATS[repo_path.split("/")[0]].wheel:
+                    left_out = f"hanzoo/exported/{entry.id}/{pins.EXPORT_FILES[repo_path]}"
+                    assert left_out not in names, f"{left_out}: the wheel leaves out the {repo_path} sources"
+                    continue
                 if repo_path in pins.EXPORT_FILES:
                     wheel_path = f"hanzoo/exported/{entry.id}/{pins.EXPORT_FILES[repo_path]}"
                 elif repo_path == "README.md":  # the Hub's card is generated; the folder's is shipped

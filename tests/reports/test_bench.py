@@ -120,3 +120,9 @@ def test_the_stored_report_reads_through_its_schema_and_names_a_bad_field(tmp_pa
     (tmp_path / "b.json").write_text(json.dumps(bad))
     with pytest.raises(HanzooError, match=r"b.json: cells\[2\].median_us is missing"):
         BenchReport.read(tmp_path / "b.json")
+
+
+def test_a_runtime_whose_format_leaves_out_image_models_is_not_timed_on_them():
+    """The C export covers the MLPs: an image group gets no c cells and no c head share."""
+    report = bench.bench(["cifar10-hannet"], ["c"], (1,), 1, rounds=1)
+    assert report["cells"] == [] and report["head_share"] == []

@@ -79,3 +79,29 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_the_c_export_is_two_files_for_the_mlps_and_stays_out_of_the_wheel():
+    c = FORMATS["c"]
+    assert c.files == ("model.c", "model.h") and RUNTIMES[c.runtime].artifact == "model.c"
+    assert c.covers(takes_images=False) and not c.covers(takes_images=True)
+    assert not c.wheel and not c.aarch64 and c.byte_identical
+    others = [f for f in FORMATS.values() if f.name != "c"]
+    assert all(f.covers(True) and f.wheel and f.files == (f.file,) for f in others)
+
+
+def test_a_format_of_several_files_is_pinned_and_fetched_file_by_file():
+    code = """
+import importlib
+from hanzoo.zoo import formats, pins, registry
+from hanzoo.publishing import hub
+formats.FORMATS["fake"] = formats.Format("fake", "model.fake", "fake-rt", "fake", companions=("model.fh",))
+for module in (registry, pins, hub):
+    importlib.reload(module)
+assert registry.ARTIFACTS["fake"] == "model.fake"
+assert pins.EXPORT_FILES["fake/model.fake"] == "model.fake"
+assert pins.EXPORT_FILES["fake/model.fh"] == "model.fh"
+assert hub.FORMATS["fake"] == ["fake/model.fake", "fake/model.fh"]
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -1,0 +1,917 @@
+/* checkerboard-hannet-20x30: the weights and the two code paths (see model.h). hanzoo 0.1.0. */
+#include "model.h"
+
+#include <math.h>
+
+#define BLOCK CHECKERBOARD_HANNET_20X30_BLOCK_ROWS
+#define N_IN CHECKERBOARD_HANNET_20X30_N_IN
+#define N_OUT CHECKERBOARD_HANNET_20X30_N_OUT
+#define WIDTH 30 /* the widest layer */
+
+/* layer 0: dense 2 -> 30, abs */
+static const float l0_w[60] = {
+    0x1.3f9b4p-3f, -0x1.d78dd8p-3f, -0x1.580736p+0f, 0x1.4faa8cp+0f, 0x1.76ba02p+1f, 0x1.76a2e6p+1f,
+    0x1.543f5cp-4f, -0x1.1d95b8p-5f, 0x1.88d0f6p-4f, -0x1.d84d46p-4f, -0x1.5d1ad6p-5f, 0x1.fe0cb8p-3f,
+    -0x1.8b94c8p+1f, 0x1.8c6p+1f, 0x1.74959ap-3f, 0x1.e867ecp-5f, -0x1.23551ep+1f, 0x1.27c2f2p+1f,
+    0x1.06c3f8p-3f, -0x1.10b856p-3f, -0x1.3084c4p-3f, 0x1.f462ap-10f, -0x1.2b3536p+1f, 0x1.2ac0bcp+1f,
+    0x1.dc7c8ep-7f, 0x1.5b6a04p-2f, -0x1.829b6ep+0f, -0x1.7c59bp+0f, -0x1.5cd03ap-3f, 0x1.31a96p-6f,
+    -0x1.12921ep-3f, 0x1.34523ep-6f, -0x1.ddd838p+1f, -0x1.ddfeap+1f, -0x1.d366a8p-1f, 0x1.dafe7ap-1f,
+    0x1.bd08ecp-3f, -0x1.8dc2b4p-4f, 0x1.30f6f4p-6f, 0x1.cd037ep-5f, 0x1.63864ep-3f, -0x1.479326p-6f,
+    0x1.ff8002p-2f, -0x1.dd93eap-2f, 0x1.10d108p-4f, 0x1.94063cp-4f, -0x1.69d746p-1f, 0x1.4b23e4p-1f,
+    -0x1.34f548p-4f, 0x1.03f40cp-4f, -0x1.ced31ap-5f, -0x1.daa3cap-4f, -0x1.5f2facp-4f, -0x1.a20754p-4f,
+    -0x1.011176p-3f, 0x1.fe36acp-4f, -0x1.1fcf2ap-3f, -0x1.b22b8p-3f, 0x1.9c61fp-4f, -0x1.25341cp-3f,
+};
+static const float l0_b[30] = {
+    -0x1.c2b342p-5f, -0x1.6f8d6ap-7f, 0x1.3715f2p-4f, -0x1.1a0bc2p-3f, -0x1.6b425cp-3f, -0x1.56ada6p-4f,
+    -0x1.25936p-6f, 0x1.0b3554p-8f, 0x1.93acdcp-8f, 0x1.878f9p-3f, 0x1.0d385ep-6f, 0x1.65ca7p-7f,
+    0x1.1ca4a6p-5f, -0x1.304926p-5f, -0x1.191a5ep-6f, 0x1.2bff64p-4f, -0x1.7caf24p-4f, 0x1.ee3e48p-9f,
+    0x1.128f44p-3f, -0x1.306972p-5f, -0x1.11c496p-6f, 0x1.0c9fe8p-6f, -0x1.83b474p-8f, 0x1.576eeep-4f,
+    0x1.656326p-3f, -0x1.6d6dp-4f, -0x1.32373ep-4f, 0x1.3432fcp-5f, 0x1.b18bdap-6f, 0x1.73c74cp-3f,
+};
+/* layer 1: dense 30 -> 30, abs */
+static const float l1_w[900] = {
+    -0x1.1615bcp-2f, -0x1.a3a66ep-2f, -0x1.0e25b4p-3f, -0x1.653238p-2f, -0x1.72f704p-4f, -0x1.a92d24p-2f,
+    -0x1.c311b2p-2f, -0x1.e3e9d8p-6f, -0x1.83f122p-2f, 0x1.83a0bcp-9f, 0x1.840fd6p-8f, -0x1.f9f96p-4f,
+    -0x1.705e16p-4f, -0x1.1e388ep-3f, 0x1.7318aap-4f, -0x1.2c47c8p-6f, -0x1.49e41cp-3f, -0x1.790484p-4f,
+    -0x1.46fa56p-2f, 0x1.d269d8p-3f, 0x1.d04eb8p-4f, 0x1.9baa34p-5f, 0x1.d6a29cp-6f, 0x1.c8565ep-3f,
+    -0x1.3561fap-3f, -0x1.67d4e4p-3f, -0x1.1d2ebap-5f, 0x1.b6cfd6p-5f, -0x1.e24b5ep-5f, -0x1.34c29ap-4f,
+    -0x1.edfd64p-4f, 0x1.2c87bep-3f, 0x1.56af64p+0f, 0x1.9c766cp-5f, 0x1.1b8f18p-3f, -0x1.f9f6b6p-3f,
+    0x1.c58a08p-1f, -0x1.ee0386p-3f, 0x1.1916cep-1f, -0x1.0d58bp-3f, -0x1.8104e4p-4f, 0x1.baa7b6p-2f,
+    -0x1.00486ap-6f, 0x1.7aea7p-1f, -0x1.4fe57cp-3f, -0x1.3162a8p-3f, 0x1.af3f2p+0f, 0x1.5bf5e8p-3f,
+    -0x1.f9362cp-5f, 0x1.532f8ap-6f, -0x1.0bc002p-2f, 0x1.b100c2p-2f, -0x1.b46a24p-4f, 0x1.43fbd2p-2f,
+    -0x1.b3b78cp-3f, -0x1.b320b6p-4f, -0x1.085888p-2f, 0x1.3d2c92p-3f, 0x1.acd96p-4f, -0x1.a9ee42p-2f,
+    0x1.7a620ap-5f, -0x1.7c0244p-2f, 0x1.728dd8p-3f, -0x1.56f63ep-3f, -0x1.c30bb2p-3f, -0x1.30081cp-4f,
+    -0x1.38169cp-1f, -0x1.11e5bep-10f, -0x1.664e7ep-1f, 0x1.52a0ap-4f, -0x1.905f62p-4f, -0x1.bd3c64p-3f,
+    -0x1.340d0ep-3f, -0x1.4a5dbap-4f, -0x1.1862b2p-2f, 0x1.86249p-4f, 0x1.163cbcp-1f, -0x1.40404cp-2f,
+    -0x1.6e57a6p-8f, -0x1.0c5746p-3f, 0x1.df6742p-7f, -0x1.53640cp-2f, -0x1.0f33fep-2f, -0x1.11fe36p-6f,
+    -0x1.a8286cp-5f, 0x1.7c3002p-5f, -0x1.fbc148p-4f, 0x1.e742fcp-4f, 0x1.73036ep-2f, -0x1.d6bd8ap-4f,
+    0x1.17a5bep-3f, -0x1.0a8488p-3f, -0x1.3686a6p-5f, 0x1.ff5c1ep-3f, -0x1.cc3c82p-8f, 0x1.6fc03cp-3f,
+    -0x1.6682b4p-2f, 0x1.356b7ap-5f, -0x1.1ef70cp-1f, 0x1.7468ep-5f, -0x1.a6e67cp-7f, -0x1.9fa7b4p-3f,
+    -0x1.1c079ap-3f, 0x1.a34004p-3f, 0x1.3862d2p-3f, -0x1.1c9238p-3f, -0x1.9a3da6p-3f, 0x1.22f5f8p-3f,
+    0x1.ae503cp-4f, -0x1.fa4efap-4f, 0x1.98daa8p-3f, 0x1.af95e2p-5f, 0x1.2f1b38p-4f, 0x1.3d4346p-2f,
+    0x1.17d47ep-4f, -0x1.a2a7ccp-5f, 0x1.83ebf6p-4f, -0x1.7daeb6p-4f, 0x1.da70fap-8f, -0x1.ab109p-5f,
+    -0x1.3fe52ep-5f, -0x1.e40b9cp-5f, -0x1.63fd16p-2f, 0x1.68aa76p-4f, -0x1.170bc6p-9f, -0x1.920d4ep-3f,
+    -0x1.3ac3d4p-4f, 0x1.6a273ap-4f, -0x1.28cb52p-2f, -0x1.689d02p-2f, -0x1.1679c6p-7f, 0x1.08fb6ap-2f,
+    -0x1.1c7cd2p-3f, -0x1.b93beap-8f, -0x1.121e46p-4f, 0x1.f8aa42p-6f, -0x1.5982a6p-2f, -0x1.8444c6p-4f,
+    -0x1.3a626ap-3f, 0x1.14c444p-6f, -0x1.36a2f6p-3f, -0x1.6b14dap-3f, -0x1.0da774p-1f, -0x1.f11dacp-4f,
+    -0x1.2220bap-5f, -0x1.296f88p-4f, -0x1.480a24p-2f, -0x1.ea4c82p-5f, -0x1.b88c58p-4f, 0x1.3b8ef8p-4f,
+    0x1.f2ff34p-3f, 0x1.765484p-4f, 0x1.80aap-8f, -0x1.8452b2p-2f, -0x1.0f0822p-5f, 0x1.b99ea2p-4f,
+    0x1.b93bb8p-2f, 0x1.24735ap-3f, 0x1.6819ep-3f, -0x1.8f96f6p-3f, 0x1.65f54ap-6f, 0x1.646d02p-2f,
+    0x1.864d34p-3f, -0x1.0218ccp-3f, -0x1.b83228p-4f, -0x1.33e21ap-4f, -0x1.29762ep-7f, 0x1.be4cb8p-2f,
+    0x1.47e6dp-2f, 0x1.98f4f6p-4f, -0x1.412bcap-4f, 0x1.592272p-3f, 0x1.c63b32p-3f, 0x1.82011cp-5f,
+    0x1.ccd56cp-5f, -0x1.8dd33ap-4f, 0x1.f28ae8p-11f, -0x1.74b25p-7f, 0x1.705aa4p-3f, 0x1.dbbb42p-3f,
+    0x1.c5f24p-3f, 0x1.49bdc6p+0f, -0x1.d36dacp-4f, -0x1.db8566p-6f, -0x1.4fa8cap-5f, 0x1.22c75ap-3f,
+    0x1.95b384p+1f, 0x1.86349p-4f, 0x1.29202ep+1f, 0x1.f76872p-5f, 0x1.6e8aa6p-7f, 0x1.2bd024p+1f,
+    -0x1.5dd82cp-3f, -0x1.500676p-5f, -0x1.03208cp-6f, -0x1.6bcd58p-6f, -0x1.a8083ap-3f, 0x1.d710ccp-1f,
+    -0x1.a0adcp-7f, 0x1.4e42ccp-7f, 0x1.c9e566p-6f, 0x1.14ea9ep-1f, -0x1.137342p-4f, 0x1.549944p-1f,
+    0x1.858462p-4f, -0x1.f7e3b8p-9f, -0x1.3cbc28p-4f, 0x1.3eccf8p-3f, -0x1.88172p-4f, 0x1.43b008p-4f,
+    0x1.f2c65cp-5f, 0x1.6fbd78p-3f, -0x1.2aed7p-1f, -0x1.7eebcap-2f, 0x1.62ef7ep-4f, 0x1.95a0f2p-3f,
+    -0x1.fa8e0cp-3f, -0x1.eae26ep-5f, -0x1.226abap-4f, 0x1.216bf2p-3f, 0x1.64a52cp-6f, 0x1.72064ep-3f,
+    0x1.68cb16p-3f, 0x1.163756p-4f, 0x1.5923d6p-2f, -0x1.593c38p-4f, -0x1.2d2356p-1f, -0x1.d5874cp-4f,
+    0x1.b0ea7ap-2f, 0x1.31167ep-6f, -0x1.4be91ap-4f, -0x1.73d9c6p-3f, -0x1.d62a72p-5f, 0x1.3c98c4p-4f,
+    0x1.fe702ep-3f, 0x1.11898ap-2f, 0x1.95c18ep-3f, 0x1.c76678p-4f, 0x1.166db2p-3f, -0x1.0a273ep-3f,
+    -0x1.a7a562p-6f, -0x1.5cfc5ap-2f, -0x1.ffcbbep-3f, -0x1.68bc2ep-4f, 0x1.05abf2p-2f, -0x1.d5ffdep-4f,
+    -0x1.4f2332p-2f, -0x1.61f548p-6f, -0x1.996bc6p-2f, 0x1.b059c8p-2f, -0x1.209beep-2f, -0x1.f12772p-2f,
+    -0x1.3e72b4p-4f, 0x1.709c64p-4f, 0x1.55a31cp-5f, -0x1.7bfce8p-8f, -0x1.88b346p-2f, -0x1.1ce3e6p-9f,
+    -0x1.1d766ap-5f, 0x1.f6737p-3f, 0x1.a6efe4p-8f, 0x1.54f154p-3f, 0x1.b75b1ep-8f, -0x1.7ff4acp-4f,
+    0x1.29edep-3f, -0x1.59bfdep-3f, -0x1.c8365ap-2f, -0x1.57aed8p-3f, -0x1.740098p-7f, 0x1.37411ep-4f,
+    0x1.92c67p-3f, 0x1.62c174p-2f, -0x1.6a27c8p-4f, 0x1.a45fb6p-4f, -0x1.fa73a6p-6f, -0x1.8accf4p-2f,
+    0x1.b04b9cp-4f, -0x1.d50da4p-10f, 0x1.60a638p-2f, -0x1.11f89ep-2f, -0x1.62aec4p-2f, 0x1.18b6bep-2f,
+    -0x1.a5f6a2p-4f, -0x1.f4537ap-2f, -0x1.5d70a8p-4f, -0x1.aea6c4p-6f, -0x1.f8ebbep-2f, 0x1.590b2ap-7f,
+    -0x1.26d65p-8f, -0x1.9d968cp-3f, 0x1.36a03ap-4f, 0x1.24e97ep-3f, -0x1.603d0cp-3f, 0x1.ed0738p-8f,
+    -0x1.bd8afcp-5f, -0x1.915194p-2f, -0x1.3f776ep-3f, 0x1.b0c8dp-3f, -0x1.10c46ep-4f, -0x1.8b564cp-5f,
+    0x1.24b008p-3f, -0x1.19bd6ep-1f, -0x1.b891bp-3f, 0x1.e09deap-4f, 0x1.6261c2p-4f, 0x1.0b287ep-2f,
+    -0x1.024f22p-1f, 0x1.51b0ap-3f, -0x1.883a18p-2f, 0x1.4a9be4p-3f, 0x1.5fbb3ep-2f, -0x1.0bd39ap-1f,
+    0x1.04a524p-2f, -0x1.537702p-5f, 0x1.b0ccbcp-3f, -0x1.35a02cp-4f, -0x1.0a00a6p-2f, -0x1.7c334cp-2f,
+    0x1.4921bp-3f, 0x1.aa2542p-4f, -0x1.364086p-4f, 0x1.35a2acp-3f, -0x1.f1507ep-4f, -0x1.729efap-3f,
+    0x1.cd7286p-3f, 0x1.b801p-4f, 0x1.14750ep-2f, 0x1.76d1dap-3f, -0x1.9f6c18p-3f, 0x1.d99a82p-4f,
+    -0x1.2d0ea2p-3f, 0x1.509e62p-3f, 0x1.175364p-2f, 0x1.4c977cp-3f, 0x1.3a88fap-3f, 0x1.46837p-3f,
+    0x1.aef16cp-2f, -0x1.81c342p-3f, 0x1.499e92p-3f, 0x1.d74d8p-7f, 0x1.f5f78p-3f, 0x1.f5038cp-3f,
+    0x1.c7a576p-2f, 0x1.4cf99ep-3f, 0x1.0e7ff2p-2f, -0x1.aa9d5ep-6f, 0x1.1f12bap-2f, 0x1.2c2eaap-3f,
+    -0x1.55a6f2p-3f, -0x1.c71b54p-4f, 0x1.0331bep-2f, -0x1.e7d954p-4f, 0x1.19abbap-3f, 0x1.d3a6f2p-3f,
+    0x1.2899a4p-6f, -0x1.c7088cp-4f, -0x1.259764p-4f, 0x1.9aef2ap-5f, 0x1.7fda94p-4f, -0x1.73ac2ep-5f,
+    -0x1.0bc6eap-2f, -0x1.3c5ff2p-2f, -0x1.322b6cp-3f, -0x1.3223acp-5f, 0x1.e91a9ap-3f, -0x1.6ac612p-5f,
+    -0x1.c51f66p-1f, -0x1.68180ap-5f, -0x1.9d87ccp-1f, 0x1.9ce86ap-3f, -0x1.412d7p-3f, -0x1.a83a7ep-2f,
+    0x1.9cf2cp-2f, -0x1.a3c45ap-8f, -0x1.3e245cp-3f, 0x1.6f2638p-3f, -0x1.270e7ep-2f, 0x1.0a062p-6f,
+    -0x1.9bb13ep-5f, -0x1.4e3dbep-2f, -0x1.f7963p-4f, -0x1.648a2ap-4f, 0x1.9bc92ep-5f, -0x1.595c32p-2f,
+    0x1.1f2648p-3f, 0x1.75df4p-3f, 0x1.33fcdcp-3f, 0x1.b16a78p-5f, -0x1.954468p-4f, -0x1.b31572p-5f,
+    -0x1.69833p-6f, -0x1.c773c4p-4f, -0x1.0793a4p+0f, 0x1.cc7ebp-5f, 0x1.1e5d9ep-10f, -0x1.90c2b8p-6f,
+    0x1.071b2ep-5f, -0x1.3ca098p-2f, 0x1.4690eep-4f, -0x1.225eb2p-4f, -0x1.cbcc4ap-4f, 0x1.45ba8cp-3f,
+    -0x1.f3b8a8p-4f, -0x1.371248p-1f, -0x1.186666p-2f, 0x1.a6004cp-5f, -0x1.d1195ep-1f, 0x1.4ebb22p-3f,
+    0x1.0f78b8p-5f, 0x1.773628p-3f, 0x1.ebabeep-6f, -0x1.2d94d4p-7f, -0x1.4c295ep-3f, 0x1.8bf504p-4f,
+    -0x1.8b15fp-2f, -0x1.333a8ep-3f, -0x1.00414ap-2f, 0x1.592b12p-5f, -0x1.008138p-2f, -0x1.a9482ap-3f,
+    0x1.69ad14p-4f, 0x1.bd9cd8p-6f, -0x1.ed7674p-2f, 0x1.68e22ap-6f, 0x1.19703cp-5f, 0x1.ea6cdep-4f,
+    0x1.607304p-5f, -0x1.560dd2p-5f, 0x1.09cdb4p-3f, 0x1.635cbap-4f, -0x1.01bafep-3f, 0x1.05ded8p-2f,
+    -0x1.4a30f4p-3f, -0x1.7dab8cp-3f, 0x1.dcf95cp-3f, 0x1.a70148p-5f, -0x1.4d5544p-4f, 0x1.afb8a6p-5f,
+    -0x1.a01ad4p-4f, -0x1.b0b328p-3f, -0x1.8397c2p-5f, 0x1.dedf5ap-3f, 0x1.b7da72p-8f, -0x1.1f97cap-5f,
+    -0x1.6f852p-3f, 0x1.e5f43ap-5f, -0x1.a85d64p-4f, 0x1.5eec94p-5f, 0x1.ea43e6p-5f, -0x1.50d80ep-9f,
+    0x1.5f431ap-6f, 0x1.2f6ap-3f, 0x1.c7904cp+0f, 0x1.21fd06p-7f, -0x1.0ac918p-3f, 0x1.34b588p-2f,
+    -0x1.ac6668p-5f, -0x1.06d93cp-4f, 0x1.865fe6p-3f, -0x1.363ceap-7f, 0x1.6bfd8p-8f, 0x1.bbc506p-3f,
+    0x1.0063c2p-5f, 0x1.177c52p+0f, 0x1.c35becp-4f, 0x1.26e6b2p-4f, 0x1.1e92bp+1f, 0x1.4eb1bap-3f,
+    0x1.4b2976p-8f, 0x1.40e686p-4f, 0x1.623ba2p-3f, 0x1.fdbb82p-4f, -0x1.01e98p-3f, -0x1.0e1cb6p-3f,
+    0x1.c0349ep-3f, 0x1.08b29ap-8f, 0x1.48f388p-5f, -0x1.9a5a24p-4f, 0x1.514396p-2f, -0x1.4d7cb6p-3f,
+    -0x1.6ce9b4p-3f, 0x1.25550ep-1f, 0x1.a87fbcp-4f, 0x1.0d6adcp-6f, -0x1.2b95fp-5f, 0x1.711f8ap-3f,
+    0x1.223f2p+0f, 0x1.c41c66p-3f, 0x1.ac99eap-1f, 0x1.3507bep-2f, 0x1.7b1714p-3f, 0x1.8c4a06p-1f,
+    0x1.58bf3ap-4f, -0x1.8921f2p-3f, 0x1.736344p-5f, -0x1.eaed32p-4f, 0x1.f0272ap-4f, 0x1.ec702p-4f,
+    0x1.11a282p-2f, -0x1.35881ep-6f, 0x1.dd6902p-5f, 0x1.8e5ccep-3f, -0x1.c9e2d8p-3f, 0x1.0187f2p-2f,
+    0x1.58b038p-4f, -0x1.8f17d4p-3f, 0x1.87e924p-3f, -0x1.0b6e9p-2f, -0x1.8e6e2ap-7f, 0x1.09f936p-4f,
+    -0x1.f6629cp-5f, -0x1.f9349ap-5f, 0x1.627accp-3f, -0x1.6b682ap-5f, -0x1.0382d6p-5f, -0x1.54dc2ep-8f,
+    0x1.ed7b6ap-3f, -0x1.0e8774p-3f, 0x1.145e18p-3f, 0x1.533cd8p-6f, 0x1.793238p-4f, 0x1.c652dap-4f,
+    -0x1.0c5816p-3f, -0x1.ef0eb2p-3f, -0x1.de829ep-5f, 0x1.aadadep-3f, -0x1.4df23ap-1f, -0x1.27af5p-5f,
+    0x1.48339ep-4f, -0x1.6ef1e2p-6f, 0x1.9e8d26p-6f, -0x1.617fb8p-4f, -0x1.061656p-3f, 0x1.7b4cf2p-5f,
+    -0x1.0ec2d6p-4f, 0x1.54884ap-3f, 0x1.9030aap-5f, -0x1.ef121cp-4f, 0x1.993c4p-4f, 0x1.6caeb8p-4f,
+    -0x1.7d35ecp-4f, 0x1.1c5d1p-5f, 0x1.7fa862p-1f, 0x1.43361ap-3f, -0x1.5ceb3cp-2f, 0x1.053a2cp-3f,
+    -0x1.938d3ep-6f, -0x1.944dp-5f, -0x1.ab5148p-3f, 0x1.195d9p-5f, -0x1.5a00dep-3f, 0x1.494196p-4f,
+    0x1.5061d6p-7f, 0x1.5a1b24p-2f, 0x1.7e6046p-3f, -0x1.c9a90ep-9f, 0x1.b1baa8p-1f, -0x1.dd7dap-4f,
+    0x1.f1e4a6p-3f, 0x1.a972c2p-4f, -0x1.bc0fe4p-3f, 0x1.5740c4p-6f, -0x1.8dc0dcp-6f, -0x1.8c4f7ep-6f,
+    0x1.18bb1cp-3f, 0x1.d6a1a2p-7f, -0x1.3a2446p-10f, 0x1.fe648cp-3f, -0x1.4a3466p-3f, 0x1.9cd94ap-3f,
+    -0x1.6a8c9p-3f, -0x1.23fc7cp-2f, 0x1.7c0764p-1f, 0x1.50989ap-3f, -0x1.05fa9cp-4f, -0x1.bbfaa6p-7f,
+    -0x1.a723fcp-3f, 0x1.fb605cp-3f, -0x1.f6c6eep-4f, -0x1.90e07ap-5f, -0x1.2c4594p-3f, 0x1.430d7p-3f,
+    0x1.cf45fap-4f, 0x1.04ca08p-3f, -0x1.4fbf3cp-4f, -0x1.a00574p-5f, 0x1.6e3f2ep-1f, -0x1.c9e08ep-4f,
+    0x1.47d356p-6f, 0x1.1f7d4ep-2f, -0x1.0bcc74p-4f, -0x1.fe7c22p-5f, 0x1.b42b3ap-5f, 0x1.3da7f4p-5f,
+    -0x1.08c9ap-2f, 0x1.f27adp-4f, -0x1.b9d232p-5f, -0x1.2dc466p-3f, 0x1.02f73cp-3f, -0x1.b7eccp-4f,
+    -0x1.758268p-4f, 0x1.a9f512p-4f, -0x1.777782p-2f, -0x1.6427b6p-3f, -0x1.b28124p-5f, 0x1.1390c4p-3f,
+    -0x1.7faa3ap-3f, 0x1.d4fc82p-4f, -0x1.3d0484p-4f, -0x1.547e1p-3f, -0x1.b1e75ep-3f, -0x1.11303ep-2f,
+    -0x1.2233d4p-4f, -0x1.2a629ep-2f, -0x1.b33432p-4f, 0x1.21c8dep-5f, -0x1.a3e5bap-1f, 0x1.628b74p-6f,
+    -0x1.237bap-2f, 0x1.6d41ecp-3f, 0x1.6925f2p-7f, 0x1.c32c78p-6f, -0x1.705688p-3f, -0x1.1ecfdep-5f,
+    0x1.17cfd8p-7f, 0x1.40635p-6f, -0x1.491a8cp-6f, 0x1.848bc4p-2f, -0x1.a8c03cp-4f, -0x1.3a05f4p-3f,
+    0x1.06492ep-7f, -0x1.8c2046p-2f, -0x1.06562cp+0f, -0x1.4880f6p-7f, 0x1.ddbaeap-5f, 0x1.374906p-5f,
+    -0x1.68d1d2p-1f, -0x1.8b37c2p-3f, -0x1.78b668p-1f, -0x1.6961dp-3f, -0x1.539352p-3f, -0x1.3ff626p-1f,
+    0x1.5ae80ap-2f, -0x1.231b8ap-1f, 0x1.8e834p-3f, 0x1.3adf1p-3f, -0x1.6ce91ap+0f, -0x1.291f96p-2f,
+    0x1.18b07ap-4f, 0x1.d85268p-5f, 0x1.10697p-4f, 0x1.133a46p-2f, -0x1.eae31p-8f, -0x1.4b3022p-3f,
+    0x1.cbbaeep-4f, -0x1.25feacp-8f, 0x1.708a6ap-4f, -0x1.845db8p-3f, -0x1.584faap-4f, -0x1.3ebd46p-2f,
+    -0x1.66091p-4f, -0x1.1670b6p-2f, -0x1.4bf0ap-1f, -0x1.51a314p-4f, -0x1.1f47bp-3f, -0x1.2f5532p-3f,
+    -0x1.e60b44p-2f, -0x1.d4f25ep-8f, -0x1.b52d8cp-3f, -0x1.2e5a58p-5f, -0x1.dc74a6p-3f, -0x1.19f73cp-1f,
+    0x1.612baep-3f, -0x1.35729ep-2f, 0x1.9d95d4p-3f, -0x1.fc0aa2p-2f, -0x1.7e8842p-1f, 0x1.5f265ap-7f,
+    -0x1.764784p-5f, 0x1.48ff56p-3f, 0x1.1c8aa2p-5f, -0x1.625686p-3f, -0x1.bf72eap-4f, -0x1.ec1f14p-7f,
+    0x1.5dbd8ap-4f, 0x1.6c9552p-2f, -0x1.d92dc2p-8f, -0x1.37f59p-3f, 0x1.576d98p-3f, 0x1.c59648p-4f,
+    -0x1.0575aap-5f, -0x1.b60978p-2f, -0x1.7f6fap-2f, 0x1.1de446p-3f, 0x1.31d678p-4f, -0x1.5ab5a6p-4f,
+    -0x1.180706p-3f, -0x1.cbed8p-4f, 0x1.0fe826p-5f, -0x1.0fa92p-3f, -0x1.2bdc0ep-3f, -0x1.e39812p-3f,
+    0x1.cd099p-8f, -0x1.8c2ff2p-3f, -0x1.c89e98p-4f, 0x1.348394p-4f, -0x1.ec7fb6p-3f, -0x1.5423bcp-5f,
+    -0x1.29c97cp-3f, -0x1.b763bp-7f, -0x1.41a0ep-3f, -0x1.ba30b4p-4f, 0x1.a081d8p-3f, 0x1.ebb33ep-3f,
+    0x1.ccc6aap-2f, -0x1.7129cp-3f, 0x1.92839cp-5f, 0x1.49a956p-4f, -0x1.d0333cp-5f, -0x1.02faa6p-3f,
+    0x1.d6ff98p-4f, 0x1.928f08p-3f, 0x1.0085c4p-2f, -0x1.8a695ep-5f, -0x1.24af5ep-4f, -0x1.647946p-5f,
+    0x1.246078p+0f, 0x1.b76cdcp-4f, 0x1.c0ade4p-1f, 0x1.79b67ep-4f, 0x1.54137p-4f, 0x1.fbea4p-1f,
+    -0x1.b52314p-5f, 0x1.79e1b8p-4f, 0x1.d640e4p-5f, -0x1.81bd7cp-3f, 0x1.050af4p-2f, 0x1.438f5ap-1f,
+    0x1.addc46p-3f, -0x1.5d0058p-4f, 0x1.332982p-2f, 0x1.1dff92p-2f, 0x1.8d878cp-3f, 0x1.31e0e6p-5f,
+    0x1.1a5d32p-3f, 0x1.22d3b6p-3f, -0x1.599b74p-3f, 0x1.9e8cd6p-4f, -0x1.26e336p-2f, -0x1.52c464p-3f,
+    -0x1.de11fp-3f, 0x1.083a4cp-2f, -0x1.9d5c18p-1f, 0x1.a0f36p-4f, 0x1.4d561ep-2f, 0x1.fe21b2p-2f,
+    -0x1.28256cp-1f, 0x1.9a36e8p-6f, -0x1.8e113ap-2f, 0x1.161db4p-3f, 0x1.387ed8p-1f, -0x1.ef504ep-5f,
+    0x1.a425dcp-4f, -0x1.62f84ap-1f, 0x1.cad538p-2f, 0x1.0f26fep-3f, -0x1.215c0cp+0f, 0x1.9583ap-5f,
+    0x1.90214p-4f, 0x1.202d38p-6f, 0x1.dc97fp-3f, 0x1.ddce72p-3f, -0x1.34a6fp-4f, -0x1.77f54p-5f,
+    0x1.f4bd8ap-2f, 0x1.2fc0b8p-2f, 0x1.64b052p-2f, -0x1.a85888p-5f, 0x1.a13c38p-2f, 0x1.495da6p-2f,
+    -0x1.ec9cf4p-4f, -0x1.2c6dp-2f, 0x1.3eb5aep-2f, -0x1.3d1106p-3f, 0x1.94027cp-3f, -0x1.249f12p-4f,
+    0x1.85ad0ep-2f, -0x1.ab2decp-4f, 0x1.b5e08ep-2f, -0x1.9bccf6p-3f, -0x1.a7fb72p-2f, 0x1.506a5p-2f,
+    -0x1.2ff54ap-3f, 0x1.302c8ap-2f, -0x1.525b7ap-2f, -0x1.15facp-3f, 0x1.2c474ep-1f, -0x1.322cc8p-5f,
+    -0x1.c76518p-3f, -0x1.46230cp-3f, 0x1.cff078p-3f, 0x1.96c802p-4f, -0x1.a7fe16p-4f, 0x1.de0c82p-4f,
+    -0x1.5fcdeep-2f, -0x1.30df6ap-2f, -0x1.d8b7ap-4f, 0x1.bc035cp-6f, -0x1.ccb738p-4f, 0x1.5054a8p-3f,
+    0x1.01d6ccp-2f, 0x1.b8d754p-6f, 0x1.60f33ap-3f, 0x1.77b0d6p-4f, 0x1.d413f2p-3f, -0x1.28e932p-4f,
+    0x1.2ee32ap-2f, -0x1.13493cp-2f, -0x1.373af4p-5f, 0x1.923f06p-4f, -0x1.166aeep-4f, 0x1.d3427p-3f,
+    -0x1.076b74p-2f, -0x1.a36ea6p-5f, -0x1.c08568p-5f, -0x1.c285d8p-3f, -0x1.103c62p-7f, 0x1.2646c2p-4f,
+    -0x1.73455ap-3f, 0x1.21ab0ap-2f, -0x1.45ede8p-3f, -0x1.483438p-3f, 0x1.e5195ep-9f, -0x1.d62182p-4f,
+    0x1.15c16p-6f, -0x1.62ef4p-3f, 0x1.145706p-2f, 0x1.460aap-5f, 0x1.e41a7ep-5f, -0x1.8fa0d2p-4f,
+    -0x1.d1322ap-4f, 0x1.9b381p-4f, 0x1.b47484p+0f, -0x1.4251ccp-6f, 0x1.918e0ep-2f, 0x1.81e626p-3f,
+    -0x1.6014f6p-7f, 0x1.0506fcp-3f, -0x1.207a3ep-5f, -0x1.8c0ccap-4f, 0x1.ae25e8p-4f, -0x1.a99d4p-4f,
+    0x1.b81186p-6f, 0x1.3a8ec2p-1f, 0x1.b5351ap-3f, 0x1.8f9654p-5f, 0x1.2b3ap+1f, 0x1.d12bb8p-5f,
+    0x1.22cd6ep-3f, 0x1.686bbep-4f, 0x1.288fd2p-3f, -0x1.e6425ep-5f, 0x1.e2f86ep-4f, 0x1.0444b8p-4f,
+    0x1.32afd2p-2f, 0x1.8c33p-2f, 0x1.0952ep-4f, -0x1.dee64ep-6f, -0x1.c008cap-7f, 0x1.78e9bcp-5f,
+    -0x1.f8bdaep-6f, -0x1.93ce56p-2f, 0x1.6c86e4p-7f, -0x1.4aee1ep-3f, 0x1.8075f2p-3f, 0x1.ff0deap-4f,
+    -0x1.c866b6p-4f, -0x1.d17feep-11f, -0x1.1c329ep-4f, -0x1.913afcp-7f, -0x1.3a95a6p-4f, -0x1.82618ap-2f,
+    0x1.c975dap-7f, -0x1.f16dc6p-5f, 0x1.11fe2p-2f, -0x1.e6b264p-6f, -0x1.ed52b8p-3f, 0x1.50fd1p-2f,
+    -0x1.5aedb8p-4f, -0x1.dbb6f8p-4f, -0x1.b68808p-3f, -0x1.5c0166p-4f, -0x1.bb6d2cp-6f, -0x1.63d61cp-5f,
+    -0x1.0b2562p-4f, -0x1.16ac8p-3f, 0x1.3e70c2p-5f, -0x1.e836bp-4f, -0x1.fce8d6p-6f, -0x1.f1dbfcp-4f,
+};
+static const float l1_b[30] = {
+    -0x1.dfa37ap-6f, -0x1.0efd34p+0f, -0x1.16058p-2f, 0x1.20f17cp-5f, -0x1.040a92p-1f, 0x1.581226p-1f,
+    0x1.7ccccp+0f, 0x1.d1512ep-2f, -0x1.662a44p-3f, -0x1.13d198p-1f, 0x1.6a5dcp+0f, 0x1.0ba0a6p-1f,
+    0x1.9a643cp-1f, -0x1.850c16p-3f, -0x1.50c92cp-4f, 0x1.93f4cep-2f, 0x1.968c36p-4f, 0x1.4e8f58p-4f,
+    0x1.a119e6p-3f, -0x1.83530ap-1f, -0x1.16e7a8p-2f, 0x1.e158ep-2f, -0x1.aaa2aap-4f, 0x1.982864p-3f,
+    -0x1.0b5f26p+0f, 0x1.2a44dap+0f, -0x1.d8fb82p-2f, -0x1.766532p-4f, 0x1.fb3e36p-1f, 0x1.09e6d2p-3f,
+};
+/* layer 2: Han-layer of width 30, abs */
+static const float l2_v[30] = {
+    0x1.16d124p-11f, -0x1.1c0ee6p-7f, -0x1.58ce0ep-9f, 0x1.5bedap-6f, -0x1.985b78p-5f, -0x1.6f7b66p-6f,
+    0x1.4e25acp-9f, 0x1.ea0388p-5f, 0x1.37e352p-7f, 0x1.5fecep-7f, -0x1.fc4d62p-6f, -0x1.4f9818p-7f,
+    -0x1.2fdb04p-5f, 0x1.c2a94ep-7f, 0x1.147b0ap-6f, 0x1.49feeap-4f, -0x1.7c1ea2p-7f, -0x1.50c362p-9f,
+    0x1.4de57p-5f, 0x1.7c8756p-5f, -0x1.817996p-8f, 0x1.9336dap-6f, 0x1.04668ep-7f, 0x1.fcccbcp-6f,
+    -0x1.f55cdp-7f, 0x1.6620a2p-5f, -0x1.2d3f44p-5f, 0x1.18595cp-5f, 0x1.eee3dep-8f, 0x1.f40a06p-4f,
+};
+static const float l2_neg_u[30] = {
+    -0x1.9f22ep-6f, 0x1.a6f0a4p-2f, 0x1.00b18ap-3f, -0x1.0304cap+0f, 0x1.300178p+1f, 0x1.119362p+0f,
+    -0x1.f184bcp-4f, -0x1.6ccbb6p+1f, -0x1.d06056p-2f, -0x1.05fe8ep-1f, 0x1.7a692ap+0f, 0x1.f3ac42p-2f,
+    0x1.c46aaap+0f, -0x1.4f7fdap-1f, -0x1.9ba85ap-1f, -0x1.eb566p+1f, 0x1.1afbe4p-1f, 0x1.f569ep-4f,
+    -0x1.f12518p+0f, -0x1.1b49d6p+1f, 0x1.1ef882p-2f, -0x1.2c2d4cp+0f, -0x1.83b73ap-2f, -0x1.7ac7f8p+0f,
+    0x1.753e94p-1f, -0x1.0a9c94p+1f, 0x1.c0887p+0f, -0x1.a16adcp+0f, -0x1.706d0cp-2f, -0x1.74425cp+2f,
+};
+static const float l2_b[30] = {
+    -0x1.54080ep-4f, -0x1.727f7cp-1f, -0x1.7c842p-1f, 0x1.7daee6p-2f, -0x1.9407c2p-1f, -0x1.533ef6p-1f,
+    0x1.3bcaacp-1f, -0x1.64475ep-1f, -0x1.030b78p+0f, -0x1.2095ecp-10f, -0x1.ad5dd8p+0f, -0x1.5a0316p+0f,
+    -0x1.5e688cp-1f, 0x1.10d7c2p-2f, -0x1.35733ap+0f, 0x1.47ea62p-3f, -0x1.89d9cep-2f, -0x1.7da12ap-1f,
+    0x1.d7bf92p-2f, -0x1.b3e92p+0f, -0x1.d96ea8p-4f, -0x1.f38c5ep-2f, -0x1.4cd75ap-1f, -0x1.534e6cp+0f,
+    -0x1.24d97cp+0f, 0x1.45c42cp-1f, -0x1.1aff82p-2f, -0x1.4fbd18p+0f, -0x1.7a7f8p-6f, -0x1.47bdcp+1f,
+};
+/* layer 3: Han-layer of width 30, abs */
+static const float l3_v[30] = {
+    -0x1.486b58p-17f, -0x1.a93404p-5f, -0x1.784486p-8f, -0x1.36fbacp-5f, 0x1.14655ap-6f, -0x1.de8836p-8f,
+    -0x1.be8e4cp-10f, 0x1.031c7cp-9f, 0x1.fbf078p-9f, 0x1.ce17cap-8f, -0x1.772704p-6f, -0x1.9cd532p-6f,
+    0x1.010f78p-6f, -0x1.72d94ap-5f, -0x1.b46fbap-4f, -0x1.7bf7e2p-4f, 0x1.cce096p-6f, 0x1.89ba84p-6f,
+    -0x1.35e256p-6f, -0x1.0b0bb4p-9f, -0x1.3f1018p-7f, 0x1.e3f644p-5f, -0x1.8d9d56p-6f, -0x1.17abbap-5f,
+    0x1.fdd684p-7f, 0x1.f298e2p-11f, -0x1.3ec536p-4f, -0x1.41aa6cp-4f, -0x1.fdc122p-6f, 0x1.7dee0ep-4f,
+};
+static const float l3_neg_u[30] = {
+    0x1.66e88ep-12f, 0x1.d0ad66p+0f, 0x1.9b32e6p-3f, 0x1.53da8p+0f, -0x1.2e0e2ep-1f, 0x1.057a8p-2f,
+    0x1.e80324p-5f, -0x1.1b2a86p-4f, -0x1.158c14p-3f, -0x1.f8fde4p-3f, 0x1.99fae4p-1f, 0x1.c32894p-1f,
+    -0x1.18ecc4p-1f, 0x1.9546e2p+0f, 0x1.dcf414p+1f, 0x1.9f3e36p+1f, -0x1.f7a9ccp-1f, -0x1.ae47dep-1f,
+    0x1.52a70ap-1f, 0x1.23d65p-4f, 0x1.5caef2p-2f, -0x1.08720ep+1f, 0x1.b2870cp-1f, 0x1.31a262p+0f,
+    -0x1.1695aap-1f, -0x1.107146p-5f, 0x1.5c5d1cp+1f, 0x1.5f872p+1f, 0x1.1689fap+0f, -0x1.a163p+1f,
+};
+static const float l3_b[30] = {
+    -0x1.0e0b24p-1f, -0x1.0a45c2p-1f, -0x1.d6875ap-2f, -0x1.f04014p-3f, -0x1.66d9dep-1f, -0x1.ebb95ep-1f,
+    0x1.24b94ap-3f, -0x1.32aa66p-1f, -0x1.4ab546p-1f, -0x1.3d70cep-1f, -0x1.0650e6p+0f, -0x1.c5c442p-1f,
+    -0x1.288432p-1f, 0x1.7c3322p-3f, -0x1.5f1328p-2f, -0x1.1800e4p-2f, -0x1.12a36cp-1f, -0x1.0dae94p+0f,
+    -0x1.54f22ep-1f, 0x1.b756e2p-3f, -0x1.0e3038p-3f, -0x1.45d55cp-2f, -0x1.5ff902p-2f, 0x1.03df1cp+0f,
+    -0x1.86c95ep-1f, 0x1.be54eap-6f, -0x1.54f392p-2f, 0x1.a8b584p-3f, -0x1.ce2bf8p-2f, 0x1.0cc9cap-3f,
+};
+/* layer 4: Han-layer of width 30, abs */
+static const float l4_v[30] = {
+    0x1.9e942p-6f, -0x1.e33692p-7f, 0x1.8be838p-9f, -0x1.1bbd36p-14f, -0x1.c30084p-4f, -0x1.f7312ap-8f,
+    0x1.a1d418p-7f, -0x1.1bf83p-4f, -0x1.2547f4p-5f, -0x1.cdd75ap-5f, -0x1.8996cap-9f, -0x1.2c55bap-4f,
+    -0x1.02075ep-6f, -0x1.251758p-5f, -0x1.757312p-5f, -0x1.f38ee6p-9f, -0x1.05cc2ap-5f, -0x1.3c8684p-4f,
+    -0x1.dc387ep-5f, -0x1.aff696p-9f, -0x1.70fd76p-5f, -0x1.6da228p-7f, -0x1.b0a30ep-4f, 0x1.ad30eap-5f,
+    0x1.2c7694p-5f, 0x1.cf6694p-6f, 0x1.879826p-5f, -0x1.94193ep-7f, 0x1.54a292p-6f, 0x1.bea146p-5f,
+};
+static const float l4_neg_u[30] = {
+    -0x1.89215ap-1f, 0x1.ca36c8p-2f, -0x1.776cbcp-4f, 0x1.0d0f4ep-9f, 0x1.abab56p+1f, 0x1.dd28c6p-3f,
+    -0x1.8c3646p-2f, 0x1.0d473ap+1f, 0x1.161bacp+0f, 0x1.b5f29ep+0f, 0x1.753ap-4f, 0x1.1ccc06p+1f,
+    0x1.e95bf2p-2f, 0x1.15ed94p+0f, 0x1.622104p+0f, 0x1.d9b6a2p-4f, 0x1.f081b8p-1f, 0x1.2c266p+1f,
+    0x1.c3955p+0f, 0x1.999d9p-4f, 0x1.5de678p+0f, 0x1.5ab7ap-2f, 0x1.9a411cp+1f, -0x1.96fc9cp+0f,
+    -0x1.1ceb2cp+0f, -0x1.b76d3p-1f, -0x1.7355c8p+0f, 0x1.7f3144p-2f, -0x1.43031ep-1f, -0x1.a786p+0f,
+};
+static const float l4_b[30] = {
+    -0x1.5ebca4p-1f, -0x1.87d902p-4f, -0x1.e56f68p-2f, 0x1.b33a0cp-2f, -0x1.fa8c12p-3f, -0x1.3b1e14p-4f,
+    -0x1.471fe4p-2f, -0x1.244e7p+0f, -0x1.7462c8p-1f, -0x1.4726ep-1f, -0x1.3624b4p+1f, 0x1.1c15p-3f,
+    -0x1.7b74aep-2f, 0x1.c441ep-2f, -0x1.2a0088p-1f, -0x1.23e4a2p+0f, -0x1.0d68dep-5f, -0x1.49074cp+0f,
+    -0x1.083aa8p-2f, 0x1.7068f6p-3f, -0x1.0ddf6ap-4f, -0x1.600b16p-3f, -0x1.5d8b5cp-1f, 0x1.3c522p-9f,
+    -0x1.662cb2p+0f, -0x1.d1ea5p-8f, -0x1.c0b3e4p-2f, -0x1.7e05ap+0f, -0x1.be94aep-2f, -0x1.7e785cp-3f,
+};
+/* layer 5: Han-layer of width 30, abs */
+static const float l5_v[30] = {
+    0x1.a2b702p-4f, -0x1.6a9f6cp-6f, -0x1.1a7896p-5f, -0x1.04eca2p-4f, 0x1.3ef46p-4f, 0x1.644766p-4f,
+    -0x1.4b0024p-6f, 0x1.73da02p-5f, 0x1.10bf6ap-4f, 0x1.77aca4p-6f, -0x1.f880aep-8f, -0x1.a601d4p-5f,
+    0x1.c22d82p-5f, 0x1.ed5dacp-5f, 0x1.4f9e5ep-5f, 0x1.c2d9f8p-6f, -0x1.5e4e06p-8f, 0x1.29294ep-5f,
+    -0x1.582048p-5f, 0x1.8bf2dap-6f, 0x1.20f06ep-7f, 0x1.6bb528p-7f, -0x1.d628dcp-5f, -0x1.ca956p-5f,
+    -0x1.8dee4p-5f, 0x1.a8ef32p-4f, 0x1.134afcp-5f, -0x1.9c3776p-4f, -0x1.96ef94p-7f, -0x1.58d8f4p-5f,
+};
+static const float l5_neg_u[30] = {
+    -0x1.317a28p+1f, 0x1.088dfep-1f, 0x1.9c2896p-1f, 0x1.7cb82ap+0f, -0x1.d1647p+0f, -0x1.03ed2cp+1f,
+    0x1.e2f804p-2f, -0x1.0f49a4p+0f, -0x1.8df898p+0f, -0x1.12139cp-1f, 0x1.70107ep-3f, 0x1.33e10cp+0f,
+    -0x1.486e64p+0f, -0x1.67f084p+0f, -0x1.e9b508p-1f, -0x1.48ec36p-1f, 0x1.ff22dp-4f, -0x1.b197ecp-1f,
+    0x1.f61edcp-1f, -0x1.20de2cp-1f, -0x1.a598a8p-3f, -0x1.09589ep-2f, 0x1.570258p+0f, 0x1.4e904ep+0f,
+    0x1.22505ap+0f, -0x1.3603cp+1f, -0x1.91af5p-1f, 0x1.2cbc8p+1f, 0x1.28e23ap-2f, 0x1.f72c52p-1f,
+};
+static const float l5_b[30] = {
+    -0x1.1cd706p-1f, -0x1.f1099p-1f, -0x1.9dd664p-1f, -0x1.79dd5ep-3f, -0x1.4aaa64p-1f, -0x1.6baac6p-3f,
+    -0x1.a01cd6p-2f, -0x1.c8f31ep-1f, -0x1.0cc5cap-5f, -0x1.fb1644p-3f, -0x1.d0047ep+0f, -0x1.33ad88p+0f,
+    -0x1.c56154p-2f, -0x1.b3407p-1f, -0x1.884aeep-1f, -0x1.7fcbc6p+0f, -0x1.cd3ebcp-5f, -0x1.e2f9dcp-1f,
+    -0x1.756f9cp-1f, 0x1.b8d6d8p-7f, -0x1.1b7a8ap-2f, -0x1.40767cp-5f, -0x1.0b6f7cp+0f, -0x1.40a1ecp-3f,
+    -0x1.7e771ep-1f, -0x1.49918ep-3f, -0x1.35034p-2f, -0x1.a8eed2p-4f, -0x1.0c4dbap+1f, -0x1.9cc4c4p-4f,
+};
+/* layer 6: Han-layer of width 30, abs */
+static const float l6_v[30] = {
+    -0x1.898faap-7f, 0x1.7d5f5ap-4f, -0x1.3e5e9p-5f, -0x1.456db4p-5f, 0x1.99475p-6f, -0x1.df32c8p-6f,
+    -0x1.70a2c4p-6f, -0x1.7ecd84p-4f, -0x1.d4c448p-7f, -0x1.fda43ep-7f, 0x1.3a3754p-4f, -0x1.d03168p-9f,
+    0x1.787c7p-6f, 0x1.058362p-5f, 0x1.bbd47cp-11f, -0x1.40fd28p-4f, -0x1.67f2f8p-5f, 0x1.56853ep-5f,
+    -0x1.c93996p-5f, 0x1.d955ep-5f, 0x1.02278cp-3f, 0x1.e33902p-6f, -0x1.3fb61cp-5f, -0x1.62259p-6f,
+    0x1.1c23fp-6f, 0x1.70b3cap-6f, 0x1.c1322ep-6f, 0x1.40fa5cp-8f, 0x1.2b527ep-4f, -0x1.783cd6p-4f,
+};
+static const float l6_neg_u[30] = {
+    0x1.300f2cp-2f, -0x1.26a478p+1f, 0x1.ebef3cp-1f, 0x1.f6d792p-1f, -0x1.3c33c8p-1f, 0x1.7238a2p-1f,
+    0x1.1ccd64p-1f, 0x1.27bf5cp+1f, 0x1.6a2972p-2f, 0x1.89bdbep-2f, -0x1.e5845ap+0f, 0x1.66a0d8p-4f,
+    -0x1.22de08p-1f, -0x1.941504p-1f, -0x1.56e56cp-6f, 0x1.effb68p+0f, 0x1.161752p+0f, -0x1.08a042p+0f,
+    0x1.613eb2p+0f, -0x1.6db10ep+0f, -0x1.8ee46ep+1f, -0x1.755492p-1f, 0x1.ee0212p-1f, 0x1.119bb8p-1f,
+    -0x1.b70b8p-2f, -0x1.1cda8ap-1f, -0x1.5b0ab8p-1f, -0x1.eff718p-4f, -0x1.ce80ep+0f, 0x1.22ace4p+1f,
+};
+static const float l6_b[30] = {
+    0x1.0030a6p-2f, -0x1.183f72p+0f, -0x1.cccd62p-1f, -0x1.357f46p+0f, -0x1.be33fep-2f, 0x1.163042p-2f,
+    -0x1.adb2f6p-2f, -0x1.96dfdap+0f, 0x1.731bccp-4f, -0x1.f850cep-2f, -0x1.0b684cp+1f, -0x1.0c3838p-1f,
+    -0x1.649462p-1f, -0x1.014f0ap+0f, 0x1.00063ep-2f, -0x1.c9e576p-1f, 0x1.6dd6c8p-4f, -0x1.13d96ap-2f,
+    -0x1.919ab2p-2f, -0x1.ae17bap-3f, -0x1.c14b3ep-2f, -0x1.8106cep-2f, -0x1.2a40dap+0f, -0x1.c97a5cp-5f,
+    -0x1.3873a4p+0f, -0x1.02aceep-2f, -0x1.872fap-3f, -0x1.7f2efcp+0f, -0x1.2b7252p-2f, 0x1.284c0ep-2f,
+};
+/* layer 7: Han-layer of width 30, abs */
+static const float l7_v[30] = {
+    -0x1.212582p-5f, -0x1.9e807ep-4f, -0x1.c2ddf2p-7f, 0x1.383432p-4f, 0x1.6ebe5p-5f, -0x1.1671cap-6f,
+    -0x1.aeeef8p-9f, 0x1.296206p-6f, -0x1.af08fcp-5f, -0x1.1ac93ap-3f, -0x1.091632p-5f, -0x1.dee766p-5f,
+    -0x1.38cc0ap-6f, 0x1.ab2978p-7f, -0x1.737032p-5f, -0x1.d046ep-4f, -0x1.62d112p-10f, -0x1.72f36ap-9f,
+    0x1.1dd1d2p-9f, -0x1.0a521ep-8f, 0x1.291cfcp-6f, 0x1.35e1eep-4f, 0x1.13a216p-7f, 0x1.9ed494p-4f,
+    0x1.cd5a34p-6f, -0x1.b1ca54p-6f, 0x1.414c88p-5f, -0x1.dc6422p-4f, 0x1.c029bap-7f, 0x1.bc8e76p-7f,
+};
+static const float l7_neg_u[30] = {
+    0x1.7ba9fap-1f, 0x1.102188p+1f, 0x1.28016cp-2f, -0x1.99f08p+0f, -0x1.e18d78p-1f, 0x1.6d9c96p-2f,
+    0x1.1aeb3p-4f, -0x1.867a9p-2f, 0x1.1afc44p+0f, 0x1.734ff6p+1f, 0x1.5c127ep-1f, 0x1.3a699ap+0f,
+    0x1.9ab7e2p-2f, -0x1.18715p-2f, 0x1.e7b79ap-1f, 0x1.30cf3ap+1f, 0x1.d1e468p-6f, 0x1.e713c2p-5f,
+    -0x1.774bacp-5f, 0x1.5db14ep-4f, -0x1.861feap-2f, -0x1.96e434p+0f, -0x1.69eb94p-3f, -0x1.1058bcp+1f,
+    -0x1.2ee3b4p-1f, 0x1.1ccb58p-1f, -0x1.a5e1bap-1f, 0x1.38c348p+1f, -0x1.263af6p-2f, -0x1.23dcdp-2f,
+};
+static const float l7_b[30] = {
+    0x1.14be54p-4f, -0x1.27aa1ap+0f, -0x1.d41432p-2f, -0x1.567ba4p-4f, -0x1.7f221cp-3f, -0x1.373fd6p-2f,
+    -0x1.5ea534p-2f, -0x1.339702p-2f, 0x1.5230cp-1f, -0x1.66c4p-2f, 0x1.ec7ec4p-4f, -0x1.53c85ap+0f,
+    -0x1.736eb2p-2f, -0x1.d5b284p-1f, -0x1.00bbf8p-2f, 0x1.16cf32p-3f, 0x1.08a64ap-3f, -0x1.65541cp-3f,
+    -0x1.453178p+0f, -0x1.bb3236p-2f, -0x1.6ef154p-1f, -0x1.68fb4cp-2f, -0x1.6cc1aep-2f, -0x1.3f7adp-3f,
+    -0x1.d05236p-2f, -0x1.b27d02p-4f, -0x1.5666d8p-1f, -0x1.3b79bap-1f, 0x1.1b6454p-6f, -0x1.59e5eap+1f,
+};
+/* layer 8: Han-layer of width 30, abs */
+static const float l8_v[30] = {
+    -0x1.5a0a5cp-5f, 0x1.65ef48p-5f, 0x1.640922p-6f, 0x1.2c40ap-7f, -0x1.ccf0fap-5f, -0x1.50b1e2p-4f,
+    0x1.80b05cp-6f, 0x1.7c498ep-6f, -0x1.25f49ep-5f, -0x1.ab1778p-6f, 0x1.99bfd2p-4f, 0x1.b0e0f6p-5f,
+    -0x1.27dbfcp-5f, 0x1.13938ap-4f, -0x1.ab8146p-7f, -0x1.2af3d2p-5f, -0x1.b31f14p-4f, 0x1.d985d6p-8f,
+    0x1.df554ap-7f, 0x1.752698p-6f, -0x1.9cd62ap-4f, -0x1.51600cp-4f, -0x1.15bd2ep-5f, 0x1.05c71ap-5f,
+    0x1.b176ecp-4f, 0x1.825eaap-8f, 0x1.f7404ap-6f, -0x1.2f32eep-5f, -0x1.51b3e4p-5f, 0x1.5b01a2p-5f,
+};
+static const float l8_neg_u[30] = {
+    0x1.f96542p-1f, -0x1.056234p+0f, -0x1.03ff3p-1f, -0x1.b6858ep-3f, 0x1.509acep+0f, 0x1.ebbf06p+0f,
+    -0x1.18ebc6p-1f, -0x1.15b4ecp-1f, 0x1.ad5334p-1f, 0x1.37e2c6p-1f, -0x1.2b38b2p+1f, -0x1.3c1ca4p+0f,
+    0x1.b01bp-1f, -0x1.927b64p+0f, 0x1.38300ap-2f, 0x1.b49f7cp-1f, 0x1.3dbfe4p+1f, -0x1.59cadap-3f,
+    -0x1.5e0912p-2f, -0x1.107ec6p-1f, 0x1.2d79dap+1f, 0x1.ecbd64p+0f, 0x1.95a3fcp-1f, -0x1.7e543ap-1f,
+    -0x1.3c8a26p+1f, -0x1.1a2602p-3f, -0x1.6f806cp-1f, 0x1.bad33ap-1f, 0x1.ed37dap-1f, -0x1.face6ap-1f,
+};
+static const float l8_b[30] = {
+    -0x1.034acep-1f, -0x1.059132p-1f, -0x1.8dbb58p-1f, -0x1.0e33f6p-2f, -0x1.1ad0c2p+0f, -0x1.3cbd1p-1f,
+    -0x1.da3d7ap+1f, -0x1.f0568cp-2f, 0x1.0957d8p-2f, -0x1.e1714ap-1f, -0x1.407ep-2f, 0x1.5c7c22p-3f,
+    -0x1.11ce36p+0f, -0x1.1a486ep-1f, -0x1.bac97ap-1f, -0x1.0a105cp+0f, -0x1.138aaep-2f, -0x1.84c9f8p-1f,
+    0x1.9b0678p-5f, -0x1.c60018p-3f, -0x1.bb8bf4p-1f, -0x1.8b8e64p+0f, -0x1.fc6cf6p-1f, -0x1.025f3ap-2f,
+    -0x1.43b17cp-1f, -0x1.80781ap-2f, -0x1.8ae826p-2f, -0x1.61d35ap-1f, -0x1.180442p-2f, -0x1.a2360cp-1f,
+};
+/* layer 9: Han-layer of width 30, abs */
+static const float l9_v[30] = {
+    -0x1.bba842p-7f, -0x1.dd31ccp-5f, 0x1.d38a64p-4f, 0x1.199d4ep-4f, -0x1.5e5b2cp-6f, -0x1.5c255cp-6f,
+    -0x1.250d78p-10f, -0x1.daa40ap-5f, 0x1.087fc4p-10f, 0x1.76072p-5f, 0x1.6b4e1p-6f, 0x1.7df8dp-5f,
+    -0x1.e418e8p-6f, 0x1.0ff9fap-5f, 0x1.eb51aep-4f, 0x1.0ae3d8p-4f, 0x1.b36774p-6f, -0x1.ae8866p-6f,
+    -0x1.c59f2ap-5f, -0x1.b0e3dap-9f, -0x1.1b5ed8p-5f, -0x1.c8c3fep-6f, -0x1.2a091ap-5f, -0x1.736f36p-7f,
+    0x1.ea4d7cp-4f, -0x1.78579ep-8f, -0x1.2896c6p-4f, 0x1.2b8948p-6f, 0x1.28d87ep-8f, 0x1.3dd7f6p-7f,
+};
+static const float l9_neg_u[30] = {
+    0x1.5f60ap-2f, 0x1.79f064p+0f, -0x1.724b08p+1f, -0x1.be1416p+0f, 0x1.157b98p-1f, 0x1.13bb78p-1f,
+    0x1.d0325p-6f, 0x1.77ea9ep+0f, -0x1.a2f7b6p-6f, -0x1.283b16p+0f, -0x1.1fbcfep-1f, -0x1.2e85c6p+0f,
+    0x1.7f67f2p-1f, -0x1.aecfd6p-1f, -0x1.85202ep+1f, -0x1.a6c13ep+0f, -0x1.58d748p-1f, 0x1.54fb9cp-1f,
+    0x1.6744f4p+0f, 0x1.56d98cp-4f, 0x1.c0dc2ap-1f, 0x1.69c26p-1f, 0x1.d816ecp-1f, 0x1.262d44p-2f,
+    -0x1.84521ap+1f, 0x1.2a1058p-3f, 0x1.d5cc52p+0f, -0x1.da7776p-2f, -0x1.d6346ap-4f, -0x1.f7773p-3f,
+};
+static const float l9_b[30] = {
+    -0x1.bd1e44p-1f, -0x1.00e412p+0f, -0x1.d2f104p-2f, -0x1.3584e4p-1f, -0x1.6d4428p-1f, -0x1.7c84d4p-1f,
+    -0x1.d5252ep+1f, -0x1.0587a8p-4f, -0x1.22c9dep-3f, 0x1.e9dfap-5f, 0x1.071ca4p-3f, -0x1.646deep-5f,
+    -0x1.bffed6p+0f, -0x1.e5c7d2p-2f, -0x1.91e42ap-2f, -0x1.44c9c6p-2f, -0x1.b36a5ep-1f, -0x1.aadbfcp-2f,
+    -0x1.41d3dep-1f, -0x1.0e2db6p-1f, -0x1.521052p+0f, -0x1.aab942p-1f, -0x1.13893ap-1f, -0x1.0ee43cp-1f,
+    -0x1.784ff2p-4f, -0x1.03fcbap+0f, 0x1.13b26cp-12f, -0x1.6f16b6p-2f, -0x1.5373dep+1f, -0x1.aa5a92p+2f,
+};
+/* layer 10: Han-layer of width 30, abs */
+static const float l10_v[30] = {
+    -0x1.04d9b2p-5f, -0x1.90751ep-6f, -0x1.3ea8eap-8f, 0x1.c6441cp-9f, -0x1.0e3d3p-6f, 0x1.add782p-5f,
+    -0x1.56d012p-8f, -0x1.712224p-9f, 0x1.1705e2p-7f, -0x1.83dcb2p-6f, 0x1.6eadb2p-8f, 0x1.18445ap-5f,
+    0x1.2d47d8p-6f, 0x1.574f82p-6f, 0x1.a2f13cp-5f, -0x1.1c411ap-6f, 0x1.1da4e6p-8f, -0x1.922b52p-4f,
+    -0x1.7f18e2p-6f, -0x1.7ec36ep-6f, -0x1.548648p-7f, 0x1.26239cp-8f, -0x1.156794p-7f, 0x1.64932ep-7f,
+    0x1.d08076p-5f, -0x1.a31e7cp-6f, -0x1.dbe1f2p-4f, 0x1.da4b1ep-5f, -0x1.d70cb4p-3f, 0x1.aa55dap-5f,
+};
+static const float l10_neg_u[30] = {
+    0x1.4df4b8p-1f, 0x1.005836p-1f, 0x1.97f78ep-4f, -0x1.22c9fep-4f, 0x1.59f9dp-2f, -0x1.132784p+0f,
+    0x1.b6e398p-4f, 0x1.d8961p-5f, -0x1.6538bap-3f, 0x1.f09054p-2f, -0x1.d5717ep-4f, -0x1.66d074p-1f,
+    -0x1.81b796p-2f, -0x1.b786bep-2f, -0x1.0c2d62p+0f, 0x1.6beb46p-2f, -0x1.6db2cap-4f, 0x1.0170b8p+1f,
+    0x1.ea76a8p-2f, 0x1.ea0942p-2f, 0x1.b3f5a2p-3f, -0x1.7892fap-4f, 0x1.63265p-3f, -0x1.c88216p-3f,
+    -0x1.29575ap+0f, 0x1.0c4a58p-1f, 0x1.30a05cp+1f, -0x1.2f9bfp+0f, 0x1.2d885ep+2f, -0x1.10e8e6p+0f,
+};
+static const float l10_b[30] = {
+    -0x1.025fd4p+0f, -0x1.5f3bap+0f, -0x1.8585b4p-1f, -0x1.2e58d8p-1f, -0x1.40d5cap+0f, -0x1.ac259cp+0f,
+    -0x1.d20e8ap+1f, -0x1.d020b4p-3f, -0x1.49c872p-2f, -0x1.51f904p-3f, 0x1.38f4c2p-3f, -0x1.0b89c8p-3f,
+    -0x1.84fb16p-2f, -0x1.22acdp+0f, -0x1.5ebc4cp-1f, -0x1.88242cp-2f, -0x1.5022e4p-2f, -0x1.617f86p-1f,
+    -0x1.0b309p+0f, -0x1.1fca1ep-1f, -0x1.e509bep-1f, -0x1.c99cdap+0f, -0x1.35ef52p+0f, -0x1.7bcc3cp-1f,
+    0x1.d592c8p-4f, -0x1.239e5p+0f, 0x1.87a588p-3f, 0x1.71275ep-5f, -0x1.c3a074p-1f, -0x1.8ca4acp-3f,
+};
+/* layer 11: Han-layer of width 30, abs */
+static const float l11_v[30] = {
+    0x1.a49ce6p-5f, -0x1.c0d812p-7f, 0x1.6e17a8p-5f, -0x1.194c46p-4f, 0x1.78592p-6f, 0x1.ec66c4p-9f,
+    -0x1.23f236p-6f, 0x1.f3cbp-5f, 0x1.e3d292p-6f, -0x1.ca44bcp-8f, -0x1.f1c6f8p-5f, 0x1.98e83p-5f,
+    -0x1.56a39ap-5f, -0x1.ef6dd6p-5f, -0x1.c84fe2p-6f, 0x1.07d49ep-4f, -0x1.5bfc8ap-4f, 0x1.d7b006p-4f,
+    0x1.601f7ap-4f, 0x1.a90adp-4f, 0x1.9e94c4p-6f, -0x1.a39ba8p-6f, -0x1.c83882p-5f, -0x1.8b533cp-7f,
+    0x1.0c341ap-3f, -0x1.55b352p-5f, -0x1.1c53fp-4f, 0x1.680c5ep-5f, -0x1.edda74p-6f, -0x1.33165ap-5f,
+};
+static const float l11_neg_u[30] = {
+    -0x1.fffe02p-1f, 0x1.112da6p-2f, -0x1.bda084p-1f, 0x1.566924p+0f, -0x1.ca1c6p-2f, -0x1.2bb042p-4f,
+    0x1.635f4cp-2f, -0x1.302fecp+0f, -0x1.267798p-1f, 0x1.16ea1p-3f, 0x1.2ef5dap+0f, -0x1.f1be4p-1f,
+    0x1.a1140ep-1f, 0x1.2d87fcp+0f, 0x1.15b93ap-1f, -0x1.4126p+0f, 0x1.a79666p+0f, -0x1.1f14dep+1f,
+    -0x1.ac9f66p+0f, -0x1.02b122p+1f, -0x1.f8a668p-2f, 0x1.fec4ep-2f, 0x1.15abp+0f, 0x1.e135ecp-3f,
+    -0x1.4678b4p+1f, 0x1.9fef94p-1f, 0x1.5a1952p+0f, -0x1.b64512p-1f, 0x1.2c927ap-1f, 0x1.75cd8ap-1f,
+};
+static const float l11_b[30] = {
+    -0x1.b5d23ap-2f, -0x1.e68e04p-2f, -0x1.5d4896p+0f, -0x1.37e64ep-1f, -0x1.eb8d0cp-1f, -0x1.86f7f4p-2f,
+    -0x1.d6af52p+2f, -0x1.c9e0bep-2f, -0x1.b1af26p-2f, -0x1.83b8eap-1f, -0x1.cc210ep-6f, -0x1.2d000ap-1f,
+    -0x1.c6470ep-1f, -0x1.2a5a3cp-4f, -0x1.a75d78p-1f, -0x1.17765ep+0f, -0x1.12d406p-1f, -0x1.6e613ap-2f,
+    0x1.3db842p-4f, -0x1.60bb3ep-1f, -0x1.c0c37p-1f, -0x1.396bc2p+0f, -0x1.742a9ep-2f, -0x1.9c7d7cp-2f,
+    -0x1.91e914p-2f, -0x1.6a133ep-2f, -0x1.e74ca6p-2f, -0x1.1943p-2f, -0x1.54222ep-1f, -0x1.ccf324p+1f,
+};
+/* layer 12: Han-layer of width 30, abs */
+static const float l12_v[30] = {
+    0x1.836abcp-4f, 0x1.77bbf2p-4f, -0x1.cb8bcap-5f, -0x1.5e2556p-5f, -0x1.6182cep-7f, -0x1.85ef5p-4f,
+    -0x1.db245cp-9f, -0x1.010112p-4f, 0x1.6ed08p-4f, -0x1.381e8ep-4f, 0x1.32534ep-5f, -0x1.6a071cp-5f,
+    -0x1.752766p-5f, -0x1.646bcep-4f, -0x1.de5302p-4f, -0x1.ac51bap-4f, 0x1.2e4472p-4f, -0x1.039a52p-5f,
+    0x1.7486acp-8f, -0x1.2d4de4p-10f, 0x1.c8d876p-7f, -0x1.4037b8p-5f, -0x1.5e4576p-5f, 0x1.0951fep-4f,
+    -0x1.22415ep-7f, -0x1.908736p-4f, 0x1.e665e2p-11f, 0x1.ab188ap-5f, -0x1.9a29b2p-4f, 0x1.67da08p-8f,
+};
+static const float l12_neg_u[30] = {
+    -0x1.8818ep+0f, -0x1.7c45f6p+0f, 0x1.d119p-1f, 0x1.626036p-1f, 0x1.65c816p-3f, 0x1.8aa53ep+0f,
+    0x1.e0e1cep-5f, 0x1.041be4p+0f, -0x1.733eeep+0f, 0x1.3be3d4p+0f, -0x1.3606aap-1f, 0x1.6e66bcp-1f,
+    0x1.79a96ep-1f, 0x1.68ba16p+0f, 0x1.e41a4cp+0f, 0x1.b17e5ep+0f, -0x1.31eb4p+0f, 0x1.06bd2ep-1f,
+    -0x1.7906c4p-4f, 0x1.30f1b8p-6f, -0x1.ce5d52p-3f, 0x1.44160ap-1f, 0x1.6280bap-1f, -0x1.0c8688p+0f,
+    0x1.25c306p-3f, 0x1.955de6p+0f, -0x1.ec4624p-7f, -0x1.b04164p-1f, 0x1.9f1e2ep+0f, -0x1.6c32ecp-4f,
+};
+static const float l12_b[30] = {
+    -0x1.b5da4cp-1f, -0x1.bec144p-1f, -0x1.f9893p-1f, 0x1.9795eap-6f, -0x1.2f1d2cp-1f, -0x1.44dd0ap-1f,
+    -0x1.d7dfp+1f, 0x1.14a46cp-1f, -0x1.009a56p+0f, 0x1.e5c72p-2f, -0x1.05dadcp-2f, -0x1.85a1f4p-2f,
+    -0x1.5802b2p+0f, -0x1.4fcfcap-2f, 0x1.2a2702p-2f, -0x1.5ae252p-2f, -0x1.059e68p+0f, -0x1.5b257ap-1f,
+    0x1.da4354p-4f, -0x1.07d59ap-1f, -0x1.10dbbap-1f, 0x1.ff11dcp-4f, -0x1.2d44cap-1f, -0x1.3e67a8p+0f,
+    -0x1.83aa62p+0f, -0x1.cbef9cp-1f, -0x1.1c7f4p-1f, -0x1.ed2ccap-2f, -0x1.fa2becp-2f, -0x1.d29ca6p+1f,
+};
+/* layer 13: Han-layer of width 30, abs */
+static const float l13_v[30] = {
+    -0x1.448fa6p-7f, 0x1.03fffcp-4f, 0x1.8e3158p-7f, -0x1.9abe62p-6f, 0x1.ad901ap-4f, 0x1.0db5fp-6f,
+    0x1.dd5f66p-8f, 0x1.654052p-7f, -0x1.79afc6p-4f, 0x1.83abf2p-15f, -0x1.d3b96ap-9f, -0x1.e925d2p-6f,
+    0x1.94711ep-4f, -0x1.a1051ep-4f, 0x1.1c5d1cp-5f, -0x1.d02b44p-7f, 0x1.0cb21cp-5f, 0x1.058496p-4f,
+    0x1.804c5cp-3f, 0x1.e9de78p-10f, -0x1.8bd762p-6f, -0x1.453d52p-7f, -0x1.6b1976p-5f, 0x1.6aa1f2p-7f,
+    -0x1.d8fb1ap-6f, -0x1.edc74cp-7f, -0x1.dc1e1cp-8f, 0x1.17cba8p-4f, -0x1.57ab98p-6f, -0x1.3654bp-8f,
+};
+static const float l13_neg_u[30] = {
+    0x1.a3c344p-3f, -0x1.5043a4p+0f, -0x1.017f04p-2f, 0x1.099cc4p-1f, -0x1.15c834p+1f, -0x1.5cd2c8p-2f,
+    -0x1.34b2e4p-3f, -0x1.ce0aacp-3f, 0x1.e878a4p+0f, -0x1.f56298p-11f, 0x1.2e75a6p-4f, 0x1.3c5034p-1f,
+    -0x1.058988p+1f, 0x1.0dabc8p+1f, -0x1.6fc644p-1f, 0x1.2c2916p-2f, -0x1.5b82bcp-1f, -0x1.523a3ap+0f,
+    -0x1.f105b2p+1f, -0x1.3cc79cp-5f, 0x1.fff38p-2f, 0x1.a4a3ep-3f, 0x1.d59af6p-1f, -0x1.d50062p-3f,
+    0x1.31dbdap-1f, 0x1.3f4ecep-2f, 0x1.33e32p-3f, -0x1.69ddc8p+0f, 0x1.bc7a22p-2f, 0x1.915bbcp-4f,
+};
+static const float l13_b[30] = {
+    -0x1.a993ap+0f, -0x1.66f73p+1f, -0x1.4b5feep-1f, 0x1.9d41dep-3f, -0x1.27ce64p-1f, -0x1.582f5cp-1f,
+    -0x1.c8e1fp+1f, 0x1.4f8a02p-3f, -0x1.616c46p-3f, -0x1.bbe90ep-4f, 0x1.b41dc6p-3f, -0x1.935de6p-1f,
+    0x1.5d0958p-6f, -0x1.747c68p-1f, -0x1.dd07bep-4f, -0x1.a8952p-1f, -0x1.8e8cfep-2f, -0x1.091c3ap+0f,
+    -0x1.07d962p-1f, -0x1.f374d4p-4f, -0x1.ef03c4p-1f, -0x1.3fb5b4p+0f, 0x1.ede12ep-2f, -0x1.6adcb6p-1f,
+    -0x1.596f7p-1f, -0x1.42961ep-3f, -0x1.46f282p-1f, -0x1.384ee6p-1f, -0x1.c966b6p-2f, -0x1.df540cp+1f,
+};
+/* layer 14: Han-layer of width 30, abs */
+static const float l14_v[30] = {
+    -0x1.d19c8p-5f, 0x1.b85edp-5f, 0x1.0d8bb2p-5f, -0x1.154246p-4f, 0x1.202efap-5f, 0x1.728aep-5f,
+    0x1.75c2ep-8f, 0x1.5d0a38p-5f, 0x1.46f424p-9f, 0x1.f6a92p-5f, 0x1.570732p-4f, -0x1.e717cap-5f,
+    0x1.5ce78p-4f, -0x1.821ffap-6f, 0x1.2af6fep-6f, 0x1.95db1cp-6f, 0x1.ee2b0ap-5f, -0x1.f50106p-5f,
+    0x1.1a89aap-3f, 0x1.5c6e0cp-6f, 0x1.17f34ap-4f, 0x1.daeaf8p-6f, 0x1.344582p-5f, 0x1.b1a57ep-6f,
+    -0x1.8e4c42p-5f, 0x1.61d012p-5f, 0x1.33c9aap-6f, -0x1.3d222p-5f, -0x1.4f204ep-6f, 0x1.90fce6p-8f,
+};
+static const float l14_neg_u[30] = {
+    0x1.672a5ap+0f, -0x1.53b1e8p+0f, -0x1.9fd8cap-1f, 0x1.abbf1ap+0f, -0x1.bc99c6p-1f, -0x1.1dd4aep+0f,
+    -0x1.20504ep-3f, -0x1.0d3e7ap+0f, -0x1.f86a02p-5f, -0x1.83bea6p+0f, -0x1.089b4cp+1f, 0x1.77bc6cp+0f,
+    -0x1.0d23b2p+1f, 0x1.29d9dp-1f, -0x1.cd3bd6p-2f, -0x1.39122ep-1f, -0x1.7d3198p+0f, 0x1.82778p+0f,
+    -0x1.b3e3fcp+1f, -0x1.0cc602p-1f, -0x1.afe618p+0f, -0x1.6e5828p-1f, -0x1.db9784p-1f, -0x1.4e821cp-1f,
+    0x1.333daap+0f, -0x1.10ecfep+0f, -0x1.dad872p-2f, 0x1.e94378p-1f, 0x1.0282dep-1f, -0x1.3550ep-3f,
+};
+static const float l14_b[30] = {
+    -0x1.0ff584p+0f, -0x1.4fd4a2p+0f, -0x1.d86122p-1f, -0x1.e0f9c2p-3f, -0x1.2f5326p-2f, -0x1.a4a524p-3f,
+    -0x1.c4e0e4p+1f, -0x1.b9ec08p-3f, -0x1.ef7b0cp-2f, -0x1.50e73ap-4f, 0x1.8ed2d8p-3f, -0x1.d15ebap-2f,
+    0x1.3af194p-1f, -0x1.4d11a6p-1f, -0x1.6d03dp-1f, -0x1.fc896p-2f, -0x1.f94c5p-1f, -0x1.5acb6p+0f,
+    -0x1.c2f69ap-8f, -0x1.2b6804p+0f, -0x1.2dbdfap-2f, -0x1.dd80dap-1f, 0x1.9db596p-4f, -0x1.5103e6p+0f,
+    -0x1.b5b23cp-2f, 0x1.7c5b5p-6f, 0x1.7472c4p-6f, -0x1.5b7d2ap-1f, -0x1.0cfbbap+0f, -0x1.d2b0e4p+2f,
+};
+/* layer 15: Han-layer of width 30, abs */
+static const float l15_v[30] = {
+    0x1.110188p-7f, 0x1.6a896ap-6f, -0x1.cbbcb4p-4f, 0x1.08b4aap-8f, 0x1.23d2bcp-5f, 0x1.e4117cp-8f,
+    -0x1.d61dbp-7f, -0x1.7c6d2ep-4f, 0x1.8aacf8p-6f, 0x1.35ef9p-9f, 0x1.42a0e4p-5f, 0x1.128d5ep-4f,
+    0x1.2d1fccp-5f, 0x1.d8d9fep-8f, -0x1.c1dacp-5f, -0x1.2f6acap-4f, -0x1.c260e2p-6f, -0x1.4bb2f8p-6f,
+    0x1.569b5cp-6f, -0x1.6ee098p-4f, 0x1.9884eep-4f, -0x1.41f6f6p-3f, 0x1.4ff89ep-6f, -0x1.df3d6ep-8f,
+    0x1.eb9e9ap-5f, -0x1.482b0ep-4f, 0x1.4f26a2p-5f, -0x1.f6c002p-9f, -0x1.6535dep-5f, 0x1.1864a2p-6f,
+};
+static const float l15_neg_u[30] = {
+    -0x1.5a598ep-3f, -0x1.cbeeeep-2f, 0x1.239f98p+1f, -0x1.4fd1d6p-4f, -0x1.7238eap-1f, -0x1.330eacp-3f,
+    0x1.2a34fcp-2f, 0x1.e2a11p+0f, -0x1.f4b4d6p-2f, -0x1.89337p-5f, -0x1.994db4p-1f, -0x1.5c4fbap+0f,
+    -0x1.7e05a8p-1f, -0x1.2bf136p-3f, 0x1.1d5ac6p+0f, 0x1.80ee58p+0f, 0x1.1dafdcp-1f, 0x1.a4cf9ep-2f,
+    -0x1.b2a632p-2f, 0x1.d170ap+0f, -0x1.032272p+1f, 0x1.98762p+1f, -0x1.aa3b14p-2f, 0x1.2ffe9cp-3f,
+    -0x1.37d8e6p+0f, 0x1.a054dep+0f, -0x1.a930aep-1f, 0x1.3ee85ap-4f, 0x1.c52d1p-1f, -0x1.63b8b4p-2f,
+};
+static const float l15_b[30] = {
+    -0x1.7c56dep-1f, 0x1.09be82p-3f, -0x1.79dcfap-4f, -0x1.03fc54p-2f, -0x1.abd1c2p-2f, -0x1.79098ep+0f,
+    0x1.9229b2p-5f, -0x1.c12d38p-2f, -0x1.719c46p-1f, -0x1.daec4ep-2f, -0x1.c62f12p-1f, -0x1.52405cp-2f,
+    -0x1.0d97dcp-1f, -0x1.6f547p-2f, -0x1.dedd38p-1f, -0x1.7d2ff8p-3f, -0x1.d30ea2p-1f, -0x1.28c664p+0f,
+    -0x1.e2d646p-2f, -0x1.d4dc78p-1f, -0x1.ce399p-3f, -0x1.14122ep+0f, 0x1.c6606cp-3f, -0x1.b9c794p-1f,
+    -0x1.636442p+0f, -0x1.b2b956p-3f, -0x1.95dfe6p-1f, -0x1.07c43p-3f, -0x1.8a17dep-1f, -0x1.b89f34p-4f,
+};
+/* layer 16: Han-layer of width 30, abs */
+static const float l16_v[30] = {
+    0x1.37c038p-6f, -0x1.9f6392p-6f, 0x1.1c487ap-3f, 0x1.e672f2p-4f, -0x1.8adf5p-4f, 0x1.c58166p-7f,
+    -0x1.564d8ap-5f, -0x1.e0a712p-5f, 0x1.0a08bp-6f, -0x1.bcb544p-7f, 0x1.08b0d4p-4f, 0x1.247926p-4f,
+    0x1.3b5efep-8f, -0x1.c1ad2ep-5f, 0x1.31372ap-4f, -0x1.4e744p-4f, -0x1.4a6a26p-5f, 0x1.912adap-6f,
+    0x1.31644ap-5f, -0x1.901254p-7f, 0x1.a3587ap-8f, 0x1.3e2c52p-5f, -0x1.93247cp-4f, 0x1.22a658p-9f,
+    0x1.3849d8p-7f, -0x1.b201fap-4f, -0x1.0ecb14p-5f, -0x1.fa9cf8p-5f, 0x1.4f6556p-13f, 0x1.e8198p-6f,
+};
+static const float l16_neg_u[30] = {
+    -0x1.6f14p-2f, 0x1.e91bfp-2f, -0x1.4ebc5p+1f, -0x1.1e63e4p+1f, 0x1.d0f38cp+0f, -0x1.0afec2p-2f,
+    0x1.930d62p-1f, 0x1.1afa48p+0f, -0x1.393f68p-2f, 0x1.05d0d8p-2f, -0x1.37aa86p+0f, -0x1.586116p+0f,
+    -0x1.73573ep-4f, 0x1.08bdaap+0f, -0x1.676206p+0f, 0x1.89cf8p+0f, 0x1.850dep-1f, -0x1.d85d18p-2f,
+    -0x1.679728p-1f, 0x1.d712c8p-3f, -0x1.edc49cp-4f, -0x1.76a3e2p-1f, 0x1.dab076p+0f, -0x1.563b7p-5f,
+    -0x1.6fb60cp-3f, 0x1.ff084p+0f, 0x1.3eda08p-1f, 0x1.2a42f6p+0f, -0x1.8aeb6p-9f, -0x1.1f5caap-1f,
+};
+static const float l16_b[30] = {
+    -0x1.1bc08ep+0f, -0x1.e96cdep-7f, -0x1.4f974ep-2f, -0x1.71ba1ap-1f, -0x1.3d96eap-1f, 0x1.48ed68p-3f,
+    -0x1.ffe7c2p-3f, -0x1.89680ap-1f, -0x1.252486p-1f, -0x1.b730dp-5f, -0x1.e793f6p-3f, -0x1.de2c18p-2f,
+    -0x1.6829e6p+0f, -0x1.6c184ep-2f, -0x1.eddc4ep-2f, -0x1.a1b0aep-2f, -0x1.58d7ep-1f, -0x1.2b75e2p-1f,
+    -0x1.00acf4p-1f, -0x1.204b7cp-1f, -0x1.cb5fecp-2f, -0x1.3d252ap-2f, 0x1.8f11fep-2f, -0x1.87b424p-2f,
+    -0x1.4d4d42p+0f, -0x1.fc3b8p-2f, -0x1.031a2ep-1f, -0x1.02f5c6p-1f, -0x1.085f0ap-2f, -0x1.aec52ep+1f,
+};
+/* layer 17: Han-layer of width 30, abs */
+static const float l17_v[30] = {
+    0x1.706c2p-5f, 0x1.62c37p-13f, -0x1.b573e2p-5f, 0x1.5bc9eep-5f, -0x1.e5a886p-6f, -0x1.bfc214p-5f,
+    0x1.1fa232p-3f, 0x1.17e71ep-5f, 0x1.82ddfep-8f, -0x1.760abap-6f, -0x1.0d0524p-7f, 0x1.e5b372p-6f,
+    -0x1.c55c1cp-4f, 0x1.665f46p-5f, 0x1.c49d26p-11f, 0x1.1a30e2p-4f, -0x1.00eebp-5f, 0x1.c8ae62p-6f,
+    0x1.d31bdcp-6f, -0x1.e6b118p-11f, 0x1.e9a26p-6f, 0x1.1ea1cep-3f, -0x1.38086cp-3f, 0x1.f4ebe2p-4f,
+    0x1.e50738p-4f, 0x1.f4cf7p-5f, 0x1.34a80cp-5f, -0x1.1b5832p-7f, 0x1.9e773p-7f, 0x1.a0633cp-5f,
+};
+static const float l17_neg_u[30] = {
+    -0x1.54f354p-1f, -0x1.484f6p-9f, 0x1.94d55ep-1f, -0x1.41dbp-1f, 0x1.c171dp-2f, 0x1.9e5ed8p-1f,
+    -0x1.0a2f92p+1f, -0x1.03081p-1f, -0x1.66051ap-4f, 0x1.5a26a8p-2f, 0x1.f1eba8p-4f, -0x1.c17becp-2f,
+    0x1.a38df2p+0f, -0x1.4ba652p-1f, -0x1.a2dd38p-7f, -0x1.052626p+0f, 0x1.db8c3ap-2f, -0x1.a6a0dp-2f,
+    -0x1.b0473cp-2f, 0x1.c266a8p-7f, -0x1.c51fc4p-2f, -0x1.09424cp+1f, 0x1.20c40ap+1f, -0x1.cf91dp+0f,
+    -0x1.c0dc88p+0f, -0x1.cf777ep-1f, -0x1.1da41ep-1f, 0x1.063772p-3f, -0x1.7f8f78p-3f, -0x1.8156d4p-1f,
+};
+static const float l17_b[30] = {
+    -0x1.775ebcp-2f, -0x1.49d17ep-1f, -0x1.271a5ep+0f, -0x1.cb43e8p-6f, -0x1.4eee9p-3f, -0x1.754dap-1f,
+    0x1.19939ep-1f, -0x1.d79df6p-4f, -0x1.096522p-1f, -0x1.fdb202p-2f, -0x1.02cb1ap-1f, -0x1.a894aap-1f,
+    -0x1.7871bep-1f, -0x1.08a132p-2f, -0x1.2b523ep-3f, 0x1.4f8562p-3f, -0x1.34f47cp+0f, -0x1.6c7c36p-2f,
+    0x1.2d883p-5f, -0x1.32ad08p+0f, -0x1.e618c2p-5f, 0x1.ebd55cp-1f, -0x1.715976p+0f, 0x1.ca8a8ep-1f,
+    0x1.1d903ap-2f, 0x1.2e8d98p-2f, -0x1.33ce94p-1f, -0x1.01e034p-1f, -0x1.5f874p-3f, -0x1.bd02ecp+1f,
+};
+/* layer 18: Han-layer of width 30, abs */
+static const float l18_v[30] = {
+    0x1.bb9c2ap-5f, 0x1.d849e6p-6f, -0x1.74d534p-4f, -0x1.10217cp-5f, -0x1.4df67p-10f, 0x1.5e2c1cp-5f,
+    -0x1.b8080cp-4f, 0x1.6f96a6p-5f, -0x1.b8d2ap-7f, 0x1.3a00d6p-6f, 0x1.205d6p-4f, 0x1.c44f78p-5f,
+    -0x1.dfcab4p-9f, 0x1.08f74ep-8f, -0x1.c7ac66p-5f, -0x1.70dca4p-5f, 0x1.29d00cp-7f, -0x1.aa3204p-4f,
+    -0x1.ccd8eap-7f, 0x1.3a67a8p-4f, -0x1.503b02p-5f, -0x1.301292p-7f, -0x1.632606p-5f, -0x1.ab8b2p-4f,
+    0x1.fba472p-6f, -0x1.42f79cp-7f, 0x1.066834p-8f, -0x1.898684p-6f, -0x1.51e494p-5f, -0x1.6d57ap-4f,
+};
+static const float l18_neg_u[30] = {
+    -0x1.45d51p+0f, -0x1.5ae594p-1f, 0x1.11d8a8p+1f, 0x1.8fc2d4p-1f, 0x1.ea979ap-6f, -0x1.0133bep+0f,
+    0x1.43342cp+1f, -0x1.0dfe8cp+0f, 0x1.43c8f8p-2f, -0x1.cd4596p-2f, -0x1.a79bd6p+0f, -0x1.4c3906p+0f,
+    0x1.60686ap-4f, -0x1.853c68p-4f, 0x1.4eb16p+0f, 0x1.0eedfep+0f, -0x1.b57cep-3f, 0x1.390a8cp+1f,
+    0x1.527e3cp-2f, -0x1.cddca2p+0f, 0x1.edec78p-1f, 0x1.beaefep-3f, 0x1.04db7p+0f, 0x1.3a0808p+1f,
+    -0x1.74dd38p-1f, 0x1.da709ep-3f, -0x1.817a1p-4f, 0x1.210b8ap-1f, 0x1.f05da2p-1f, 0x1.0c5832p+1f,
+};
+static const float l18_b[30] = {
+    -0x1.84de94p+0f, -0x1.6bc6a6p-1f, 0x1.48ee2cp-1f, 0x1.dad448p-5f, -0x1.d70b86p-3f, -0x1.70caa8p+0f,
+    0x1.cb3562p-4f, -0x1.79e262p-1f, -0x1.c91c92p-3f, -0x1.3fde0ep-1f, -0x1.7de4eap+0f, -0x1.161f9cp+0f,
+    -0x1.174642p+0f, -0x1.bd7ebep-2f, 0x1.8bfa44p-3f, -0x1.4f3068p-1f, -0x1.1f08f2p-1f, 0x1.7d1e1ap+0f,
+    -0x1.012bc4p-1f, -0x1.595f1ep+0f, 0x1.c79d1ap-4f, -0x1.51b67ap+0f, -0x1.3c1eaep+0f, -0x1.218e8p-1f,
+    -0x1.c55d4cp-2f, -0x1.60564ap-8f, -0x1.358df4p-1f, -0x1.1ef4fcp-5f, 0x1.f3a702p-4f, 0x1.15ad86p-1f,
+};
+/* layer 19: dense 30 -> 30, abs */
+static const float l19_w[900] = {
+    0x1.cca18cp-2f, -0x1.ece57ep-3f, -0x1.983234p-3f, 0x1.3fc8b6p-4f, 0x1.04c2e6p-5f, -0x1.121d36p-3f,
+    0x1.c92d52p-3f, -0x1.17e0ccp-2f, 0x1.1462d2p-3f, 0x1.e65346p-4f, 0x1.0287dcp-2f, -0x1.e2e3b2p-7f,
+    0x1.a6ec38p-4f, 0x1.05a50cp-7f, 0x1.cd2088p-9f, -0x1.195436p-5f, 0x1.a21f6p-6f, 0x1.90605p-3f,
+    -0x1.c683c8p-4f, -0x1.d095a2p-6f, 0x1.6eba9cp-4f, 0x1.de2f6ap-3f, -0x1.ba6eeap-3f, -0x1.f6fe4ap-7f,
+    -0x1.4a04a6p-2f, -0x1.1e05b6p-4f, 0x1.6b1c7cp-3f, 0x1.d12454p-3f, 0x1.cb101p-5f, -0x1.891c26p-3f,
+    -0x1.aaf96cp-5f, -0x1.103cc4p-2f, 0x1.43d4dap-3f, -0x1.ccb9c4p-5f, -0x1.76f1dp-4f, -0x1.e90bbp-4f,
+    0x1.0ae27p-1f, 0x1.0276dp-2f, -0x1.113324p-7f, 0x1.b36798p-5f, -0x1.e9013ep-5f, 0x1.6564f6p-5f,
+    -0x1.47e4dcp-4f, -0x1.d19a0ep-4f, 0x1.0bd004p-6f, -0x1.6693eap-5f, -0x1.b98b16p-5f, -0x1.17a5a8p-5f,
+    0x1.105acap-3f, -0x1.998918p-4f, -0x1.4e17a8p-11f, 0x1.647e58p-2f, -0x1.1ee9fep-1f, 0x1.725f78p-4f,
+    -0x1.dcf9e4p-3f, -0x1.5db9eap-4f, -0x1.a1e3fap-16f, 0x1.39a448p-4f, 0x1.46434ep-3f, -0x1.6ba28p-2f,
+    -0x1.44e9e6p-2f, 0x1.916b42p-4f, 0x1.bb9cb6p-3f, -0x1.9a4f22p-8f, 0x1.941612p-5f, 0x1.f6cb38p-4f,
+    -0x1.029f6p-1f, 0x1.ff0fap-3f, -0x1.7b782p-3f, -0x1.443edp-4f, -0x1.d8a26cp-3f, -0x1.69d06cp-10f,
+    0x1.c642f8p-4f, -0x1.f0e81p-5f, -0x1.528504p-6f, -0x1.7da2a2p-5f, 0x1.3fb624p-3f, -0x1.7aa70ep-2f,
+    -0x1.17ad0ap-5f, 0x1.25738ap-6f, 0x1.874766p-5f, -0x1.2ba25ap-2f, 0x1.27b35ep-2f, -0x1.28a40ep-3f,
+    0x1.1508b2p-2f, 0x1.1cd108p-3f, 0x1.121122p-4f, 0x1.457b4p-4f, 0x1.3d8ca2p-6f, 0x1.da55bep-2f,
+    -0x1.4107e2p-3f, 0x1.5df888p-3f, -0x1.60de64p-4f, -0x1.3c387p-6f, -0x1.0ac2aap-5f, -0x1.0f683ap-3f,
+    0x1.8361a2p-2f, -0x1.356a1ep-2f, 0x1.dfe2cap-5f, 0x1.a4f48cp-3f, 0x1.b990a8p-4f, 0x1.0834fp-3f,
+    -0x1.50fc3ep-3f, -0x1.05e19p-3f, 0x1.628fbep-6f, 0x1.023ab6p-2f, 0x1.9d3dfap-4f, 0x1.ec8d5p-5f,
+    0x1.02d85p-3f, 0x1.0e38e6p-7f, 0x1.e78d12p-8f, 0x1.31639ap-2f, -0x1.36e964p-2f, 0x1.f24162p-4f,
+    -0x1.f9329cp-5f, 0x1.0b4f2ap-4f, 0x1.66af8ap-5f, 0x1.2fe6d2p-5f, -0x1.14cbb2p-3f, -0x1.8ebad2p-2f,
+    -0x1.fc9656p-3f, 0x1.02f986p-3f, 0x1.f0c288p-3f, -0x1.654a44p-6f, -0x1.efb85ep-6f, 0x1.a91f74p-8f,
+    -0x1.58badep-3f, 0x1.1ace1ap-3f, 0x1.048846p-2f, 0x1.c1bf16p-5f, -0x1.9684b4p-3f, -0x1.d5c932p-5f,
+    0x1.a3f132p-4f, -0x1.bbd52ep-4f, 0x1.33fa54p-5f, 0x1.d15d66p-4f, 0x1.1b7814p-4f, -0x1.1c9406p-2f,
+    0x1.afb8fp-4f, 0x1.47306ap-5f, 0x1.e772b8p-4f, -0x1.2cc432p-4f, -0x1.174e74p-3f, 0x1.98a7eep-4f,
+    0x1.7488c8p-3f, 0x1.2eecd2p-3f, -0x1.9da26ap-7f, 0x1.4076cp-4f, -0x1.6e1186p-4f, -0x1.5b1b82p-5f,
+    0x1.a4b36cp-4f, -0x1.40312ep-2f, 0x1.3407b2p-3f, -0x1.32d7d8p-5f, 0x1.0035dep-8f, -0x1.1ddfaap-3f,
+    0x1.7cad42p-1f, 0x1.19d082p-2f, -0x1.3ed3c2p-5f, -0x1.f85148p-15f, -0x1.644dcp-4f, -0x1.c581f8p-5f,
+    -0x1.19d37p-3f, 0x1.58e368p-12f, -0x1.6f02ap-4f, 0x1.91d0d6p-3f, -0x1.ace0a2p-3f, 0x1.03f77p-3f,
+    0x1.1a0daap-4f, -0x1.c01e7p-4f, -0x1.524534p-5f, 0x1.4d6dfp-2f, -0x1.147e46p-1f, 0x1.b4798ap-3f,
+    -0x1.c8d8a8p-3f, -0x1.f62a44p-4f, -0x1.48ac86p-7f, -0x1.3a4e4ap-6f, -0x1.ae6522p-5f, -0x1.28cbf4p-1f,
+    0x1.85190ep-6f, 0x1.21b2eap-2f, -0x1.78c08ap-4f, -0x1.fc3398p-5f, -0x1.59519ep-4f, 0x1.5c523p-5f,
+    -0x1.47e398p-2f, -0x1.b04c4ap-2f, 0x1.d1e3bap-6f, -0x1.6016e2p-4f, 0x1.0baf7cp-3f, 0x1.eb2e52p-7f,
+    0x1.d2ddc4p-6f, 0x1.7983e2p-7f, -0x1.fd5c08p-6f, -0x1.29aeeap-4f, 0x1.6e6c76p-3f, 0x1.064ffep-5f,
+    -0x1.3f54e2p-4f, 0x1.e68ad8p-9f, 0x1.a2845cp-4f, -0x1.7d6abp-4f, 0x1.4728a4p-2f, -0x1.8739eap-5f,
+    0x1.15652ap-3f, 0x1.1f3104p-4f, -0x1.b04e1ep-6f, -0x1.50b75cp-5f, 0x1.166de6p-2f, 0x1.a76eeep-3f,
+    0x1.ce83cap-3f, 0x1.308e8cp-4f, -0x1.2b8768p-4f, -0x1.b6e44cp-3f, 0x1.fe1cbap-16f, -0x1.95b9cap-6f,
+    0x1.4b635ap-4f, -0x1.05e2fp-3f, -0x1.eb0b12p-5f, 0x1.f8383cp-5f, -0x1.b77ee8p-3f, -0x1.0291d4p-2f,
+    0x1.8aeae2p-3f, -0x1.b5e256p-3f, -0x1.43b07ap-4f, -0x1.45e95cp-9f, 0x1.313e1ap-3f, 0x1.9650aap-4f,
+    -0x1.a36cbp-4f, -0x1.947b98p-4f, 0x1.a6b90cp-3f, -0x1.0c4362p-3f, 0x1.71effep-4f, 0x1.72d0bap-3f,
+    -0x1.be9316p-7f, 0x1.25f35cp-8f, -0x1.0d567ep-2f, 0x1.17392ep-5f, -0x1.cedd2ap-4f, -0x1.7e8cccp-4f,
+    -0x1.9a1186p-7f, 0x1.afafdcp-4f, -0x1.83b132p-4f, 0x1.25f0d8p-3f, -0x1.e995d6p-4f, 0x1.74e6bp-4f,
+    -0x1.1c3f74p-4f, -0x1.d8ba16p-5f, -0x1.c78e02p-4f, 0x1.ed7b82p-4f, -0x1.5a13d6p-7f, -0x1.5e1746p-4f,
+    0x1.fd4p-4f, 0x1.eb482cp-6f, 0x1.0bbfbcp-3f, 0x1.6a9ac4p-7f, -0x1.a1a37ap-3f, 0x1.6e58cap-6f,
+    -0x1.38041cp-5f, -0x1.27752ap-3f, -0x1.367768p-7f, 0x1.4e3edcp-5f, -0x1.9c1702p-5f, 0x1.2d3b06p-4f,
+    -0x1.a1298p-4f, 0x1.48aafep-2f, 0x1.22d0bcp-3f, -0x1.675728p-3f, -0x1.a093a2p-3f, -0x1.40e67p-5f,
+    -0x1.bc8bf2p-4f, 0x1.51ab2ap-2f, -0x1.8286f2p-7f, 0x1.47cd68p-3f, 0x1.def9f4p-5f, 0x1.00b4b6p-3f,
+    -0x1.2df5fep-3f, -0x1.39cd72p-3f, 0x1.07c84ep-5f, 0x1.00d11cp-4f, 0x1.54ea4cp-9f, 0x1.c176a6p-7f,
+    -0x1.c40ee2p-3f, -0x1.0bf2e6p-6f, 0x1.11c41ep-2f, -0x1.4ad38ep-3f, -0x1.880eccp-6f, 0x1.54d254p-4f,
+    -0x1.bc59f6p-4f, 0x1.4997aap-4f, -0x1.14e5e8p-6f, 0x1.2565e2p-4f, 0x1.14a1fp-3f, -0x1.d38f9cp-6f,
+    0x1.5fedc2p-3f, -0x1.07c078p-2f, -0x1.80e4ep-2f, -0x1.bf57a2p-5f, 0x1.ea75fcp-5f, -0x1.41d898p-4f,
+    -0x1.7ffbc4p-4f, 0x1.691426p-4f, -0x1.3ab8bep-4f, 0x1.d55f5ep-4f, -0x1.47d0b8p-3f, 0x1.b368b8p-4f,
+    0x1.584264p-5f, -0x1.a118ccp-6f, -0x1.d56c6ep-4f, 0x1.ef15dap-4f, -0x1.4519f2p-9f, 0x1.cc4c82p-7f,
+    0x1.6b1ca8p-3f, 0x1.36404ap-4f, -0x1.1ee4a4p-3f, 0x1.a05332p-4f, 0x1.69c16p-4f, 0x1.037548p-3f,
+    0x1.cbd3bep-4f, -0x1.a8cf4cp-4f, -0x1.761c5p-5f, 0x1.a42d54p-5f, 0x1.05db1p-9f, -0x1.d9d292p-3f,
+    -0x1.9c3df8p-5f, -0x1.a0490ep-2f, -0x1.e8f4d6p-6f, 0x1.f4b29ep-4f, 0x1.09a8cep-5f, 0x1.2476bap-5f,
+    -0x1.1792d8p-2f, 0x1.51922ep-5f, 0x1.15aee6p-3f, -0x1.d6135p-6f, 0x1.5ecfd2p-4f, 0x1.5887f2p-3f,
+    -0x1.ee13eap-2f, 0x1.858ad8p-3f, -0x1.4f7166p-5f, -0x1.a172f4p-4f, -0x1.5c75bp-3f, -0x1.70775p-4f,
+    0x1.89bc3p-4f, 0x1.01138ep-2f, -0x1.dfba68p-7f, -0x1.61f332p-7f, -0x1.74decep-7f, -0x1.16b5a8p-2f,
+    -0x1.ab5dbcp-6f, -0x1.00ab64p-3f, -0x1.a48012p-4f, -0x1.5102b6p-2f, 0x1.927ba4p-3f, -0x1.a0f7d4p-3f,
+    0x1.4e496ep-2f, 0x1.8fb7ap-4f, 0x1.ed4a7ap-8f, 0x1.5d757p-5f, 0x1.734de2p-5f, 0x1.b0eee6p-2f,
+    -0x1.f8d642p-5f, -0x1.b061c2p-4f, 0x1.a23ebap-4f, -0x1.648a96p-6f, 0x1.aa6232p-4f, 0x1.bedde8p-5f,
+    0x1.3cdb0cp-6f, 0x1.3b1884p-4f, -0x1.65d5a2p-4f, -0x1.c08258p-3f, -0x1.673eb2p-4f, 0x1.0561fp-2f,
+    0x1.541a98p-4f, -0x1.3a0066p-4f, -0x1.c59166p-3f, 0x1.4813b4p-3f, -0x1.31abfcp-5f, 0x1.a560b6p-5f,
+    -0x1.f38ebp-3f, 0x1.19e2d4p-4f, 0x1.f304d6p-7f, 0x1.5ae46ep-3f, -0x1.84849p-4f, -0x1.58b62ap-5f,
+    -0x1.85bacp-5f, 0x1.91a476p-5f, -0x1.455d16p-5f, 0x1.72e838p-3f, -0x1.674ce2p-5f, -0x1.91b8c2p-5f,
+    -0x1.4ef208p-3f, 0x1.c30058p-5f, 0x1.1a1f9ap-9f, 0x1.0fe534p-6f, 0x1.0b8332p-3f, 0x1.230b2cp-3f,
+    -0x1.862412p-1f, -0x1.5cfbdap-4f, 0x1.765d32p-6f, -0x1.b82422p-4f, -0x1.4c06dp-4f, -0x1.159126p-4f,
+    0x1.e50274p-3f, -0x1.07f082p-6f, -0x1.66a56ap-5f, -0x1.caf842p-4f, 0x1.ed82fp-3f, -0x1.8cdacep-3f,
+    -0x1.51c154p-5f, 0x1.7496b2p-4f, 0x1.fc987ep-6f, -0x1.4cd55ep-2f, 0x1.2ca5bep-1f, -0x1.91df76p-3f,
+    0x1.672d3p-2f, 0x1.05d44ap-2f, 0x1.373ab8p-4f, 0x1.597802p-4f, 0x1.09e332p-3f, 0x1.bc2934p-1f,
+    0x1.6100bep-4f, 0x1.ba7582p-3f, 0x1.04674ep-4f, 0x1.b743a8p-5f, -0x1.1d2c8ep-5f, 0x1.7830acp-3f,
+    0x1.b552f6p-5f, -0x1.e8da38p-8f, 0x1.3e6a84p-4f, 0x1.55260ap-4f, 0x1.c281c2p-9f, -0x1.d9f098p-5f,
+    -0x1.c90056p-4f, 0x1.0bfa7p-4f, 0x1.55c47cp-5f, -0x1.476b1ap-3f, -0x1.93b79ep-2f, -0x1.5f5d0ap-4f,
+    -0x1.833f9ep-6f, -0x1.76395ap-4f, 0x1.258dd2p-3f, 0x1.12d69cp-3f, -0x1.60725p-5f, 0x1.ed0f6ap-6f,
+    0x1.a5469ep-4f, -0x1.5a549ap-3f, -0x1.88c1dcp-4f, 0x1.71c784p-4f, -0x1.45c028p-5f, -0x1.774128p-5f,
+    -0x1.a6ffbp-3f, -0x1.8f944p-4f, 0x1.466de2p-3f, 0x1.f16f7ap-3f, 0x1.1d4094p-3f, -0x1.9aa3bep-3f,
+    -0x1.d3ee84p-7f, -0x1.d30b2cp-5f, -0x1.36c4d4p-7f, -0x1.1e195ep-8f, -0x1.bfc66cp-6f, 0x1.9eb044p-3f,
+    -0x1.82e30cp-5f, 0x1.e98458p-5f, 0x1.0dfd12p-5f, -0x1.5dbfe6p-3f, 0x1.20e58ap-3f, 0x1.c64cfcp-3f,
+    0x1.163abcp-3f, -0x1.e814ep-6f, 0x1.fb5206p-4f, 0x1.488862p-6f, 0x1.208af8p-5f, 0x1.233712p-3f,
+    0x1.0fd9a4p-5f, -0x1.0ad0fep-4f, -0x1.fde1cep-6f, 0x1.10c5cp-6f, -0x1.b15a4ap-3f, -0x1.3ef07p-4f,
+    0x1.08ad7ap-10f, 0x1.2b994ep-3f, -0x1.a6e0d6p-3f, -0x1.0d1016p-3f, -0x1.09c3b4p-3f, -0x1.4c2f2ep-3f,
+    -0x1.5046bap-6f, 0x1.d940ccp-3f, -0x1.30579p-3f, 0x1.56faa2p-5f, 0x1.79689ap-6f, 0x1.cc90e4p-4f,
+    -0x1.1213cp-4f, -0x1.ede18cp-6f, 0x1.188a08p-2f, -0x1.b4f7d6p-5f, 0x1.4932aap-4f, 0x1.fbe81ep-4f,
+    0x1.0d2e1ep-4f, 0x1.cb0404p-3f, -0x1.e17be8p-5f, -0x1.10b466p-9f, -0x1.bffa92p-5f, -0x1.a8e776p-4f,
+    0x1.f38952p-7f, -0x1.2d6e7p-3f, -0x1.519f6p-3f, 0x1.422e04p-4f, -0x1.ac3fep-3f, 0x1.fdf7b8p-6f,
+    0x1.47f62p-3f, 0x1.4f14eep-3f, -0x1.747332p-3f, 0x1.d35ac6p-6f, -0x1.337a52p-3f, -0x1.48511p-3f,
+    0x1.048152p-1f, -0x1.f8b156p-3f, -0x1.98a96ap-5f, 0x1.8e6af6p-3f, 0x1.95326ap-3f, 0x1.e3c67p-4f,
+    -0x1.c408aap-3f, -0x1.5501c2p-4f, -0x1.5144e2p-5f, 0x1.1953c2p-3f, -0x1.10ceb4p-4f, 0x1.ed40d4p-3f,
+    -0x1.06918p-5f, -0x1.29094ap-5f, 0x1.18e692p-4f, 0x1.ce21bcp-3f, -0x1.d49662p-4f, 0x1.36dd5ap-3f,
+    -0x1.0303b8p-2f, -0x1.44964p-4f, -0x1.1a34dap-8f, -0x1.993cecp-3f, -0x1.55c9c4p-3f, -0x1.d10476p-2f,
+    -0x1.2a60bap-3f, -0x1.bfc30cp-3f, 0x1.0aa08cp-3f, 0x1.4051b6p-5f, -0x1.e2b676p-6f, 0x1.81d904p-4f,
+    -0x1.ab1288p-2f, 0x1.f854dap-6f, -0x1.131b5ep-5f, -0x1.dd98f2p-9f, -0x1.cb2dcap-3f, 0x1.091df6p-5f,
+    0x1.82ac22p-3f, 0x1.868ac4p-5f, -0x1.2b3c64p-3f, -0x1.4dbe84p-5f, 0x1.51d08p-4f, -0x1.566b32p-3f,
+    -0x1.23f5d8p-3f, 0x1.e9d206p-5f, 0x1.48d22ep-3f, -0x1.19f1e2p-2f, 0x1.7f3e36p-3f, -0x1.26a802p-5f,
+    0x1.a19ed8p-3f, 0x1.d0f63ep-4f, 0x1.17c98ap-2f, -0x1.849404p-5f, 0x1.55287cp-3f, 0x1.ca49c6p-2f,
+    -0x1.04f0c6p-3f, 0x1.2a0ca8p-3f, 0x1.707d54p-7f, -0x1.5aaba6p-4f, -0x1.572c36p-5f, -0x1.56a2fep-4f,
+    0x1.1fd9aep-9f, -0x1.1f306ap-2f, 0x1.b5a01cp-5f, -0x1.b814f8p-5f, -0x1.29e466p-3f, -0x1.1c2c4p-3f,
+    -0x1.26746cp-8f, 0x1.698966p-5f, -0x1.61bf2ap-6f, -0x1.b7b96ep-6f, 0x1.c91a7ep-3f, -0x1.4682f4p-3f,
+    0x1.093014p-3f, -0x1.876766p-7f, -0x1.7f66d6p-6f, 0x1.056b66p-2f, -0x1.27af9ep-3f, 0x1.9d216cp-3f,
+    0x1.211822p-8f, -0x1.61da12p-6f, -0x1.6fc28ap-5f, -0x1.8c8834p-4f, -0x1.ff7092p-6f, -0x1.fdddep-4f,
+    0x1.efd4fep-4f, 0x1.3b36e4p-4f, -0x1.cc021ap-5f, 0x1.e1fedap-9f, -0x1.710b28p-4f, -0x1.ea67a8p-8f,
+    -0x1.2faa6cp-4f, 0x1.87f37p-10f, -0x1.eee2f4p-4f, 0x1.03545ep-3f, 0x1.0e3e5p-5f, -0x1.79abbcp-3f,
+    -0x1.e91962p-3f, 0x1.cfc9eep-4f, -0x1.b16ec6p-4f, 0x1.300f0ap-3f, 0x1.dd60d4p-3f, 0x1.787e5p-3f,
+    -0x1.cd510ap-4f, 0x1.d3a4f8p-3f, -0x1.fe408cp-5f, 0x1.b18e8p-3f, -0x1.9eb338p-5f, 0x1.6d6fcep-4f,
+    -0x1.ad68b4p-5f, -0x1.2d4c5p-7f, 0x1.ac0166p-5f, 0x1.86e964p-6f, 0x1.577b68p-3f, -0x1.f1fa42p-4f,
+    -0x1.63f008p-3f, -0x1.ad083p-6f, 0x1.ff68b6p-4f, -0x1.0e7588p-10f, -0x1.a90536p-4f, 0x1.2f11ep-4f,
+    0x1.af637ap-2f, 0x1.44fb5p-3f, -0x1.2e243p-4f, -0x1.ec008ep-4f, -0x1.d2c194p-5f, 0x1.5d86fap-5f,
+    -0x1.6cee3ep-4f, -0x1.f2bf56p-5f, -0x1.0844eep-5f, 0x1.266c5ep-3f, 0x1.70099cp-5f, -0x1.c56056p-10f,
+    0x1.92cc76p-4f, 0x1.c7a552p-10f, -0x1.746e5p-6f, 0x1.5a1d22p-3f, -0x1.6d5d12p-2f, 0x1.5827a6p-3f,
+    -0x1.78c3a2p-4f, -0x1.c27996p-4f, -0x1.935606p-4f, -0x1.80b788p-5f, -0x1.a0225p-3f, -0x1.dc505cp-2f,
+    -0x1.2ea25ap-4f, -0x1.1a6dbep-2f, 0x1.ac18ep-3f, -0x1.113eb2p-2f, 0x1.5b78cep-3f, 0x1.92b568p-4f,
+    0x1.20b3e4p-4f, -0x1.f72b98p-4f, -0x1.8dfddep-7f, -0x1.0e7452p-7f, -0x1.6a41acp-3f, -0x1.afbdf4p-4f,
+    -0x1.5ae6fap-6f, 0x1.0bb952p-6f, -0x1.5526eep-4f, 0x1.31d09ap-5f, -0x1.848c7cp-4f, 0x1.23aab2p-7f,
+    0x1.932af2p-3f, 0x1.14ddbp-3f, 0x1.cb32d8p-4f, 0x1.651aacp-4f, -0x1.4d5e78p-5f, -0x1.471314p-3f,
+    0x1.f2af8cp-5f, 0x1.1bd04ep-2f, -0x1.a09ceep-4f, -0x1.76a074p-7f, -0x1.21d7acp-4f, 0x1.4bf9d8p-4f,
+    -0x1.27aa6p-3f, -0x1.22d60cp-5f, 0x1.4db46p-4f, -0x1.5fec1ap-7f, -0x1.a944c6p-6f, -0x1.91f034p-4f,
+    0x1.6aba8ap-2f, 0x1.fc8c7cp-3f, 0x1.8f441ap-5f, -0x1.7a5bd2p-7f, -0x1.17f358p-3f, -0x1.5e4bbp-5f,
+    0x1.26d388p-4f, -0x1.30d9bp-4f, -0x1.ec9d94p-5f, 0x1.acebaep-5f, -0x1.6e9308p-3f, -0x1.2f13cep-4f,
+    0x1.ae25fcp-4f, 0x1.c74dacp-5f, -0x1.3f71ap-8f, 0x1.e28e42p-5f, -0x1.dd94ep-3f, 0x1.f7d046p-6f,
+    -0x1.ab9f2ap-5f, -0x1.2b628ep-6f, -0x1.b2367ap-6f, -0x1.c04a5p-3f, 0x1.348aaep-5f, -0x1.8014a8p-3f,
+    0x1.610052p-3f, 0x1.564ccap-2f, -0x1.9b0d06p-7f, -0x1.85e9ecp-8f, 0x1.3147aep-4f, -0x1.2ef398p-4f,
+    0x1.3b5f0ap-2f, -0x1.2e3bfcp-3f, 0x1.775a52p-8f, 0x1.c541e2p-5f, 0x1.5fdcc4p-3f, -0x1.0e10dap-5f,
+    -0x1.09ad74p-2f, -0x1.55503p-3f, 0x1.b89a4ep-4f, 0x1.54c214p-3f, -0x1.ac22a4p-5f, 0x1.bd39ap-4f,
+    -0x1.9ce7a6p-6f, -0x1.d72ffep-7f, -0x1.68a3a8p-5f, 0x1.c71fe6p-3f, -0x1.2dcf34p-4f, 0x1.71924cp-4f,
+    -0x1.756cecp-6f, -0x1.549fd4p-3f, -0x1.1f435cp-2f, -0x1.c9aa8p-4f, -0x1.986926p-5f, -0x1.d8ddacp-2f,
+    -0x1.269434p-5f, -0x1.20ba32p-4f, 0x1.d10262p-4f, -0x1.1f6db4p-2f, -0x1.f77b5p-7f, -0x1.72a5fp-2f,
+    0x1.eb4ddcp-6f, -0x1.cd9762p-4f, -0x1.48f1bp-5f, 0x1.5f53bap-2f, 0x1.772252p-3f, -0x1.958a38p-4f,
+    0x1.dc49bap-4f, 0x1.0732ap-2f, -0x1.b7e8b8p-5f, -0x1.cba088p-4f, -0x1.463dcp-3f, -0x1.20f424p-6f,
+    -0x1.045b3p-2f, 0x1.8cf36ap-5f, -0x1.9220bap-5f, -0x1.b2745ap-7f, 0x1.5a255cp-4f, 0x1.188176p-5f,
+    0x1.28b8d2p-5f, -0x1.2451ap-4f, 0x1.250db8p-8f, 0x1.ad8988p-4f, 0x1.ef626cp-6f, -0x1.1d047ep-4f,
+    -0x1.d9bc72p-3f, 0x1.8a182ap-4f, 0x1.8032bp-7f, -0x1.89663p-3f, -0x1.3a58c8p-7f, 0x1.5c68c4p-3f,
+    -0x1.e3e142p-7f, 0x1.66078ap-3f, 0x1.b89f98p-4f, 0x1.6fb4ccp-4f, -0x1.f825ccp-8f, 0x1.847a8cp-9f,
+    -0x1.26daa2p-5f, -0x1.c2e2eep-2f, -0x1.1f1ffap-6f, -0x1.0a877cp-3f, -0x1.2a4794p-4f, 0x1.6c5554p-3f,
+    0x1.c6ea18p-7f, -0x1.1bc586p-3f, -0x1.4991c2p-2f, 0x1.4f620ap-3f, 0x1.b13374p-5f, 0x1.70956p-4f,
+    -0x1.36fb3ap-6f, 0x1.81880cp-5f, 0x1.1272d4p-3f, 0x1.9222aep-6f, 0x1.19e758p-3f, 0x1.dd2f0cp-7f,
+    0x1.a7988ep-3f, -0x1.f6433ep-9f, -0x1.1a820cp-3f, -0x1.1b5284p-3f, 0x1.28781p-3f, -0x1.58c1eep-4f,
+    0x1.29875cp-4f, -0x1.cd0538p-4f, -0x1.e64d1ep-4f, 0x1.32d08ap-3f, 0x1.15c456p-3f, -0x1.2dc008p-5f,
+    -0x1.9e3844p-6f, 0x1.830106p-5f, -0x1.687c1ep-6f, 0x1.364ac6p-4f, -0x1.803042p-4f, 0x1.10e13ep-2f,
+    0x1.02c906p-3f, -0x1.e6e818p-7f, 0x1.8b1572p-3f, 0x1.6d290ep-3f, -0x1.74e064p-3f, 0x1.995de2p-3f,
+    -0x1.1f2ac2p-3f, 0x1.ecdbdep-5f, 0x1.14190ap-6f, 0x1.8e7822p-4f, 0x1.0671b6p-9f, -0x1.39a96cp-2f,
+    -0x1.1ee458p-4f, -0x1.c1c744p-8f, 0x1.1bdc24p-4f, -0x1.19071cp-6f, -0x1.8afdf4p-7f, -0x1.cf4964p-4f,
+    0x1.04b684p-2f, -0x1.278b28p-5f, 0x1.47167cp-5f, -0x1.776a44p-5f, -0x1.0b8a48p-3f, 0x1.d4111cp-4f,
+    -0x1.204cf4p-3f, 0x1.86a6e2p-7f, 0x1.cc2abp-5f, 0x1.f149f8p-3f, -0x1.52153cp-4f, 0x1.947bap-7f,
+    0x1.0cd91ap-4f, -0x1.840584p-6f, -0x1.62e728p-3f, 0x1.f13c44p-5f, -0x1.9a99ep-5f, 0x1.faa6ep-4f,
+    -0x1.243284p-5f, -0x1.09fd66p-4f, -0x1.bdbe8p-9f, -0x1.06ff1ap-6f, -0x1.0425e4p-4f, -0x1.b79538p-2f,
+    0x1.4347f4p-4f, 0x1.a075cap-2f, -0x1.936e52p-4f, 0x1.3dc214p-10f, -0x1.40961ap-4f, -0x1.39e71ap-3f,
+    0x1.2bc8fp-2f, -0x1.10bfcep-2f, 0x1.37dd38p-4f, 0x1.ee9462p-6f, 0x1.6dafd8p-4f, -0x1.69cb9ep-10f,
+    -0x1.8fff34p-4f, -0x1.4e22aap-3f, -0x1.5cd94cp-5f, -0x1.68a804p-4f, 0x1.9a515p-4f, 0x1.10c5fcp-3f,
+    0x1.302676p-4f, 0x1.f7e77p-6f, -0x1.441e2cp-6f, 0x1.58dcap-3f, -0x1.c28282p-4f, 0x1.2464b8p-4f,
+    -0x1.0e5708p-4f, 0x1.f33ba8p-4f, -0x1.4dfaacp-4f, 0x1.f6e468p-3f, -0x1.4137ccp-4f, -0x1.ca6882p-3f,
+};
+static const float l19_b[30] = {
+    0x1.9bbc0ap-5f, 0x1.925d1p-2f, 0x1.faa1b2p-4f, 0x1.73c706p-3f, 0x1.3b0dd8p-4f, 0x1.6b405ap-1f,
+    -0x1.cdd264p-3f, 0x1.1a2caep-5f, -0x1.88ccbp-6f, 0x1.a67baap-4f, 0x1.694052p-6f, -0x1.a852f2p-3f,
+    0x1.134ceep-4f, -0x1.2949a6p+0f, 0x1.7a884ap-5f, -0x1.a57cdp-4f, 0x1.91786ep-3f, -0x1.207d8ap-3f,
+    -0x1.2c5154p-1f, 0x1.ea8b5ep-3f, -0x1.1b59aap-3f, 0x1.a2ae3p-3f, -0x1.1b34fp-3f, 0x1.967cdcp-6f,
+    -0x1.6e05eap-6f, 0x1.f760b8p-4f, -0x1.6cc6d2p-4f, -0x1.1103b8p-4f, 0x1.a83486p-3f, -0x1.a345ecp-3f,
+};
+/* layer 20: dense 30 -> 2, no activation */
+static const float l20_w[60] = {
+    -0x1.279b18p-4f, -0x1.edf90cp-3f, -0x1.605308p-3f, 0x1.5916ecp-3f, -0x1.37f45ep-8f, 0x1.de70aap-3f,
+    -0x1.3c49p-3f, 0x1.590588p-8f, -0x1.7cc1fep-9f, 0x1.163492p-10f, -0x1.f03554p-8f, 0x1.a28082p-3f,
+    0x1.8f3f5ep-6f, 0x1.f2e3b6p-3f, -0x1.08e1c2p-6f, -0x1.ee8428p-8f, 0x1.063222p-5f, -0x1.ce1ba4p-3f,
+    0x1.44234p-3f, 0x1.0cfa6p-6f, -0x1.f9d526p-7f, -0x1.569022p-3f, 0x1.9824a2p-8f, -0x1.86eb98p-5f,
+    -0x1.1fd518p-3f, -0x1.5f8744p-7f, 0x1.680394p-6f, -0x1.801622p-4f, -0x1.2663fep-3f, -0x1.375dbep-4f,
+    -0x1.279b0ap-4f, -0x1.edf924p-3f, -0x1.60530cp-3f, 0x1.5916f6p-3f, -0x1.37f3bep-8f, 0x1.de70b4p-3f,
+    -0x1.3c48fep-3f, 0x1.5905cp-8f, -0x1.7cc08p-9f, 0x1.163696p-10f, -0x1.f0353ap-8f, 0x1.a2807cp-3f,
+    0x1.8f3f2p-6f, 0x1.f2e3bp-3f, -0x1.08e1a4p-6f, -0x1.ee839cp-8f, 0x1.06322cp-5f, -0x1.ce1ba6p-3f,
+    0x1.44233ep-3f, 0x1.0cfa4ap-6f, -0x1.f9d534p-7f, -0x1.569008p-3f, 0x1.9824a8p-8f, -0x1.86eb84p-5f,
+    -0x1.1fd512p-3f, -0x1.5f86cep-7f, 0x1.6803cap-6f, -0x1.801624p-4f, -0x1.266406p-3f, -0x1.375db6p-4f,
+};
+static const float l20_b[2] = {
+    0x1.0069dp-1f, 0x1.0069cep-1f,
+};
+
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+enum act { ACT_NONE, ACT_ABS, ACT_RELU };
+
+static float act(float z, enum act a)
+{
+    if (a == ACT_ABS)
+        return fabsf(z);
+    if (a == ACT_RELU)
+        return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
+    return z;
+}
+
+/* the same function on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* y = act(W x + b): the bias first, then the products in input order */
+static void dense_row(const float *restrict w, const float *restrict b, int n_in, int n_out, enum act a,
+                      const float *restrict x, float *restrict y)
+{
+    int o, i;
+    for (o = 0; o < n_out; o++) {
+        float acc = b[o];
+        for (i = 0; i < n_in; i++)
+            acc += w[o * n_in + i] * x[i];
+        y[o] = act(acc, a);
+    }
+}
+
+/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
+                        enum act a, const float *restrict x, float *restrict y)
+{
+    int o, i, r;
+    for (o = 0; o < n_out; o++) {
+        float acc[BLOCK];
+        for (r = 0; r < BLOCK; r++)
+            acc[r] = b[o];
+        for (i = 0; i < n_in; i++) {
+            const float wi = w[o * n_in + i];
+            ACROSS_ROWS
+            for (r = 0; r < BLOCK; r++)
+                acc[r] += wi * x[i * BLOCK + r];
+        }
+        act_block(acc, a);
+        for (r = 0; r < BLOCK; r++)
+            y[o * BLOCK + r] = acc[r];
+    }
+}
+
+/* h = act(h + (s (-u) + bias)), s = v.h with v = 2u/||u||^2: a Han-layer, in place */
+static void han_row(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                    int n, enum act a, float *restrict h)
+{
+    int i;
+    float s = 0.0f;
+    for (i = 0; i < n; i++)
+        s += v[i] * h[i];
+    for (i = 0; i < n; i++)
+        h[i] = act(h[i] + (s * neg_u[i] + bias[i]), a);
+}
+
+static void han_block(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                      int n, enum act a, float *restrict h)
+{
+    int i, r;
+    float s[BLOCK];
+    for (r = 0; r < BLOCK; r++)
+        s[r] = 0.0f;
+    for (i = 0; i < n; i++) {
+        const float vi = v[i];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            s[r] += vi * h[i * BLOCK + r];
+    }
+    for (i = 0; i < n; i++) {
+        float z[BLOCK];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            z[r] = h[i * BLOCK + r] + (s[r] * neg_u[i] + bias[i]);
+        act_block(z, a);
+        for (r = 0; r < BLOCK; r++)
+            h[i * BLOCK + r] = z[r];
+    }
+}
+
+static void run_row(const float *x, float *y)
+{
+    float a[WIDTH], b[WIDTH];
+    int i;
+    for (i = 0; i < N_IN; i++)
+        a[i] = x[i];
+    dense_row(l0_w, l0_b, 2, 30, ACT_ABS, a, b);
+    dense_row(l1_w, l1_b, 30, 30, ACT_ABS, b, a);
+    han_row(l2_v, l2_neg_u, l2_b, 30, ACT_ABS, a);
+    han_row(l3_v, l3_neg_u, l3_b, 30, ACT_ABS, a);
+    han_row(l4_v, l4_neg_u, l4_b, 30, ACT_ABS, a);
+    han_row(l5_v, l5_neg_u, l5_b, 30, ACT_ABS, a);
+    han_row(l6_v, l6_neg_u, l6_b, 30, ACT_ABS, a);
+    han_row(l7_v, l7_neg_u, l7_b, 30, ACT_ABS, a);
+    han_row(l8_v, l8_neg_u, l8_b, 30, ACT_ABS, a);
+    han_row(l9_v, l9_neg_u, l9_b, 30, ACT_ABS, a);
+    han_row(l10_v, l10_neg_u, l10_b, 30, ACT_ABS, a);
+    han_row(l11_v, l11_neg_u, l11_b, 30, ACT_ABS, a);
+    han_row(l12_v, l12_neg_u, l12_b, 30, ACT_ABS, a);
+    han_row(l13_v, l13_neg_u, l13_b, 30, ACT_ABS, a);
+    han_row(l14_v, l14_neg_u, l14_b, 30, ACT_ABS, a);
+    han_row(l15_v, l15_neg_u, l15_b, 30, ACT_ABS, a);
+    han_row(l16_v, l16_neg_u, l16_b, 30, ACT_ABS, a);
+    han_row(l17_v, l17_neg_u, l17_b, 30, ACT_ABS, a);
+    han_row(l18_v, l18_neg_u, l18_b, 30, ACT_ABS, a);
+    dense_row(l19_w, l19_b, 30, 30, ACT_ABS, a, b);
+    dense_row(l20_w, l20_b, 30, 2, ACT_NONE, b, a);
+    for (i = 0; i < N_OUT; i++)
+        y[i] = a[i];
+}
+
+static void run_block(const float *x, float *y)
+{
+    float a[WIDTH * BLOCK], b[WIDTH * BLOCK];
+    int i, r;
+    for (r = 0; r < BLOCK; r++)
+        for (i = 0; i < N_IN; i++)
+            a[i * BLOCK + r] = x[r * N_IN + i];
+    dense_block(l0_w, l0_b, 2, 30, ACT_ABS, a, b);
+    dense_block(l1_w, l1_b, 30, 30, ACT_ABS, b, a);
+    han_block(l2_v, l2_neg_u, l2_b, 30, ACT_ABS, a);
+    han_block(l3_v, l3_neg_u, l3_b, 30, ACT_ABS, a);
+    han_block(l4_v, l4_neg_u, l4_b, 30, ACT_ABS, a);
+    han_block(l5_v, l5_neg_u, l5_b, 30, ACT_ABS, a);
+    han_block(l6_v, l6_neg_u, l6_b, 30, ACT_ABS, a);
+    han_block(l7_v, l7_neg_u, l7_b, 30, ACT_ABS, a);
+    han_block(l8_v, l8_neg_u, l8_b, 30, ACT_ABS, a);
+    han_block(l9_v, l9_neg_u, l9_b, 30, ACT_ABS, a);
+    han_block(l10_v, l10_neg_u, l10_b, 30, ACT_ABS, a);
+    han_block(l11_v, l11_neg_u, l11_b, 30, ACT_ABS, a);
+    han_block(l12_v, l12_neg_u, l12_b, 30, ACT_ABS, a);
+    han_block(l13_v, l13_neg_u, l13_b, 30, ACT_ABS, a);
+    han_block(l14_v, l14_neg_u, l14_b, 30, ACT_ABS, a);
+    han_block(l15_v, l15_neg_u, l15_b, 30, ACT_ABS, a);
+    han_block(l16_v, l16_neg_u, l16_b, 30, ACT_ABS, a);
+    han_block(l17_v, l17_neg_u, l17_b, 30, ACT_ABS, a);
+    han_block(l18_v, l18_neg_u, l18_b, 30, ACT_ABS, a);
+    dense_block(l19_w, l19_b, 30, 30, ACT_ABS, a, b);
+    dense_block(l20_w, l20_b, 30, 2, ACT_NONE, b, a);
+    for (r = 0; r < BLOCK; r++)
+        for (i = 0; i < N_OUT; i++)
+            y[r * N_OUT + i] = a[i * BLOCK + r];
+}
+
+int checkerboard_hannet_20x30_run(const float *x, float *y, size_t rows)
+{
+    size_t r = 0;
+    if (x == NULL || y == NULL)
+        return 1;
+    for (; r + BLOCK <= rows; r += BLOCK)
+        run_block(x + r * N_IN, y + r * N_OUT);
+    for (; r < rows; r++)
+        run_row(x + r * N_IN, y + r * N_OUT);
+    return 0;
+}

@@ -1,0 +1,917 @@
+/* checkerboard-hannet-relu-20x30: the weights and the two code paths (see model.h). hanzoo 0.1.0. */
+#include "model.h"
+
+#include <math.h>
+
+#define BLOCK CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS
+#define N_IN CHECKERBOARD_HANNET_RELU_20X30_N_IN
+#define N_OUT CHECKERBOARD_HANNET_RELU_20X30_N_OUT
+#define WIDTH 30 /* the widest layer */
+
+/* layer 0: dense 2 -> 30, relu */
+static const float l0_w[60] = {
+    0x1.e8c308p+0f, -0x1.ea38ep+0f, 0x1.c1255ep-2f, -0x1.23e6fep-1f, -0x1.f5febp-2f, -0x1.1d959cp-2f,
+    -0x1.0fe934p-1f, -0x1.a45fecp-3f, -0x1.c92d78p-3f, -0x1.74b706p-3f, -0x1.7abb12p-1f, 0x1.2c316p-3f,
+    0x1.2ef016p-5f, -0x1.1c2d66p-4f, -0x1.20c60ep-4f, 0x1.565b16p-7f, 0x1.3b6146p-1f, 0x1.57b124p-4f,
+    0x1.0c51a4p+1f, 0x1.0b36fcp+1f, 0x1.df6242p+0f, -0x1.2c1e6cp-2f, 0x1.43725ep-4f, -0x1.0a0f5cp-3f,
+    0x1.604484p-1f, 0x1.695bccp-2f, -0x1.27008ap-8f, 0x1.b4f5f6p+0f, -0x1.163388p-3f, -0x1.86a33p-3f,
+    -0x1.32fc2ep-1f, -0x1.3152c2p-1f, 0x1.75d83p-3f, -0x1.2d757ap-2f, 0x1.88ac32p-9f, -0x1.bc6f94p-4f,
+    0x1.507798p+1f, -0x1.b96cacp+1f, -0x1.bde8e6p-4f, 0x1.8d7a5ep-4f, -0x1.83d3cp+0f, 0x1.1e5102p+0f,
+    0x1.9c31dp+1f, 0x1.a0202cp+1f, -0x1.04cc2ap+1f, 0x1.f9312ap+0f, -0x1.56cd3cp-1f, 0x1.86705ep-2f,
+    -0x1.4b5be2p+1f, 0x1.425644p+1f, -0x1.ccae1ap+1f, -0x1.c5d56ap+1f, 0x1.26e754p-6f, 0x1.6f77d2p-2f,
+    -0x1.08f32cp-3f, 0x1.543b8p-4f, -0x1.bea51ep-5f, -0x1.f35b18p-5f, -0x1.67ad3cp+0f, -0x1.06e332p+1f,
+};
+static const float l0_b[30] = {
+    -0x1.6c7e18p-2f, 0x1.c053eep-3f, 0x1.2b024ap-1f, 0x1.25206ap-1f, -0x1.5d27e2p-1f, -0x1.c72bd2p-2f,
+    -0x1.2032aep-2f, -0x1.547162p-4f, 0x1.45f13cp-1f, -0x1.dc7716p-6f, -0x1.470cc2p-1f, -0x1.e4a7dap-2f,
+    0x1.af2436p-1f, -0x1.7a439cp+0f, 0x1.d8c2e6p-3f, 0x1.b69ce2p-2f, -0x1.560124p-1f, -0x1.fb6f78p-3f,
+    -0x1.fe82b8p-4f, -0x1.05587ap-2f, -0x1.31d806p-5f, 0x1.af11ccp-5f, -0x1.38c034p-1f, 0x1.fc9164p-2f,
+    0x1.9a5d52p-2f, -0x1.2d774ap-2f, -0x1.0c82f8p-1f, -0x1.bf2858p-2f, -0x1.bd272ap-2f, 0x1.05d976p+0f,
+};
+/* layer 1: dense 30 -> 30, relu */
+static const float l1_w[900] = {
+    -0x1.9f9778p-3f, -0x1.b91c3ep-2f, 0x1.0732bep-3f, 0x1.a2afbp-4f, -0x1.c64b4cp-7f, -0x1.5c652p-3f,
+    -0x1.0e6f7ap-6f, -0x1.2541ap-3f, -0x1.7c3626p-4f, -0x1.f5fedcp-3f, 0x1.aa92eep-4f, 0x1.a5b1bap-3f,
+    -0x1.efedb8p-7f, 0x1.32d1e2p-3f, -0x1.24cab4p-5f, 0x1.2892c4p-5f, -0x1.4ff514p-4f, -0x1.fbda72p-6f,
+    -0x1.b554aap-1f, 0x1.45debcp-3f, 0x1.be0e94p-3f, 0x1.3517fp-3f, 0x1.7dc4c8p-3f, 0x1.a3e37p-2f,
+    0x1.10c6b6p+0f, 0x1.cd354p-4f, 0x1.230f7p-3f, 0x1.832582p-2f, -0x1.b82e0cp-4f, 0x1.e06bb6p-3f,
+    -0x1.e0c6a8p-3f, 0x1.f7d062p-4f, -0x1.53aaa4p-4f, -0x1.c441d6p-3f, 0x1.05d3acp-10f, -0x1.21fc72p-2f,
+    0x1.4e2f96p-2f, 0x1.d7fc94p-3f, 0x1.44def6p-4f, -0x1.54f8dep-4f, -0x1.82353ap-3f, -0x1.13a1b4p-3f,
+    -0x1.920df2p-3f, 0x1.d30b84p-3f, -0x1.565c68p-5f, 0x1.0fe874p-2f, 0x1.c6b21p-3f, -0x1.c7a15cp-2f,
+    0x1.d0d638p-5f, -0x1.4c4a38p-4f, 0x1.51c348p-4f, -0x1.ffc20cp-3f, 0x1.4091ep-3f, -0x1.2e3b28p-3f,
+    -0x1.906e44p-3f, 0x1.40e5f4p-1f, -0x1.d7a4c8p-4f, -0x1.1cdd2ap-3f, -0x1.c8d988p-4f, 0x1.ae1192p-2f,
+    -0x1.0e2ac6p-3f, 0x1.cf6b5ep-2f, -0x1.565784p-4f, -0x1.7acdaep-2f, 0x1.febaeap-5f, 0x1.59a2ap-3f,
+    -0x1.25f994p-5f, 0x1.929fdp-8f, -0x1.48c802p-4f, 0x1.a5034ep-6f, 0x1.3117f8p-6f, 0x1.d5309cp-3f,
+    -0x1.594002p-3f, -0x1.9afda4p-4f, -0x1.e8c29ap-2f, -0x1.9bf36p-4f, -0x1.a84e3p-4f, 0x1.0ce4ep-4f,
+    -0x1.8853bp-3f, -0x1.099cdp-4f, -0x1.02cfc8p-2f, 0x1.11ebb6p-7f, -0x1.a0dd76p-3f, 0x1.4b87bap-4f,
+    0x1.5aa16cp-4f, 0x1.99505ep-3f, -0x1.67743ap-3f, -0x1.8bff3p-5f, 0x1.e9b05ap-3f, -0x1.01c73cp-4f,
+    0x1.149c6cp+1f, -0x1.ddc764p-4f, -0x1.a375c6p-3f, -0x1.a41d6ap-7f, 0x1.6d5a9cp-3f, 0x1.16dfbcp-2f,
+    0x1.7d3c38p-5f, -0x1.d368dcp-5f, 0x1.adcdf2p-7f, 0x1.750718p-3f, 0x1.216d52p+0f, 0x1.3d97ecp-4f,
+    0x1.9b86bap-9f, 0x1.190a64p+0f, -0x1.c4e972p-3f, 0x1.2a4448p-6f, -0x1.0bdap-9f, -0x1.e68d0cp-6f,
+    0x1.6fd0d6p+1f, -0x1.6a91ccp-2f, 0x1.867556p+0f, 0x1.887e5ap-2f, 0x1.131d46p+1f, 0x1.0a417cp-2f,
+    0x1.73fe6p+1f, 0x1.ff564ep-2f, 0x1.4a86d8p-4f, -0x1.49abdap-3f, -0x1.5aaff8p-7f, -0x1.1b96ap-1f,
+    0x1.035c5p-1f, 0x1.fc0146p-3f, -0x1.5e4ceep-3f, -0x1.fd631p-6f, 0x1.883b5p-3f, -0x1.475128p-2f,
+    0x1.0b2a2ep-2f, -0x1.9aa2bap-3f, 0x1.dfadd6p-1f, -0x1.f5a3fap-3f, 0x1.19186ap-1f, 0x1.74a03cp-2f,
+    0x1.e8c868p-2f, -0x1.5ae488p-3f, 0x1.0a7b68p-6f, -0x1.744886p-2f, -0x1.cc0ee8p-3f, -0x1.c2ad94p-9f,
+    0x1.a1b4e4p-1f, 0x1.252862p-3f, -0x1.6c7802p-3f, 0x1.d2e78ap-3f, -0x1.13306p-3f, -0x1.b5d604p-2f,
+    -0x1.e5c162p-2f, -0x1.d1a1ep-1f, -0x1.013bc4p-2f, 0x1.f3e76ep-4f, -0x1.95e576p-7f, -0x1.2dfe6cp+0f,
+    -0x1.8e121p-2f, 0x1.21d812p-1f, 0x1.1920acp-2f, 0x1.04927p-3f, -0x1.86231cp-6f, -0x1.2700bcp-4f,
+    0x1.522322p-2f, -0x1.09a82ep-2f, 0x1.543404p-2f, 0x1.b641c2p-4f, 0x1.2d04f2p-3f, 0x1.4e08e8p-3f,
+    0x1.aeac36p-1f, 0x1.4aafeep-1f, 0x1.535318p-4f, -0x1.c1ddeep-4f, 0x1.5964c2p-2f, 0x1.70501cp-4f,
+    0x1.4bcc82p-2f, -0x1.0862eap-5f, 0x1.da3bf4p-2f, 0x1.b30918p-2f, 0x1.ae8942p-2f, 0x1.47254ep-2f,
+    -0x1.64d91p-1f, -0x1.20e38ep-2f, -0x1.0c72b6p-4f, 0x1.58786ap-8f, -0x1.0c20a6p-4f, -0x1.0a86d4p-1f,
+    0x1.d86c66p-3f, 0x1.f2bb3ap-3f, -0x1.1ebf34p-10f, -0x1.79862p-3f, -0x1.0463fcp-4f, -0x1.142d0ep-2f,
+    -0x1.653408p-4f, 0x1.4d8468p-2f, -0x1.19e2c6p-5f, 0x1.563e58p-3f, -0x1.39b80cp-2f, 0x1.bb5ecp-5f,
+    0x1.695d56p-5f, 0x1.63b3bcp-3f, 0x1.b60102p-5f, -0x1.b646f2p-5f, 0x1.05048p-4f, 0x1.b56abp-2f,
+    -0x1.61cd1ap-4f, 0x1.6c7bcp-5f, 0x1.1660a6p-2f, -0x1.8d473p-5f, 0x1.bfe2acp-8f, -0x1.86bea2p-4f,
+    -0x1.33bd06p-5f, 0x1.c14024p-4f, -0x1.ec5928p-6f, 0x1.9579d2p-2f, -0x1.7fe622p-4f, -0x1.453d24p-3f,
+    -0x1.797bcp-6f, 0x1.2f7096p-2f, -0x1.c6582ep-3f, -0x1.0d0d22p-3f, 0x1.770bfp-2f, 0x1.93eeccp-3f,
+    -0x1.f193ep-11f, -0x1.0e8522p-3f, -0x1.260568p-3f, -0x1.cb7102p-4f, 0x1.faee6ap-5f, 0x1.9933bap-6f,
+    0x1.ba7b2ep-4f, 0x1.f0d086p-5f, 0x1.87ef1ep-2f, -0x1.854e1cp-5f, -0x1.e55048p-5f, -0x1.4d1ddap-3f,
+    -0x1.bb3652p-3f, -0x1.77d5f8p-6f, 0x1.1509c2p-2f, -0x1.0e187p-3f, 0x1.9e9b7cp-4f, -0x1.8b1dcep-2f,
+    0x1.d436eap-2f, -0x1.bcb0bp-2f, 0x1.3c439p-5f, -0x1.92bbf2p-5f, 0x1.3921c4p-3f, -0x1.452fbep-2f,
+    0x1.55b95ep-3f, 0x1.c57e24p-3f, 0x1.ca572cp-3f, 0x1.c719e2p-2f, -0x1.40c7fep-2f, 0x1.b93116p-5f,
+    0x1.699be4p-3f, 0x1.37afc8p-3f, 0x1.1c3cdcp-2f, -0x1.a07c9ep-2f, 0x1.8afa7cp-3f, -0x1.a7ba0cp-4f,
+    0x1.3a24a8p-2f, -0x1.b1e682p-3f, 0x1.8a92a6p-4f, -0x1.1eb4b2p-2f, 0x1.735ed4p-4f, -0x1.75fb28p-6f,
+    0x1.4438b6p+0f, -0x1.1bea26p-2f, 0x1.247502p-2f, -0x1.0eda12p-1f, 0x1.10d108p-1f, -0x1.b448c6p-7f,
+    0x1.35977ep-1f, 0x1.253156p-4f, -0x1.297c48p-3f, 0x1.03a5c2p-2f, 0x1.3db2d6p-2f, 0x1.64f7b8p-2f,
+    -0x1.48759ep-3f, -0x1.71f92p-4f, -0x1.773be4p-3f, -0x1.d17686p-3f, 0x1.f768e2p-4f, -0x1.7fab14p-6f,
+    0x1.2c8cdp-4f, 0x1.55627p-8f, -0x1.0d6c7ep-2f, -0x1.4a07bp-5f, -0x1.bf9a42p-4f, 0x1.e386eap-3f,
+    -0x1.95ea3p-2f, -0x1.2821dp-3f, -0x1.5b35c2p-4f, -0x1.69db04p-3f, 0x1.e1255cp-3f, 0x1.b0b6b2p-4f,
+    0x1.4d77ccp-2f, 0x1.6462e2p-3f, 0x1.1d7d9p-2f, -0x1.dc196ep-3f, -0x1.68dc12p-4f, -0x1.8b07c6p-5f,
+    0x1.a67146p-5f, -0x1.51c78ep-2f, 0x1.69c498p-3f, -0x1.7f9d64p-4f, 0x1.99848cp-4f, 0x1.125f46p-4f,
+    -0x1.68b3c2p-1f, -0x1.0a19a2p-3f, 0x1.a6d9cep-2f, 0x1.9df6b8p-2f, -0x1.82e384p-4f, -0x1.862a0ap-4f,
+    -0x1.864c54p-4f, 0x1.13df22p-3f, -0x1.0e9be4p-2f, -0x1.382b6p-1f, -0x1.732bbep-7f, 0x1.3fbc34p-5f,
+    -0x1.69e3eep-6f, 0x1.d84486p-4f, -0x1.b0d84cp-5f, 0x1.03c32p-1f, -0x1.39a058p-2f, -0x1.21171cp-3f,
+    -0x1.956bfep-2f, 0x1.94f9acp-3f, 0x1.786ba2p-2f, -0x1.f2790ep-1f, -0x1.27d1cap-4f, 0x1.50eaf6p-2f,
+    0x1.bcba24p-1f, 0x1.bb1194p-5f, 0x1.3785bp-3f, 0x1.7689acp-4f, 0x1.9ec76ep-4f, 0x1.ec471ap-3f,
+    -0x1.524626p-3f, -0x1.193e7cp-5f, -0x1.c7e50ep-2f, 0x1.16a0e8p-3f, -0x1.40b722p-10f, -0x1.0fa668p-1f,
+    -0x1.62b5bp-3f, 0x1.c86fep-7f, -0x1.f85012p-3f, 0x1.2eb8c4p-4f, 0x1.1e897p-5f, -0x1.2d8742p-3f,
+    -0x1.58c308p-4f, -0x1.0232f2p-3f, 0x1.57ab24p-3f, 0x1.072114p-4f, 0x1.bce8bcp-3f, 0x1.3261d8p-4f,
+    -0x1.05fe3cp-2f, 0x1.0b49b6p-5f, -0x1.d5fcdp-2f, -0x1.345abcp-6f, -0x1.418ac8p-2f, -0x1.58b808p-4f,
+    0x1.51def2p-3f, 0x1.61540ap-2f, 0x1.0f2332p-7f, -0x1.6f8ad4p-4f, 0x1.1c8fe2p-8f, -0x1.140882p-5f,
+    0x1.1fa014p-2f, 0x1.10a12ep-4f, -0x1.34fa54p-4f, -0x1.36664p-2f, 0x1.3387f8p-4f, -0x1.aded04p-3f,
+    -0x1.4e8916p-3f, -0x1.c210bp-5f, 0x1.343eeep-5f, 0x1.3cef8ap-4f, 0x1.e58976p-3f, -0x1.670eaap-5f,
+    0x1.0581b4p-1f, -0x1.f457ccp-3f, -0x1.3b67b6p-3f, -0x1.7e09b8p-2f, 0x1.18980cp-4f, -0x1.6192bp-2f,
+    -0x1.2e61a4p-3f, 0x1.05d0d6p-2f, 0x1.082288p-6f, 0x1.aedc5ep-4f, 0x1.0cefdcp-5f, -0x1.2c1262p-5f,
+    -0x1.1491f2p-1f, -0x1.8a9366p-8f, 0x1.299406p-2f, 0x1.94a018p-6f, 0x1.c67c44p-3f, -0x1.b33a0cp-3f,
+    0x1.8e74acp-1f, 0x1.0a98aep-3f, 0x1.419916p-3f, -0x1.140fdap-2f, -0x1.9bda6cp-3f, 0x1.4f6bcep-2f,
+    0x1.144e9p-3f, -0x1.649bc2p-3f, -0x1.35ed14p-2f, 0x1.c8e4d8p-1f, -0x1.2a35dcp-2f, 0x1.9d710ap-3f,
+    -0x1.b8db5p-3f, 0x1.cb8584p-2f, 0x1.84eec8p-3f, 0x1.69741cp-2f, -0x1.88b9cp-5f, -0x1.45d726p-4f,
+    0x1.dcf788p+0f, -0x1.6bd664p-3f, 0x1.cb62d8p-2f, 0x1.4ed656p+0f, 0x1.1ea92ap+0f, -0x1.005b4p-1f,
+    0x1.c41fc4p-2f, 0x1.091f1cp+1f, 0x1.206e9ap-2f, 0x1.8ed45ap-5f, -0x1.4d3968p-5f, 0x1.3e52cap-1f,
+    0x1.b7c6d6p-3f, 0x1.cbdd16p-3f, 0x1.2af126p-2f, 0x1.140bf2p-1f, 0x1.ae3ep-3f, 0x1.bd9c48p-3f,
+    0x1.2162cep-3f, -0x1.845c28p-3f, 0x1.111d7cp-7f, -0x1.2a2d74p-1f, -0x1.ef929cp-3f, 0x1.65b39ap-4f,
+    0x1.699accp-3f, -0x1.2b73acp-4f, 0x1.8d2eccp-3f, 0x1.0baff8p-2f, -0x1.608f4p-9f, -0x1.67f286p-5f,
+    0x1.e355e6p-3f, 0x1.8d06bcp-3f, 0x1.1e75f2p-5f, -0x1.cac572p+0f, 0x1.2437b2p-1f, 0x1.3ccc92p-1f,
+    0x1.1a8678p-1f, -0x1.7a9a76p-1f, -0x1.ef216p-3f, 0x1.0cd61ep-3f, -0x1.6db16cp-3f, 0x1.cc03b2p-1f,
+    0x1.40fd82p-2f, 0x1.b8d13p-5f, -0x1.9e0948p-1f, -0x1.ab1b82p-2f, -0x1.58cbbp-2f, -0x1.63cd02p-3f,
+    -0x1.02fd6p-4f, 0x1.1dc262p-3f, 0x1.525094p-3f, 0x1.def678p+0f, 0x1.b6d864p-1f, 0x1.71e9e4p-3f,
+    0x1.21ea9ap-1f, 0x1.449d24p+0f, -0x1.95e01ep-2f, -0x1.77bc6ap-1f, -0x1.8cb098p-3f, -0x1.18ec0ap-6f,
+    0x1.252ee8p-2f, 0x1.58f40ap-2f, 0x1.6ad4ep-3f, 0x1.6f76ecp+1f, 0x1.aecb66p-1f, -0x1.5ff4aep-2f,
+    0x1.736c8ep-4f, -0x1.9cb1e8p-2f, -0x1.82cb1cp-8f, -0x1.169d28p-2f, -0x1.a3a704p-4f, -0x1.b836bcp+0f,
+    0x1.325d68p-6f, 0x1.bbf68cp-3f, 0x1.6b9576p-5f, 0x1.c22d66p-3f, 0x1.a6946ep-5f, -0x1.b2b3bep-3f,
+    0x1.24bd28p-2f, -0x1.98803p-3f, -0x1.acce1ep-2f, 0x1.91d988p-4f, 0x1.86d23ap-6f, -0x1.6b8b74p-2f,
+    -0x1.d9fabcp-3f, -0x1.345abcp-4f, -0x1.84b812p-2f, 0x1.a2a77p-4f, -0x1.f6bc1ap-6f, 0x1.88b7c8p-6f,
+    -0x1.8f962cp-4f, 0x1.757436p-6f, 0x1.4af34ep-4f, 0x1.a2e2b2p-4f, 0x1.e1e21ep-3f, -0x1.f6aeccp-4f,
+    -0x1.2a5ebap-4f, -0x1.272a86p-2f, 0x1.0bd616p-3f, 0x1.8ee238p-4f, 0x1.e993aep-5f, -0x1.d6cb7p-3f,
+    -0x1.aed002p-3f, 0x1.05effp-2f, -0x1.462ff6p-2f, 0x1.2ee19p-3f, -0x1.2bad36p-2f, 0x1.dabd2ap-3f,
+    -0x1.0c35d8p-3f, -0x1.b67a4ap-3f, 0x1.47e84ap-3f, -0x1.13db86p-5f, 0x1.630866p-3f, 0x1.57766p-3f,
+    -0x1.7f1fbcp-3f, -0x1.8773d6p-4f, 0x1.9998c6p-7f, 0x1.2188c8p-3f, 0x1.522306p-2f, -0x1.7eb04ap-4f,
+    -0x1.7e5ffp-4f, 0x1.6b0bb4p-5f, 0x1.2d95dp-4f, -0x1.a4cb82p-4f, 0x1.e0711cp-4f, 0x1.aa82cp-5f,
+    -0x1.eae6e6p-3f, 0x1.0fb66ap-2f, 0x1.26cf2ep-2f, 0x1.2c78c4p-2f, -0x1.fcf5fp-4f, -0x1.a89392p-3f,
+    0x1.d3b322p-2f, 0x1.0620dcp-3f, -0x1.89c818p-4f, -0x1.d16d66p-4f, -0x1.99e302p-8f, -0x1.a8459p-4f,
+    -0x1.2b7884p-2f, -0x1.2bb2bep-2f, 0x1.22749p-4f, 0x1.23f5e4p-1f, 0x1.610a68p-5f, -0x1.55c08ap-3f,
+    -0x1.ddf14p-2f, 0x1.ad222ap-2f, 0x1.ca189ep-4f, -0x1.55a4d2p-3f, -0x1.01bcep-2f, -0x1.3e97a6p-2f,
+    0x1.ff532p-1f, -0x1.070884p-3f, 0x1.944d0cp-2f, 0x1.2cff7p-1f, 0x1.7e2b98p-6f, 0x1.a5ced2p-10f,
+    0x1.1d2cf8p-2f, 0x1.354766p-1f, 0x1.555c56p-6f, 0x1.32a8e4p-4f, -0x1.9989dep-7f, 0x1.2a1dap-2f,
+    -0x1.be4bc4p-4f, -0x1.a410f6p-6f, -0x1.c8d7a8p-5f, -0x1.39913ap-2f, 0x1.855124p-2f, 0x1.ceb74cp-4f,
+    -0x1.46d4dcp-4f, 0x1.edf526p-5f, 0x1.edc068p-3f, 0x1.868cb8p-2f, 0x1.117e12p-1f, -0x1.9f8fdp-3f,
+    0x1.d9e27ep-3f, 0x1.7d96fap-3f, -0x1.43fc58p-3f, -0x1.b4568cp-3f, -0x1.75fef8p-6f, 0x1.222d3ep-4f,
+    0x1.3eceap-2f, -0x1.2b5362p-5f, -0x1.76c39cp-2f, 0x1.15005cp-2f, -0x1.b15ccp-5f, -0x1.39f2a4p-2f,
+    -0x1.7527bp-2f, 0x1.6c1062p-7f, 0x1.ffa69cp-4f, 0x1.9ed4dap-2f, -0x1.5eaf66p-3f, -0x1.acbe6ap-2f,
+    0x1.4a6968p-4f, -0x1.061f04p-3f, 0x1.e348b6p-4f, 0x1.ebd64ap-3f, 0x1.b165fep-6f, -0x1.3dd5a4p-5f,
+    -0x1.ab08eap-6f, -0x1.de4264p-3f, 0x1.597bep-3f, -0x1.34dac2p-4f, -0x1.1ae8ccp-2f, 0x1.9b0ccp-4f,
+    -0x1.2fd058p-3f, 0x1.c03d74p-2f, -0x1.79ebccp-3f, -0x1.4826bep-3f, 0x1.0104d8p-3f, 0x1.a1966ep-4f,
+    -0x1.85c52p-3f, -0x1.91ebb6p-4f, -0x1.75c064p-3f, -0x1.a9ebe4p-3f, -0x1.84612cp-7f, -0x1.351ddcp-2f,
+    0x1.1af484p-4f, 0x1.b99b24p-5f, 0x1.393964p-2f, -0x1.eea48cp-5f, 0x1.4ecd94p-2f, -0x1.a2232ap-5f,
+    -0x1.93835cp-3f, 0x1.07febp-3f, -0x1.109308p-3f, 0x1.d8cb1ap-3f, 0x1.22c1d2p-3f, -0x1.fd4098p-4f,
+    0x1.387b1p-3f, 0x1.3374e4p-3f, 0x1.20f8b6p-3f, 0x1.c8846cp-2f, 0x1.7759fp-2f, 0x1.b07e48p-4f,
+    0x1.859408p-4f, -0x1.c3bc36p-3f, -0x1.c4280ep-4f, -0x1.945dbap-5f, -0x1.3606b6p-2f, 0x1.be671ep-4f,
+    -0x1.0529fap-1f, -0x1.145848p-3f, -0x1.16a95ep-5f, 0x1.7897fap-2f, -0x1.f51bd8p-2f, -0x1.db1fbp-3f,
+    -0x1.932398p-1f, 0x1.da0072p-1f, 0x1.547694p-2f, -0x1.40a7dp-3f, -0x1.6db148p-2f, 0x1.6e628ap-2f,
+    -0x1.cc2fd2p-2f, -0x1.2d34eep-2f, -0x1.8341acp-4f, 0x1.441d7p-3f, 0x1.8d6338p-3f, -0x1.292cfep-5f,
+    -0x1.d281d8p-6f, 0x1.9c6578p-5f, -0x1.c68422p-2f, 0x1.00ea2cp-3f, -0x1.540c2ep-5f, 0x1.11318cp-2f,
+    -0x1.8b6b88p-5f, 0x1.8e8b5ap-5f, 0x1.e73818p-4f, -0x1.6c345ap-3f, 0x1.8862dcp-6f, -0x1.d6d214p-5f,
+    -0x1.78d83ap-3f, -0x1.df84a2p-3f, 0x1.8a022cp-4f, 0x1.a3b938p-5f, 0x1.4cb8b4p-4f, 0x1.5213fp-3f,
+    -0x1.4ac426p-2f, 0x1.4eab38p-2f, -0x1.0a17f8p-3f, 0x1.434b9cp-3f, 0x1.c9badap-3f, -0x1.637ebp-3f,
+    0x1.5cc75ep-3f, 0x1.a8e45p-3f, 0x1.1111dp-3f, -0x1.aa93c8p-3f, -0x1.1045c6p-3f, -0x1.d3986p-3f,
+    0x1.aea6bap-3f, -0x1.87b008p-3f, -0x1.9fc69ep-3f, -0x1.2869aep-2f, 0x1.c0573cp-2f, 0x1.2ee16ap-5f,
+    -0x1.89ae3ap-3f, 0x1.0d8f1cp-3f, 0x1.4de68ep-3f, -0x1.d727c2p-2f, -0x1.6a27b6p-3f, 0x1.5440d8p-4f,
+    0x1.398492p-2f, 0x1.3d9d98p-8f, 0x1.95e9dcp-5f, -0x1.deec8ap-2f, 0x1.ebe73ap-2f, 0x1.be64a8p-6f,
+    0x1.261e44p-2f, -0x1.816256p-3f, 0x1.e2acb6p-4f, -0x1.e152dp-4f, -0x1.83543ap-3f, -0x1.a69facp-2f,
+    0x1.3ca97ap-4f, -0x1.0cd8bp-2f, -0x1.24c216p-2f, -0x1.d72804p-3f, -0x1.466084p-2f, 0x1.8630b8p-4f,
+    0x1.f5593cp-4f, -0x1.5bbffap-2f, -0x1.2f8458p-3f, -0x1.7df96p-6f, -0x1.785e84p-6f, -0x1.c28c04p-3f,
+    0x1.5e2fe2p-7f, -0x1.80ebacp-6f, -0x1.037792p-5f, 0x1.28d4dap-4f, -0x1.2de6fp-2f, 0x1.78db42p-5f,
+    -0x1.5bb0f4p-4f, 0x1.889acp-7f, 0x1.3c8b98p-3f, -0x1.68c6f4p-2f, -0x1.bef8f2p-3f, -0x1.a91708p-3f,
+    -0x1.9dff5cp-4f, 0x1.989dep-4f, -0x1.0de426p-2f, 0x1.471b92p-3f, 0x1.c14f8p-4f, -0x1.8053a8p-4f,
+    -0x1.30411p-2f, 0x1.790f3p-4f, 0x1.f368cp-5f, 0x1.6a0052p-5f, 0x1.1fd378p-5f, -0x1.5e031ep-5f,
+    -0x1.a9565ep-2f, -0x1.5aa98ap-2f, -0x1.53ea06p-5f, -0x1.83daa6p-2f, -0x1.81072ap-3f, -0x1.acee2cp-4f,
+    0x1.4307eap-2f, -0x1.1355f2p-4f, -0x1.30e8bcp-3f, 0x1.526dcap-6f, 0x1.2b002cp-4f, 0x1.137e98p-2f,
+    -0x1.df2bc2p-4f, -0x1.b90502p-3f, 0x1.bafb52p-3f, -0x1.22aaacp-3f, 0x1.551ce2p-2f, 0x1.53c368p-5f,
+    0x1.fabb84p-3f, -0x1.34dfd2p-3f, -0x1.50d6c2p-3f, -0x1.7a52bcp-3f, -0x1.082a46p-2f, 0x1.fc6edap-3f,
+    0x1.1eeb84p-1f, 0x1.152706p-2f, -0x1.56d3f6p-3f, 0x1.012b0ap-3f, 0x1.7e0bbep-4f, 0x1.3f28c6p-3f,
+    -0x1.895a1p-11f, 0x1.72a1bcp-3f, -0x1.d734ap-2f, -0x1.5854e6p+0f, -0x1.95b282p-2f, -0x1.2a97a8p-5f,
+    -0x1.82cf96p-2f, 0x1.40b298p-3f, 0x1.194864p-4f, 0x1.46960ep-5f, -0x1.6bd3bcp-3f, -0x1.70903p-3f,
+    0x1.8efef4p-1f, -0x1.212804p-3f, -0x1.493998p-3f, -0x1.25451cp+0f, -0x1.a87fb2p-5f, -0x1.7d2618p-3f,
+    -0x1.e976bap-3f, -0x1.91a944p-2f, 0x1.22d568p-5f, 0x1.c54674p-3f, -0x1.0b3584p-4f, 0x1.b38d48p-2f,
+    0x1.ec070cp-4f, 0x1.2d68bep-2f, -0x1.c52f74p-5f, 0x1.b006d6p-5f, 0x1.f32622p-4f, 0x1.eb2c5cp-5f,
+    0x1.2dd868p-6f, -0x1.8be2bep-7f, 0x1.6a9112p-5f, 0x1.ae93e4p-4f, 0x1.a0f1bep-3f, -0x1.31fb2ep-4f,
+    -0x1.c7f0eap-4f, 0x1.1ace1ap-4f, 0x1.e2f0b6p-3f, 0x1.9a1272p-2f, -0x1.7007cap-3f, 0x1.56397p-2f,
+    0x1.1c1642p-1f, 0x1.56c468p-3f, 0x1.743654p-3f, 0x1.168bb2p-3f, 0x1.f7f83ap-2f, -0x1.4d6bfp-4f,
+    -0x1.bea904p-2f, 0x1.e1b0fp-1f, 0x1.803548p-4f, -0x1.a8745cp-4f, 0x1.dcd054p-2f, 0x1.6512e4p-1f,
+    0x1.b59318p-2f, 0x1.b207c4p-3f, 0x1.346b18p-2f, 0x1.d0169cp-3f, 0x1.434fbp-5f, 0x1.cc42f2p-6f,
+    -0x1.379a9ap-2f, -0x1.d04c2p-7f, -0x1.44d296p-3f, 0x1.71ac32p-3f, 0x1.5b07cap-3f, 0x1.e5c38cp-3f,
+    -0x1.5d2ef6p-3f, -0x1.02d55cp-7f, -0x1.79d86ep-4f, 0x1.c39102p-3f, 0x1.d6a366p-4f, -0x1.c81044p-3f,
+    0x1.446344p-1f, 0x1.40294cp-3f, 0x1.d9064ap-3f, 0x1.78008p-6f, 0x1.c2e8f2p-3f, -0x1.29f182p-1f,
+    -0x1.a4097cp-3f, 0x1.b2bdcp-1f, -0x1.492f48p-2f, 0x1.a0638p-8f, -0x1.77bb94p-6f, 0x1.c7ab0cp-2f,
+    0x1.0874eap-3f, -0x1.4ec0dap-2f, 0x1.07e3d4p-2f, 0x1.94196ap-2f, 0x1.49a8f6p-3f, 0x1.29b8aap-1f,
+    0x1.242dc2p-3f, -0x1.65ad1cp-4f, -0x1.abcdd2p-2f, 0x1.8d1224p-2f, -0x1.9a2688p-1f, -0x1.4df7dcp-2f,
+    -0x1.19d45p-1f, 0x1.f8480cp-2f, 0x1.7baabap-4f, 0x1.6ac5fp-3f, 0x1.634a0ap-3f, 0x1.779cep-5f,
+    0x1.d0a3cep-2f, 0x1.c6d22p-2f, 0x1.e05eacp-2f, 0x1.be8b2cp-1f, 0x1.c8f1dcp-3f, 0x1.2d2b4ap-3f,
+    0x1.191abcp+0f, 0x1.9e5cc4p+1f, -0x1.d7124cp-6f, -0x1.2e469p-8f, -0x1.e3d13cp-5f, 0x1.50b8d6p+0f,
+};
+static const float l1_b[30] = {
+    0x1.839f06p-3f, -0x1.1a6584p-4f, 0x1.3a7b16p-4f, -0x1.5d05e8p-3f, 0x1.12eccp-2f, 0x1.f59c1cp-2f,
+    -0x1.8aa81cp-3f, -0x1.46f684p-3f, 0x1.67caccp-2f, -0x1.e9a54ap-5f, -0x1.f85e0ep-4f, 0x1.394a8ep-9f,
+    -0x1.501a82p-3f, -0x1.cffc0cp-2f, 0x1.5a8822p-2f, -0x1.c0f9eap-3f, 0x1.47bf54p-6f, -0x1.c62356p-5f,
+    -0x1.56f8b8p-2f, 0x1.7c4ffp-7f, 0x1.4e22b2p-5f, 0x1.21ce9cp-4f, -0x1.1778aep-3f, -0x1.4ea79ap-5f,
+    0x1.493458p-3f, -0x1.be8ce6p-5f, -0x1.4bc306p-3f, 0x1.f03706p-5f, 0x1.1abf3ep-4f, -0x1.fdde6cp-3f,
+};
+/* layer 2: Han-layer of width 30, relu */
+static const float l2_v[30] = {
+    0x1.a34038p-5f, 0x1.04b664p-4f, 0x1.eed4dap-5f, -0x1.9f14cp-7f, -0x1.d61ceep-6f, 0x1.c1016p-8f,
+    -0x1.255216p-5f, 0x1.5918aap-7f, -0x1.e77e12p-5f, 0x1.555eccp-6f, -0x1.dc9ad2p-7f, -0x1.5ef7fep-3f,
+    0x1.35521ep-4f, 0x1.70b7b8p-9f, 0x1.e498cap-7f, 0x1.63b9dcp-8f, 0x1.524994p-4f, -0x1.759118p-6f,
+    0x1.0a1a1ep-3f, 0x1.37b504p-4f, -0x1.12f982p-7f, 0x1.025c2p-6f, -0x1.12ea4cp-6f, -0x1.68f616p-9f,
+    0x1.98239ep-7f, 0x1.9df74ep-5f, 0x1.cb4a16p-7f, 0x1.af66c6p-4f, 0x1.bac5eap-4f, -0x1.a7da36p-5f,
+};
+static const float l2_neg_u[30] = {
+    -0x1.d71bf8p-1f, -0x1.24f5f6p+0f, -0x1.1604f2p+0f, 0x1.d26c76p-3f, 0x1.0821ap-1f, -0x1.f88b5p-4f,
+    0x1.499a34p-1f, -0x1.83c848p-3f, 0x1.11e55cp+0f, -0x1.7f986ep-2f, 0x1.0bc75ap-2f, 0x1.8a619p+1f,
+    -0x1.5b94e4p+0f, -0x1.9e535p-5f, -0x1.1044ep-2f, -0x1.8fba12p-4f, -0x1.7c2196p+0f, 0x1.a3c63ep-2f,
+    -0x1.2b0458p+1f, -0x1.5e435ap+0f, 0x1.34fcb2p-3f, -0x1.225132p-2f, 0x1.34eb9ap-2f, 0x1.959c14p-5f,
+    -0x1.ca9f82p-3f, -0x1.d12bb6p-1f, -0x1.020cd6p-2f, -0x1.e4c348p+0f, -0x1.f18a82p+0f, 0x1.dc47acp-1f,
+};
+static const float l2_b[30] = {
+    0x1.1ce9acp-1f, -0x1.51d72ap-3f, -0x1.52cdcp-4f, -0x1.78509ep-3f, -0x1.f85e34p-4f, 0x1.5e44e2p-2f,
+    -0x1.262e62p-3f, 0x1.1aec1ep-4f, -0x1.bee874p-4f, -0x1.c126d6p-4f, -0x1.29f9e2p-2f, -0x1.dc9bfcp-3f,
+    0x1.174474p-5f, -0x1.b50894p-2f, 0x1.1caf98p-3f, -0x1.c9bfe8p-2f, -0x1.9038fep-3f, -0x1.7d01c4p-2f,
+    -0x1.b5feaap-3f, 0x1.2b6014p-3f, -0x1.0440e2p-3f, -0x1.2824dap-3f, -0x1.844dacp-6f, -0x1.0bde46p-3f,
+    -0x1.00b57cp-5f, 0x1.653fcp-6f, 0x1.b2040ap-3f, -0x1.83db4p-2f, -0x1.68965p-2f, -0x1.60053cp-2f,
+};
+/* layer 3: Han-layer of width 30, relu */
+static const float l3_v[30] = {
+    0x1.f3440cp-7f, 0x1.1568bp-9f, 0x1.087eecp-3f, -0x1.237252p-4f, -0x1.f2033cp-8f, -0x1.340b14p-6f,
+    -0x1.a788bp-5f, -0x1.1fdf8ap-4f, 0x1.565568p-4f, 0x1.aeffbp-4f, -0x1.cb46e2p-5f, -0x1.62f914p-6f,
+    0x1.108ea2p-3f, -0x1.6f53d8p-5f, 0x1.12916ap-4f, 0x1.b7390cp-4f, -0x1.530c3ep-4f, -0x1.266128p-4f,
+    -0x1.643c12p-5f, -0x1.9213dep-7f, 0x1.153bacp-4f, -0x1.a562dcp-4f, -0x1.34824cp-4f, -0x1.acc826p-3f,
+    -0x1.f858e2p-8f, 0x1.223a2ap-4f, -0x1.c27dfp-5f, 0x1.c95308p-4f, 0x1.c75c56p-4f, 0x1.02eabcp-4f,
+};
+static const float l3_neg_u[30] = {
+    -0x1.335d8cp-3f, -0x1.5590b2p-6f, -0x1.45aa68p+0f, 0x1.66d96cp-1f, 0x1.32980cp-4f, 0x1.7b48cap-3f,
+    0x1.04be04p-1f, 0x1.627314p-1f, -0x1.a58148p-1f, -0x1.09567ep+0f, 0x1.1abf32p-1f, 0x1.b51144p-3f,
+    -0x1.4f9764p+0f, 0x1.c4477cp-2f, -0x1.52113ap-1f, -0x1.0e66ap+0f, 0x1.a17594p-1f, 0x1.6a75e8p-1f,
+    0x1.b69ef4p-2f, 0x1.ef10e2p-4f, -0x1.555944p-1f, 0x1.036b86p+0f, 0x1.7bdb96p-1f, 0x1.07f918p+1f,
+    0x1.367e64p-4f, -0x1.655914p-1f, 0x1.1556aap-1f, -0x1.198b78p+0f, -0x1.1855fep+0f, -0x1.3ecbecp-1f,
+};
+static const float l3_b[30] = {
+    0x1.03681cp-4f, -0x1.beec2cp-3f, 0x1.4bd2cap-4f, -0x1.8bd9eap-3f, -0x1.f10d32p-4f, 0x1.4486p-2f,
+    -0x1.a6367cp-3f, -0x1.7126aap-2f, -0x1.f4e092p-6f, -0x1.b1bfap-2f, -0x1.42d08p-1f, -0x1.439734p-2f,
+    -0x1.760b8ap-5f, -0x1.c06baep-2f, 0x1.e1dbf6p-5f, -0x1.c0a068p-2f, 0x1.807c8ep-5f, -0x1.1176eap-3f,
+    -0x1.19a13cp-2f, 0x1.6a82fcp-4f, -0x1.3aa33cp-3f, -0x1.60ef3ap-2f, -0x1.75b29p-3f, -0x1.c25c2ap-2f,
+    -0x1.619994p-6f, 0x1.6b1bfp-4f, 0x1.29f562p-7f, -0x1.8d4b9ep-2f, -0x1.4114cep-2f, -0x1.222796p-2f,
+};
+/* layer 4: Han-layer of width 30, relu */
+static const float l4_v[30] = {
+    0x1.3f0da2p-7f, -0x1.04d14ep-3f, -0x1.271a4p-6f, -0x1.9472dp-5f, 0x1.4e9256p-5f, -0x1.0b551ap-6f,
+    0x1.3aec22p-6f, 0x1.b20f5cp-6f, 0x1.67c662p-5f, 0x1.5676bcp-9f, 0x1.7d135cp-4f, -0x1.f0c948p-4f,
+    0x1.a19fd4p-5f, 0x1.181b06p-6f, 0x1.3d22eap-6f, 0x1.ae38c2p-5f, -0x1.d4fd6ep-4f, 0x1.10c83cp-3f,
+    0x1.bc4198p-5f, -0x1.9e0706p-3f, 0x1.0bd464p-6f, -0x1.6ad5cp-4f, -0x1.c17c7ap-4f, 0x1.814058p-4f,
+    -0x1.d29128p-8f, 0x1.835c6p-6f, -0x1.faf9a8p-5f, -0x1.5ea07p-6f, 0x1.ff349ep-8f, 0x1.6928c8p-7f,
+};
+static const float l4_neg_u[30] = {
+    -0x1.ebe8b8p-4f, 0x1.921f66p+0f, 0x1.c6fb8p-3f, 0x1.37c8e6p-1f, -0x1.01eaep-1f, 0x1.9c2ac6p-3f,
+    -0x1.e58a4ap-3f, -0x1.4e9ca8p-2f, -0x1.1558aep-1f, -0x1.08006p-5f, -0x1.25c452p+0f, 0x1.7ef786p+0f,
+    -0x1.41f11ep-1f, -0x1.afdc42p-3f, -0x1.e8f424p-3f, -0x1.4ba72ep-1f, 0x1.6989fep+0f, -0x1.a491c2p+0f,
+    -0x1.5678dap-1f, 0x1.3f2b48p+1f, -0x1.9cef06p-3f, 0x1.17b492p+0f, 0x1.5a80fcp+0f, -0x1.28fc64p+0f,
+    0x1.67abd6p-4f, -0x1.2a9cb2p-2f, 0x1.86d24ap-1f, 0x1.0e4b4ep-2f, -0x1.8a1522p-4f, -0x1.1669e2p-3f,
+};
+static const float l4_b[30] = {
+    0x1.029e6ap-5f, -0x1.f8427p-3f, 0x1.a72396p-6f, -0x1.acd306p-3f, -0x1.7049d2p-6f, 0x1.1fd922p-2f,
+    -0x1.6ba904p-3f, -0x1.971a22p-2f, 0x1.ac446ep-7f, -0x1.b8a9cp-2f, 0x1.aab34ep-4f, -0x1.1e7772p-1f,
+    0x1.eb8fe2p-2f, -0x1.acc35ep-2f, 0x1.249f84p-5f, -0x1.1439c8p-3f, 0x1.58f438p-5f, -0x1.a171d8p-3f,
+    -0x1.0aab0ap-3f, -0x1.8c5f72p-3f, 0x1.786bfp-3f, -0x1.c9f7d4p-3f, -0x1.74754p-4f, -0x1.0e3798p-1f,
+    -0x1.c63664p-6f, -0x1.4ab5eep-3f, -0x1.2716bap-4f, -0x1.58fcdcp-2f, -0x1.474b44p-2f, -0x1.1b2dbap-2f,
+};
+/* layer 5: Han-layer of width 30, relu */
+static const float l5_v[30] = {
+    -0x1.6d4b84p-6f, -0x1.a7b562p-6f, -0x1.37735p-6f, -0x1.2c3196p-4f, -0x1.b198e4p-4f, -0x1.a25388p-6f,
+    0x1.2b93f4p-4f, -0x1.72f1f6p-6f, 0x1.58b796p-3f, 0x1.8f70aap-4f, -0x1.a73fa4p-4f, 0x1.bdae08p-4f,
+    -0x1.0eb6a8p-3f, 0x1.19a7a2p-4f, -0x1.6ef578p-6f, 0x1.2d94dcp-5f, 0x1.0a25c6p-5f, 0x1.e9f4d6p-5f,
+    0x1.5a17b6p-5f, -0x1.619146p-5f, -0x1.192444p-6f, -0x1.6a9006p-4f, -0x1.746a9p-6f, 0x1.2a7432p-5f,
+    0x1.42742ep-7f, -0x1.29a0dep-5f, 0x1.828a7p-5f, 0x1.76616p-8f, 0x1.625a66p-6f, 0x1.51c7dep-9f,
+};
+static const float l5_neg_u[30] = {
+    0x1.5b666ap-2f, 0x1.92f3bap-2f, 0x1.283176p-2f, 0x1.1d7ce8p+0f, 0x1.9c5b38p+0f, 0x1.8dd55ep-2f,
+    -0x1.1ce6fep+0f, 0x1.60c6p-2f, -0x1.47d48cp+1f, -0x1.7bdf5ap+0f, 0x1.9283cp+0f, -0x1.a7d8d6p+0f,
+    0x1.0173aep+1f, -0x1.0bdb72p+0f, 0x1.5cfb8p-2f, -0x1.1ecec6p-1f, -0x1.fa382p-2f, -0x1.d1f46p-1f,
+    -0x1.49236cp-1f, 0x1.503f3ep-1f, 0x1.0b5e84p-2f, 0x1.58cd3p+0f, 0x1.622c26p-2f, -0x1.1bd556p-1f,
+    -0x1.32a856p-3f, 0x1.1b0c5cp-1f, -0x1.6f9ae4p-1f, -0x1.640a56p-4f, -0x1.50fe84p-2f, -0x1.413bdp-5f,
+};
+static const float l5_b[30] = {
+    -0x1.a9036ap-7f, -0x1.f01858p-4f, -0x1.a05276p-3f, -0x1.534dfap-2f, -0x1.3ab08ap-1f, 0x1.f68498p-3f,
+    -0x1.b4e202p-2f, -0x1.7914c6p-2f, 0x1.023a54p-3f, 0x1.8c64bep-2f, -0x1.9378p-3f, -0x1.5abdcp-2f,
+    0x1.e4edp-5f, -0x1.4c3e8ep-2f, 0x1.fd93dep-7f, 0x1.a0fd14p-5f, -0x1.cff9b2p-3f, 0x1.446dp-3f,
+    -0x1.f836d8p-5f, -0x1.4cff3cp-2f, 0x1.0498f4p-3f, -0x1.53d67cp+0f, -0x1.1cbb76p-2f, -0x1.56f618p-2f,
+    0x1.3ff572p-8f, -0x1.0febbep-4f, 0x1.2c29b2p-5f, -0x1.87ca58p-2f, -0x1.09c638p-1f, -0x1.271adap-2f,
+};
+/* layer 6: Han-layer of width 30, relu */
+static const float l6_v[30] = {
+    0x1.d35aaep-8f, 0x1.9c0e56p-5f, -0x1.3115f4p-4f, -0x1.ea01d6p-5f, 0x1.cb5ca8p-6f, 0x1.323756p-5f,
+    -0x1.02eb9p-3f, 0x1.294ae4p-5f, -0x1.4c29b6p-6f, -0x1.4574e8p-4f, -0x1.97b004p-8f, -0x1.7121a4p-9f,
+    0x1.827e5ap-4f, 0x1.3c993ap-4f, 0x1.19b656p-6f, 0x1.6563fep-8f, 0x1.b0468cp-4f, -0x1.1ec726p-3f,
+    0x1.e4bf3ap-7f, 0x1.fd7d9ep-5f, -0x1.295ba8p-3f, -0x1.6e3cdp-6f, 0x1.1beeecp-10f, -0x1.24b894p-4f,
+    -0x1.ddab64p-6f, -0x1.d5277ep-4f, 0x1.091002p-5f, -0x1.0244dp-5f, -0x1.388dcep-4f, -0x1.77cb18p-5f,
+};
+static const float l6_neg_u[30] = {
+    -0x1.a56bc8p-4f, -0x1.738ec6p-1f, 0x1.1319d2p+0f, 0x1.b9d8fap-1f, -0x1.9e36dap-2f, -0x1.141ec4p-1f,
+    0x1.d2f1f8p+0f, -0x1.0c12d8p-1f, 0x1.2b844ep-2f, 0x1.25783cp+0f, 0x1.6f9e5ep-4f, 0x1.4cda16p-5f,
+    -0x1.5c81f4p+0f, -0x1.1d7b6ep+0f, -0x1.fc0c96p-3f, -0x1.4243d8p-4f, -0x1.85ca4p+0f, 0x1.0297a8p+1f,
+    -0x1.b51ab8p-3f, -0x1.cb6a8ap-1f, 0x1.0c21f6p+1f, 0x1.4a3e12p-2f, -0x1.0007p-6f, 0x1.07f38ep+0f,
+    0x1.aeb8f4p-2f, 0x1.a70b4ep+0f, -0x1.de05c4p-2f, 0x1.d1c54p-2f, 0x1.19d5c6p+0f, 0x1.52dbecp-1f,
+};
+static const float l6_b[30] = {
+    -0x1.1afd38p-6f, -0x1.58b5f8p-3f, -0x1.8002aap-2f, -0x1.5c6756p-2f, -0x1.38f7aep-4f, 0x1.8484a8p-3f,
+    0x1.11cc26p-1f, -0x1.1c6ab2p-1f, 0x1.f195e8p-6f, -0x1.99ae94p-4f, -0x1.241b2p-3f, -0x1.742a9ap-2f,
+    -0x1.036fe8p-1f, -0x1.4e89fcp-2f, -0x1.46ca28p-5f, -0x1.9b33aep-5f, -0x1.a43efap-3f, -0x1.725c8ap-3f,
+    -0x1.a62fc6p-4f, -0x1.e3739ap-1f, 0x1.b5772ap-2f, -0x1.173fb4p+0f, -0x1.18e5fap-2f, -0x1.77a3cep-2f,
+    0x1.67ef52p-5f, -0x1.a08254p-3f, 0x1.9943ep-5f, -0x1.2bcb12p-2f, -0x1.3a09eap-2f, -0x1.3a24c4p-2f,
+};
+/* layer 7: Han-layer of width 30, relu */
+static const float l7_v[30] = {
+    0x1.f4a6f2p-5f, 0x1.8bbc5ep-5f, -0x1.363706p-4f, -0x1.367ae6p-5f, 0x1.4eaebep-4f, -0x1.e5ca0ap-5f,
+    -0x1.ee9e6ap-5f, -0x1.07fe72p-4f, -0x1.aeb532p-5f, -0x1.009ddep-4f, -0x1.561168p-5f, -0x1.55d154p-4f,
+    -0x1.03682cp-6f, 0x1.12f906p-4f, 0x1.39b3c4p-4f, 0x1.6bedcap-8f, -0x1.848ec4p-4f, 0x1.430cfcp-5f,
+    0x1.8ab9dcp-6f, -0x1.620d6p-4f, 0x1.407d6cp-4f, -0x1.99ec7ap-4f, 0x1.0cbefep-7f, 0x1.706e3ep-5f,
+    0x1.15003ep-4f, 0x1.3c27a8p-6f, 0x1.ab2ff2p-5f, 0x1.25f2b2p-6f, 0x1.7ad3bap-10f, -0x1.bd47bep-8f,
+};
+static const float l7_neg_u[30] = {
+    -0x1.324f54p+0f, -0x1.e43d54p-1f, 0x1.7b97bp+0f, 0x1.7beabep-1f, -0x1.99883ep+0f, 0x1.293768p+0f,
+    0x1.2e9e5ap+0f, 0x1.4308d4p+0f, 0x1.078434p+0f, 0x1.3a01ep+0f, 0x1.a291bep-1f, 0x1.a24356p+0f,
+    0x1.3d6beep-2f, -0x1.5077f8p+0f, -0x1.7fdc14p+0f, -0x1.bd51b8p-4f, 0x1.db74c4p+0f, -0x1.8b4c88p-1f,
+    -0x1.e30102p-2f, 0x1.b13bd8p+0f, -0x1.882a5ap+0f, 0x1.f599bep+0f, -0x1.48d972p-3f, -0x1.c2d3e8p-1f,
+    -0x1.52f35p+0f, -0x1.82dc66p-2f, -0x1.055cccp+0f, -0x1.67b008p-2f, -0x1.cf8c9ep-6f, 0x1.106ea2p-3f,
+};
+static const float l7_b[30] = {
+    -0x1.606832p-3f, 0x1.9bccdap-3f, -0x1.e5fe7p-3f, -0x1.06c29p-1f, -0x1.1d99bap-1f, 0x1.8e691ap-3f,
+    0x1.b6a572p-3f, -0x1.b5dfa2p-4f, 0x1.591e5ep-5f, -0x1.1d1262p-3f, -0x1.1620e4p-2f, -0x1.0f5a82p-3f,
+    -0x1.c9cec8p-2f, -0x1.51b7cep-2f, -0x1.22457p-3f, -0x1.97a804p-4f, -0x1.a16946p-3f, -0x1.d172bcp-3f,
+    -0x1.ec273p-4f, -0x1.5a2956p-3f, -0x1.ef76dap-4f, -0x1.b2f7f2p-3f, -0x1.056a88p-2f, -0x1.928ab4p-3f,
+    -0x1.d46004p-3f, -0x1.3804b6p-2f, -0x1.90426p-5f, -0x1.3c90b6p-2f, -0x1.60baecp-2f, -0x1.4c86a6p-2f,
+};
+/* layer 8: Han-layer of width 30, relu */
+static const float l8_v[30] = {
+    0x1.2b6c52p-4f, -0x1.061ba4p-4f, 0x1.a73b64p-5f, 0x1.8849eap-5f, 0x1.bfa8a6p-4f, -0x1.293deep-3f,
+    0x1.227d3cp-3f, -0x1.7eb82ap-5f, -0x1.684348p-6f, 0x1.86bf34p-5f, -0x1.5e6e98p-4f, 0x1.c1c3dp-10f,
+    -0x1.554dcp-5f, 0x1.539bap-4f, 0x1.1218fcp-6f, -0x1.c16afap-6f, 0x1.bb3086p-6f, 0x1.99f794p-5f,
+    0x1.12892cp-4f, -0x1.4ac218p-5f, -0x1.8277dp-4f, 0x1.370128p-5f, 0x1.097984p-4f, 0x1.6fbb6ep-11f,
+    -0x1.21a41ep-4f, 0x1.07762ep-9f, 0x1.58554p-5f, 0x1.087d34p-4f, 0x1.086f42p-4f, -0x1.86cc5ap-6f,
+};
+static const float l8_neg_u[30] = {
+    -0x1.2219b6p+0f, 0x1.fbe4ecp-1f, -0x1.9a0dfp-1f, -0x1.7c131ap-1f, -0x1.b1b88p+0f, 0x1.1ffcb4p+1f,
+    -0x1.1971d6p+1f, 0x1.72cdap-1f, 0x1.5d0bbcp-2f, -0x1.7a94aep-1f, 0x1.538568p+0f, -0x1.b3c2ep-6f,
+    0x1.4aad52p-1f, -0x1.4908b8p+0f, -0x1.09903cp-2f, 0x1.b36ccep-2f, -0x1.ad64p-2f, -0x1.8d33dcp-1f,
+    -0x1.09fceep+0f, 0x1.4075b8p-1f, 0x1.766f66p+0f, -0x1.2d523cp-1f, -0x1.01358p+0f, -0x1.64485ap-7f,
+    0x1.189f7ap+0f, -0x1.fe846ap-6f, -0x1.4d9caep-1f, -0x1.00410ap+0f, -0x1.003388p+0f, 0x1.7aa16cp-2f,
+};
+static const float l8_b[30] = {
+    -0x1.96b2d6p-2f, -0x1.215de4p-4f, 0x1.4cfaecp-1f, -0x1.113648p-1f, -0x1.3f2a9ep-5f, -0x1.768614p-3f,
+    0x1.04b09p-1f, -0x1.54ca98p-4f, -0x1.6fde28p-5f, 0x1.560fb8p-1f, -0x1.3bde96p-1f, -0x1.02e152p-3f,
+    -0x1.45c0e2p-1f, -0x1.d8a8e8p-2f, -0x1.853234p-3f, -0x1.b6889ap-2f, -0x1.ba58b8p-2f, 0x1.0c5f44p-4f,
+    -0x1.1d852ep-2f, 0x1.c6dc7ep-6f, 0x1.e414ecp-5f, -0x1.c97272p-4f, 0x1.e363ccp-3f, -0x1.57c79cp-3f,
+    -0x1.505044p-2f, -0x1.293284p-2f, -0x1.0191fep-3f, -0x1.4db2bcp-6f, -0x1.2baee6p-3f, -0x1.2e4d16p-6f,
+};
+/* layer 9: Han-layer of width 30, relu */
+static const float l9_v[30] = {
+    -0x1.b9c8p-5f, 0x1.0d9eb6p-4f, 0x1.9dffdp-7f, 0x1.3d807cp-4f, 0x1.ff793ap-7f, -0x1.f3816ep-5f,
+    0x1.3caf2ep-4f, -0x1.d04d04p-4f, -0x1.db5108p-5f, -0x1.b8d75ep-12f, -0x1.3c27dap-5f, 0x1.8ebefcp-4f,
+    0x1.21d10cp-5f, -0x1.2fb2d2p-6f, -0x1.9cb62p-4f, -0x1.01b2f6p-4f, -0x1.31f4fep-3f, -0x1.40b79ap-5f,
+    -0x1.a002cap-6f, -0x1.6eab56p-4f, -0x1.536026p-7f, 0x1.257e94p-3f, -0x1.2cceaep-6f, 0x1.e30d12p-6f,
+    0x1.e1dbfep-4f, 0x1.36c3d4p-3f, 0x1.1174b8p-4f, 0x1.4a01e4p-4f, -0x1.04c4dcp-4f, 0x1.bb00bep-7f,
+};
+static const float l9_neg_u[30] = {
+    0x1.3fdc2ep-1f, -0x1.866c26p-1f, -0x1.2bbecap-3f, -0x1.cbc1fep-1f, -0x1.7251a6p-3f, 0x1.69a764p-1f,
+    -0x1.ca92e8p-1f, 0x1.502a3p+0f, 0x1.5823f2p-1f, 0x1.3f2df4p-8f, 0x1.c9cefp-2f, -0x1.20b39ap+0f,
+    -0x1.a3ab0ap-2f, 0x1.b7c512p-3f, 0x1.2ad016p+0f, 0x1.752914p-1f, 0x1.bb0a4cp+0f, 0x1.d069e6p-2f,
+    0x1.2d33a4p-2f, 0x1.097a2cp+0f, 0x1.eb6e92p-4f, -0x1.a8fe6cp+0f, 0x1.b39552p-3f, -0x1.5dbd8ap-2f,
+    -0x1.5ce0a8p+0f, -0x1.c2009ap+0f, -0x1.8bfa24p-1f, -0x1.ddddc6p-1f, 0x1.799b18p-1f, -0x1.40be9cp-3f,
+};
+static const float l9_b[30] = {
+    -0x1.5f0964p-2f, -0x1.84c82p-5f, 0x1.ae6092p-1f, -0x1.3e553ep-1f, 0x1.9116dap-5f, -0x1.0e1e9ep-4f,
+    -0x1.699c4ap-6f, -0x1.b01798p-3f, -0x1.bfd7d2p-6f, 0x1.6a1376p-4f, -0x1.7bfdd2p-1f, 0x1.a0396cp-2f,
+    -0x1.46a2d2p-1f, -0x1.8170f8p-2f, -0x1.6c925ap-7f, -0x1.3a4ea8p-2f, -0x1.0160c4p-2f, -0x1.76969ep-4f,
+    -0x1.3d09a4p-2f, -0x1.a7b5fp-5f, 0x1.8f90a8p-9f, -0x1.05bceap-1f, 0x1.0308f6p-3f, -0x1.25e41cp-2f,
+    -0x1.612c28p-1f, -0x1.6c003ep-3f, 0x1.062a9ep-6f, -0x1.1ec2fap-2f, -0x1.329456p-2f, -0x1.41e668p-4f,
+};
+/* layer 10: Han-layer of width 30, relu */
+static const float l10_v[30] = {
+    -0x1.a7524p-5f, -0x1.b6a534p-5f, -0x1.ddfa0ep-5f, -0x1.50380ep-4f, -0x1.df282p-6f, -0x1.e7ecc4p-5f,
+    -0x1.151a0ap-5f, 0x1.e9516p-8f, -0x1.760b5cp-4f, -0x1.0ee11ap-4f, 0x1.dd7808p-6f, -0x1.c8babp-5f,
+    0x1.a1553ap-6f, 0x1.db3248p-5f, -0x1.8fe6dp-5f, 0x1.00c25p-3f, 0x1.2ad96ap-6f, -0x1.22e36p-5f,
+    0x1.847f18p-7f, 0x1.5f30a2p-8f, 0x1.b8f08cp-5f, -0x1.631358p-4f, 0x1.c16dacp-4f, -0x1.8dec3ep-6f,
+    -0x1.31de8cp-8f, -0x1.2743a4p-5f, -0x1.655746p-5f, -0x1.1f9858p-7f, 0x1.464422p-3f, 0x1.1792f4p-4f,
+};
+static const float l10_neg_u[30] = {
+    0x1.bfa28ep-1f, 0x1.cfd6d2p-1f, 0x1.f96dfcp-1f, 0x1.6387a6p+0f, 0x1.faad68p-2f, 0x1.01f97cp+0f,
+    0x1.250468p-1f, -0x1.02b608p-3f, 0x1.8b871ep+0f, 0x1.1e6ffap+0f, -0x1.f8e47ep-2f, 0x1.e2f634p-1f,
+    -0x1.b94d7cp-2f, -0x1.f67d54p-1f, 0x1.a6dec4p-1f, -0x1.0f8192p+1f, -0x1.3c038cp-2f, 0x1.339874p-1f,
+    -0x1.9acf5ap-3f, -0x1.735c5ap-4f, -0x1.d243e8p-1f, 0x1.777832p+0f, -0x1.db3dd8p+0f, 0x1.a4c71ap-2f,
+    0x1.436fe6p-4f, 0x1.38390ep-1f, 0x1.79dd7p-1f, 0x1.301dp-3f, -0x1.590164p+1f, -0x1.27a1acp+0f,
+};
+static const float l10_b[30] = {
+    -0x1.6f485p-1f, -0x1.38f894p-2f, 0x1.e79cd6p-2f, -0x1.0e6c04p+0f, -0x1.3900e8p-2f, -0x1.1ffb3cp-2f,
+    0x1.d0ab8ap-5f, -0x1.4efb86p-2f, -0x1.4f4de2p-2f, -0x1.df06bep-2f, -0x1.6bc9aap-1f, -0x1.80ae68p-3f,
+    -0x1.aa4f24p-2f, -0x1.927fccp-2f, -0x1.48d06cp-1f, 0x1.a0683cp-2f, -0x1.9731b4p-2f, -0x1.70051p-3f,
+    -0x1.161b64p-2f, -0x1.1482bep-3f, -0x1.981c4ep-4f, -0x1.3769c2p+0f, 0x1.7ad8b6p-2f, -0x1.120e0ap-2f,
+    -0x1.565e64p-1f, -0x1.eba556p-2f, -0x1.b84032p-7f, -0x1.14111p-2f, 0x1.b9878cp-3f, -0x1.7d728ap-1f,
+};
+/* layer 11: Han-layer of width 30, relu */
+static const float l11_v[30] = {
+    -0x1.ffe542p-4f, 0x1.5a8c54p-5f, -0x1.7116f2p-4f, -0x1.e72c34p-5f, 0x1.c7205ep-10f, 0x1.61199p-4f,
+    -0x1.cebd28p-7f, -0x1.16cddcp-5f, -0x1.e6661cp-7f, -0x1.2e7f1ap-4f, 0x1.f912fcp-8f, 0x1.26b65ap-5f,
+    0x1.3fd092p-5f, -0x1.061f38p-8f, -0x1.3ddffap-6f, 0x1.08d78p-6f, 0x1.5819f2p-4f, -0x1.67bf5ap-3f,
+    -0x1.4b0f06p-6f, -0x1.0ba842p-4f, 0x1.22c668p-4f, 0x1.228052p-5f, 0x1.ecb862p-10f, 0x1.abcd98p-6f,
+    -0x1.6ec27ep-4f, 0x1.e1e9ep-6f, -0x1.88984ep-5f, 0x1.6990ccp-7f, -0x1.b61844p-5f, -0x1.27d3ap-5f,
+};
+static const float l11_neg_u[30] = {
+    0x1.1d6574p+1f, -0x1.826bcp-1f, 0x1.9b8e5p+0f, 0x1.0f9cd4p+0f, -0x1.fb7de8p-6f, -0x1.89b9f6p+0f,
+    0x1.01fd76p-2f, 0x1.36e1e8p-1f, 0x1.0f2e62p-2f, 0x1.514dp+0f, -0x1.1997dcp-3f, -0x1.489ef8p-1f,
+    -0x1.649c92p-1f, 0x1.2447e6p-4f, 0x1.6272d6p-2f, -0x1.27504cp-2f, -0x1.7fb14cp+0f, 0x1.91238cp+1f,
+    0x1.712636p-2f, 0x1.2a73fap+0f, -0x1.443b0ep+0f, -0x1.43ece8p-1f, -0x1.12b49ep-5f, -0x1.dd0658p-2f,
+    0x1.98f53cp+0f, -0x1.0cae36p-1f, 0x1.b5c402p-1f, -0x1.932a8cp-3f, 0x1.e88026p-1f, 0x1.49dd1p-1f,
+};
+static const float l11_b[30] = {
+    0x1.0e6deap-2f, -0x1.9a51ecp-2f, -0x1.e20af2p-3f, -0x1.03e912p+0f, -0x1.08de72p-2f, -0x1.df89f6p-2f,
+    -0x1.91d41cp-2f, -0x1.38d1f2p-2f, -0x1.8053bep-3f, -0x1.e94252p-7f, -0x1.969b18p-1f, -0x1.bf8e44p-2f,
+    -0x1.37cd92p-4f, -0x1.922006p-2f, -0x1.768032p-2f, -0x1.a2053p-2f, -0x1.2090bep-2f, -0x1.3e9afp-2f,
+    -0x1.8d67b4p-3f, -0x1.4319aep-2f, -0x1.38c166p+0f, -0x1.9105f4p-1f, -0x1.d08242p-5f, -0x1.85db3ap-2f,
+    0x1.6b9b82p-3f, -0x1.196ce4p-3f, 0x1.037404p-2f, -0x1.b3d66p-3f, 0x1.f55a04p-4f, -0x1.608e54p-1f,
+};
+/* layer 12: Han-layer of width 30, relu */
+static const float l12_v[30] = {
+    0x1.4b9a22p-4f, 0x1.c3e94cp-8f, 0x1.f81434p-5f, -0x1.d28082p-5f, 0x1.e729aep-5f, 0x1.d117ep-4f,
+    -0x1.dca9f2p-5f, 0x1.abff78p-7f, -0x1.5f5ce4p-5f, -0x1.d33eeep-6f, -0x1.275bb8p-5f, 0x1.12ab84p-6f,
+    0x1.50f33ep-5f, 0x1.83dcdp-5f, -0x1.595916p-4f, -0x1.171ae2p-3f, -0x1.c628ep-6f, 0x1.2e6e74p-8f,
+    0x1.9b2984p-10f, 0x1.359f3ap-6f, -0x1.82825cp-4f, 0x1.54671cp-4f, -0x1.08e5e2p-4f, -0x1.dcd068p-10f,
+    0x1.84293ap-4f, 0x1.40a29p-6f, -0x1.0482c6p-5f, 0x1.f95cd2p-7f, 0x1.54ab3p-3f, 0x1.54f8fp-3f,
+};
+static const float l12_neg_u[30] = {
+    -0x1.0c1716p+0f, -0x1.6d5b46p-4f, -0x1.97884ep-1f, 0x1.792714p-1f, -0x1.89db36p-1f, -0x1.780384p+0f,
+    0x1.815e42p-1f, -0x1.5a05f6p-3f, 0x1.1c10fp-1f, 0x1.79c106p-2f, 0x1.dd938ap-2f, -0x1.bc1fe8p-3f,
+    -0x1.1069f8p-1f, -0x1.399336p-1f, 0x1.17340ep+0f, 0x1.c34bbap+0f, 0x1.6f2c9cp-2f, -0x1.e90364p-5f,
+    -0x1.4c697ep-6f, -0x1.f4a3cep-3f, 0x1.387b1ep+0f, -0x1.13348cp+0f, 0x1.ac52ecp-1f, 0x1.817d5ap-6f,
+    -0x1.39d0fep+0f, -0x1.03394p-2f, 0x1.a53aeap-2f, -0x1.9891fcp-3f, -0x1.136b96p+1f, -0x1.13aa72p+1f,
+};
+static const float l12_b[30] = {
+    -0x1.978dacp-2f, -0x1.ffab7p-2f, -0x1.628a7cp-3f, -0x1.1d889p-4f, 0x1.a65fa4p-5f, -0x1.aea20ep-4f,
+    0x1.d8a1acp-3f, -0x1.9e13eep-3f, -0x1.2c158ap-3f, -0x1.5928dp-2f, -0x1.e4b2ccp-1f, -0x1.6f1e04p-2f,
+    -0x1.f7edeep-2f, -0x1.c9f58cp-1f, -0x1.1a04dap+0f, -0x1.d262eep-1f, -0x1.134634p-2f, -0x1.77a38ep-2f,
+    -0x1.841c52p-3f, -0x1.e51696p-3f, -0x1.6e062cp+0f, 0x1.712f1ap-5f, -0x1.1c52fp-1f, -0x1.3971dap-3f,
+    0x1.cbb1b2p-3f, 0x1.761498p-5f, -0x1.51dfcp-3f, -0x1.79685ap-3f, -0x1.cead82p-3f, -0x1.6d70dp-1f,
+};
+/* layer 13: Han-layer of width 30, relu */
+static const float l13_v[30] = {
+    0x1.c55a08p-6f, 0x1.9dcfeap-7f, 0x1.db7bb6p-6f, -0x1.3b4ddcp-6f, 0x1.18cd5ap-4f, 0x1.ee17e8p-6f,
+    -0x1.46501p-4f, -0x1.c127p-8f, 0x1.d30fb4p-4f, -0x1.ed691p-6f, 0x1.d75526p-5f, 0x1.000ea4p-4f,
+    -0x1.cfb04ep-4f, -0x1.2e4014p-5f, 0x1.05c836p-5f, -0x1.3cdb34p-5f, -0x1.2faee6p-5f, 0x1.197a82p-3f,
+    -0x1.76f036p-5f, -0x1.59c606p-4f, -0x1.b0cb84p-5f, 0x1.4c7752p-7f, 0x1.e8334ap-5f, -0x1.934aa2p-6f,
+    -0x1.8f3d6ep-4f, -0x1.a42f1p-5f, -0x1.120b72p-4f, 0x1.cda746p-6f, -0x1.0e4aa2p-18f, -0x1.db5e8ep-5f,
+};
+static const float l13_neg_u[30] = {
+    -0x1.034fbp-1f, -0x1.d963eep-3f, -0x1.0ff862p-1f, 0x1.68b322p-2f, -0x1.413afap+0f, -0x1.1a9d7p-1f,
+    0x1.754b16p+0f, 0x1.00e8c8p-3f, -0x1.0b272cp+1f, 0x1.1a396ep-1f, -0x1.0d989cp+0f, -0x1.24ec3ap+0f,
+    0x1.093952p+1f, 0x1.59c43ap-1f, -0x1.2b78cep-1f, 0x1.6a79aep-1f, 0x1.5b67dcp-1f, -0x1.42011p+1f,
+    0x1.aceb72p-1f, 0x1.8b8e52p+0f, 0x1.ef1b3p-1f, -0x1.7c5524p-3f, -0x1.173e88p+0f, 0x1.cd5ae4p-2f,
+    0x1.c8b85ap+0f, 0x1.e0adecp-1f, 0x1.398002p+0f, -0x1.080f4cp-1f, 0x1.3534dcp-14f, 0x1.0fe7b4p+0f,
+};
+static const float l13_b[30] = {
+    -0x1.a84d18p-4f, -0x1.38b56cp-1f, 0x1.1139ep-4f, 0x1.1f2882p-5f, -0x1.55ca8ap-3f, -0x1.7a584p-1f,
+    -0x1.dfb604p-6f, -0x1.c0956cp-3f, -0x1.89beecp-2f, -0x1.1ed2d4p-1f, 0x1.7d16a6p-5f, -0x1.1ba49p-2f,
+    -0x1.c74b94p-2f, -0x1.23e5f2p-1f, -0x1.0bb8d2p+0f, -0x1.b9f1d4p-1f, -0x1.7b3faep-1f, -0x1.0347ccp-5f,
+    -0x1.eccc08p-6f, 0x1.d59328p-11f, -0x1.811164p-1f, -0x1.95bca8p-5f, -0x1.80103ep-2f, 0x1.fd2766p-8f,
+    0x1.44ac3cp-2f, -0x1.91674ap-2f, -0x1.82ab58p-1f, -0x1.09cbf2p-2f, -0x1.ecc152p-3f, -0x1.df679ep-1f,
+};
+/* layer 14: Han-layer of width 30, relu */
+static const float l14_v[30] = {
+    0x1.5ebb32p-8f, 0x1.12cfp-6f, -0x1.9ed1b4p-5f, -0x1.75e624p-4f, -0x1.804886p-4f, -0x1.5a3134p-4f,
+    -0x1.4f3df2p-8f, 0x1.ac2eeap-4f, -0x1.50ab6ep-5f, -0x1.ff406ep-8f, 0x1.2b67e6p-5f, 0x1.566656p-4f,
+    -0x1.95c984p-5f, -0x1.81b382p-4f, 0x1.0713b8p-4f, 0x1.ad169ap-5f, -0x1.97a918p-4f, 0x1.4f8bdp-5f,
+    0x1.0fb80ap-4f, 0x1.8b60d4p-4f, 0x1.b9a4b4p-6f, 0x1.3cf1cep-4f, 0x1.ed32a6p-6f, 0x1.0d32fp-5f,
+    0x1.90f2eap-6f, 0x1.bc7b9ap-5f, 0x1.0e43bep-5f, -0x1.44cc5ep-4f, 0x1.0fc0dep-5f, 0x1.6274bp-4f,
+};
+static const float l14_neg_u[30] = {
+    -0x1.6db632p-4f, -0x1.1e8bd6p-2f, 0x1.b08976p-1f, 0x1.85de76p+0f, 0x1.90b264p+0f, 0x1.68fa92p+0f,
+    0x1.5d8f94p-4f, -0x1.be78ccp+0f, 0x1.5f0caep-1f, 0x1.0a8b4ep-3f, -0x1.3831bp-1f, -0x1.65063cp+0f,
+    0x1.a71e84p-1f, 0x1.922ce2p+0f, -0x1.125048p+0f, -0x1.bf6a62p-1f, 0x1.a91294p+0f, -0x1.5de0c6p-1f,
+    -0x1.1b5318p+0f, -0x1.9c4402p+0f, -0x1.cc81c4p-2f, -0x1.4a7b5ep+0f, -0x1.0121b6p-1f, -0x1.18b27p-1f,
+    -0x1.a21302p-2f, -0x1.cf77b6p-1f, -0x1.19cee6p-1f, 0x1.52abcep+0f, -0x1.1b5c4cp-1f, -0x1.71986ap+0f,
+};
+static const float l14_b[30] = {
+    -0x1.bf86c4p-4f, -0x1.139336p-1f, -0x1.099c28p-2f, -0x1.c29198p-3f, 0x1.7c6604p-5f, 0x1.44919ep-4f,
+    0x1.947ee4p-3f, -0x1.570aap-1f, -0x1.7127cep-2f, -0x1.2d6838p-1f, -0x1.b964e6p-3f, 0x1.413708p-2f,
+    -0x1.0f0386p-2f, -0x1.05a35ep+0f, -0x1.818a04p-2f, -0x1.9a3ba6p-1f, -0x1.2ec988p-2f, -0x1.445678p-3f,
+    0x1.0f8cb2p-2f, -0x1.38e43p-2f, -0x1.ac0fbap-3f, -0x1.b88efcp-2f, -0x1.7dbd68p-3f, -0x1.dd947cp-3f,
+    -0x1.4240eep-3f, -0x1.84b14p-2f, -0x1.0f25a6p-4f, -0x1.2683eap-3f, -0x1.bdcbdap-2f, -0x1.5a76cap-1f,
+};
+/* layer 15: Han-layer of width 30, relu */
+static const float l15_v[30] = {
+    0x1.3352cep-6f, 0x1.5c1beep-8f, 0x1.30a754p-5f, 0x1.3033d4p-9f, -0x1.956522p-6f, 0x1.40e9fep-4f,
+    0x1.d7cfe6p-5f, 0x1.9d467p-6f, 0x1.45a472p-4f, -0x1.acbd3ep-5f, 0x1.22844ap-6f, 0x1.74e05ap-4f,
+    0x1.3b2968p-9f, -0x1.d8c2f4p-6f, -0x1.9b241ep-4f, 0x1.025824p-4f, 0x1.a8e7ccp-5f, 0x1.cfd054p-5f,
+    -0x1.11796ap-7f, -0x1.a25136p-5f, 0x1.32dcf6p-3f, 0x1.9a765cp-5f, -0x1.5276d6p-4f, 0x1.0d7e7p-4f,
+    -0x1.0b71c4p-5f, 0x1.d2ca62p-5f, -0x1.baf144p-5f, -0x1.52967cp-5f, -0x1.bf2634p-7f, -0x1.2ed158p-4f,
+};
+static const float l15_neg_u[30] = {
+    -0x1.7044b8p-2f, -0x1.a12468p-4f, -0x1.6d11b4p-1f, -0x1.6c874cp-5f, 0x1.e5c9dap-2f, -0x1.808ddcp+0f,
+    -0x1.1ab036p+0f, -0x1.ef3b36p-2f, -0x1.86385ap+0f, 0x1.00e18ap+0f, -0x1.5c20fap-2f, -0x1.bed232p+0f,
+    -0x1.79a93ep-5f, 0x1.1b41d6p-1f, 0x1.ecac8cp+0f, -0x1.359386p+0f, -0x1.fd2bp-1f, -0x1.15e566p+0f,
+    0x1.47b4e8p-3f, 0x1.f545f4p-1f, -0x1.6fb782p+1f, -0x1.ebdc54p-1f, 0x1.9595acp+0f, -0x1.42efdap+0f,
+    0x1.407b22p-1f, -0x1.17adfcp+0f, 0x1.096414p+0f, 0x1.95bb9ap-1f, 0x1.0be954p-2f, 0x1.6ade84p+0f,
+};
+static const float l15_b[30] = {
+    -0x1.c8475ap-5f, -0x1.16294p-1f, -0x1.f01128p-4f, -0x1.1387bap-7f, -0x1.e4ffaap-2f, -0x1.74983ep-3f,
+    0x1.fb0dc8p-3f, -0x1.a5d41ap-4f, -0x1.5475d6p-1f, -0x1.c344f4p-3f, -0x1.b29e12p-3f, -0x1.2f87ep-4f,
+    -0x1.faf4e2p-3f, -0x1.9d8ab2p-1f, -0x1.bf2294p-2f, -0x1.3ef2bp-1f, -0x1.0f70ccp-1f, -0x1.abf826p-4f,
+    0x1.b7de0cp-9f, -0x1.fffe2ep-2f, -0x1.fa5028p-3f, -0x1.ee892cp-3f, -0x1.c84168p-1f, 0x1.286f14p-5f,
+    -0x1.416a44p-2f, -0x1.7e2a3p-9f, -0x1.0617cep-1f, -0x1.e3d2ccp-2f, -0x1.30cf1cp-2f, -0x1.50ae98p+0f,
+};
+/* layer 16: Han-layer of width 30, relu */
+static const float l16_v[30] = {
+    0x1.f9ee2p-6f, -0x1.a29df2p-8f, -0x1.47a06ep-4f, 0x1.82d126p-4f, 0x1.88147p-4f, 0x1.b1eb9p-5f,
+    0x1.08b0a8p-6f, -0x1.9516ep-6f, 0x1.2bf2ecp-5f, -0x1.c93f48p-4f, 0x1.b57a28p-4f, 0x1.575302p-5f,
+    -0x1.cca7f8p-10f, 0x1.864674p-4f, -0x1.5319dcp-6f, 0x1.edbcbp-4f, 0x1.dac43p-8f, -0x1.d81f5ap-11f,
+    -0x1.ed6868p-5f, 0x1.e25732p-6f, 0x1.feab04p-8f, 0x1.054512p-4f, 0x1.647188p-6f, 0x1.df61e8p-7f,
+    -0x1.63229cp-4f, 0x1.26c5ccp-7f, 0x1.5d9f5p-5f, 0x1.286ad2p-7f, -0x1.974b68p-6f, 0x1.88b49ap-6f,
+};
+static const float l16_neg_u[30] = {
+    -0x1.3b85a6p-1f, 0x1.0511c4p-3f, 0x1.98a5a8p+0f, -0x1.e2799p+0f, -0x1.e90a08p+0f, -0x1.0e9cfap+0f,
+    -0x1.4a2586p-2f, 0x1.f9441p-2f, -0x1.761ffp-1f, 0x1.1d293ap+1f, -0x1.10d4dep+1f, -0x1.ac3ap-1f,
+    0x1.1f497ap-5f, -0x1.e6c9ccp+0f, 0x1.a6f57ep-2f, -0x1.33eaf8p+1f, -0x1.28163ap-3f, 0x1.26701ep-6f,
+    0x1.33b668p+0f, -0x1.2ccf7cp-1f, -0x1.3e7a1p-3f, -0x1.45e168p+0f, -0x1.bc9712p-2f, -0x1.2af734p-2f,
+    0x1.baf554p+0f, -0x1.6fab1ep-3f, -0x1.b41506p-1f, -0x1.71b84p-3f, 0x1.fc0434p-2f, -0x1.e9d1ccp-2f,
+};
+static const float l16_b[30] = {
+    -0x1.a251c8p-3f, -0x1.a263e4p-2f, -0x1.93cfdep-2f, -0x1.0c88bcp-3f, -0x1.aafdfap-3f, 0x1.4af266p-3f,
+    0x1.82a3dcp-3f, -0x1.af1b22p-2f, -0x1.fec35cp-4f, -0x1.54d546p+0f, 0x1.1c515ap-1f, 0x1.896ffap-1f,
+    -0x1.1fa124p-2f, -0x1.0d234p-1f, -0x1.5a3412p-1f, 0x1.245222p-3f, -0x1.3133aap-1f, -0x1.ea41fep-5f,
+    -0x1.8410fap-1f, -0x1.6d2154p-3f, -0x1.f0039ap-3f, -0x1.ac70f4p-3f, -0x1.ab529p-1f, -0x1.269212p-4f,
+    -0x1.07c3e4p+0f, -0x1.40ec98p-6f, -0x1.2eb258p-2f, -0x1.426e42p-1f, -0x1.f0045p-2f, -0x1.0a293cp+0f,
+};
+/* layer 17: Han-layer of width 30, relu */
+static const float l17_v[30] = {
+    -0x1.3e3decp-8f, -0x1.21e578p-7f, 0x1.aa23b8p-4f, -0x1.85a174p-4f, -0x1.d151cap-5f, 0x1.83cb6ep-4f,
+    0x1.b8eab8p-4f, -0x1.e948e2p-8f, -0x1.9dc242p-4f, 0x1.669ca4p-6f, 0x1.8906e6p-5f, -0x1.67159p-6f,
+    0x1.09404p-5f, -0x1.fb536ap-4f, 0x1.46b74ap-4f, 0x1.e7a8a2p-8f, 0x1.fb59fcp-6f, 0x1.372552p-6f,
+    0x1.cf6af8p-6f, -0x1.a845aep-7f, 0x1.e01012p-7f, 0x1.c160aap-4f, -0x1.e97c16p-5f, 0x1.34e3p-7f,
+    0x1.4a0fcp-6f, 0x1.a366dap-7f, 0x1.7f7e0ap-4f, -0x1.38baa6p-5f, -0x1.770e5ap-4f, 0x1.49156cp-5f,
+};
+static const float l17_neg_u[30] = {
+    0x1.4e1826p-4f, 0x1.30563cp-3f, -0x1.bf5ddcp+0f, 0x1.990a08p+0f, 0x1.e87f8cp-1f, -0x1.971c98p+0f,
+    -0x1.cee14cp+0f, 0x1.00d42p-3f, 0x1.b25e84p+0f, -0x1.7879aap-2f, -0x1.9c9ac8p-1f, 0x1.78f89cp-2f,
+    -0x1.1676bcp-1f, 0x1.0a4c6cp+1f, -0x1.56fd94p+0f, -0x1.fff344p-4f, -0x1.0a4fdep-1f, -0x1.46a50ep-2f,
+    -0x1.e6807ap-2f, 0x1.bd6802p-3f, -0x1.f7f9d6p-3f, -0x1.d7c322p+0f, 0x1.00efp+0f, -0x1.4445eep-3f,
+    -0x1.5a80b2p-2f, -0x1.b84b12p-3f, -0x1.929856p+0f, 0x1.484e94p-1f, 0x1.89bd12p+0f, -0x1.5979e6p-1f,
+};
+static const float l17_b[30] = {
+    -0x1.bc298cp-3f, -0x1.ea397p-2f, -0x1.6df84p-2f, -0x1.187b1ap-1f, -0x1.584f3cp-2f, -0x1.3493e8p-3f,
+    -0x1.636a42p-2f, -0x1.3bed6ap-3f, 0x1.0644aep-5f, -0x1.77be78p+0f, 0x1.2245dp-3f, -0x1.73d27cp-5f,
+    -0x1.1106a6p-1f, 0x1.111ba2p-3f, -0x1.65de9ep-1f, -0x1.1a279p-1f, -0x1.3b4206p-2f, -0x1.9987c6p-3f,
+    -0x1.1677f2p-2f, -0x1.1919cep-1f, -0x1.fdf71ep-3f, 0x1.28aad2p-1f, -0x1.6c5088p-1f, -0x1.4c8122p-3f,
+    -0x1.a04edep-2f, -0x1.ed515ep-3f, 0x1.e362e6p-3f, -0x1.0f576p-2f, -0x1.036bep+0f, -0x1.3a29f2p-1f,
+};
+/* layer 18: Han-layer of width 30, relu */
+static const float l18_v[30] = {
+    0x1.5ad688p-5f, -0x1.19348p-5f, -0x1.2095f4p-4f, -0x1.843b8p-3f, -0x1.e1d342p-4f, 0x1.21405ep-8f,
+    -0x1.cc39b8p-4f, 0x1.80d0ecp-7f, 0x1.6d99b2p-4f, 0x1.acfba4p-5f, -0x1.df80eap-5f, 0x1.86119ep-6f,
+    0x1.d742f4p-7f, 0x1.91ba86p-7f, 0x1.1b5b98p-5f, 0x1.63553cp-4f, 0x1.43e612p-6f, 0x1.0695c4p-4f,
+    -0x1.b5499cp-5f, 0x1.2f65bap-5f, 0x1.60c6b6p-6f, -0x1.93b2cep-5f, 0x1.f0252cp-5f, -0x1.67b10cp-4f,
+    0x1.b8b5b6p-4f, 0x1.6f7608p-4f, -0x1.92dbecp-5f, 0x1.8cb6a6p-8f, 0x1.0b5244p-4f, 0x1.9f9f96p-5f,
+};
+static const float l18_neg_u[30] = {
+    -0x1.28968ap-1f, 0x1.e0ed94p-2f, 0x1.ed8dp-1f, 0x1.4bfc38p+1f, 0x1.9c04aep+0f, -0x1.eeb074p-5f,
+    0x1.898c44p+0f, -0x1.49105ap-3f, -0x1.38a1d2p+0f, -0x1.6ed4f2p-1f, 0x1.9a0872p-1f, -0x1.4d8e3ap-2f,
+    -0x1.92fc2ep-3f, -0x1.5786aep-3f, -0x1.e49c16p-2f, -0x1.2fda2cp+0f, -0x1.14f8e2p-2f, -0x1.c11552p-1f,
+    0x1.75eee8p-1f, -0x1.0370ecp-1f, -0x1.2daa7ap-2f, 0x1.5935e6p-1f, -0x1.a8437ap-1f, 0x1.339454p+0f,
+    -0x1.78dc14p+0f, -0x1.3a3926p+0f, 0x1.587e26p-1f, -0x1.533cdp-4f, -0x1.c92efep-1f, -0x1.636864p-1f,
+};
+static const float l18_b[30] = {
+    -0x1.53c202p-2f, -0x1.06dd84p-1f, -0x1.c22566p-1f, -0x1.04a236p+1f, -0x1.8381dap-5f, -0x1.ba2e56p-3f,
+    -0x1.ecb5d2p-2f, -0x1.71a7dap-1f, -0x1.9052aap-1f, -0x1.3dc1dcp-1f, -0x1.212f8p-2f, -0x1.d212c8p-3f,
+    -0x1.0de418p-1f, -0x1.0e64fcp-3f, -0x1.2a801ap-1f, -0x1.234316p-1f, -0x1.98e7e2p-3f, -0x1.13a1aap-1f,
+    -0x1.3d14ccp+0f, -0x1.e178ap-2f, -0x1.dd5a38p-3f, -0x1.056032p-4f, -0x1.5f2dbep-1f, -0x1.b39054p-2f,
+    -0x1.b6400ep-3f, -0x1.329c1cp-3f, -0x1.695bd4p-1f, -0x1.740562p-3f, -0x1.d23158p-1f, -0x1.1900ecp-1f,
+};
+/* layer 19: dense 30 -> 30, relu */
+static const float l19_w[900] = {
+    -0x1.c28f42p-4f, -0x1.552136p-3f, -0x1.8ff116p-4f, -0x1.b56944p-3f, -0x1.78b0dcp-2f, 0x1.b5dac6p-4f,
+    0x1.c1ea4ap-6f, 0x1.2118dp-4f, -0x1.ff3206p-4f, -0x1.e26214p-4f, 0x1.1220eap-3f, 0x1.8fecdap-4f,
+    -0x1.59129p-4f, -0x1.646922p-6f, -0x1.2f68e4p-5f, 0x1.e3147ep-5f, 0x1.17a54ap-4f, 0x1.dc4e8ap-7f,
+    -0x1.d74dep-2f, 0x1.38a47ap-4f, 0x1.5d3a0cp-4f, 0x1.298ea8p-2f, 0x1.7572aep-3f, -0x1.9427d4p-3f,
+    -0x1.be9d94p-3f, -0x1.77a08ep-3f, 0x1.e28bep-4f, -0x1.24b4e8p-2f, 0x1.4085d8p-2f, 0x1.b3f488p-2f,
+    -0x1.688258p-3f, 0x1.c7b428p-7f, 0x1.ec1536p-6f, 0x1.89aefcp-3f, -0x1.4f5188p-2f, -0x1.174cb4p-2f,
+    -0x1.bf0e7ep-3f, -0x1.b7d11p-3f, -0x1.3b716ap-7f, -0x1.68c442p-2f, 0x1.bf29c4p-4f, -0x1.767354p-4f,
+    0x1.4428ecp-3f, -0x1.1606ap-3f, 0x1.dcc5cp-7f, -0x1.1c965ep-4f, 0x1.ad5cd8p-3f, -0x1.3ac1f4p-4f,
+    -0x1.b77cf2p-4f, -0x1.d70c0ep-3f, -0x1.319576p-3f, -0x1.63b57p-6f, -0x1.7391e2p-3f, 0x1.9a98cp-3f,
+    -0x1.a1da24p-2f, 0x1.5f11b2p-3f, -0x1.6a1714p-5f, -0x1.c9b60ap-5f, 0x1.adf164p-3f, 0x1.65323p-4f,
+    0x1.454dd8p-2f, 0x1.4ad6fcp-3f, -0x1.708abep-3f, -0x1.a6941p-4f, 0x1.197abp-3f, 0x1.59f7dp-4f,
+    0x1.396efcp-5f, -0x1.2c16ep-4f, -0x1.cf7ea2p-4f, -0x1.5b2256p-4f, 0x1.338b14p-3f, -0x1.ffd59ap-4f,
+    -0x1.1ee53p-3f, -0x1.f4e7a8p-2f, -0x1.e9a266p-3f, -0x1.43533ap-3f, 0x1.f3ff38p-6f, 0x1.7562f6p-2f,
+    0x1.dca9dcp-4f, -0x1.3d9e06p-6f, -0x1.e8b146p-4f, -0x1.3ade1cp-4f, 0x1.2e1624p-3f, -0x1.0c1c22p-3f,
+    -0x1.82fc3p-3f, 0x1.8c690ap-4f, 0x1.5d6fccp-2f, -0x1.2e0d98p-6f, 0x1.98ed1ep-4f, -0x1.71ab46p-3f,
+    0x1.5ffa78p-2f, 0x1.3e6e1ap-4f, -0x1.a7833cp-5f, -0x1.3772ccp-2f, 0x1.097c04p-3f, -0x1.84ecfap-3f,
+    0x1.1c1ebap-3f, -0x1.faf26p-3f, -0x1.0ae64ap-2f, 0x1.ef1e8cp-5f, -0x1.d19818p-3f, -0x1.80a82p-4f,
+    -0x1.4f535ep-4f, 0x1.23a8eep-2f, -0x1.52a526p-6f, -0x1.fae022p-3f, 0x1.a6e04cp-4f, 0x1.0e8db4p-4f,
+    -0x1.601214p-4f, 0x1.d53e4p-4f, 0x1.651642p-5f, 0x1.8b3f5ap-3f, -0x1.0b833cp-2f, 0x1.7921c6p-4f,
+    -0x1.b2b44cp-3f, 0x1.00bc78p-3f, -0x1.402482p-4f, -0x1.289178p-2f, -0x1.4b416ap-3f, -0x1.7294b8p-3f,
+    0x1.1574fcp-3f, -0x1.e602d8p-3f, 0x1.96c19ap-4f, -0x1.bd00dcp-6f, 0x1.cbaa0cp-6f, -0x1.5c373p-4f,
+    -0x1.94586p-2f, 0x1.e09574p-6f, -0x1.b2168cp-2f, 0x1.4e609cp-4f, 0x1.683f3ap-7f, -0x1.6e0d5ep-3f,
+    0x1.79fb02p-3f, -0x1.083d5cp-3f, 0x1.02ff36p-4f, -0x1.f3d1a6p-4f, -0x1.f35e3ap-2f, -0x1.087534p-3f,
+    -0x1.12524ep-5f, 0x1.35e05ep-3f, 0x1.eeb22cp-3f, 0x1.138a7cp-8f, -0x1.43bdfp-4f, 0x1.15677ap-4f,
+    -0x1.00b38p-2f, -0x1.08f65cp-4f, 0x1.0b3b24p-8f, 0x1.ce4652p-3f, -0x1.38f7f4p-5f, -0x1.706974p-4f,
+    0x1.da786cp-4f, 0x1.25f182p-5f, -0x1.551cb8p-3f, -0x1.a22cc2p-3f, 0x1.606cbcp-4f, 0x1.6b075ep-4f,
+    -0x1.9d3866p-2f, -0x1.5a2812p-4f, -0x1.216d34p-3f, -0x1.ff442cp-4f, -0x1.def9eep-3f, -0x1.37cdc2p-1f,
+    -0x1.34c65cp-6f, -0x1.b54f24p-2f, -0x1.9c52a2p-1f, 0x1.54bf26p-4f, 0x1.3a69eep-4f, -0x1.52bdb8p-1f,
+    0x1.7c2cfep-4f, -0x1.9ac536p-3f, -0x1.ade8e4p-4f, 0x1.431816p-4f, 0x1.43181p-4f, -0x1.7920d2p-6f,
+    0x1.80c7a6p-2f, 0x1.85ae06p-2f, -0x1.2c41d8p-4f, -0x1.1c7696p-2f, 0x1.111eecp-6f, -0x1.ff537ap-3f,
+    0x1.e976e2p-8f, -0x1.07c31cp-2f, 0x1.3a4abap-3f, 0x1.acf9e4p-4f, -0x1.741208p-4f, -0x1.c84532p-5f,
+    0x1.1e7e9ep+0f, 0x1.cacbcap-7f, 0x1.82dc36p-4f, -0x1.12ab7cp-4f, 0x1.0a65dep-2f, -0x1.9c2a3ap-2f,
+    -0x1.31e2ecp-3f, -0x1.420594p-1f, -0x1.f6321p-4f, -0x1.3d4ba8p-4f, 0x1.377794p-4f, 0x1.1affdep-6f,
+    -0x1.0a5ae2p-4f, 0x1.22c6p-4f, 0x1.34336ap-3f, 0x1.075306p-1f, -0x1.2bdd6p-2f, 0x1.381fcap-4f,
+    -0x1.a96508p-3f, -0x1.c3b322p-3f, -0x1.a1362ap-4f, -0x1.969978p-7f, -0x1.afbebap-7f, -0x1.4351cap-1f,
+    -0x1.e67868p-3f, -0x1.493046p-4f, -0x1.002562p-2f, 0x1.c17eaep-8f, -0x1.d8a854p-3f, -0x1.2d5a3ap-3f,
+    -0x1.195c4p-2f, -0x1.912562p-3f, 0x1.da1ccap-3f, 0x1.7987fcp-3f, -0x1.faae82p-4f, -0x1.1849d2p-2f,
+    -0x1.89d1d8p-2f, 0x1.7d4e42p-3f, -0x1.11a91p-2f, -0x1.83fd3ap-3f, -0x1.3a7a3p-2f, -0x1.d13554p-4f,
+    -0x1.360f18p-4f, -0x1.21bc2p-3f, 0x1.20f4c8p-4f, -0x1.d6a0b8p-2f, 0x1.40023ap-5f, 0x1.a68bcap-3f,
+    0x1.6a43e8p-3f, -0x1.ad943p-3f, 0x1.317734p-4f, -0x1.14cadcp-3f, 0x1.5319dep-2f, -0x1.05b57p-2f,
+    0x1.91c9d2p-3f, -0x1.3401c2p-7f, 0x1.55c63cp-1f, 0x1.74842p-1f, -0x1.4bebdp-3f, 0x1.89a846p-3f,
+    -0x1.3045b2p-2f, -0x1.04a2ccp-7f, -0x1.eaececp-6f, 0x1.30de04p-4f, 0x1.f62818p-3f, -0x1.084bccp-4f,
+    -0x1.80f3d4p-2f, -0x1.a489eep-5f, 0x1.a55396p-3f, -0x1.df4c3p-4f, 0x1.d2992ep-3f, 0x1.972e68p-3f,
+    0x1.daccdcp-3f, -0x1.d40856p-3f, 0x1.a832acp-5f, -0x1.f4f6e6p-2f, 0x1.059662p-2f, 0x1.ad9006p-5f,
+    -0x1.8f1a7p-2f, 0x1.042916p-6f, -0x1.a13e4ep-3f, -0x1.2450bep-4f, 0x1.5bb7d6p-1f, 0x1.c2c0bp-2f,
+    0x1.61ab14p-3f, -0x1.f7f3f4p-2f, 0x1.cdb82ap-3f, -0x1.75253cp+0f, 0x1.0d103ap-2f, 0x1.6b511p-2f,
+    0x1.9818d2p-3f, -0x1.c07caep-2f, -0x1.6a29bap-4f, -0x1.ba494ep-1f, 0x1.85b8ecp-2f, 0x1.8f3236p-2f,
+    0x1.4adb48p-2f, -0x1.098d7cp-1f, 0x1.20b438p-1f, -0x1.437448p-3f, -0x1.7bcbb8p-7f, 0x1.277e3cp-4f,
+    -0x1.fc2d22p-2f, -0x1.75df82p-2f, -0x1.727b5ap-2f, 0x1.431b5ep-3f, -0x1.571ef4p-1f, 0x1.0ed94ep-3f,
+    -0x1.f97c0cp-3f, 0x1.0fee1ap-3f, 0x1.ad8626p-4f, 0x1.238a82p-2f, 0x1.47465cp-4f, 0x1.30d8a6p-2f,
+    -0x1.e06ce4p-3f, -0x1.5e11ep-5f, -0x1.ba6c3cp-2f, -0x1.91b124p-2f, 0x1.5cd8bp-5f, 0x1.926cb4p-3f,
+    -0x1.a8952cp-3f, -0x1.7aee7cp-7f, -0x1.ba5f88p-2f, -0x1.181d08p-2f, -0x1.b115e6p-5f, -0x1.422dfep-2f,
+    0x1.5765aap-4f, -0x1.46ad8ap-1f, 0x1.127672p-2f, -0x1.8e0fccp-2f, -0x1.8563dcp-8f, 0x1.ca1da6p-3f,
+    -0x1.6dafe4p-3f, -0x1.8e3f92p-3f, 0x1.d5c182p-5f, 0x1.d4429ep-3f, 0x1.53eaaep-3f, 0x1.78c6c6p-2f,
+    0x1.26d5d8p-1f, 0x1.4771cp-2f, 0x1.719bf2p-4f, -0x1.1ce1dcp-2f, -0x1.79bfc4p-1f, -0x1.928a36p-2f,
+    -0x1.888b9cp-5f, -0x1.5d7c44p-3f, -0x1.2f9532p-5f, 0x1.96ee9cp-6f, 0x1.5df5e2p-4f, 0x1.0ffae6p-3f,
+    0x1.5edec8p-11f, -0x1.3cbb74p-8f, -0x1.26111p-7f, -0x1.791024p-1f, -0x1.56de88p-7f, 0x1.3c1698p-2f,
+    -0x1.3e36f8p-2f, -0x1.b2c708p-7f, 0x1.1ccce4p-2f, -0x1.aa51a6p-3f, -0x1.49be4ep-4f, -0x1.4676a2p-4f,
+    0x1.62e4e2p-5f, -0x1.431p-4f, 0x1.ab33cap-2f, 0x1.623706p-2f, 0x1.090e66p-2f, -0x1.eac68ap-4f,
+    -0x1.432f56p-1f, -0x1.1629e8p-6f, -0x1.675208p-5f, -0x1.1d189cp-5f, 0x1.979cdap-3f, -0x1.8c6376p-4f,
+    0x1.754f66p-2f, -0x1.d1acfep-4f, -0x1.6b997p-3f, -0x1.11f0a6p-1f, 0x1.2aa5c4p-4f, 0x1.98cc12p-3f,
+    -0x1.dcd078p-4f, -0x1.5c6372p-2f, 0x1.9e62c6p-6f, -0x1.328df8p-3f, 0x1.6e9d12p-3f, 0x1.f26bap-2f,
+    0x1.2af7d6p-2f, -0x1.8bebdp-2f, 0x1.2892cp-2f, -0x1.7202fap-3f, -0x1.c04c48p-3f, 0x1.393564p-6f,
+    -0x1.731ddp-3f, -0x1.abf798p-4f, 0x1.c19f7cp-3f, -0x1.b309p-6f, 0x1.5897dp-4f, 0x1.6b8e9ep-3f,
+    -0x1.48d91ep-3f, -0x1.fbff16p-5f, -0x1.edfaecp-4f, -0x1.3cd4d4p-3f, 0x1.b4ba8p-4f, 0x1.9cda4ep-2f,
+    0x1.3554c4p-6f, 0x1.0a759ap-2f, -0x1.306a94p-1f, -0x1.df131p+0f, -0x1.5f45a8p-1f, 0x1.d3d97cp-2f,
+    -0x1.fb8a7ep-1f, -0x1.4ea5d2p-2f, 0x1.0a20aep-1f, 0x1.59ac3ap-1f, 0x1.e23efap-2f, 0x1.a91134p-2f,
+    0x1.8bada2p-3f, -0x1.b644fap-1f, 0x1.ac1b3ap-4f, -0x1.11f70ep+0f, 0x1.43747p-2f, -0x1.7b77bep-4f,
+    -0x1.548d64p-3f, 0x1.787be4p-4f, -0x1.840c54p-4f, 0x1.2c6cb6p-7f, 0x1.162376p-1f, 0x1.6a93cap-2f,
+    -0x1.fe1778p-1f, -0x1.50535cp-3f, 0x1.dcfe4cp-5f, 0x1.50a296p-3f, 0x1.b2922p-1f, -0x1.db6a78p-3f,
+    -0x1.ed538ep-7f, 0x1.137fc6p-6f, -0x1.153e32p-3f, -0x1.b0990ep-3f, -0x1.c33fdap-2f, -0x1.d3e528p-3f,
+    -0x1.8d3bf8p-6f, -0x1.184532p-3f, -0x1.5701e6p-6f, -0x1.fd725ap-2f, 0x1.f37732p-4f, -0x1.3427e4p-2f,
+    0x1.b73d06p-2f, -0x1.efa854p-2f, 0x1.b78028p-4f, 0x1.081558p-3f, 0x1.ea82bap-4f, 0x1.614c78p-1f,
+    0x1.11706ep-4f, -0x1.171724p-4f, 0x1.e1ad5p-2f, -0x1.e50306p-3f, -0x1.8815b6p-1f, 0x1.03aca4p-4f,
+    0x1.dbce7ep-2f, 0x1.c8ce46p-3f, 0x1.80e15p-2f, -0x1.7d77e6p-5f, -0x1.e30014p-4f, -0x1.02ae3p-1f,
+    0x1.d1b344p-4f, 0x1.a99996p-8f, 0x1.4ec24ep-6f, -0x1.30527cp-3f, 0x1.12f53ap-2f, -0x1.253916p-2f,
+    0x1.27d852p-4f, 0x1.5d8116p-9f, -0x1.e777cp-4f, -0x1.12f77ep-7f, 0x1.574fa8p-1f, 0x1.5a243ap-6f,
+    0x1.73bb9p-3f, -0x1.f3dd1ap-2f, 0x1.3f5a74p-4f, 0x1.6738f2p-4f, -0x1.919fbep-3f, -0x1.5b35fep-2f,
+    -0x1.0f0984p-1f, -0x1.9cf124p-4f, -0x1.07156cp-3f, 0x1.1b961ap-1f, 0x1.6409dep-3f, 0x1.cc333cp-5f,
+    -0x1.3d55f6p-3f, 0x1.e4a938p-3f, -0x1.5829ecp-2f, -0x1.d5b3cap-5f, -0x1.b41174p-2f, 0x1.465702p-5f,
+    -0x1.1168f4p-7f, 0x1.258828p-3f, 0x1.b4a2a8p-3f, -0x1.18483ep-1f, 0x1.e48eeap-2f, 0x1.6a272cp-1f,
+    0x1.8627fcp-1f, -0x1.cae63ap-4f, -0x1.2498ap+0f, -0x1.89567p-1f, 0x1.a9411ep-6f, 0x1.cac70ep-1f,
+    0x1.4fee32p-8f, 0x1.381968p-2f, 0x1.c9d08ap-2f, 0x1.720daap-4f, -0x1.cd4974p-3f, -0x1.082f0ap-2f,
+    -0x1.c6026ep-1f, -0x1.f7875cp-4f, -0x1.393fcap-6f, -0x1.a28f3cp-2f, 0x1.359916p-3f, 0x1.6f524ap-3f,
+    -0x1.d2942cp-1f, 0x1.3f3eccp-2f, 0x1.0057ap-2f, 0x1.2872ecp-2f, 0x1.91ca22p-5f, -0x1.6d4aaap-3f,
+    -0x1.df714ep-3f, -0x1.63f218p-4f, -0x1.0ab0fap-1f, -0x1.7b40f4p-2f, -0x1.a02fdep-2f, -0x1.a3f4dep+0f,
+    0x1.5524c4p-2f, -0x1.dcccc4p-7f, -0x1.077922p-3f, -0x1.f60556p-5f, 0x1.30b76ap-10f, 0x1.a6c6d8p-2f,
+    -0x1.f93e4ap-3f, -0x1.901524p-3f, -0x1.c943ep-1f, -0x1.992f94p-1f, -0x1.b5bccap-4f, 0x1.86e1fep-3f,
+    -0x1.0ee8bap-3f, -0x1.880308p-3f, 0x1.b9d1b6p-4f, 0x1.f69328p-2f, 0x1.46d7ccp-2f, -0x1.b6ded2p-4f,
+    0x1.1aa546p-3f, 0x1.6b4dc4p-1f, -0x1.04953p-5f, 0x1.0e7676p-3f, 0x1.01eb4p-2f, -0x1.c05bbp-3f,
+    0x1.0e2962p-2f, 0x1.c6b82p-3f, 0x1.38035ap-8f, -0x1.b21644p-4f, 0x1.52ec1ap-5f, 0x1.b4d928p-3f,
+    -0x1.f6d9d8p-3f, -0x1.f2fd26p-4f, -0x1.7d19c4p-3f, -0x1.ad148cp-2f, 0x1.6fd614p-5f, -0x1.e404e2p-1f,
+    0x1.1389f4p-4f, -0x1.11171cp-3f, -0x1.931e88p-1f, 0x1.e8388ap-2f, 0x1.a0a56p-6f, -0x1.b61962p-3f,
+    -0x1.667712p-4f, -0x1.6c0b5ap-2f, 0x1.df3ffcp-6f, -0x1.3811bcp-5f, 0x1.5ffa84p-4f, -0x1.52bf54p-2f,
+    -0x1.16a04cp-3f, -0x1.c5f42ap-2f, -0x1.6b1f5ap-3f, -0x1.773472p-2f, 0x1.20ab36p-1f, -0x1.a38faap-5f,
+    0x1.2167aap-3f, 0x1.2e97e8p-2f, 0x1.697d7p-3f, 0x1.0befdcp-2f, -0x1.75adc6p-2f, -0x1.7e4b54p-4f,
+    -0x1.618272p-4f, 0x1.409964p-2f, 0x1.f44edp-6f, 0x1.0b9c84p-4f, 0x1.74566p-4f, -0x1.5ba55ap-4f,
+    -0x1.42524ep-4f, -0x1.47592ep-4f, 0x1.0d3d5ap-2f, 0x1.0763dep-2f, -0x1.9cd49cp-3f, 0x1.eb5716p-4f,
+    0x1.581ce4p-2f, -0x1.63a85p-3f, 0x1.2c6d24p-3f, -0x1.114b0cp-3f, -0x1.dcfce8p-2f, 0x1.d73002p-4f,
+    -0x1.323f9ap-5f, -0x1.d35c4cp-4f, 0x1.6c716ep-3f, -0x1.0ae7eap-2f, 0x1.84a76ep-2f, 0x1.18be9p-3f,
+    -0x1.183efap-2f, 0x1.099244p-1f, -0x1.59cb3ap-1f, -0x1.79211ep-4f, 0x1.7baacep-2f, 0x1.7cca9p-1f,
+    -0x1.060382p-2f, -0x1.a31aa4p-3f, -0x1.18070ap-1f, -0x1.18ce3cp-3f, -0x1.2bb5aap-1f, 0x1.06fcdap-1f,
+    -0x1.53e8aep-5f, 0x1.1726c8p-2f, -0x1.edf04ep-2f, -0x1.1e2a96p-2f, -0x1.548216p-6f, 0x1.182cep-1f,
+    -0x1.9c97b4p-4f, -0x1.71e4bcp-4f, 0x1.72d37p-2f, 0x1.34bd36p+0f, 0x1.d0e764p-4f, -0x1.813da8p-3f,
+    0x1.be4e9ap-4f, -0x1.263c0ap-1f, 0x1.b7d3dap-3f, 0x1.23350ep-2f, -0x1.52aa0ep+0f, -0x1.9f103ep-3f,
+    -0x1.1959a4p-4f, 0x1.f27602p-7f, -0x1.2ea15ap-3f, -0x1.96189ep-3f, 0x1.234592p-2f, -0x1.4ac95p-5f,
+    0x1.c23e96p-2f, 0x1.c1aa8ep-4f, -0x1.025fc4p-2f, -0x1.2482eep-2f, 0x1.4e4b0ap-2f, -0x1.17e5dp-2f,
+    0x1.580fcep-3f, 0x1.0f8806p-2f, -0x1.8aca74p-3f, -0x1.a187f6p-2f, -0x1.c1a868p-5f, -0x1.40a0d2p-3f,
+    0x1.dd24eap-5f, 0x1.b4adccp-2f, -0x1.1ef24cp-3f, -0x1.de2a7ep-5f, -0x1.2c972ap-4f, 0x1.eae64ap-4f,
+    -0x1.b60f2ep-4f, 0x1.d1ap-5f, -0x1.0c6c52p-2f, -0x1.1162dep-3f, 0x1.36a09ap-2f, 0x1.fd147p-3f,
+    0x1.f125dcp-4f, -0x1.75e856p-3f, -0x1.a07f08p-1f, -0x1.dd0d9ap-5f, -0x1.097cfp-3f, 0x1.94b8fap-2f,
+    0x1.013118p+0f, 0x1.ba7088p-3f, 0x1.8741dcp-4f, 0x1.928c42p-7f, 0x1.9d1f64p-8f, -0x1.96c6e4p-1f,
+    -0x1.35abecp-5f, -0x1.188deep-2f, -0x1.8b8184p-1f, 0x1.d553fep-3f, -0x1.b6638ap-6f, -0x1.19389p-2f,
+    -0x1.25b676p-2f, -0x1.09d132p-3f, -0x1.2c8c34p-5f, 0x1.32e5e8p-3f, -0x1.3230d2p-3f, 0x1.d7f8bcp-6f,
+    -0x1.36fb06p-5f, 0x1.05d3e6p-1f, 0x1.289fdap-4f, 0x1.7db1d2p-2f, 0x1.4b5b4ep-6f, -0x1.0de742p-2f,
+    0x1.65f5d6p-3f, 0x1.5b38cp-3f, 0x1.71a9f2p-2f, 0x1.be0f8ep-2f, -0x1.6bb6dep-4f, 0x1.0f099cp-2f,
+    -0x1.816da2p-2f, -0x1.3aeaa6p-2f, 0x1.70a0bcp-5f, 0x1.62ebc4p-3f, -0x1.bd98f6p-4f, -0x1.6165cp-3f,
+    0x1.19ccecp-3f, 0x1.e54974p-2f, 0x1.1eaf22p-2f, -0x1.89495ap-3f, -0x1.ee4176p-3f, 0x1.89c7e6p-2f,
+    0x1.dd0bbap-3f, -0x1.5f4e9ap-4f, -0x1.f0d8b8p-4f, -0x1.42909p-1f, 0x1.6dfd94p-3f, -0x1.88e072p-3f,
+    -0x1.06714cp-3f, -0x1.1fa0b8p-7f, 0x1.7e652ap-3f, 0x1.0e01c8p-6f, 0x1.fea26ep-2f, 0x1.75d66cp-2f,
+    0x1.1a54bp-2f, -0x1.04d56ep-3f, 0x1.b2b26cp-1f, -0x1.e1f1a2p-1f, -0x1.dde9d6p-1f, -0x1.151064p-1f,
+    -0x1.dcc1bap+0f, 0x1.9d93cap-2f, -0x1.4a1064p-4f, -0x1.5bd7p-1f, -0x1.62e3c2p-3f, 0x1.2ae0ap-3f,
+    -0x1.bc509ap-3f, -0x1.75bf3ep-1f, 0x1.511c7ep-2f, 0x1.a86656p-1f, -0x1.45fd8cp-4f, 0x1.15fb84p-3f,
+    -0x1.05cfp-1f, -0x1.1ddd5ap-5f, 0x1.15ea6p-2f, -0x1.48b388p-2f, -0x1.92244ep-2f, 0x1.1f39fap-3f,
+    -0x1.230fcp-4f, 0x1.feba26p-2f, -0x1.9cb9e4p-1f, 0x1.504e5p-6f, -0x1.ab4848p-2f, -0x1.0ca756p-3f,
+    0x1.38541ap-3f, -0x1.f758f8p-5f, -0x1.4b27fap-2f, -0x1.7241d8p-3f, -0x1.697708p+0f, 0x1.1fc95cp-4f,
+    -0x1.549ecp-3f, 0x1.5db712p-4f, 0x1.a30f4ep-2f, -0x1.4998aap-2f, 0x1.17f41ep-2f, -0x1.120a2cp-1f,
+    -0x1.d8d71cp-5f, 0x1.5221a2p-1f, -0x1.ceb48p-2f, -0x1.63bfa8p-4f, -0x1.3e9336p-5f, -0x1.32346cp-1f,
+    0x1.9e892cp-5f, 0x1.5b35fcp-3f, 0x1.098e64p-3f, -0x1.4a6eccp+0f, -0x1.e0521p-5f, -0x1.531edap-3f,
+    -0x1.defb3ap-4f, 0x1.5b435ap-4f, 0x1.c963b2p-4f, -0x1.34399cp-3f, -0x1.c5cc0cp-2f, -0x1.24516ep-2f,
+    -0x1.7ffa9ep-5f, 0x1.b46884p-3f, -0x1.dadebep-2f, 0x1.9d7e26p-2f, -0x1.b7613p-4f, -0x1.d40bb6p-6f,
+    -0x1.8c1c72p-4f, -0x1.022748p-3f, 0x1.b4ffc8p-3f, 0x1.e41d44p-6f, 0x1.71fd3ap-4f, -0x1.498518p-3f,
+    -0x1.0da7b6p-2f, -0x1.08304ap-4f, 0x1.1c2ce2p-1f, 0x1.183d04p-2f, -0x1.b28ae6p-3f, -0x1.a3ff2cp-4f,
+    0x1.777e24p-4f, 0x1.71e4a2p-2f, -0x1.fbba56p-4f, 0x1.6b477cp-12f, -0x1.09f8b8p-4f, -0x1.1088d8p-2f,
+    0x1.caff4ep-3f, -0x1.eb4bap-5f, -0x1.8da49ep-3f, -0x1.00f786p-3f, -0x1.a1b4ccp-5f, -0x1.f95142p-4f,
+    0x1.530b1ep-3f, -0x1.3dce36p-2f, -0x1.38483p-2f, 0x1.e5ce9ep-3f, -0x1.669292p-4f, 0x1.271b74p-7f,
+    0x1.99eb3p-6f, -0x1.bae19ep-4f, -0x1.4fa9acp-3f, 0x1.1b33a6p-5f, -0x1.b01bd6p-9f, 0x1.755e46p-2f,
+    0x1.58d3e6p-3f, -0x1.bd3d7p-4f, -0x1.8701ep-5f, -0x1.b08e56p-3f, 0x1.e0395p-4f, 0x1.0f6204p-6f,
+    0x1.1c2486p-4f, -0x1.4f0de4p-6f, 0x1.a17de6p-4f, -0x1.fba03ap-4f, 0x1.f884a2p-4f, -0x1.1080c6p-4f,
+    -0x1.87e852p-7f, 0x1.420d78p-7f, -0x1.bcdd8ap-2f, 0x1.ef7392p-6f, 0x1.c1c882p-4f, -0x1.515bdep-2f,
+    -0x1.7adb6cp-6f, -0x1.ba3724p-3f, 0x1.5c6cbp-2f, -0x1.7fc57cp-1f, -0x1.308d84p-4f, 0x1.185422p-1f,
+    0x1.7384e2p-2f, -0x1.68d53p-1f, -0x1.8654b6p-3f, -0x1.49066cp-2f, 0x1.134cf4p-1f, 0x1.95ccccp-2f,
+    0x1.781f3ep-5f, -0x1.b0e3b4p-2f, 0x1.30661cp-2f, 0x1.1db648p-3f, -0x1.68cc92p-2f, 0x1.ab7e7ep-5f,
+    -0x1.ce732ap-2f, -0x1.4a05cap-5f, -0x1.61260cp-3f, 0x1.e05592p-2f, -0x1.b73066p-2f, 0x1.2bcfdcp-1f,
+    -0x1.e780dep-2f, 0x1.067b5p-1f, -0x1.9ead06p-2f, -0x1.14c9c2p-6f, -0x1.31d774p-3f, 0x1.33c4b4p-2f,
+    0x1.661234p-2f, 0x1.d603c2p-8f, -0x1.0a9b0cp-7f, -0x1.6f50d6p-5f, -0x1.cc9ad6p-4f, 0x1.681ad8p-4f,
+    -0x1.a11588p-3f, -0x1.0461b6p-2f, -0x1.8075c2p-3f, 0x1.8ced6cp-9f, 0x1.0256bep-3f, 0x1.19f9eap-4f,
+    -0x1.e84a3ep-3f, -0x1.a6d1b2p-4f, 0x1.ccdd9cp-3f, -0x1.075714p-1f, 0x1.0b81ep-5f, -0x1.e7e674p-4f,
+    -0x1.86d7eap-3f, 0x1.86bc96p-3f, 0x1.2798bcp-7f, 0x1.328194p-2f, 0x1.3cde8cp-2f, 0x1.af84f6p-2f,
+    0x1.58c23cp-2f, -0x1.24bdd2p-2f, 0x1.491954p-2f, 0x1.02e3aap-2f, -0x1.3321fcp-2f, 0x1.aa6f76p-3f,
+};
+static const float l19_b[30] = {
+    -0x1.1469bap-2f, -0x1.a8a8a6p-4f, -0x1.67fb6p-4f, -0x1.db3136p-3f, 0x1.2c33d4p-3f, -0x1.5f0dcap-2f,
+    -0x1.5559bap-3f, -0x1.c35ed4p-5f, -0x1.d61072p-2f, 0x1.15270ep-3f, -0x1.1ade6p-1f, -0x1.5ef5fp-2f,
+    -0x1.19c096p-4f, 0x1.06c762p-3f, -0x1.26ac3p-1f, 0x1.9b298ep-2f, -0x1.838042p-1f, 0x1.fcd5a2p-3f,
+    -0x1.93be28p-1f, -0x1.d57abap-2f, -0x1.9ea5e4p-1f, -0x1.6bfb5ap-2f, -0x1.b225c2p-2f, -0x1.2c9daep+0f,
+    0x1.e7dffp-2f, -0x1.168dbp-3f, -0x1.38676ep-2f, -0x1.3f2272p-2f, 0x1.1e570cp-3f, -0x1.f889c2p-2f,
+};
+/* layer 20: dense 30 -> 2, no activation */
+static const float l20_w[60] = {
+    -0x1.827132p-3f, 0x1.882484p-6f, 0x1.50463cp-4f, 0x1.bd83a4p-3f, 0x1.97409ep-4f, -0x1.9aef7cp-1f,
+    0x1.87ecaap-1f, 0x1.644808p-2f, -0x1.38950cp-2f, 0x1.69736ap-2f, 0x1.b67982p-1f, -0x1.2819d6p-1f,
+    0x1.60b2ap-3f, 0x1.e4fbecp-1f, 0x1.72aeccp-1f, 0x1.408d88p-2f, 0x1.5308fep-1f, -0x1.8eacfap-1f,
+    -0x1.d9259ep-1f, 0x1.ee94bep-3f, -0x1.4ae698p+0f, 0x1.a4e902p-2f, -0x1.c14374p-1f, 0x1.10a8fp-2f,
+    0x1.019e86p+0f, 0x1.1ebcfcp+0f, -0x1.26772p-3f, -0x1.a45996p-3f, 0x1.db39a8p-2f, 0x1.bb7844p-3f,
+    -0x1.86022cp-3f, -0x1.b2be68p-5f, 0x1.071084p-3f, 0x1.3e085cp-5f, -0x1.62853ep-2f, -0x1.9d70fcp-1f,
+    0x1.86da1p-1f, 0x1.bb134p-2f, -0x1.3b747ap-2f, 0x1.5f4578p-2f, 0x1.b509cap-1f, -0x1.1ef61ap-1f,
+    0x1.697efep-3f, 0x1.e676f2p-1f, 0x1.75a07p-1f, 0x1.44e746p-2f, 0x1.52c042p-1f, -0x1.8f1918p-1f,
+    -0x1.d3b3cp-1f, 0x1.f34b2cp-3f, -0x1.4a8608p+0f, 0x1.2f504cp-1f, -0x1.be5c3ep-1f, 0x1.140dd4p-2f,
+    0x1.01b5fap+0f, 0x1.191e5p+0f, -0x1.2a9fbp-3f, 0x1.d02dcp-3f, 0x1.dcf2c6p-2f, 0x1.bb78a2p-3f,
+};
+static const float l20_b[2] = {
+    0x1.296a02p-4f, 0x1.2abbccp-4f,
+};
+
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+enum act { ACT_NONE, ACT_ABS, ACT_RELU };
+
+static float act(float z, enum act a)
+{
+    if (a == ACT_ABS)
+        return fabsf(z);
+    if (a == ACT_RELU)
+        return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
+    return z;
+}
+
+/* the same function on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* y = act(W x + b): the bias first, then the products in input order */
+static void dense_row(const float *restrict w, const float *restrict b, int n_in, int n_out, enum act a,
+                      const float *restrict x, float *restrict y)
+{
+    int o, i;
+    for (o = 0; o < n_out; o++) {
+        float acc = b[o];
+        for (i = 0; i < n_in; i++)
+            acc += w[o * n_in + i] * x[i];
+        y[o] = act(acc, a);
+    }
+}
+
+/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
+                        enum act a, const float *restrict x, float *restrict y)
+{
+    int o, i, r;
+    for (o = 0; o < n_out; o++) {
+        float acc[BLOCK];
+        for (r = 0; r < BLOCK; r++)
+            acc[r] = b[o];
+        for (i = 0; i < n_in; i++) {
+            const float wi = w[o * n_in + i];
+            ACROSS_ROWS
+            for (r = 0; r < BLOCK; r++)
+                acc[r] += wi * x[i * BLOCK + r];
+        }
+        act_block(acc, a);
+        for (r = 0; r < BLOCK; r++)
+            y[o * BLOCK + r] = acc[r];
+    }
+}
+
+/* h = act(h + (s (-u) + bias)), s = v.h with v = 2u/||u||^2: a Han-layer, in place */
+static void han_row(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                    int n, enum act a, float *restrict h)
+{
+    int i;
+    float s = 0.0f;
+    for (i = 0; i < n; i++)
+        s += v[i] * h[i];
+    for (i = 0; i < n; i++)
+        h[i] = act(h[i] + (s * neg_u[i] + bias[i]), a);
+}
+
+static void han_block(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                      int n, enum act a, float *restrict h)
+{
+    int i, r;
+    float s[BLOCK];
+    for (r = 0; r < BLOCK; r++)
+        s[r] = 0.0f;
+    for (i = 0; i < n; i++) {
+        const float vi = v[i];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            s[r] += vi * h[i * BLOCK + r];
+    }
+    for (i = 0; i < n; i++) {
+        float z[BLOCK];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            z[r] = h[i * BLOCK + r] + (s[r] * neg_u[i] + bias[i]);
+        act_block(z, a);
+        for (r = 0; r < BLOCK; r++)
+            h[i * BLOCK + r] = z[r];
+    }
+}
+
+static void run_row(const float *x, float *y)
+{
+    float a[WIDTH], b[WIDTH];
+    int i;
+    for (i = 0; i < N_IN; i++)
+        a[i] = x[i];
+    dense_row(l0_w, l0_b, 2, 30, ACT_RELU, a, b);
+    dense_row(l1_w, l1_b, 30, 30, ACT_RELU, b, a);
+    han_row(l2_v, l2_neg_u, l2_b, 30, ACT_RELU, a);
+    han_row(l3_v, l3_neg_u, l3_b, 30, ACT_RELU, a);
+    han_row(l4_v, l4_neg_u, l4_b, 30, ACT_RELU, a);
+    han_row(l5_v, l5_neg_u, l5_b, 30, ACT_RELU, a);
+    han_row(l6_v, l6_neg_u, l6_b, 30, ACT_RELU, a);
+    han_row(l7_v, l7_neg_u, l7_b, 30, ACT_RELU, a);
+    han_row(l8_v, l8_neg_u, l8_b, 30, ACT_RELU, a);
+    han_row(l9_v, l9_neg_u, l9_b, 30, ACT_RELU, a);
+    han_row(l10_v, l10_neg_u, l10_b, 30, ACT_RELU, a);
+    han_row(l11_v, l11_neg_u, l11_b, 30, ACT_RELU, a);
+    han_row(l12_v, l12_neg_u, l12_b, 30, ACT_RELU, a);
+    han_row(l13_v, l13_neg_u, l13_b, 30, ACT_RELU, a);
+    han_row(l14_v, l14_neg_u, l14_b, 30, ACT_RELU, a);
+    han_row(l15_v, l15_neg_u, l15_b, 30, ACT_RELU, a);
+    han_row(l16_v, l16_neg_u, l16_b, 30, ACT_RELU, a);
+    han_row(l17_v, l17_neg_u, l17_b, 30, ACT_RELU, a);
+    han_row(l18_v, l18_neg_u, l18_b, 30, ACT_RELU, a);
+    dense_row(l19_w, l19_b, 30, 30, ACT_RELU, a, b);
+    dense_row(l20_w, l20_b, 30, 2, ACT_NONE, b, a);
+    for (i = 0; i < N_OUT; i++)
+        y[i] = a[i];
+}
+
+static void run_block(const float *x, float *y)
+{
+    float a[WIDTH * BLOCK], b[WIDTH * BLOCK];
+    int i, r;
+    for (r = 0; r < BLOCK; r++)
+        for (i = 0; i < N_IN; i++)
+            a[i * BLOCK + r] = x[r * N_IN + i];
+    dense_block(l0_w, l0_b, 2, 30, ACT_RELU, a, b);
+    dense_block(l1_w, l1_b, 30, 30, ACT_RELU, b, a);
+    han_block(l2_v, l2_neg_u, l2_b, 30, ACT_RELU, a);
+    han_block(l3_v, l3_neg_u, l3_b, 30, ACT_RELU, a);
+    han_block(l4_v, l4_neg_u, l4_b, 30, ACT_RELU, a);
+    han_block(l5_v, l5_neg_u, l5_b, 30, ACT_RELU, a);
+    han_block(l6_v, l6_neg_u, l6_b, 30, ACT_RELU, a);
+    han_block(l7_v, l7_neg_u, l7_b, 30, ACT_RELU, a);
+    han_block(l8_v, l8_neg_u, l8_b, 30, ACT_RELU, a);
+    han_block(l9_v, l9_neg_u, l9_b, 30, ACT_RELU, a);
+    han_block(l10_v, l10_neg_u, l10_b, 30, ACT_RELU, a);
+    han_block(l11_v, l11_neg_u, l11_b, 30, ACT_RELU, a);
+    han_block(l12_v, l12_neg_u, l12_b, 30, ACT_RELU, a);
+    han_block(l13_v, l13_neg_u, l13_b, 30, ACT_RELU, a);
+    han_block(l14_v, l14_neg_u, l14_b, 30, ACT_RELU, a);
+    han_block(l15_v, l15_neg_u, l15_b, 30, ACT_RELU, a);
+    han_block(l16_v, l16_neg_u, l16_b, 30, ACT_RELU, a);
+    han_block(l17_v, l17_neg_u, l17_b, 30, ACT_RELU, a);
+    han_block(l18_v, l18_neg_u, l18_b, 30, ACT_RELU, a);
+    dense_block(l19_w, l19_b, 30, 30, ACT_RELU, a, b);
+    dense_block(l20_w, l20_b, 30, 2, ACT_NONE, b, a);
+    for (r = 0; r < BLOCK; r++)
+        for (i = 0; i < N_OUT; i++)
+            y[r * N_OUT + i] = a[i * BLOCK + r];
+}
+
+int checkerboard_hannet_relu_20x30_run(const float *x, float *y, size_t rows)
+{
+    size_t r = 0;
+    if (x == NULL || y == NULL)
+        return 1;
+    for (; r + BLOCK <= rows; r += BLOCK)
+        run_block(x + r * N_IN, y + r * N_OUT);
+    for (; r < rows; r++)
+        run_row(x + r * N_IN, y + r * N_OUT);
+    return 0;
+}
