@@ -413,12 +413,19 @@ def model_folder(source: str | Path, revision: str | None = None, offline_flag: 
     return files["config.json"].parent
 
 
-def load(source: str | Path, revision: str | None = None, offline: bool | None = None) -> Net:
-    """An eval-mode torch module with its card (`.card`), metrics and config attached."""
+def load(
+    source: str | Path, revision: str | None = None, offline: bool | None = None, compile: bool = False
+) -> Net:
+    """An eval-mode torch module with its card (`.card`), metrics and config attached. `compile=True`
+    compiles its forward in place with torch.compile (inductor): a HanNet's layers become a few fused
+    kernels instead of four per layer, which is what costs time at small batches. The first call of each
+    input shape compiles, which takes seconds, and needs the C compiler inductor uses on the CPU."""
     folder = model_folder(source, revision, offline)
     net = store.load_model(folder)
     card = folder / "README.md"
     net.card = card.read_text() if card.is_file() else ""
+    if compile:
+        net.compile()
     return net
 
 

@@ -30,12 +30,14 @@ from ..runtimes.sessions import FORMAT_RUNTIMES, RUNTIMES, Predictor, get_runtim
 from ..storage import store
 from ..zoo import registry
 from ..zoo.formats import FORMATS
-from . import site
+from . import c_loop, site
 
 BATCHES = (1, 64, 1024)
-CPU_RUNTIMES = ("torch", *(f.runtime for f in FORMATS.values()))
+CPU_RUNTIMES = ("torch", "torch-compile", *(f.runtime for f in FORMATS.values()))
 WEB = "onnxruntime-web"  # model.onnx in headless Chromium (hanzoo.reports.site), timed inside the page
-ALL_RUNTIMES = CPU_RUNTIMES + ("torch-cuda", WEB)
+C_LOOP = c_loop.NAME  # the C exports timed inside a C program (hanzoo.reports.c_loop), not through ctypes
+ALL_RUNTIMES = CPU_RUNTIMES + (C_LOOP, "torch-cuda", WEB)
+TIMED_ELSEWHERE = (C_LOOP, WEB)  # pseudo-runtimes: timed by their own loop, not through RUNTIMES
 
 
 _Input = TypeVar("_Input")  # what `fn` takes: a model's input, or None for a measurement of the machine
@@ -67,7 +69,7 @@ def time_pair(
 
 
 def _artifact_bytes(model_id: str, runtime: str) -> int | None:
-    art = FORMATS["onnx"].file if runtime == WEB else RUNTIMES[runtime].artifact
+    art = {WEB: FORMATS["onnx"].file, C_LOOP: FORMATS["c"].file}.get(runtime) or RUNTIMES[runtime].artifact
     path = registry.EXPORT_DIR / model_id / art if art else registry.get(model_id).dir / "model.safetensors"
     return path.stat().st_size if path.is_file() else None
 
@@ -108,8 +110,10 @@ def bench(
         raise HanzooError(f"threads and rounds must be at least 1, got threads={threads}, rounds={rounds}")
     runtimes = list(runtimes or available_runtimes())
     for r in runtimes:
-        if r not in RUNTIMES and r != WEB:
-            raise HanzooError(f"unknown runtime {r!r}; expected some of {', '.join([*RUNTIMES, WEB])}")
+        if r not in RUNTIMES and r not in TIMED_ELSEWHERE:
+            raise HanzooError(
+                f"unknown runtime {r!r}; expected some of {', '.join([*RUNTIMES, *TIMED_ELSEWHERE])}"
+            )
     groups = []
     for mid in model_ids:
         entry = registry.get(mid)
@@ -148,14 +152,19 @@ def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -
         if len(shape) == 3 and not _covers_images(runtime):
             continue  # the C export covers the MLPs
         fns = {}
-        if runtime != WEB:
+        if runtime not in TIMED_ELSEWHERE:
             fns = {
                 m: RUNTIMES[runtime].load(registry.get(m).dir, registry.EXPORT_DIR / m, threads)
                 for m in group
             }
         for batch in image_batches(batches) if len(shape) == 3 else batches:
             x = random_input(rng, batch, shape)
-            samples = web(group, x, rounds) if runtime == WEB else time_pair(fns, x, rounds)
+            if runtime == WEB:
+                samples = web(group, x, rounds)
+            elif runtime == C_LOOP:
+                samples = c_loop.time_group(group, x, rounds)
+            else:
+                samples = time_pair(fns, x, rounds)
             med = {m: statistics.median(s) for m, s in samples.items()}
             for m, s in samples.items():
                 cell = {
@@ -181,7 +190,8 @@ def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -
 
 def _covers_images(runtime: str) -> bool:
     """Whether a runtime's format covers the image models (torch and torch-cuda run every model)."""
-    fmt = next((f for f in FORMATS.values() if f.runtime == runtime), None)
+    name = "c" if runtime == C_LOOP else runtime
+    fmt = next((f for f in FORMATS.values() if f.runtime == name), None)
     return fmt is None or fmt.images
 
 
@@ -276,6 +286,8 @@ def available_runtimes() -> list[str]:
         if r == WEB and not site.browser_available():
             continue
         if r in RUNTIMES and RUNTIMES[r].missing():  # the c runtime, with no compiler here
+            continue
+        if r == C_LOOP and c_loop.missing():
             continue
         out.append(r)
     return out

@@ -126,9 +126,10 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _torch(model_dir: Path, export_dir: Path, threads: int) -> Predictor:
-
+def _torch(model_dir: Path, export_dir: Path, threads: int, compile: bool = False) -> Predictor:
     net = load_model(model_dir)
+    if compile:  # as hanzoo.load(ID, compile=True): inductor, compiled on each input shape's first call
+        net.compile()
     dtype = np.uint8 if net.config.takes_images else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -407,6 +408,12 @@ RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in [
         Runtime("torch", "", "PyTorch eager on the CPU (the fp32 reference)", _torch),
+        Runtime(
+            "torch-compile",
+            "",
+            "PyTorch with torch.compile (inductor) on the CPU, as hanzoo.load(ID, compile=True)",
+            lambda m, e, t: _torch(m, e, t, compile=True),
+        ),
         *(_file_runtime(fmt) for fmt in FORMATS if fmt in SESSIONS),  # a test holds every format to a session
         Runtime(
             "torch-cuda",

@@ -112,3 +112,15 @@ def test_the_cached_v_gives_the_same_bits_as_computing_it_each_call():
         net.requires_grad_(True)  # every call computes v again
         again = net(x).detach()
     assert torch.equal(cached, again)
+
+
+def test_load_with_compile_gives_the_eager_outputs():
+    import hanzoo
+
+    eager = hanzoo.load("checkerboard-hannet-20x30")
+    compiled = hanzoo.load("checkerboard-hannet-20x30", compile=True)
+    x = torch.rand(33, 2) * 2 - 1
+    with torch.no_grad():
+        # inductor fuses and reorders the float32 sums: verify's output tolerance, not the same bits
+        assert torch.allclose(compiled(x), eager(x), rtol=0, atol=1e-4)
+    assert compiled.card == eager.card and compiled.meta == eager.meta
