@@ -418,14 +418,14 @@ def load(
 ) -> Net:
     """An eval-mode torch module with its card (`.card`), metrics and config attached. `compile=True`
     compiles its forward in place with torch.compile (inductor): a HanNet's layers become a few fused
-    kernels instead of four per layer, which is what costs time at small batches. The first call of each
-    input shape compiles, which takes seconds, and needs the C compiler inductor uses on the CPU."""
+    kernels instead of four per layer, which is what costs time at small batches. The first call compiles
+    (for every batch size but 1, which gets its own), which takes seconds and needs a C compiler on the CPU."""
     folder = model_folder(source, revision, offline)
     net = store.load_model(folder)
     card = folder / "README.md"
     net.card = card.read_text() if card.is_file() else ""
     if compile:
-        net.compile()
+        net.compile(dynamic=True)  # one graph for all batch sizes (torch still gives batch 1 its own)
     return net
 
 

@@ -531,8 +531,100 @@ def report_md(report: dict, bounds: dict) -> str:
             f"| `{model}` | {nodes} | {fixed + (nodes - 1) * per_node:.1f} | "
             f"{b1['median_us'] if b1 else float('nan'):.1f} | {fl} | {at1024} |"
         )
-    lines += ["", analysis(report, bounds), "", *web_md(report)]
+    lines += ["", *goals_md(report, bounds), analysis(report, bounds), "", *web_md(report)]
     return "\n".join(lines)
+
+
+FLAGSHIP, FLAGSHIP_BASE = "checkerboard-hannet-20x30", "checkerboard-fcnet-6x100"
+
+
+def goals(report: dict, bounds: dict) -> list[tuple[str, str, str, bool | None]]:
+    """The C export's and the torch path's speed goals, each as (goal, target, measured, met); met is None
+    where the report has no cells for it."""
+    cell = {(c["model"], c["runtime"], c["batch"]): c["median_us"] for c in report["cells"]}
+    han, base = FLAGSHIP, FLAGSHIP_BASE
+    out: list[tuple[str, str, str, bool | None]] = []
+
+    def add(goal: str, target: str, value: float | None, fmt: str, ok: Callable[[float], bool]) -> None:
+        out.append(
+            (
+                goal,
+                target,
+                "not measured" if value is None else fmt.format(value),
+                None if value is None else ok(value),
+            )
+        )
+
+    def us(model: str, runtime: str, batch: int) -> float | None:
+        return cell.get((model, runtime, batch))
+
+    loop1, loop1024 = us(han, C_LOOP, 1), us(han, C_LOOP, 1024)
+    ort1 = us(han, "onnxruntime", 1)
+    add(f"`{han}` in C (the C loop), batch 1", "at most 1 us", loop1, "{:.2f} us", lambda v: v <= 1)
+    add(
+        "the same, against ONNX Runtime through its Python API",
+        "at least 20x faster",
+        ort1 / loop1 if ort1 and loop1 else None,
+        "{:.0f}x faster",
+        lambda v: v >= 20,
+    )
+    others = [
+        v
+        for (m, rt, b), v in cell.items()
+        if m == han and b == 1024 and rt not in ("c", C_LOOP, "torch-cuda")
+    ]
+    add(
+        f"`{han}` in C, batch 1024, against the fastest other CPU runtime",
+        "at least 2x faster",
+        min(others) / loop1024 if others and loop1024 else None,
+        "{:.2f}x faster",
+        lambda v: v >= 2,
+    )
+    floor = flops_per_sample(han) * 1024 / (bounds["matmul_gflops"] * 1e3) if bounds else None
+    add(
+        f"`{han}` in C, batch 1024, against the flop floor at this core's matmul rate",
+        "within 3x",
+        loop1024 / floor if loop1024 and floor else None,
+        "{:.1f}x the floor",
+        lambda v: v <= 3,
+    )
+    for rt in ("c", C_LOOP):
+        ratios = [r for c in report["cells"] if c["runtime"] == rt for r in c.get("ratio_vs", {}).values()]
+        add(
+            f"every HanNet against each of its FCNet baselines in {rt}, at every batch",
+            "faster (ratio below 1)",
+            max(ratios) if ratios else None,
+            "worst ratio {:.2f}x",
+            lambda v: v < 1,
+        )
+    compiled, eager = us(han, "torch-compile", 1), us(base, "torch", 1)
+    add(
+        f"`{han}` with torch.compile against eager `{base}`, batch 1",
+        "no slower",
+        compiled / eager if compiled and eager else None,
+        "{:.2f}x its time",
+        lambda v: v <= 1,
+    )
+    return out
+
+
+def goals_md(report: dict, bounds: dict) -> list[str]:
+    rows = [
+        f"| {g} | {t} | {m} | {'-' if ok is None else 'met' if ok else '**missed**'} |"
+        for g, t, m, ok in goals(report, bounds)
+    ]
+    return [
+        "## Goals of the C export and the torch path",
+        "",
+        "Measured in this report, on one core. The C loop times `<name>_run` inside a C program built "
+        "with the c runtime's flags (ISO C, -O3, no -ffast-math); the `c` runtime calls the same library "
+        "through ctypes, which adds its call cost.",
+        "",
+        "| goal | target | measured | |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
 
 
 def web_md(report: dict) -> list[str]:

@@ -126,3 +126,36 @@ def test_a_runtime_whose_format_leaves_out_image_models_is_not_timed_on_them():
     """The C export covers the MLPs: an image group gets no c cells and no c head share."""
     report = bench.bench(["cifar10-hannet"], ["c"], (1,), 1, rounds=1)
     assert report["cells"] == [] and report["head_share"] == []
+
+
+def test_the_goals_table_reads_its_figures_from_the_cells():
+    han, base = bench.FLAGSHIP, bench.FLAGSHIP_BASE
+
+    def cell(model, runtime, batch, us, ratio=None):
+        return {"model": model, "runtime": runtime, "batch": batch, "median_us": us} | (
+            {"ratio_vs": {base: ratio}} if ratio is not None else {}
+        )
+
+    report = {
+        "cells": [
+            cell(han, "c-loop", 1, 0.5, 0.01),
+            cell(han, "onnxruntime", 1, 30.0, 2.0),
+            cell(han, "c-loop", 1024, 100.0, 0.02),
+            cell(han, "onnxruntime", 1024, 400.0, 0.5),
+            cell(han, "litert", 1024, 150.0, 0.4),
+            cell(han, "c", 1, 4.0, 1.3),  # slower than its baseline through ctypes: missed
+            cell(han, "torch-compile", 1, 120.0),
+            cell(base, "torch", 1, 100.0),
+        ]
+    }
+    flops = bench.flops_per_sample(han) * 1024
+    rows = {g: (m, ok) for g, _, m, ok in bench.goals(report, {"matmul_gflops": flops / 1e3 / 50.0})}
+    got = list(rows.values())
+    assert got[0] == ("0.50 us", True)
+    assert got[1] == ("60x faster", True)
+    assert got[2] == ("1.50x faster", False)  # litert's 150 us is the fastest other runtime
+    assert got[3] == ("2.0x the floor", True)  # a floor of 50 us
+    assert got[4] == ("worst ratio 1.30x", False) and got[5] == ("worst ratio 0.02x", True)
+    assert got[6] == ("1.20x its time", False)
+    empty = bench.goals({"cells": []}, {"matmul_gflops": 1.0})
+    assert all(m == "not measured" and ok is None for _, _, m, ok in empty)
