@@ -419,7 +419,7 @@ def load(
     """An eval-mode torch module with its card (`.card`), metrics and config attached. `compile=True`
     compiles its forward in place with torch.compile (inductor): a HanNet's layers become a few fused
     kernels instead of four per layer, which is what costs time at small batches. The first call compiles
-    (for every batch size but 1, which gets its own), which takes seconds and needs a C compiler on the CPU."""
+    (once for batch 1, once for the rest), which takes seconds and needs a C compiler on the CPU."""
     folder = model_folder(source, revision, offline)
     net = store.load_model(folder)
     card = folder / "README.md"

@@ -159,3 +159,12 @@ def test_the_goals_table_reads_its_figures_from_the_cells():
     assert got[6] == ("1.20x its time", False)
     empty = bench.goals({"cells": []}, {"matmul_gflops": 1.0})
     assert all(m == "not measured" and ok is None for _, _, m, ok in empty)
+
+
+def test_render_rewrites_the_page_from_the_stored_report_alone(tmp_path, capsys):
+    (tmp_path / "benchmarks.json").write_text((DOCS / "benchmarks.json").read_text())
+    assert main(["bench", "--render", "--report", str(tmp_path)]) == 0
+    assert (tmp_path / "benchmarks.md").read_text() == (DOCS / "benchmarks.md").read_text()
+    (tmp_path / "benchmarks.json").write_text("{}")
+    assert main(["bench", "--render", "--report", str(tmp_path)]) == 1  # one line naming the field
+    assert "benchmarks.json: machine is missing" in capsys.readouterr().err
