@@ -240,13 +240,15 @@ def test_blocks_of_one_row_build_the_one_row_path_alone_with_the_same_bits(model
         lib = tmp_path / f"{name}.so"
         out = _cc("-std=c99", "-O3", "-fPIC", "-shared", *flags, "-o", str(lib), str(source), "-lm")
         assert out.returncode == 0, out.stderr[:2000]
-        libs[name] = getattr(ctypes.CDLL(str(lib)), f"{c_name(model_id)}_run")
+        fn = getattr(ctypes.CDLL(str(lib)), f"{c_name(model_id)}_run")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        libs[name] = fn
     x = _inputs(model_id)
     n_out = registry.get(model_id).config.out_features
     got = {}
     for name, fn in libs.items():
         y = np.full((len(x), n_out), np.nan, dtype=np.float32)
-        assert fn(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(y.ctypes.data), ctypes.c_size_t(len(x))) == 0
+        assert fn(x.ctypes.data, y.ctypes.data, len(x)) == 0
         got[name] = y.view(np.uint32)
     assert np.array_equal(got["one"], got["default"])
 

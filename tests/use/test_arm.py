@@ -18,7 +18,8 @@ def test_the_aarch64_report_covers_every_shipped_export_and_passes():
     rep = json.loads(REPORT.read_text())
     assert set(rep["models"]) == set(registry.shipped())
     for model, m in rep["models"].items():
-        assert set(m["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}, model
+        c = set() if registry.get(model).config.takes_images else {"c"}  # the MLPs' C export, cross-compiled
+        assert set(m["runtimes"]) == {"onnxruntime", "ort-mobile", "litert", *c}, model
         assert all(r["ok"] and r["max_abs_err"] <= r["tolerance_abs"] for r in m["runtimes"].values()), model
         if registry.get(model).config.takes_images:
             assert m["rows"] == arm.IMAGE_ROWS
@@ -28,7 +29,12 @@ def test_the_aarch64_report_covers_every_shipped_export_and_passes():
                 1, abs(m["reference"])
             ), model
     assert rep["cpu"] == arm.CPU and rep["c_example"]["ok"]
-    assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in aarch64_section(REPORT))
+    cc = rep["c_compiler"]
+    assert cc.startswith(arm.CROSS_CC) and cc.endswith(" ".join(arm.CROSS_FLAGS))
+    assert arm.CROSS_FLAGS == ("-std=c99", "-O3")  # the c runtime's flags, less those of a shared library
+    section = aarch64_section(REPORT)
+    assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in section)
+    assert any("| `checkerboard-hannet-20x30` | c |" in line for line in section)
 
 
 @pytest.fixture
