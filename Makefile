@@ -20,7 +20,7 @@ ORT_DEB := libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
 ORT_DEB_SHA256 := 14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
 ORT_HEADER := examples/c/include/onnxruntime_c_api.h
 
-.PHONY: demo test docs bench quantization site verify-arm chromium fetch-ort-header clean
+.PHONY: demo test docs bench quantization site verify-arm verify-mcu chromium fetch-ort-header clean
 
 demo: $(VENV)/.demo  ## set up, then check the bundled default model: parity in every runtime, latency against FCNet
 	$(BIN)/hanzoo verify checkerboard-hannet-20x30 --latency
@@ -50,6 +50,17 @@ verify-arm: $(VENV)/.test $(ORT_HEADER)  ## run every shipped export (and exampl
 	@command -v aarch64-linux-gnu-gcc >/dev/null || [ "$$(id -u)" != 0 ] \
 		|| apt-get install -y -q gcc-aarch64-linux-gnu >/dev/null
 	$(BIN)/hanzoo verify --all --arch aarch64 --report docs/aarch64.json
+	$(BIN)/python -m hanzoo.reports.docs
+
+# Debian's bare-metal toolchain, newlib (rdimon: semihosting) and qemu-system-arm, installed where this runs
+# as root and they are missing (apt-get update first on a machine that has never fetched its package lists)
+MCU_DEBS := gcc-arm-none-eabi binutils-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+verify-mcu: $(VENV)/.test  ## run every shipped MLP's C export bare metal on emulated Cortex-M4F and Cortex-M0+ (qemu-system-arm): docs/mcu.json, docs/mcu.md, README
+	@{ command -v arm-none-eabi-gcc && command -v qemu-system-arm \
+		&& [ -f "$$(arm-none-eabi-gcc -print-file-name=rdimon.specs)" ]; } >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] \
+		|| apt-get install -y -q $(MCU_DEBS) >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q $(MCU_DEBS) >/dev/null)
+	$(BIN)/hanzoo verify --all --arch cortex-m --report docs/mcu.json
 	$(BIN)/python -m hanzoo.reports.docs
 
 

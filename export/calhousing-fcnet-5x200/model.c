@@ -27179,14 +27179,6 @@ static const float l5_b[1] = {
     0x1.90e17cp+17f,
 };
 
-/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
- * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-#define ACROSS_ROWS _Pragma("GCC unroll 1")
-#else
-#define ACROSS_ROWS
-#endif
-
 enum act { ACT_NONE, ACT_ABS, ACT_RELU };
 
 static float act(float z, enum act a)
@@ -27196,18 +27188,6 @@ static float act(float z, enum act a)
     if (a == ACT_RELU)
         return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
     return z;
-}
-
-/* the same function on a block, one loop per activation, so each loop vectorizes */
-static void act_block(float *z, enum act a)
-{
-    int r;
-    if (a == ACT_ABS)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = fabsf(z[r]);
-    else if (a == ACT_RELU)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = z[r] < 0.0f ? 0.0f : z[r];
 }
 
 /* y = act(W x + b): the bias first, then the products in input order */
@@ -27223,7 +27203,45 @@ static void dense_row(const float *restrict w, const float *restrict b, int n_in
     }
 }
 
-/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+static void run_row(const float *x, float *y)
+{
+    float a[WIDTH], b[WIDTH];
+    int i;
+    for (i = 0; i < N_IN; i++)
+        a[i] = x[i];
+    dense_row(l0_w, l0_b, 8, 200, ACT_RELU, a, b);
+    dense_row(l1_w, l1_b, 200, 200, ACT_RELU, b, a);
+    dense_row(l2_w, l2_b, 200, 200, ACT_RELU, a, b);
+    dense_row(l3_w, l3_b, 200, 200, ACT_RELU, b, a);
+    dense_row(l4_w, l4_b, 200, 200, ACT_RELU, a, b);
+    dense_row(l5_w, l5_b, 200, 1, ACT_NONE, b, a);
+    for (i = 0; i < N_OUT; i++)
+        y[i] = a[i];
+}
+
+#if BLOCK > 1
+
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+/* act() on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* dense_row on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
 static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
                         enum act a, const float *restrict x, float *restrict y)
 {
@@ -27244,22 +27262,6 @@ static void dense_block(const float *restrict w, const float *restrict b, int n_
     }
 }
 
-static void run_row(const float *x, float *y)
-{
-    float a[WIDTH], b[WIDTH];
-    int i;
-    for (i = 0; i < N_IN; i++)
-        a[i] = x[i];
-    dense_row(l0_w, l0_b, 8, 200, ACT_RELU, a, b);
-    dense_row(l1_w, l1_b, 200, 200, ACT_RELU, b, a);
-    dense_row(l2_w, l2_b, 200, 200, ACT_RELU, a, b);
-    dense_row(l3_w, l3_b, 200, 200, ACT_RELU, b, a);
-    dense_row(l4_w, l4_b, 200, 200, ACT_RELU, a, b);
-    dense_row(l5_w, l5_b, 200, 1, ACT_NONE, b, a);
-    for (i = 0; i < N_OUT; i++)
-        y[i] = a[i];
-}
-
 static void run_block(const float *x, float *y)
 {
     float a[WIDTH * BLOCK], b[WIDTH * BLOCK];
@@ -27277,14 +27279,17 @@ static void run_block(const float *x, float *y)
         for (i = 0; i < N_OUT; i++)
             y[r * N_OUT + i] = a[i * BLOCK + r];
 }
+#endif /* BLOCK > 1 */
 
 int calhousing_fcnet_5x200_run(const float *x, float *y, size_t rows)
 {
     size_t r = 0;
     if (x == NULL || y == NULL)
         return 1;
+#if BLOCK > 1
     for (; r + BLOCK <= rows; r += BLOCK)
         run_block(x + r * N_IN, y + r * N_OUT);
+#endif
     for (; r < rows; r++)
         run_row(x + r * N_IN, y + r * N_OUT);
     return 0;

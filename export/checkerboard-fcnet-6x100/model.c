@@ -8550,14 +8550,6 @@ static const float l6_b[2] = {
     0x1.cc7dep-4f, 0x1.d73c2cp-4f,
 };
 
-/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
- * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-#define ACROSS_ROWS _Pragma("GCC unroll 1")
-#else
-#define ACROSS_ROWS
-#endif
-
 enum act { ACT_NONE, ACT_ABS, ACT_RELU };
 
 static float act(float z, enum act a)
@@ -8567,18 +8559,6 @@ static float act(float z, enum act a)
     if (a == ACT_RELU)
         return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
     return z;
-}
-
-/* the same function on a block, one loop per activation, so each loop vectorizes */
-static void act_block(float *z, enum act a)
-{
-    int r;
-    if (a == ACT_ABS)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = fabsf(z[r]);
-    else if (a == ACT_RELU)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = z[r] < 0.0f ? 0.0f : z[r];
 }
 
 /* y = act(W x + b): the bias first, then the products in input order */
@@ -8591,27 +8571,6 @@ static void dense_row(const float *restrict w, const float *restrict b, int n_in
         for (i = 0; i < n_in; i++)
             acc += w[o * n_in + i] * x[i];
         y[o] = act(acc, a);
-    }
-}
-
-/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
-static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
-                        enum act a, const float *restrict x, float *restrict y)
-{
-    int o, i, r;
-    for (o = 0; o < n_out; o++) {
-        float acc[BLOCK];
-        for (r = 0; r < BLOCK; r++)
-            acc[r] = b[o];
-        for (i = 0; i < n_in; i++) {
-            const float wi = w[o * n_in + i];
-            ACROSS_ROWS
-            for (r = 0; r < BLOCK; r++)
-                acc[r] += wi * x[i * BLOCK + r];
-        }
-        act_block(acc, a);
-        for (r = 0; r < BLOCK; r++)
-            y[o * BLOCK + r] = acc[r];
     }
 }
 
@@ -8632,6 +8591,49 @@ static void run_row(const float *x, float *y)
         y[i] = b[i];
 }
 
+#if BLOCK > 1
+
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+/* act() on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* dense_row on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
+                        enum act a, const float *restrict x, float *restrict y)
+{
+    int o, i, r;
+    for (o = 0; o < n_out; o++) {
+        float acc[BLOCK];
+        for (r = 0; r < BLOCK; r++)
+            acc[r] = b[o];
+        for (i = 0; i < n_in; i++) {
+            const float wi = w[o * n_in + i];
+            ACROSS_ROWS
+            for (r = 0; r < BLOCK; r++)
+                acc[r] += wi * x[i * BLOCK + r];
+        }
+        act_block(acc, a);
+        for (r = 0; r < BLOCK; r++)
+            y[o * BLOCK + r] = acc[r];
+    }
+}
+
 static void run_block(const float *x, float *y)
 {
     float a[WIDTH * BLOCK], b[WIDTH * BLOCK];
@@ -8650,14 +8652,17 @@ static void run_block(const float *x, float *y)
         for (i = 0; i < N_OUT; i++)
             y[r * N_OUT + i] = b[i * BLOCK + r];
 }
+#endif /* BLOCK > 1 */
 
 int checkerboard_fcnet_6x100_run(const float *x, float *y, size_t rows)
 {
     size_t r = 0;
     if (x == NULL || y == NULL)
         return 1;
+#if BLOCK > 1
     for (; r + BLOCK <= rows; r += BLOCK)
         run_block(x + r * N_IN, y + r * N_OUT);
+#endif
     for (; r < rows; r++)
         run_row(x + r * N_IN, y + r * N_OUT);
     return 0;

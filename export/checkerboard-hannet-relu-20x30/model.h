@@ -16,10 +16,13 @@
  *          returns 0, or 1 if x or y is NULL (then nothing is read or written). x and y must
  *          not overlap. Re-entrant: no heap, no mutable global; the weights are static const
  *          (flash on a microcontroller).
- * Stack:   at most CHECKERBOARD_HANNET_RELU_20X30_STACK_BYTES (4080) bytes of scratch.
+ * Stack:   at most CHECKERBOARD_HANNET_RELU_20X30_STACK_BYTES bytes of scratch: 4080 with blocks of 16 rows,
+ *          240 with blocks of 1.
  * Paths:   whole blocks of CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS rows run features-major, vectorized
  *          across rows; the rows left over run one at a time, with the same operations in the
  *          same order, so any split of a batch gives the same bits.
+ *          -DCHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS=1 builds the one-row path alone: the least flash and stack, for
+ *          a microcontroller (its FPU has no vector unit for blocks of rows to fill).
  * Build:   cc -std=c99 -O3 -c model.c. ISO C mode keeps each a*b+c as two roundings (GNU modes
  *          let gcc fuse them into FMAs where the CPU has them, which moves the last bits);
  *          -ffast-math is not needed for speed, and would reorder the sums.
@@ -31,8 +34,10 @@
 
 #define CHECKERBOARD_HANNET_RELU_20X30_N_IN 2
 #define CHECKERBOARD_HANNET_RELU_20X30_N_OUT 2
+#ifndef CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS
 #define CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS 16
-#define CHECKERBOARD_HANNET_RELU_20X30_STACK_BYTES 4080
+#endif
+#define CHECKERBOARD_HANNET_RELU_20X30_STACK_BYTES (4 * 2 * 30 * (CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS > 1 ? CHECKERBOARD_HANNET_RELU_20X30_BLOCK_ROWS + 1 : 1))
 
 int checkerboard_hannet_relu_20x30_run(const float *x, float *y, size_t rows);
 

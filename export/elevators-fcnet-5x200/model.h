@@ -30,10 +30,13 @@
  *          returns 0, or 1 if x or y is NULL (then nothing is read or written). x and y must
  *          not overlap. Re-entrant: no heap, no mutable global; the weights are static const
  *          (flash on a microcontroller).
- * Stack:   at most ELEVATORS_FCNET_5X200_STACK_BYTES (27200) bytes of scratch.
+ * Stack:   at most ELEVATORS_FCNET_5X200_STACK_BYTES bytes of scratch: 27200 with blocks of 16 rows,
+ *          1600 with blocks of 1.
  * Paths:   whole blocks of ELEVATORS_FCNET_5X200_BLOCK_ROWS rows run features-major, vectorized
  *          across rows; the rows left over run one at a time, with the same operations in the
  *          same order, so any split of a batch gives the same bits.
+ *          -DELEVATORS_FCNET_5X200_BLOCK_ROWS=1 builds the one-row path alone: the least flash and stack, for
+ *          a microcontroller (its FPU has no vector unit for blocks of rows to fill).
  * Build:   cc -std=c99 -O3 -c model.c. ISO C mode keeps each a*b+c as two roundings (GNU modes
  *          let gcc fuse them into FMAs where the CPU has them, which moves the last bits);
  *          -ffast-math is not needed for speed, and would reorder the sums.
@@ -45,8 +48,10 @@
 
 #define ELEVATORS_FCNET_5X200_N_IN 18
 #define ELEVATORS_FCNET_5X200_N_OUT 1
+#ifndef ELEVATORS_FCNET_5X200_BLOCK_ROWS
 #define ELEVATORS_FCNET_5X200_BLOCK_ROWS 16
-#define ELEVATORS_FCNET_5X200_STACK_BYTES 27200
+#endif
+#define ELEVATORS_FCNET_5X200_STACK_BYTES (4 * 2 * 200 * (ELEVATORS_FCNET_5X200_BLOCK_ROWS > 1 ? ELEVATORS_FCNET_5X200_BLOCK_ROWS + 1 : 1))
 
 int elevators_fcnet_5x200_run(const float *x, float *y, size_t rows);
 

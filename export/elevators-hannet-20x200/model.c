@@ -2759,14 +2759,6 @@ static const float l20_b[1] = {
     0x1.64c964p-6f,
 };
 
-/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
- * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-#define ACROSS_ROWS _Pragma("GCC unroll 1")
-#else
-#define ACROSS_ROWS
-#endif
-
 enum act { ACT_NONE, ACT_ABS, ACT_RELU };
 
 static float act(float z, enum act a)
@@ -2776,18 +2768,6 @@ static float act(float z, enum act a)
     if (a == ACT_RELU)
         return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
     return z;
-}
-
-/* the same function on a block, one loop per activation, so each loop vectorizes */
-static void act_block(float *z, enum act a)
-{
-    int r;
-    if (a == ACT_ABS)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = fabsf(z[r]);
-    else if (a == ACT_RELU)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = z[r] < 0.0f ? 0.0f : z[r];
 }
 
 /* y = act(W x + b): the bias first, then the products in input order */
@@ -2803,27 +2783,6 @@ static void dense_row(const float *restrict w, const float *restrict b, int n_in
     }
 }
 
-/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
-static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
-                        enum act a, const float *restrict x, float *restrict y)
-{
-    int o, i, r;
-    for (o = 0; o < n_out; o++) {
-        float acc[BLOCK];
-        for (r = 0; r < BLOCK; r++)
-            acc[r] = b[o];
-        for (i = 0; i < n_in; i++) {
-            const float wi = w[o * n_in + i];
-            ACROSS_ROWS
-            for (r = 0; r < BLOCK; r++)
-                acc[r] += wi * x[i * BLOCK + r];
-        }
-        act_block(acc, a);
-        for (r = 0; r < BLOCK; r++)
-            y[o * BLOCK + r] = acc[r];
-    }
-}
-
 /* h = act(h + (s (-u) + bias)), s = v.h with v = 2u/||u||^2: a Han-layer, in place */
 static void han_row(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
                     int n, enum act a, float *restrict h)
@@ -2834,30 +2793,6 @@ static void han_row(const float *restrict v, const float *restrict neg_u, const 
         s += v[i] * h[i];
     for (i = 0; i < n; i++)
         h[i] = act(h[i] + (s * neg_u[i] + bias[i]), a);
-}
-
-static void han_block(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
-                      int n, enum act a, float *restrict h)
-{
-    int i, r;
-    float s[BLOCK];
-    for (r = 0; r < BLOCK; r++)
-        s[r] = 0.0f;
-    for (i = 0; i < n; i++) {
-        const float vi = v[i];
-        ACROSS_ROWS
-        for (r = 0; r < BLOCK; r++)
-            s[r] += vi * h[i * BLOCK + r];
-    }
-    for (i = 0; i < n; i++) {
-        float z[BLOCK];
-        ACROSS_ROWS
-        for (r = 0; r < BLOCK; r++)
-            z[r] = h[i * BLOCK + r] + (s[r] * neg_u[i] + bias[i]);
-        act_block(z, a);
-        for (r = 0; r < BLOCK; r++)
-            h[i * BLOCK + r] = z[r];
-    }
 }
 
 static void run_row(const float *x, float *y)
@@ -2889,6 +2824,73 @@ static void run_row(const float *x, float *y)
     dense_row(l20_w, l20_b, 200, 1, ACT_NONE, b, a);
     for (i = 0; i < N_OUT; i++)
         y[i] = a[i];
+}
+
+#if BLOCK > 1
+
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+/* act() on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* dense_row on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
+                        enum act a, const float *restrict x, float *restrict y)
+{
+    int o, i, r;
+    for (o = 0; o < n_out; o++) {
+        float acc[BLOCK];
+        for (r = 0; r < BLOCK; r++)
+            acc[r] = b[o];
+        for (i = 0; i < n_in; i++) {
+            const float wi = w[o * n_in + i];
+            ACROSS_ROWS
+            for (r = 0; r < BLOCK; r++)
+                acc[r] += wi * x[i * BLOCK + r];
+        }
+        act_block(acc, a);
+        for (r = 0; r < BLOCK; r++)
+            y[o * BLOCK + r] = acc[r];
+    }
+}
+
+static void han_block(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                      int n, enum act a, float *restrict h)
+{
+    int i, r;
+    float s[BLOCK];
+    for (r = 0; r < BLOCK; r++)
+        s[r] = 0.0f;
+    for (i = 0; i < n; i++) {
+        const float vi = v[i];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            s[r] += vi * h[i * BLOCK + r];
+    }
+    for (i = 0; i < n; i++) {
+        float z[BLOCK];
+        ACROSS_ROWS
+        for (r = 0; r < BLOCK; r++)
+            z[r] = h[i * BLOCK + r] + (s[r] * neg_u[i] + bias[i]);
+        act_block(z, a);
+        for (r = 0; r < BLOCK; r++)
+            h[i * BLOCK + r] = z[r];
+    }
 }
 
 static void run_block(const float *x, float *y)
@@ -2923,14 +2925,17 @@ static void run_block(const float *x, float *y)
         for (i = 0; i < N_OUT; i++)
             y[r * N_OUT + i] = a[i * BLOCK + r];
 }
+#endif /* BLOCK > 1 */
 
 int elevators_hannet_20x200_run(const float *x, float *y, size_t rows)
 {
     size_t r = 0;
     if (x == NULL || y == NULL)
         return 1;
+#if BLOCK > 1
     for (; r + BLOCK <= rows; r += BLOCK)
         run_block(x + r * N_IN, y + r * N_OUT);
+#endif
     for (; r < rows; r++)
         run_row(x + r * N_IN, y + r * N_OUT);
     return 0;

@@ -1,4 +1,4 @@
-"""`hanzoo verify` (parity, optionally latency; or emulated aarch64) and `hanzoo predict`."""
+"""`hanzoo verify` (parity, optionally latency; or emulated aarch64 or Cortex-M) and `hanzoo predict`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import HanzooError
 from ..reports import bench
-from ..runtimes import arm
+from ..runtimes import arm, mcu
 from ..runtimes.predict import (
     check_output_path,
     first_row,
@@ -31,6 +31,8 @@ from .common import EXPORT_HELP, console, positive
 
 def cmd_verify(args) -> dict:
 
+    if args.arch == "cortex-m":
+        return _verify_mcu(args)
     if args.arch:
         return _verify_arm(args)
     runtimes = [get_runtime(r).name for r in args.runtime.split(",")] if args.runtime else None
@@ -85,6 +87,34 @@ def _verify_arm(args) -> dict:
         console.print(t)
     if bad:
         raise HanzooError("aarch64 parity failed: " + ", ".join(bad))
+    return report.to_json()
+
+
+def _verify_mcu(args) -> dict:
+    mlps = [m for m in registry.shipped() if not registry.get(m).config.takes_images]
+    ids = mlps if args.all else [args.model]
+    if not ids or ids == [None] or not all(i in mlps for i in ids):
+        raise HanzooError(
+            "--arch cortex-m takes shipped MLP ids (or --all): the C export covers no image model"
+        )
+    report = mcu.verify_mcu(ids, progress=not args.json)
+    if args.report:
+        mcu.write_report(report, Path(args.report))
+    bad = [f"{m} {t}" for m, rep in report.models.items() for t, b in rep.targets.items() if not b.parity.ok]
+    if not args.json:
+        t = Table(title="the C export on emulated Cortex-M cores against torch fp32 on this machine")
+        for col in ("model", "core", "flash B", "RAM B", "instructions a row", "rows", "max abs err",
+                    "decisions differ", "parity"):  # fmt: skip
+            t.add_column(col, justify="right")
+        for m, rep in report.models.items():
+            for core, b in rep.targets.items():
+                p = b.parity
+                t.add_row(m, core, str(b.flash_bytes), str(b.ram_bytes), str(b.instructions_per_row),
+                          str(p.rows), f"{p.max_abs_err:.2e}", str(p.decisions_differ),
+                          "ok" if p.ok else "FAIL")  # fmt: skip
+        console.print(t)
+    if bad:
+        raise HanzooError("Cortex-M parity failed: " + ", ".join(bad))
     return report.to_json()
 
 
@@ -153,9 +183,11 @@ def add_verify(s: argparse.ArgumentParser) -> None:
     s.add_argument("--no-latency", action="store_true", help=argparse.SUPPRESS)  # parity only: the default
     s.add_argument(
         "--arch",
-        choices=["aarch64"],
+        choices=["aarch64", "cortex-m"],
         help="run the shipped exports on emulated arm64 (qemu-user, a Cortex-A76) instead; the environment "
-        "is fetched once into the cache (needs mmdebstrap and dpkg-deb)",
+        "is fetched once into the cache (needs mmdebstrap and dpkg-deb). cortex-m: the MLPs' C export bare "
+        "metal on a Cortex-M4F and a Cortex-M0+ (qemu-system-arm; needs gcc-arm-none-eabi, "
+        "libnewlib-arm-none-eabi and qemu-system-arm), with flash, RAM and instructions per inference",
     )
     s.add_argument("--report", metavar="JSON", help="with --arch: also write the figures to this file")
 

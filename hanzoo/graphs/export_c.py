@@ -10,7 +10,9 @@ Two code paths give the same bits (the same operations in the same order on each
 - one row at a time, held in a small array;
 - blocks of BLOCK_ROWS rows, features-major, with the loop over rows innermost: each row keeps its own
   accumulator, so the compiler vectorizes across rows without reassociating any sum (no -ffast-math).
-Rows that do not fill a block take the one-row path.
+Rows that do not fill a block take the one-row path. A build with BLOCK_ROWS defined to 1 (cc -D) leaves
+the block path out: the smallest code and stack, for a microcontroller, whose FPU has no vector unit for
+blocks of rows to fill.
 
 The weights are written as hex floats, which C99 converts exactly (6.4.4.2), so the compiled model holds
 the plan's float32 values on any compiler; the bytes depend on the weights alone.
@@ -128,10 +130,11 @@ def _outputs_doc(task_name: str, n_out: int) -> list[str]:
     return lines
 
 
-def stack_bytes(width: int) -> int:
+def stack_bytes(width: int, block_rows: int = BLOCK_ROWS) -> int:
     """The scratch the run function puts on the stack: two buffers of `width` floats per row of a block,
-    and two for one row (the paths run one after the other, but a compiler may inline both)."""
-    return 4 * (2 * width * BLOCK_ROWS + 2 * width)
+    and two for one row (the paths run one after the other, but a compiler may inline both); a build
+    with blocks of 1 row has the one-row path alone."""
+    return 4 * 2 * width * (block_rows + 1 if block_rows > 1 else 1)
 
 
 def build_header(net: Net, model_id: str, task_name: str, weights_sha256: str) -> str:
@@ -156,10 +159,14 @@ def build_header(net: Net, model_id: str, task_name: str, weights_sha256: str) -
         " *          returns 0, or 1 if x or y is NULL (then nothing is read or written). x and y must",
         " *          not overlap. Re-entrant: no heap, no mutable global; the weights are static const",
         " *          (flash on a microcontroller).",
-        f" * Stack:   at most {up}_STACK_BYTES ({stack_bytes(width)}) bytes of scratch.",
+        f" * Stack:   at most {up}_STACK_BYTES bytes of scratch: {stack_bytes(width)} with blocks of "
+        f"{BLOCK_ROWS} rows,",
+        f" *          {stack_bytes(width, 1)} with blocks of 1.",
         f" * Paths:   whole blocks of {up}_BLOCK_ROWS rows run features-major, vectorized",
         " *          across rows; the rows left over run one at a time, with the same operations in the",
         " *          same order, so any split of a batch gives the same bits.",
+        f" *          -D{up}_BLOCK_ROWS=1 builds the one-row path alone: the least flash and stack, for",
+        " *          a microcontroller (its FPU has no vector unit for blocks of rows to fill).",
         " * Build:   cc -std=c99 -O3 -c model.c. ISO C mode keeps each a*b+c as two roundings (GNU modes",
         " *          let gcc fuse them into FMAs where the CPU has them, which moves the last bits);",
         " *          -ffast-math is not needed for speed, and would reorder the sums.",
@@ -171,8 +178,10 @@ def build_header(net: Net, model_id: str, task_name: str, weights_sha256: str) -
         "",
         f"#define {up}_N_IN {n_in}",
         f"#define {up}_N_OUT {n_out}",
+        f"#ifndef {up}_BLOCK_ROWS",
         f"#define {up}_BLOCK_ROWS {BLOCK_ROWS}",
-        f"#define {up}_STACK_BYTES {stack_bytes(width)}",
+        "#endif",
+        f"#define {up}_STACK_BYTES (4 * 2 * {width} * ({up}_BLOCK_ROWS > 1 ? {up}_BLOCK_ROWS + 1 : 1))",
         "",
         f"int {name}_run(const float *x, float *y, size_t rows);",
         "",
@@ -182,14 +191,6 @@ def build_header(net: Net, model_id: str, task_name: str, weights_sha256: str) -
 
 
 _COMMON = """
-/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
- * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-#define ACROSS_ROWS _Pragma("GCC unroll 1")
-#else
-#define ACROSS_ROWS
-#endif
-
 enum act { ACT_NONE, ACT_ABS, ACT_RELU };
 
 static float act(float z, enum act a)
@@ -199,18 +200,6 @@ static float act(float z, enum act a)
     if (a == ACT_RELU)
         return z < 0.0f ? 0.0f : z; /* NaN passes, as in torch */
     return z;
-}
-
-/* the same function on a block, one loop per activation, so each loop vectorizes */
-static void act_block(float *z, enum act a)
-{
-    int r;
-    if (a == ACT_ABS)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = fabsf(z[r]);
-    else if (a == ACT_RELU)
-        for (r = 0; r < BLOCK; r++)
-            z[r] = z[r] < 0.0f ? 0.0f : z[r];
 }
 
 /* y = act(W x + b): the bias first, then the products in input order */
@@ -225,8 +214,45 @@ static void dense_row(const float *restrict w, const float *restrict b, int n_in
         y[o] = act(acc, a);
     }
 }
+"""
 
-/* the same on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
+_HAN_ROW = """
+/* h = act(h + (s (-u) + bias)), s = v.h with v = 2u/||u||^2: a Han-layer, in place */
+static void han_row(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
+                    int n, enum act a, float *restrict h)
+{
+    int i;
+    float s = 0.0f;
+    for (i = 0; i < n; i++)
+        s += v[i] * h[i];
+    for (i = 0; i < n; i++)
+        h[i] = act(h[i] + (s * neg_u[i] + bias[i]), a);
+}
+"""
+
+# the block path, left out of a build with BLOCK_ROWS 1 (#if BLOCK > 1 around it)
+_BLOCK = """
+/* The loops over the rows of a block are the ones to vectorize. gcc would unroll them whole and vectorize
+ * the loop around them instead, as in-order sums over the features: the same bits, but slow. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ACROSS_ROWS _Pragma("GCC unroll 1")
+#else
+#define ACROSS_ROWS
+#endif
+
+/* act() on a block, one loop per activation, so each loop vectorizes */
+static void act_block(float *z, enum act a)
+{
+    int r;
+    if (a == ACT_ABS)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = fabsf(z[r]);
+    else if (a == ACT_RELU)
+        for (r = 0; r < BLOCK; r++)
+            z[r] = z[r] < 0.0f ? 0.0f : z[r];
+}
+
+/* dense_row on BLOCK rows, features-major (x[i * BLOCK + r]): one accumulator per row */
 static void dense_block(const float *restrict w, const float *restrict b, int n_in, int n_out,
                         enum act a, const float *restrict x, float *restrict y)
 {
@@ -248,19 +274,7 @@ static void dense_block(const float *restrict w, const float *restrict b, int n_
 }
 """
 
-_HAN = """
-/* h = act(h + (s (-u) + bias)), s = v.h with v = 2u/||u||^2: a Han-layer, in place */
-static void han_row(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
-                    int n, enum act a, float *restrict h)
-{
-    int i;
-    float s = 0.0f;
-    for (i = 0; i < n; i++)
-        s += v[i] * h[i];
-    for (i = 0; i < n; i++)
-        h[i] = act(h[i] + (s * neg_u[i] + bias[i]), a);
-}
-
+_HAN_BLOCK = """
 static void han_block(const float *restrict v, const float *restrict neg_u, const float *restrict bias,
                       int n, enum act a, float *restrict h)
 {
@@ -334,11 +348,10 @@ def build_source(net: Net, model_id: str) -> str:
             lines.append(f"/* layer {k}: Han-layer of width {len(layer.v)}, {layer.act} */")
             lines += _array(f"l{k}_v", layer.v) + _array(f"l{k}_neg_u", layer.neg_u)
             lines += _array(f"l{k}_b", layer.bias)
-    lines += _COMMON.splitlines()
-    if any(isinstance(layer, CHan) for layer in layers):
-        lines += _HAN.splitlines()
+    han = any(isinstance(layer, CHan) for layer in layers)
     *row, row_out = _calls(layers, block=False)
     *blk, blk_out = _calls(layers, block=True)
+    lines += _COMMON.splitlines() + (_HAN_ROW.splitlines() if han else [])
     lines += [
         "",
         "static void run_row(const float *x, float *y)",
@@ -352,6 +365,10 @@ def build_source(net: Net, model_id: str) -> str:
         f"        y[i] = {row_out}[i];",
         "}",
         "",
+        "#if BLOCK > 1",
+        *_BLOCK.splitlines(),
+        *(_HAN_BLOCK.splitlines() if han else []),
+        "",
         "static void run_block(const float *x, float *y)",
         "{",
         "    float a[WIDTH * BLOCK], b[WIDTH * BLOCK];",
@@ -364,14 +381,17 @@ def build_source(net: Net, model_id: str) -> str:
         "        for (i = 0; i < N_OUT; i++)",
         f"            y[r * N_OUT + i] = {blk_out}[i * BLOCK + r];",
         "}",
+        "#endif /* BLOCK > 1 */",
         "",
         f"int {name}_run(const float *x, float *y, size_t rows)",
         "{",
         "    size_t r = 0;",
         "    if (x == NULL || y == NULL)",
         "        return 1;",
+        "#if BLOCK > 1",
         "    for (; r + BLOCK <= rows; r += BLOCK)",
         "        run_block(x + r * N_IN, y + r * N_OUT);",
+        "#endif",
         "    for (; r < rows; r++)",
         "        run_row(x + r * N_IN, y + r * N_OUT);",
         "    return 0;",

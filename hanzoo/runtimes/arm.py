@@ -1,5 +1,6 @@
 """aarch64 parity under user-mode emulation: every shipped export run by the arm64 builds of ONNX Runtime
-and LiteRT on an emulated phone-class core, against the same torch fp32 reference and tolerance as
+and LiteRT on an emulated phone-class core, and each MLP's C export cross-compiled with Debian's
+aarch64-linux-gnu-gcc (the c runtime's flags), against the same torch fp32 reference and tolerance as
 `hanzoo verify`.
 
 The arm64 environment is built from the package registries, with no root daemon and no VM, and cached
@@ -30,11 +31,13 @@ import numpy as np
 
 from ..errors import HanzooError
 from ..files import CHECKOUT, file_sha256, staged_folder, written_atomically
+from ..graphs.export_c import c_name
 from ..typed import absent, read_json, to_json
 from ..zoo import registry
 from ..zoo.cifar import cache_dir
 from ..zoo.formats import FORMATS
 from ..zoo.tasks import get_task
+from . import native
 from .sessions import RUNTIMES
 from .verify import check_metric, metric_value, near_boundary, output_tolerance
 
@@ -46,8 +49,9 @@ QEMU_DEB = (
 ROOTFS = ("bookworm", "python3.11,libstdc++6,libgomp1")
 WHEELS = ("onnxruntime==1.32.0", "ai-edge-litert==2.3.0", "numpy==2.4.6")
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64")
-# the environment installs the arm64 wheels of ONNX Runtime and LiteRT: the formats they run
-ARTIFACT_RUNTIMES = {f.file: f.runtime for f in FORMATS.values() if f.aarch64}
+# the environment installs the arm64 wheels of ONNX Runtime and LiteRT: the formats they run (the C
+# export is cross-compiled instead)
+ARTIFACT_RUNTIMES = {f.file: f.runtime for f in FORMATS.values() if f.aarch64 and f.name != "c"}
 IMAGE_ROWS = 1000  # test images per CIFAR-10 model: the whole split takes too long emulated
 KEY = hashlib.sha256(json.dumps([QEMU_DEB, ROOTFS, WHEELS, PLATFORMS]).encode()).hexdigest()[:12]
 
@@ -185,13 +189,15 @@ class ArmCExample:
 
 @dataclass
 class ArmReport:
-    """docs/aarch64.json: the emulated CPU and wheels, and every model's parity on them."""
+    """docs/aarch64.json: the emulated CPU and wheels, the cross compiler that built the C exports, and
+    every model's parity on them."""
 
     cpu: str
     emulator: str
     wheels: list[str]
     models: dict[str, ArmModel] = field(default_factory=dict)
     c_example: ArmCExample | None = absent()  # left out where no cross compiler was found
+    c_compiler: str | None = absent()
 
     @classmethod
     def read(cls, path: Path) -> ArmReport:
@@ -205,7 +211,10 @@ def verify_arm(model_ids: list[str], progress: bool = True) -> ArmReport:
     """Parity on aarch64 of every shipped artifact of `model_ids`: max abs error, the task metric and the
     decisions, against torch fp32 on x86-64, under `hanzoo verify`'s rule."""
     env = environment(progress)
-    report = ArmReport(CPU, QEMU_DEB[0].rsplit("/", 1)[1], list(WHEELS))
+    report = ArmReport(CPU, QEMU_DEB[0].rsplit("/", 1)[1], list(WHEELS), c_compiler=cross_compiler())
+    if report.c_compiler is None and progress:
+        print(f"no {CROSS_CC}: the C exports are left out (apt-get install gcc-aarch64-linux-gnu)",
+              file=sys.stderr, flush=True)  # fmt: skip
     for model_id in model_ids:
         report.models[model_id] = _verify_model(env, model_id)
         if progress:
@@ -241,6 +250,9 @@ def _verify_model(env: Path, model_id: str) -> ArmModel:
         if res.returncode != 0:
             raise HanzooError(f"{model_id} on aarch64: {res.stderr.strip()[-400:]}")
         outs = {j["runtime"]: dict(np.load(j["output"])) for j in jobs}
+        if (folder / FORMATS["c"].file).is_file() and shutil.which(CROSS_CC):
+            y_c = run_c(env, model_id, folder, x, Path(tmp))
+            outs[FORMATS["c"].runtime] = {"output": y_c, **task.decide(y_c)}
     tol, near = output_tolerance(ref["output"]), near_boundary(task, ref["output"])
     ref_metric = metric_value(task, ref["output"], y)
     runtimes = {}
@@ -256,6 +268,66 @@ def _verify_model(env: Path, model_id: str) -> ArmModel:
 C_SOURCE = CHECKOUT / "examples" / "c"
 C_MODEL = "checkerboard-hannet-20x30"
 CROSS_CC = "aarch64-linux-gnu-gcc"
+# the c runtime's flags (native.FLAGS) less -fPIC -shared: the export is linked into a program
+CROSS_FLAGS = tuple(f for f in native.FLAGS if f not in ("-fPIC", "-shared"))
+
+# Runs emulated: every row of argv[1] (float32, RUN_N_IN a row) in one call of the model, as the c runtime
+# calls it (whole blocks, then the rows left over), the outputs written to argv[2].
+C_RUNNER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+int main(int argc, char **argv)
+{
+    FILE *f;
+    long bytes;
+    size_t rows;
+    float *x, *y;
+    if (argc != 3 || !(f = fopen(argv[1], "rb")) || fseek(f, 0, SEEK_END) || (bytes = ftell(f)) < 0)
+        return 2;
+    rows = (size_t)bytes / (sizeof(float) * RUN_N_IN);
+    x = malloc(rows * RUN_N_IN * sizeof(float) + 1);
+    y = malloc(rows * RUN_N_OUT * sizeof(float) + 1);
+    rewind(f);
+    if (!x || !y || fread(x, sizeof(float) * RUN_N_IN, rows, f) != rows || fclose(f))
+        return 3;
+    if (RUN(x, y, rows) != 0)
+        return 4;
+    if (!(f = fopen(argv[2], "wb")) || fwrite(y, sizeof(float) * RUN_N_OUT, rows, f) != rows || fclose(f))
+        return 5;
+    return 0;
+}
+"""
+
+
+def cross_compiler() -> str | None:
+    """The cross compiler's version line and flags, as the report records them, or None without one."""
+    if shutil.which(CROSS_CC) is None:
+        return None
+    return f"{native.compiler_version((CROSS_CC,)).splitlines()[0]}, {' '.join(CROSS_FLAGS)}"
+
+
+def run_c(env: Path, model_id: str, folder: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
+    """`model_id`'s C export (model.c in `folder`) cross-compiled for arm64 with the c runtime's flags and
+    run emulated on the rows of `x`: its outputs."""
+    entry = registry.get(model_id)
+    n_in, n_out = entry.config.in_features, entry.config.out_features
+    runner = tmp / "c_runner.c"
+    runner.write_text(C_RUNNER)
+    defines = [f"-DRUN={c_name(model_id)}_run", f"-DRUN_N_IN={n_in}", f"-DRUN_N_OUT={n_out}"]
+    _run(
+        [CROSS_CC, *CROSS_FLAGS, f"-I{folder}", *defines, str(folder / FORMATS["c"].file), str(runner),
+         "-o", str(tmp / "c_runner"), "-lm"],
+        f"{CROSS_CC} could not build {model_id}'s C export",
+    )  # fmt: skip
+    np.ascontiguousarray(x, dtype=np.float32).tofile(tmp / "c_x.bin")
+    cmd = [str(env / "qemu-aarch64"), "-cpu", CPU, "-L", str(env / "rootfs"), str(tmp / "c_runner")]
+    res = subprocess.run([*cmd, str(tmp / "c_x.bin"), str(tmp / "c_y.bin")], capture_output=True, text=True)
+    if res.returncode != 0:  # the runner's own codes: 2-3 reading, 4 a refused call, 5 writing
+        why = res.stderr.strip()[-300:] or "no message"
+        raise HanzooError(f"{model_id}'s C export on aarch64 exits with {res.returncode}: {why}")
+    return np.fromfile(tmp / "c_y.bin", dtype=np.float32).reshape(len(x), n_out)
 
 
 def c_example(env: Path) -> ArmCExample | None:
@@ -303,7 +375,12 @@ def write_report(report: ArmReport, path: Path) -> Path:
         old = None  # a damaged report is replaced whole
     if old and (old.cpu, old.emulator, old.wheels) == (report.cpu, report.emulator, report.wheels):
         merged = {**old.models, **report.models}
-        report = replace(report, models=merged, c_example=report.c_example or old.c_example)
+        report = replace(
+            report,
+            models=merged,
+            c_example=report.c_example or old.c_example,
+            c_compiler=report.c_compiler or old.c_compiler,
+        )
     with written_atomically(path) as tmp:
         tmp.write_text(json.dumps(report.to_json(), indent=1) + "\n")
     return path

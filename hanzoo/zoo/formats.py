@@ -8,7 +8,7 @@ A format's fields:
 - `runtime`: the name of the runtime that runs it (hanzoo.runtimes.sessions), and `extra`, the pip extra that
   installs that runtime;
 - `app`: whether an app runs it (the benchmark's and the docs' runtimes; torch trains);
-- `aarch64`: whether `hanzoo verify --arch aarch64` runs it on emulated arm64;
+- `aarch64`: whether `hanzoo verify --arch aarch64` runs it on emulated arm64 (the C export: cross-compiled);
 - `byte_identical`: whether its bytes are a function of the weights alone, so a re-export must give the
   shipped file byte for byte;
 - `variants`: the reduced precisions it can carry (model.fp16.onnx, ...: hanzoo.graphs.precision);
@@ -65,7 +65,8 @@ FORMATS: dict[str, Format] = {
         # the emulated arm64 environment (hanzoo.runtimes.arm) installs only ONNX Runtime's and LiteRT's
         # wheels
         Format("pte", "model.pte", "executorch", "executorch", aarch64=False),
-        # plain C99 for any compiler, run here through the system cc; its aarch64 build is not checked yet
-        Format("c", "model.c", "c", "", aarch64=False, companions=("model.h",), images=False, wheel=False),
+        # plain C99 for any compiler, run here through the system cc; on aarch64 cross-compiled and run
+        # emulated (hanzoo.runtimes.arm), and on a Cortex-M too (hanzoo.runtimes.mcu)
+        Format("c", "model.c", "c", "", companions=("model.h",), images=False, wheel=False),
     ]
 }

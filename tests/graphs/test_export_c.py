@@ -126,8 +126,9 @@ def test_the_header_says_what_goes_in_and_out(entry):
     # the scratch the header states holds the two buffers of the block path and of the row path
     width = int(re.search(r"#define WIDTH (\d+)", (EXPORT_DIR / entry.id / "model.c").read_text())[1])
     assert width == max(entry.config.in_features, entry.config.width or 0, entry.config.out_features)
-    assert f"#define {name.upper()}_STACK_BYTES {stack_bytes(width)}\n" in header
-    assert stack_bytes(width) == 4 * 2 * width * (BLOCK_ROWS + 1)
+    stack = f"#define {name.upper()}_STACK_BYTES (4 * 2 * {width} * ({name.upper()}_BLOCK_ROWS > 1 ? "
+    assert stack in header and f"{stack_bytes(width)} with blocks of {BLOCK_ROWS} rows" in header
+    assert stack_bytes(width) == 4 * 2 * width * (BLOCK_ROWS + 1) and stack_bytes(width, 1) == 4 * 2 * width
 
 
 def test_the_manifest_counts_the_layers():
@@ -221,6 +222,35 @@ def test_gcc_vectorizes_the_block_path_across_rows(model_id):
     across = [i + 2 for i, line in enumerate(lines) if line.strip() == "ACROSS_ROWS"]  # the loop's own line
     assert across and all(lines[n - 1].strip().startswith("for (r = 0; r < BLOCK;") for n in across)
     assert set(across) <= vectorized, sorted(set(across) - vectorized)
+
+
+@needs_cc
+@pytest.mark.parametrize("model_id", KINDS)
+def test_blocks_of_one_row_build_the_one_row_path_alone_with_the_same_bits(model_id, tmp_path):
+    """-D<NAME>_BLOCK_ROWS=1 (a microcontroller's build) leaves the block path out: clean C99 with no
+    unused function, no run_block in the object, and the same bits as the default build, whatever the
+    batch."""
+    source, up = EXPORT_DIR / model_id / "model.c", c_name(model_id).upper()
+    one = f"-D{up}_BLOCK_ROWS=1"
+    out = _cc(*STRICT, one, "-O2", "-c", str(source), "-o", str(tmp_path / "one.o"))
+    assert out.returncode == 0, out.stderr[:2000]
+    assert b"run_block" not in (tmp_path / "one.o").read_bytes()  # a local symbol, were it there
+    libs = {}
+    for name, flags in (("default", []), ("one", [one])):
+        lib = tmp_path / f"{name}.so"
+        out = _cc("-std=c99", "-O3", "-fPIC", "-shared", *flags, "-o", str(lib), str(source), "-lm")
+        assert out.returncode == 0, out.stderr[:2000]
+        fn = getattr(ctypes.CDLL(str(lib)), f"{c_name(model_id)}_run")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        libs[name] = fn
+    x = _inputs(model_id)
+    n_out = registry.get(model_id).config.out_features
+    got = {}
+    for name, fn in libs.items():
+        y = np.full((len(x), n_out), np.nan, dtype=np.float32)
+        assert fn(x.ctypes.data, y.ctypes.data, len(x)) == 0
+        got[name] = y.view(np.uint32)
+    assert np.array_equal(got["one"], got["default"])
 
 
 @needs_cc

@@ -18,7 +18,8 @@ def test_the_aarch64_report_covers_every_shipped_export_and_passes():
     rep = json.loads(REPORT.read_text())
     assert set(rep["models"]) == set(registry.shipped())
     for model, m in rep["models"].items():
-        assert set(m["runtimes"]) == {"onnxruntime", "ort-mobile", "litert"}, model
+        c = set() if registry.get(model).config.takes_images else {"c"}  # the MLPs' C export, cross-compiled
+        assert set(m["runtimes"]) == {"onnxruntime", "ort-mobile", "litert", *c}, model
         assert all(r["ok"] and r["max_abs_err"] <= r["tolerance_abs"] for r in m["runtimes"].values()), model
         if registry.get(model).config.takes_images:
             assert m["rows"] == arm.IMAGE_ROWS
@@ -28,7 +29,12 @@ def test_the_aarch64_report_covers_every_shipped_export_and_passes():
                 1, abs(m["reference"])
             ), model
     assert rep["cpu"] == arm.CPU and rep["c_example"]["ok"]
-    assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in aarch64_section(REPORT))
+    cc = rep["c_compiler"]
+    assert cc.startswith(arm.CROSS_CC) and cc.endswith(" ".join(arm.CROSS_FLAGS))
+    assert arm.CROSS_FLAGS == ("-std=c99", "-O3")  # the c runtime's flags, less those of a shared library
+    section = aarch64_section(REPORT)
+    assert any("| `checkerboard-hannet-20x30` | litert |" in line for line in section)
+    assert any("| `checkerboard-hannet-20x30` | c |" in line for line in section)
 
 
 @pytest.fixture
@@ -108,3 +114,27 @@ def test_a_report_off_its_shape_is_one_line_naming_the_file_and_field(tmp_path):
     path.write_text("{")
     with pytest.raises(HanzooError, match="is not valid JSON"):
         arm.ArmReport.read(path)
+
+
+ENV = arm.cache_dir() / f"aarch64-{arm.KEY}"
+
+
+@pytest.mark.skipif(
+    not (ENV / "ready.json").is_file() or arm.shutil.which(arm.CROSS_CC) is None,
+    reason=f"needs the cached arm64 environment (`make verify-arm` builds it) and {arm.CROSS_CC}",
+)
+def test_the_c_export_cross_compiled_for_aarch64_gives_the_x86_bits(tmp_path):
+    """A few rows through run_c, the path `make verify-arm` takes for every MLP: ISO C (no FMA contraction)
+    makes the emulated arm64 build give the x86-64 c runtime's bits."""
+    from hanzoo.runtimes import native
+    from hanzoo.runtimes.sessions import RUNTIMES
+    from hanzoo.zoo.tasks import get_task
+
+    model_id = "checkerboard-hannet-20x30"
+    entry = registry.get(model_id)
+    x = get_task(entry.task).test_data()[0][:37].astype("float32")  # two blocks of 16 and 5 rows alone
+    y = arm.run_c(ENV, model_id, registry.EXPORT_DIR / model_id, x, tmp_path)
+    assert y.shape == (37, 2)
+    if native.missing() is None:
+        x86 = RUNTIMES["c"].load(entry.dir, registry.EXPORT_DIR / model_id, 1)(x)["output"]
+        assert (y.view("uint32") == x86.view("uint32")).all()
