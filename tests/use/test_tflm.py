@@ -187,3 +187,21 @@ def test_without_tflite_micro_it_says_how_to_install_it_and_export_leaves_it_out
         monkeypatch.setitem(sys.modules, name, None)  # its import now fails
     with pytest.raises(HanzooError, match=r"Lite for Microcontrollers: pip install 'hanzoo\[tflm\]'"):
         micro.runtime()
+
+
+def test_a_tflite_export_without_tflite_micro_drops_its_stale_figures(tmp_path, monkeypatch):
+    """`hanzoo export ID --format tflite` where tflite-micro is not installed rewrites model.tflite and checks
+    it in LiteRT; the arena and the tflite-micro parity measured on the file it replaced are dropped, not
+    kept beside a file they were not measured on."""
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(EXPORT_DIR / MODEL, folder)
+    absent = replace(RUNTIMES["tflite-micro"], package="no_such_package")
+    monkeypatch.setitem(RUNTIMES, "tflite-micro", absent)
+    export_module.export(MODEL, ["tflite"], out=folder)
+    m = json.loads((folder / "manifest.json").read_text())
+    assert "tflm" not in m and "tflite-micro" not in m["parity"]["runtimes"]
+    assert m["parity"]["runtimes"]["litert"]["ok"] and "c" in m["parity"]["runtimes"]
+    assert (folder / "model.tflite").read_bytes() == (EXPORT_DIR / MODEL / "model.tflite").read_bytes()
+    assert {v["name"]: v.get("tflite_dtype") for v in m["outputs"]} == {"output": None, "decision": "int32"}
