@@ -7,3 +7,4 @@ try runner.allocateTensors()
 let x: [Float32] = [0.1, -0.5]
 try runner.invoke(with: ["input": Data(bytes: x, count: x.count * 4)])
 let scores = try runner.output(named: "output").data.withUnsafeBytes { Array($0.bindMemory(to: Float32.self)) }
+let decision = try runner.output(named: "decision").data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import HanzooError
-from ..publishing.export import export, export_variants, parse_formats, unchecked_formats
+from ..publishing.export import export, export_variants, parse_formats, unchecked_formats, unchecked_runtimes
 from ..zoo import registry
 from ..zoo.formats import FORMATS
 from .common import check_out_folder, console
@@ -23,6 +23,9 @@ def cmd_export(args) -> dict:
     if formats is None and not args.json:
         for name, why in unchecked_formats().items():
             console.print(f"not writing the {name} export, whose parity cannot be checked here: {why}")
+    if (formats is None or "tflite" in formats) and not args.json:
+        for name, why in unchecked_runtimes().items():
+            console.print(f"not checking parity in the {name} runtime here: {why}")
     done = []
     for model in ids:
         asked = formats

@@ -91,7 +91,8 @@ def _exports(model_id: str) -> dict:
 
 
 def _spec(v: dict) -> str:
-    return f"{v['name']} {v['dtype']} [{', '.join(map(str, v['shape']))}]"
+    tflite = f" ({v['tflite_dtype']} in model.tflite)" if "tflite_dtype" in v else ""
+    return f"{v['name']} {v['dtype']} [{', '.join(map(str, v['shape']))}]{tflite}"
 
 
 def cmd_info(args) -> dict:

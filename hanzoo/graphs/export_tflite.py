@@ -2,7 +2,9 @@
 
 Per Han-layer: FULLY_CONNECTED (x' @ P), FULLY_CONNECTED ([s,1] @ Q), ADD (x' + that), ABS. Per Dense
 layer: FULLY_CONNECTED with its bias (+ ABS or RELU). Builtin ops only, so the file runs in the stock
-LiteRT runtime on a phone; the signature "serving_default" has a dynamic batch, [-1, n_in].
+LiteRT runtime on a phone; the signature "serving_default" has a dynamic batch, [-1, n_in]. No tensor is
+int64, which TensorFlow Lite for Microcontrollers lacks: Checkerboard's `decision` is int32 here (int64 in
+ONNX). CIFAR-10's `class` stays ArgMax's int64: TFLite Micro is for the MLPs.
 hanzoo's id, version, task and input names ride in the flatbuffer's metadata as "hanzoo" (JSON).
 """
 
@@ -93,7 +95,8 @@ def build_tflite(net: Net, model_id: str, task: str, metadata: dict | None = Non
             x = act[s.act](x)
         out = {"output": x}
         if decision == "decision":
-            out["decision"] = tf.cast(tf.reduce_mean(x, axis=1) > Checkerboard.THRESHOLD, tf.int64)
+            # int32, not ONNX's int64: TensorFlow Lite for Microcontrollers has no int64 tensors
+            out["decision"] = tf.cast(tf.reduce_mean(x, axis=1) > Checkerboard.THRESHOLD, tf.int32)
         if decision == "class":
             out["class"] = tf.argmax(x, axis=1, output_type=tf.int64)
         return out
@@ -155,6 +158,15 @@ def tflite_tensor_ops(flat: bytes) -> list[tuple[str, bool]]:
         (names[op.opcodeIndex], any(graph.tensors[t].type == schema.TensorType.FLOAT32 for t in op.outputs))
         for op in graph.operators
     ]
+
+
+def tensor_dtypes(flat: bytes) -> dict[str, str]:
+    """The type of every tensor of a TFLite file, by name ("input", "output", "decision", ... and the
+    converter's names for the rest): float32, int32, int64, uint8, bool, ..."""
+    schema, flatbuffer_utils = _tflite_tools()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    kinds = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    return {_text(t.name): kinds[t.type] for t in model.subgraphs[0].tensors}
 
 
 def read_metadata(flat: bytes, name: str = "hanzoo") -> dict:

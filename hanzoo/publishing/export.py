@@ -1,6 +1,7 @@
 """`hanzoo export`: a model folder -> export/<id>/ with model.onnx, model.ort, model.tflite, model.pte,
 model.c and model.h (the MLPs' C export), test_data_set_0/ (ONNX Model Zoo convention) and manifest.json.
-Written atomically.
+Written atomically. An MLP's model.tflite is also checked in TensorFlow Lite for Microcontrollers where
+tflite-micro is installed, and the manifest records the smallest tensor arena it runs in ("tflm").
 
 `hanzoo export ID --format c` (any formats short of all) into a folder that holds an export of the same
 weights adds those formats' files there, checks their parity, and keeps every other file as it is.
@@ -27,9 +28,10 @@ from ..errors import HanzooError
 from ..files import file_sha256, staged_folder, written_atomically
 from ..graphs.export_c import build_c
 from ..graphs.export_pte import build_pte, executorch, pte_ops
-from ..graphs.export_tflite import build_tflite, op_types, tensorflow
+from ..graphs.export_tflite import build_tflite, op_types, tensor_dtypes, tensorflow
 from ..graphs.precision import calibration_data, check_precision, onnx_fp16, onnx_int8, tflite_options
-from ..runtimes.sessions import RUNTIMES, runtime_for
+from ..runtimes import micro
+from ..runtimes.sessions import MORE_RUNTIMES, RUNTIMES, runtime_for
 from ..runtimes.verify import check_source, source_hashes, verify_folder
 from ..storage import store
 from ..version import __version__
@@ -83,6 +85,34 @@ def unchecked_formats() -> dict[str, str]:
         if why:
             out[name] = why
     return out
+
+
+def unchecked_runtimes() -> dict[str, str]:
+    """The other runtimes of a format's file (tflite-micro) that are not installed here, and why: an export
+    writes the file and checks it in its own runtime, and leaves these out of its manifest."""
+    return {r: why for r in MORE_RUNTIMES if (why := RUNTIMES[r].missing())}
+
+
+def parity_runtimes(net, artifacts: set[str]) -> list[str]:
+    """The runtimes an export checks its files in: every runtime of those files that covers the model (the
+    MLP-only ones leave out an image model), less those `unchecked_runtimes` names."""
+    skip = unchecked_runtimes()
+    return [
+        r
+        for r, rt in RUNTIMES.items()
+        if rt.artifact in artifacts and rt.covers(net.config.takes_images) and r not in skip
+    ]
+
+
+def tflm_record(net, folder: Path) -> dict:
+    """What TFLite Micro needs to run the model.tflite in `folder`: the smallest tensor arena, in bytes, to
+    the allocator's granularity (hanzoo.runtimes.micro), for the tflite-micro release that measured it."""
+    outputs = 1 + bool(get_task(net.meta["task"]).decision_output)
+    return {
+        "arena_bytes": micro.arena_bytes(folder / FORMATS["tflite"], outputs),
+        "granularity": micro.GRANULE,
+        "version": micro.version(),
+    }
 
 
 def onnx_package():
@@ -164,8 +194,10 @@ def export(
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if parity:
             artifacts = {FORMATS[f] for f in formats} | {registry.VARIANT_FILES[v] for v in variants}
-            runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact and rt.artifact in artifacts]
+            runtimes = parity_runtimes(net, artifacts)
             manifest["parity"] = verify_folder(model_dir, tmp, runtimes)
+            if "tflite-micro" in runtimes:
+                manifest["tflm"] = tflm_record(net, tmp)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     # `hanzoo export ID` rewrote export/<id>: its pins in hub_manifest.json must follow
     hub.repin_if_bundled(dest)
@@ -190,9 +222,12 @@ def add_formats(net, model_dir: Path, dest: Path, formats: list[str], parity: bo
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.add-") as work:
         tmp = Path(work)
         write_graphs(net, tmp, formats, {"input_names": ",".join(get_task(net.meta["task"]).features)})
+        names = {FORMATS[f] for f in formats}
+        tflm: dict | None = None
         if parity:
-            names = {FORMATS[f] for f in formats}
-            checked = verify_folder(model_dir, tmp, [r for r, rt in RUNTIMES.items() if rt.artifact in names])
+            runtimes = parity_runtimes(net, names)
+            checked = verify_folder(model_dir, tmp, runtimes)
+            tflm = tflm_record(net, tmp) if "tflite-micro" in runtimes else None
         for p in sorted(tmp.iterdir()):
             p.replace(dest / p.name)
     manifest = json.loads((dest / "manifest.json").read_text())
@@ -201,10 +236,20 @@ def add_formats(net, model_dir: Path, dest: Path, formats: list[str], parity: bo
     keys += [k for k in manifest["ops"] if k not in keys]  # the variants, after the formats
     manifest["files"] = new["files"]
     manifest["ops"] = {k: new["ops"].get(k, manifest["ops"].get(k)) for k in keys}
+    if "tflite" in formats and "outputs" in manifest:  # the TFLite file's own dtypes, where they differ
+        for side in ("inputs", "outputs"):
+            manifest[side] = tflite_io(manifest[side], dest / FORMATS["tflite"])
     if parity and manifest.get("parity"):
-        manifest["parity"]["runtimes"] |= checked["runtimes"]
+        runs = manifest["parity"]["runtimes"]
+        for r in [r for r, rt in RUNTIMES.items() if rt.artifact in names and r not in checked["runtimes"]]:
+            runs.pop(r, None)  # a rewritten file's figures from a runtime not run now would be stale
+        runs |= checked["runtimes"]
     elif parity:
         manifest["parity"] = checked
+    if "tflite" in formats:
+        manifest.pop("tflm", None)
+        if parity and tflm:
+            manifest["tflm"] = tflm
     with written_atomically(dest / "manifest.json") as tmp_manifest:
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     hub.repin_if_bundled(dest)
@@ -230,15 +275,17 @@ def export_variants(
     check_source(model_dir, dest, source)
     _load_libraries(formats, parity=True)
     names = {registry.VARIANT_FILES[(f, precision)] for f in formats}
-    try:
+    # made and checked in a temporary folder beside it, then moved in: a file its runtime cannot run, or an
+    # interruption, leaves the folder as it was (a variant it held included), and a variant made again is
+    # not checked against the pin of the one it replaces
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.{precision}-") as work:
+        tmp = Path(work)
         for fmt in formats:
-            write_variant(net, fmt, precision, dest)
+            write_variant(net, fmt, precision, tmp)
         runtimes = [r for r, rt in RUNTIMES.items() if rt.artifact in names]
-        parity = verify_folder(model_dir, dest, runtimes)
-    except BaseException:  # a file its runtime cannot run, or an interruption: leave the folder as it was
-        for name in names:
-            (dest / name).unlink(missing_ok=True)
-        raise
+        parity = verify_folder(model_dir, tmp, runtimes)
+        for name in sorted(names):
+            (tmp / name).replace(dest / name)
     manifest = json.loads((dest / "manifest.json").read_text())
     new = _manifest(net, dest, [f for f in FORMATS if (dest / FORMATS[f]).is_file()], None)
     manifest["files"], manifest["ops"] = new["files"], new["ops"]
@@ -362,7 +409,7 @@ def _load_libraries(formats: list[str], parity: bool) -> None:
         if why:
             raise HanzooError(f"the {name} export's parity check cannot run here: {why}")
     if parity or "ort" in formats:
-        for name in ("onnxruntime", "ai_edge_litert.interpreter"):
+        for name in ("onnxruntime", "ai_edge_litert.interpreter", "tflite_micro.python.tflite_micro.runtime"):
             try:
                 importlib.import_module(name)
             except ImportError:
@@ -390,6 +437,8 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict | None) -> dic
     if "onnx" in formats:
         m = onnx_package().load(str(folder / FORMATS["onnx"]))
         io = {"inputs": [_io(v) for v in m.graph.input], "outputs": [_io(v) for v in m.graph.output]}
+        if (folder / FORMATS["tflite"]).is_file():
+            io = {side: tflite_io(specs, folder / FORMATS["tflite"]) for side, specs in io.items()}
     for (fmt, precision), name in registry.VARIANT_FILES.items():
         if (folder / name).is_file():
             read_ops = BUILDERS[fmt].ops
@@ -411,6 +460,20 @@ def _manifest(net, folder: Path, formats: list[str], parity: dict | None) -> dic
         "ops": ops,
         "parity": parity,
     }
+
+
+def tflite_io(specs: list[dict], path: Path) -> list[dict]:
+    """The ONNX graph's tensor specs, each with `tflite_dtype` where the TFLite file at `path` declares
+    another type (Checkerboard's `decision`: int32 there, since TFLite Micro has no int64)."""
+    types = tensor_dtypes(path.read_bytes())
+    out = []
+    for spec in specs:
+        spec = {k: v for k, v in spec.items() if k != "tflite_dtype"}
+        theirs = types.get(spec["name"])
+        if theirs is not None and theirs != {"float": "float32"}.get(spec["dtype"], spec["dtype"]):
+            spec["tflite_dtype"] = theirs
+        out.append(spec)
+    return out
 
 
 def _io(v) -> dict:

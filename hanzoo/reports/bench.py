@@ -26,7 +26,7 @@ from ..errors import HanzooError
 from ..files import save_figure
 from ..nn.convnet import Backbone
 from ..publishing.export import write_graphs
-from ..runtimes.sessions import FORMAT_RUNTIMES, RUNTIMES, Predictor, get_runtime, ort_session
+from ..runtimes.sessions import FORMAT_RUNTIMES, MORE_RUNTIMES, RUNTIMES, Predictor, get_runtime, ort_session
 from ..storage import store
 from ..zoo import registry
 from ..zoo.formats import FORMATS
@@ -92,7 +92,9 @@ def latency_check(model_id: str, runtimes: list[str]) -> tuple[list[dict], list[
     """`hanzoo verify --latency`: a shipped model's fp32 files (and torch) against its baselines, one thread,
     7 rounds, at batch 1 and 1024 (1 and 64 for an image model). The fp16/int8 variants are timed in
     docs/quantization.md. Returns the cells and the batches."""
-    rt = [r for r in runtimes if get_runtime(r).precision == "fp32"] + ["torch"]
+    # tflite-micro is left out: TFLite Micro's reference kernels, one Python invoke a row, are its parity
+    # check, not a device's speed
+    rt = [r for r in runtimes if get_runtime(r).precision == "fp32" and r not in MORE_RUNTIMES] + ["torch"]
     batches = (1, 64) if registry.get(model_id).config.takes_images else (1, 1024)
     return bench([model_id], rt, batches, 1, rounds=7)["cells"], list(batches)
 
@@ -189,10 +191,11 @@ def _time_group(group, runtimes, batches, threads, rounds, rng, web, progress) -
 
 
 def _covers_images(runtime: str) -> bool:
-    """Whether a runtime's format covers the image models (torch and torch-cuda run every model)."""
-    name = "c" if runtime == C_LOOP else runtime
-    fmt = next((f for f in FORMATS.values() if f.runtime == name), None)
-    return fmt is None or fmt.images
+    """Whether a runtime covers the image models (torch and torch-cuda run every model, and so does
+    onnxruntime-web; the C loop runs the C export, which covers the MLPs)."""
+    if runtime == C_LOOP:
+        return RUNTIMES["c"].covers(takes_images=True)
+    return runtime not in RUNTIMES or RUNTIMES[runtime].covers(takes_images=True)
 
 
 def image_batches(batches: tuple[int, ...]) -> tuple[int, ...]:

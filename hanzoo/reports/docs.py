@@ -480,6 +480,8 @@ def mobile_md() -> str:
         runtime_table=_runtime_table(manifests),
         variants=_variants_table(manifests),
         aarch64=aarch64_section(),
+        tflm_table=tflm_table(manifests),
+        tflm_version=", ".join(sorted({m["tflm"]["version"] for m in manifests if "tflm" in m})) or "-",
         bad_input=bad_input_md(bad_input_behaviour())[2:-1],
         tensorflow=versions.get("tensorflow-cpu", "?"),
         onnxruntime=versions.get("onnxruntime", "?"),
@@ -552,6 +554,35 @@ def _variants_table(manifests: list[dict]) -> list[str]:
     ]
 
 
+def tflm_table(manifests: list[dict]) -> list[str]:
+    """Every MLP's model.tflite in TensorFlow Lite for Microcontrollers: the smallest tensor arena (the
+    manifest's "tflm", hanzoo.runtimes.micro) and the tflite-micro runtime's parity on the whole test
+    split."""
+    lines = [
+        "| model | `model.tflite` bytes | ops | arena (B) | rows | max abs err | metric (torch fp32) | "
+        "decisions that differ | parity |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for m in manifests:
+        if registry.get(m["model_id"]).config.takes_images:
+            continue  # the tflite-micro runtime covers the MLPs only
+        p = m.get("parity") or {}
+        r, metric = p.get("runtimes", {}).get("tflite-micro"), p.get("reference", {}).get("metric")
+        arena = m["tflm"]["arena_bytes"] if "tflm" in m else "not measured"
+        if r is None or metric is None:
+            cells = "- | not run | - | - | not run"
+        else:
+            decided = get_task(m["task"]).decision_output is not None
+            cells = (
+                f"{p['reference']['rows']} | {r['max_abs_err']:.2e} {output_unit(m['task'])[0]} | "
+                f"{metric} {fmt(metric, r['metric'])} ({fmt(metric, p['reference']['value'])}) | "
+                f"{r['decisions_differ'] if decided else '-'} | {'ok' if r['ok'] else 'FAIL'}"
+            )
+        size, ops = m["files"]["model.tflite"]["bytes"], sum(m["ops"]["tflite"].values())
+        lines.append(f"| `{m['model_id']}` | {size} | {ops} | {arena} | {cells} |")
+    return lines
+
+
 def aarch64_section(path: Path | None = None) -> list[str]:
     """Parity on an emulated phone-class arm64 core, from docs/aarch64.json (`make verify-arm`)."""
     path = path or DOCS / "aarch64.json"
@@ -593,7 +624,8 @@ def aarch64_section(path: Path | None = None) -> list[str]:
 
 def _tensor_spec(v: dict) -> str:
     dims = ", ".join("rows" if d == "batch" else str(d) for d in v["shape"])
-    return f"`{v['name']}` {DTYPES.get(v['dtype'], v['dtype'])} [{dims}]"
+    tflite = f" ({v['tflite_dtype']} in `.tflite`)" if "tflite_dtype" in v else ""
+    return f"`{v['name']}` {DTYPES.get(v['dtype'], v['dtype'])} [{dims}]{tflite}"
 
 
 def _io_meaning(task_name: str) -> str:

@@ -334,6 +334,7 @@ def model_io(model_id: str, task_name: str, config) -> dict:
                 "name": "decision",
                 "dtype": "int64",
                 "shape": ["batch"],
+                "tflite_dtype": "int32",  # TFLite Micro has no int64 (hanzoo.graphs.export_tflite)
                 "meaning": "1 if the mean of the 2 scores is > 0.5, else 0",
             }
         )

@@ -28,10 +28,10 @@ from ..nn.models import ModelConfig
 from ..storage.evaluate import forward_in_chunks
 from ..storage.integrity import check_artifact
 from ..storage.store import load_model, read_config
-from ..zoo.formats import FORMATS
+from ..zoo.formats import FORMATS, MoreRuntime
 from ..zoo.registry import VARIANT_FILES
 from ..zoo.tasks import get_task
-from . import native
+from . import micro, native
 
 __all__ = [
     "Runtime",
@@ -44,11 +44,14 @@ __all__ = [
     "quiet_stderr",
     "executorch_session",
     "c_session",
+    "tflm_session",
     "Session",
     "SESSIONS",
+    "MORE_SESSIONS",
     "runtime_for",
     "RUNTIMES",
     "FORMAT_RUNTIMES",
+    "MORE_RUNTIMES",
     "get_runtime",
     "file_runtimes",
 ]
@@ -76,6 +79,11 @@ class Runtime:
     extra: str = ""
     # what it needs beyond a package (the c runtime: a compiler), as a check that says why not, or None
     needs: Callable[[], str | None] | None = None
+    images: bool = True  # whether it runs the image models (the c and tflite-micro runtimes: MLPs only)
+
+    def covers(self, takes_images: bool) -> bool:
+        """Whether it runs a model of this kind (an image model or an MLP)."""
+        return self.images or not takes_images
 
     def missing(self) -> str | None:
         """Why this runtime cannot run here (its package is not installed, or what it needs is not there),
@@ -338,6 +346,46 @@ def c_session(model_dir: Path, path: Path) -> Predictor:
     return run
 
 
+def tflm_session(model_dir: Path, path: Path) -> Predictor:
+    """model.tflite in TensorFlow Lite for Microcontrollers' interpreter (hanzoo.runtimes.micro), on TFLM's
+    reference kernels. TFLM runs the file at its static shapes, one row an invoke, so a batch runs row by
+    row through one interpreter; nothing carries over between invokes (the graph has no variables), so it
+    is never reset."""
+    meta = read_config(model_dir)
+    if ModelConfig.from_dict(meta["architecture"]).takes_images:
+        raise HanzooError(
+            f"the tflite-micro runtime runs the MLP models; {meta['model_id']} is an image model, which "
+            "TFLite Micro's reference convolutions would take hours over"
+        )
+    if not path.is_file():
+        raise HanzooError(f"{path} is missing; run `hanzoo export {meta['model_id']} --format tflite` first")
+    check_artifact(path)
+    interp = micro.interpreter(path.read_bytes())
+    n_in = meta["architecture"]["in_features"]
+    decision = get_task(meta["task"]).decision_output
+    names = ["output", *([decision] if decision else [])]  # the file's outputs, in the ONNX graph's order
+    specs = [interp.get_output_details(k) for k in range(len(names))]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(x)
+        # refused before anything is invoked: TFLM copies in as many bytes as its input tensor holds
+        if x.ndim != 2 or x.shape[1] != n_in:
+            raise HanzooError(f"{path.name} takes input of shape [rows, {n_in}], got {list(x.shape)}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = [np.empty((len(x), *s["shape"][1:]), dtype=s["dtype"]) for s in specs]
+        for i in range(len(x)):
+            interp.set_input(x[i : i + 1], 0)
+            try:
+                interp.invoke()
+            except RuntimeError as e:
+                raise HanzooError(f"TFLite Micro cannot run {path}: {str(e).splitlines()[0]}") from None
+            for k, y in enumerate(out):
+                y[i] = interp.get_output(k)[0]
+        return dict(zip(names, out))
+
+    return run
+
+
 class Session(NamedTuple):
     """How one format of hanzoo.zoo.formats runs: what the runtime is, the package that runs it, a session
     from (model folder, artifact path, threads), and what it needs beyond a package (Runtime.needs)."""
@@ -376,6 +424,16 @@ SESSIONS: dict[str, Session] = {
 }
 
 
+# the runtimes that run a format's fp32 file beside its own (Format.more_runtimes), by runtime name
+MORE_SESSIONS: dict[str, Session] = {
+    "tflite-micro": Session(
+        "TensorFlow Lite for Microcontrollers' reference kernels, one row per invoke",
+        micro.PACKAGE,
+        lambda m, path, t: tflm_session(m, path),
+    ),
+}
+
+
 def runtime_for(fmt: str, precision: str = "fp32") -> str:
     """The runtime name for an export format at a precision: onnxruntime, litert-int8, ..."""
     base = FORMATS[fmt].runtime
@@ -395,13 +453,35 @@ def _file_runtime(fmt: str, precision: str = "fp32") -> Runtime:
         package,
         FORMATS[fmt].extra,
         needs,
+        FORMATS[fmt].images,
+    )
+
+
+def _more_runtime(fmt: str, more: MoreRuntime) -> Runtime:
+    """Another runtime of a format's fp32 file (Format.more_runtimes), from the table and MORE_SESSIONS."""
+    what, package, session, needs = Session(*MORE_SESSIONS[more.name])
+    file = FORMATS[fmt].file
+    return Runtime(
+        more.name,
+        file,
+        what,
+        lambda m, e, t: session(m, e / file, t),
+        "fp32",
+        package,
+        more.extra,
+        needs,
+        more.images,
     )
 
 
 def file_runtimes(fmt: str) -> list[Runtime]:
-    """The runtimes of a format's files: its fp32 file's, then each variant's (what a format added to the
-    table, with its entry in SESSIONS, contributes to RUNTIMES)."""
-    return [_file_runtime(fmt)] + [_file_runtime(fmt, p) for p in FORMATS[fmt].variants]
+    """The runtimes of a format's files: its fp32 file's, the other runtimes of that file, then each
+    variant's (what a format added to the table, with its entry in SESSIONS, contributes to RUNTIMES)."""
+    return (
+        [_file_runtime(fmt)]
+        + [_more_runtime(fmt, m) for m in FORMATS[fmt].more_runtimes]
+        + [_file_runtime(fmt, p) for p in FORMATS[fmt].variants]
+    )
 
 
 RUNTIMES: dict[str, Runtime] = {
@@ -415,6 +495,7 @@ RUNTIMES: dict[str, Runtime] = {
             lambda m, e, t: _torch(m, e, t, compile=True),
         ),
         *(_file_runtime(fmt) for fmt in FORMATS if fmt in SESSIONS),  # a test holds every format to a session
+        *(_more_runtime(fmt, m) for fmt, f in FORMATS.items() for m in f.more_runtimes),
         Runtime(
             "torch-cuda",
             "",
@@ -426,6 +507,8 @@ RUNTIMES: dict[str, Runtime] = {
 }
 # the runtime that runs each export format (and its fp16/int8 variants, for onnx and tflite)
 FORMAT_RUNTIMES = {name: f.runtime for name, f in FORMATS.items()}
+# the runtimes that run a format's file beside its own (tflite-micro: model.tflite), checked where installed
+MORE_RUNTIMES = tuple(m.name for f in FORMATS.values() for m in f.more_runtimes)
 
 
 def get_runtime(name: str) -> Runtime:

@@ -36,6 +36,7 @@ import torch
 
 from ..errors import HanzooError
 from ..files import file_sha256
+from ..nn.models import ModelConfig
 from ..storage import store
 from ..storage.evaluate import BROKEN_MODEL, check_output, non_finite_rows
 from ..typed import absent, from_json, to_json
@@ -62,6 +63,7 @@ __all__ = [
     "source_hashes",
     "check_source",
     "verify_folder",
+    "present_runtimes",
     "verify",
     "failures",
 ]
@@ -296,6 +298,18 @@ def verify_folder(
     return ParityReport.from_json(report).to_json()  # held to the shape every reader relies on
 
 
+def present_runtimes(model_dir: Path, export_dir: Path) -> list[str]:
+    """The runtimes of every artifact present in an export folder that cover the model's kind: the MLP-only
+    runtimes (c, tflite-micro) are not run on an image model, whose model.tflite TFLite Micro would take
+    hours over."""
+    images = ModelConfig.from_dict(store.read_config(model_dir)["architecture"]).takes_images
+    return [
+        r
+        for r, rt in RUNTIMES.items()
+        if rt.artifact and rt.covers(images) and (Path(export_dir) / rt.artifact).is_file()
+    ]
+
+
 def verify(
     model: str | Path,
     runtimes: list[str] | None = None,
@@ -318,7 +332,7 @@ def verify(
     check_source(model_dir, export_dir, model)
     skipped = {}
     if runtimes is None:  # every artifact present, in every runtime installed here (the rest are named)
-        present = [r for r, rt in RUNTIMES.items() if rt.artifact and (export_dir / rt.artifact).is_file()]
+        present = present_runtimes(model_dir, export_dir)
         skipped = {r: why for r in present if (why := RUNTIMES[r].missing())}
         runtimes = [r for r in present if r not in skipped]
         if torch.cuda.is_available():

@@ -6,7 +6,8 @@ A format's fields:
   named after the format (onnx/model.onnx); `companions`, the other files it is made of, beside it
   (the C export's model.h), so `files` is all of them;
 - `runtime`: the name of the runtime that runs it (hanzoo.runtimes.sessions), and `extra`, the pip extra that
-  installs that runtime;
+  installs that runtime; `more_runtimes`, the other runtimes that run the same fp32 file (TensorFlow Lite for
+  Microcontrollers reads model.tflite), each with its extra and the models it covers;
 - `app`: whether an app runs it (the benchmark's and the docs' runtimes; torch trains);
 - `aarch64`: whether `hanzoo verify --arch aarch64` runs it on emulated arm64 (the C export: cross-compiled);
 - `byte_identical`: whether its bytes are a function of the weights alone, so a re-export must give the
@@ -25,6 +26,19 @@ PRECISIONS = ("fp16", "int8")
 
 
 @dataclass(frozen=True)
+class MoreRuntime:
+    """A second runtime of a format's fp32 file: its name, the pip extra that installs it, and whether it runs
+    the image models (`covers`, as a Format's)."""
+
+    name: str
+    extra: str
+    images: bool = True
+
+    def covers(self, takes_images: bool) -> bool:
+        return self.images or not takes_images
+
+
+@dataclass(frozen=True)
 class Format:
     name: str
     file: str
@@ -37,6 +51,7 @@ class Format:
     companions: tuple[str, ...] = ()
     images: bool = True
     wheel: bool = True
+    more_runtimes: tuple[MoreRuntime, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -61,7 +76,16 @@ FORMATS: dict[str, Format] = {
         Format("onnx", "model.onnx", "onnxruntime", "onnx", variants=PRECISIONS),
         # laid out in hash-map order by the converter: the same size and outputs, not the same bytes
         Format("ort", "model.ort", "ort-mobile", "onnx", byte_identical=False),
-        Format("tflite", "model.tflite", "litert", "litert", variants=PRECISIONS),
+        # TensorFlow Lite for Microcontrollers runs the MLPs' files on its reference kernels, one row per
+        # invoke; a CIFAR-10 test split through its reference convolutions would take hours
+        Format(
+            "tflite",
+            "model.tflite",
+            "litert",
+            "litert",
+            variants=PRECISIONS,
+            more_runtimes=(MoreRuntime("tflite-micro", "tflm", images=False),),
+        ),
         # the emulated arm64 environment (hanzoo.runtimes.arm) installs only ONNX Runtime's and LiteRT's
         # wheels
         Format("pte", "model.pte", "executorch", "executorch", aarch64=False),

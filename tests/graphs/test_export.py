@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from hanzoo import HanzooError
 from hanzoo.graphs.export_tflite import op_types, read_metadata
@@ -207,6 +207,10 @@ def test_parity_on_the_whole_test_split(entry, cached_reference, request):
     # the C export, built with the system cc (a machine without one skips it, but not CI)
     if not entry.config.takes_images and (not RUNTIMES["c"].missing() or os.environ.get("CI")):
         fp32.append("c")
+    # model.tflite in TFLite Micro's reference kernels, one row per invoke: the MLPs only (the test extra
+    # installs tflite-micro, so a machine without it fails here, naming the extra)
+    if not entry.config.takes_images:
+        fp32 += golden.runtimes(request.config, ["tflite-micro"])
     rows = golden.rows(request.config, entry.id)
     rep = verify(entry.id, runtimes=fp32, rows=rows)
     for name, r in rep["runtimes"].items():
@@ -282,7 +286,8 @@ def test_reexport_is_deterministic(entry, tmp_path, request):
             assert set(flips) <= set(near), (
                 f"{name} of {entry.id}: rows {flips[:5]} changed away from the boundary"
             )
-    unmeasured = lambda m: {k: v for k, v in m.items() if k not in ("files", "parity", "versions")}  # noqa: E731
+    # measured, not written: parity, and TFLite Micro's arena (tests/use/test_tflm.py recomputes one)
+    unmeasured = lambda m: {k: v for k, v in m.items() if k not in ("files", "parity", "versions", "tflm")}  # noqa: E731
     assert unmeasured(fresh) == unmeasured(shipped)
     assert fresh["files"]["model.ort"]["bytes"] == shipped["files"]["model.ort"]["bytes"]
     x = random_input(entry, 64, seed=1)
@@ -368,7 +373,7 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
-    dtypes = {"float": np.float32, "int64": np.int64, "uint8": np.uint8}
+    dtypes = {"float": np.float32, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
     for spec, details in (
         (m["inputs"], runner.get_input_details()),
         (m["outputs"], runner.get_output_details()),
@@ -376,13 +381,17 @@ def test_manifest_tensor_specs_are_the_artifacts_own(entry):
         assert {v["name"] for v in spec} == set(details)
         for v in spec:
             d = details[v["name"]]
-            assert d["dtype"] == dtypes[v["dtype"]]
+            # the TFLite file's own type where it differs (Checkerboard's decision: int32, for TFLite Micro)
+            assert d["dtype"] == dtypes[v.get("tflite_dtype", v["dtype"])]
             assert list(d["shape_signature"]) == [-1 if x == "batch" else x for x in v["shape"]]
     for spec, real in (
         (m["inputs"], onnx.load(str(folder / "model.onnx")).graph.input),
         (m["outputs"], onnx.load(str(folder / "model.onnx")).graph.output),
     ):
         assert [v["name"] for v in spec] == [r.name for r in real]
+        assert [v["dtype"] for v in spec] == [
+            TensorProto.DataType.Name(r.type.tensor_type.elem_type).lower() for r in real
+        ]
     # an app that skips the signature runner reads the tensors by name, in the ONNX graph's order
     interp = Interpreter(model_path=str(folder / "model.tflite"))
     assert [d["name"] for d in interp.get_input_details()] == [v["name"] for v in m["inputs"]]

@@ -191,6 +191,24 @@ def test_each_app_snippet_is_in_the_mobile_page_as_it_is():
         )
 
 
+def test_the_litert_snippets_read_decision_with_the_tflite_files_type():
+    """Checkerboard's decision is int32 in model.tflite (TFLite Micro has no int64): the Kotlin snippet reads
+    it into an IntArray and the Swift one as Int32, as the manifests' specs say."""
+    types = {
+        v.get("tflite_dtype", v["dtype"])
+        for e in registry.MODELS.values()
+        if e.shipped and e.task == "checkerboard"
+        for v in json.loads((registry.EXPORT_DIR / e.id / "manifest.json").read_text())["outputs"]
+        if v["name"] == "decision"
+    }
+    assert types == {"int32"}
+    kotlin = (ROOT / "examples" / "android" / "LiteRt.kt").read_text()
+    swift = (ROOT / "examples" / "ios" / "LiteRt.swift").read_text()
+    assert "val decision = IntArray(rows)" in kotlin and "LongArray" not in kotlin
+    assert 'output(named: "decision")' in swift and "bindMemory(to: Int32.self)" in swift
+    assert "Int64" not in swift
+
+
 def _report(ratios: dict) -> dict:
     cells = []
     for (rt, b), r in ratios.items():

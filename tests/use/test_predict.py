@@ -200,8 +200,11 @@ def test_model_io_matches_every_export_manifest():
         manifest = json.loads(path.read_text())
         io = model_io(e.id, e.task, e.config)
         for side in ("inputs", "outputs"):
-            ours = [(v["name"], v["dtype"], v["shape"]) for v in io[side]]
-            theirs = [(v["name"], dtypes.get(v["dtype"], v["dtype"]), v["shape"]) for v in manifest[side]]
+            ours = [(v["name"], v["dtype"], v["shape"], v.get("tflite_dtype")) for v in io[side]]
+            theirs = [
+                (v["name"], dtypes.get(v["dtype"], v["dtype"]), v["shape"], v.get("tflite_dtype"))
+                for v in manifest[side]
+            ]
             assert ours == theirs, (e.id, side)
         checked += 1
     assert checked >= 3

@@ -37,8 +37,11 @@ def test_user_folder_train_export_verify(user_model, capsys):
     folder, exported = user_model
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["source"] == source_hashes(folder)
+    # model.tflite runs in LiteRT and, as an MLP's, in TFLite Micro, whose arena the export measured
+    assert set(manifest["parity"]["runtimes"]) == {"onnxruntime", "litert", "tflite-micro"}
+    assert manifest["tflm"]["arena_bytes"] > 0
     rep = verify(folder, export_dir=exported)
-    assert set(rep["runtimes"]) == {"onnxruntime", "litert"} and all(
+    assert set(rep["runtimes"]) == {"onnxruntime", "litert", "tflite-micro"} and all(
         r["ok"] for r in rep["runtimes"].values()
     )
     assert main(["verify", str(folder), "--export", str(exported), "--json"]) == 0

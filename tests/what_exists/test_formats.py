@@ -20,6 +20,24 @@ def test_each_format_has_its_builder_and_its_runtime():
             assert RUNTIMES[f"{f.runtime}-{p}"].artifact == f.variant_file(p)
 
 
+
+def test_a_second_runtime_of_a_file_comes_from_the_table():
+    """Format.more_runtimes: each has its session, runs the format's fp32 file, covers what the table says,
+    and is one of the format's file_runtimes; tflite-micro reads model.tflite, for the MLPs alone."""
+    from hanzoo.runtimes.sessions import MORE_RUNTIMES, MORE_SESSIONS, file_runtimes
+
+    listed = [(f.name, m) for f in FORMATS.values() for m in f.more_runtimes]
+    assert [m.name for _, m in listed] == list(MORE_RUNTIMES) == list(MORE_SESSIONS)
+    for fmt, m in listed:
+        rt = RUNTIMES[m.name]
+        assert (rt.artifact, rt.extra, rt.precision) == (FORMATS[fmt].file, m.extra, "fp32"), m.name
+        assert rt.covers(True) == m.covers(True) and rt.covers(False)
+        assert m.name in [r.name for r in file_runtimes(fmt)]
+    assert ("tflite", "tflite-micro") in [(f, m.name) for f, m in listed]
+    assert not RUNTIMES["tflite-micro"].covers(takes_images=True) and RUNTIMES["litert"].covers(True)
+    assert RUNTIMES["tflite-micro"].package == "tflite_micro"
+
+
 def test_a_format_added_to_the_table_reaches_every_list():
     """A format added to the table shows in every list read from it, once the modules that read it load
     again (in a process of its own, in the order they import each other)."""
