@@ -301,3 +301,31 @@ def test_format_c_adds_the_c_files_to_an_export_of_the_same_weights(tmp_path):
     others = {k: v for k, v in fresh["parity"]["runtimes"].items() if k != "c"}
     assert others == manifest["parity"]["runtimes"]
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # its working folder is gone
+
+
+def _cross_targets() -> list[tuple[str, list[str]]]:
+    """Every target the C export claims, as (name, compiler and its CPU flags): the arm64 cross compiler
+    of `hanzoo verify --arch aarch64`, and the Cortex-M builds of `--arch cortex-m` (one-row path)."""
+    from hanzoo.runtimes import arm, mcu
+
+    out = [("aarch64", [arm.CROSS_CC])]
+    out += [(name, ["arm-none-eabi-gcc", *t.cflags]) for name, t in mcu.TARGETS.items()]
+    return out
+
+
+@pytest.mark.parametrize("target", _cross_targets(), ids=lambda t: t[0])
+def test_the_shipped_c_exports_are_clean_c99_on_every_claimed_target(target, tmp_path):
+    name, cmd = target
+    if shutil.which(cmd[0]) is None:
+        pytest.skip(f"{cmd[0]} is not installed (make verify-arm / make verify-mcu install it)")
+    one_row = name.startswith("cortex")  # the microcontroller build has the one-row path alone
+    for entry in MLPS:
+        flags = [f"-D{c_name(entry.id).upper()}_BLOCK_ROWS=1"] if one_row else []
+        source = EXPORT_DIR / entry.id / "model.c"
+        out = subprocess.run(
+            [*cmd, *STRICT, "-Os", *flags, "-c", str(source), "-o", str(tmp_path / "model.o")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, f"{entry.id} on {name}: {out.stderr[:2000]}"
