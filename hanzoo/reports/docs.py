@@ -389,11 +389,9 @@ def _e(x: float, digits: int = 1) -> str:
 
 
 def bad_input_md(measured: dict) -> list[str]:
-    """docs/mobile.md's section on NaN, inf and huge inputs, every statement read from
-    `bad_input_behaviour()`."""
+    """The body of docs/mobile.md's section on NaN, inf and huge inputs (its heading is the template's),
+    every statement read from `bad_input_behaviour()`."""
     lines = [
-        "## NaN, inf and out-of-range inputs",
-        "",
         "The exported graphs do not check their input. Measured with ONNX Runtime on the shipped exports of "
         + " and ".join(f"`{m}`" for m in measured)
         + " (`hanzoo.reports.docs.bad_input_behaviour`), with the first "
@@ -461,7 +459,6 @@ def bad_input_md(measured: dict) -> list[str]:
         "a regression model: each column's range in its training split, "
         "`hanzoo.zoo.tasks.get_task(TASK).split().x_train`). `hanzoo predict` rejects NaN and inf with an "
         "error naming the row and column; the exported graphs do not.",
-        "",
     ]
     return lines
 
@@ -482,7 +479,7 @@ def mobile_md() -> str:
         aarch64=aarch64_section(),
         tflm_table=tflm_table(manifests),
         tflm_version=", ".join(sorted({m["tflm"]["version"] for m in manifests if "tflm" in m})) or "-",
-        bad_input=bad_input_md(bad_input_behaviour())[2:-1],
+        bad_input=bad_input_md(bad_input_behaviour()),
         tensorflow=versions.get("tensorflow-cpu", "?"),
         onnxruntime=versions.get("onnxruntime", "?"),
         litert_kt=_example("android/LiteRt.kt", "kotlin"),
