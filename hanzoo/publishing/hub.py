@@ -421,11 +421,9 @@ def load(
     kernels instead of four per layer, which is what costs time at small batches. The first call compiles
     (once for batch 1, once for the rest), which takes seconds and needs a C compiler on the CPU."""
     folder = model_folder(source, revision, offline)
-    net = store.load_model(folder)
+    net = store.load_model(folder, compile=compile)
     card = folder / "README.md"
     net.card = card.read_text() if card.is_file() else ""
-    if compile:
-        net.compile(dynamic=True)  # one graph for all batch sizes (torch still gives batch 1 its own)
     return net
 
 

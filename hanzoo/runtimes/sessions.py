@@ -135,9 +135,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _torch(model_dir: Path, export_dir: Path, threads: int, compile: bool = False) -> Predictor:
-    net = load_model(model_dir)
-    if compile:  # as hanzoo.load(ID, compile=True): inductor, compiled on the first call
-        net.compile(dynamic=True)  # one graph for all batch sizes (torch still gives batch 1 its own)
+    net = load_model(model_dir, compile=compile)  # as hanzoo.load(ID, compile=True)
     dtype = np.uint8 if net.config.takes_images else np.float32
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:

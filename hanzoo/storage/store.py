@@ -189,8 +189,9 @@ def check_state(net: Net, state: dict[str, torch.Tensor], where: str) -> None:
             check_reflection_vector(v, k)
 
 
-def load_model(source: str | Path) -> Net:
-    """Load a model from a registry id or a model folder, in eval mode, with `.meta` and `.metrics`."""
+def load_model(source: str | Path, compile: bool = False) -> Net:
+    """Load a model from a registry id or a model folder, in eval mode, with `.meta` and `.metrics`;
+    `compile=True` compiles its forward in place with torch.compile (see hanzoo.load)."""
     folder = resolve(source)
     metrics = read_metrics(folder)
     # before anything is parsed: config.json decides the architecture and the scaling, so it is checked too
@@ -209,6 +210,8 @@ def load_model(source: str | Path) -> Net:
     net.meta = meta
     net.metrics = metrics
     net.folder = folder
+    if compile:
+        net.compile(dynamic=True)  # one graph for all batch sizes (torch still gives batch 1 its own)
     return net
 
 
